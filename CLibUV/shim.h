@@ -1,0 +1,53 @@
+/* CLibUV: the libuv headers for Swift, plus a few inline helpers.
+ *
+ * Why the helpers exist: libuv's handle and request types are related by C
+ * struct prefixes (every uv_tcp_t starts with the fields of a uv_stream_t,
+ * which start with those of a uv_handle_t).  C converts between them with a
+ * cast; in Swift that cast is a pointer rebinding that is easy to get wrong,
+ * so it is done here, once, by name.  Every symbol carries the clibuv_ prefix.
+ */
+#ifndef CLIBUV_SHIM_H
+#define CLIBUV_SHIM_H
+
+#include <uv.h>
+#include <string.h>
+#include <arpa/inet.h>
+
+static inline uv_handle_t *clibuv_tcp_as_handle(uv_tcp_t *h) { return (uv_handle_t *)h; }
+static inline uv_stream_t *clibuv_tcp_as_stream(uv_tcp_t *h) { return (uv_stream_t *)h; }
+static inline uv_handle_t *clibuv_timer_as_handle(uv_timer_t *h) { return (uv_handle_t *)h; }
+static inline uv_handle_t *clibuv_async_as_handle(uv_async_t *h) { return (uv_handle_t *)h; }
+static inline uv_tcp_t *clibuv_stream_as_tcp(uv_stream_t *s) { return (uv_tcp_t *)s; }
+
+/* sockaddr_storage is large enough for IPv4 and IPv6; these give it the
+ * shapes the socket calls expect. */
+static inline const struct sockaddr *clibuv_sockaddr(const struct sockaddr_storage *s) {
+    return (const struct sockaddr *)s;
+}
+static inline struct sockaddr *clibuv_sockaddr_mut(struct sockaddr_storage *s) {
+    return (struct sockaddr *)s;
+}
+
+/* The port of an IPv4 or IPv6 address, in host byte order; 0 for others. */
+static inline int clibuv_sockaddr_port(const struct sockaddr_storage *s) {
+    if (s->ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)s)->sin_port);
+    if (s->ss_family == AF_INET6) return ntohs(((const struct sockaddr_in6 *)s)->sin6_port);
+    return 0;
+}
+
+/* The numeric host of an IPv4 or IPv6 address into buf (at least 64 bytes). */
+static inline int clibuv_sockaddr_host(const struct sockaddr_storage *s, char *buf, size_t len) {
+    if (s->ss_family == AF_INET) return uv_ip4_name((const struct sockaddr_in *)s, buf, len);
+    if (s->ss_family == AF_INET6) return uv_ip6_name((const struct sockaddr_in6 *)s, buf, len);
+    return UV_EAFNOSUPPORT;
+}
+
+/* uv_ip4_addr/uv_ip6_addr into a sockaddr_storage. */
+static inline int clibuv_parse_ip(const char *host, int port, struct sockaddr_storage *out) {
+    memset(out, 0, sizeof(*out));
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)out) == 0) return 0;
+    memset(out, 0, sizeof(*out));
+    return uv_ip6_addr(host, port, (struct sockaddr_in6 *)out);
+}
+
+#endif

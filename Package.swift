@@ -1,0 +1,58 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Cluster",
+    products: [
+        .library(name: "Cluster", targets: ["Cluster"]),
+        .executable(name: "cluster-demo", targets: ["ClusterDemo"]),
+        .executable(name: "cluster-sim", targets: ["ClusterSim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // libuv, found with pkg-config; the header adds a few inline helpers.
+        .systemLibrary(
+            name: "CLibUV",
+            path: "CLibUV",
+            pkgConfig: "libuv",
+            providers: [.apt(["libuv1-dev"])]
+        ),
+        // The libuv wrapper: loop thread, timers, TCP. Knows nothing of clusters.
+        .target(name: "UV", dependencies: ["CLibUV"], swiftSettings: strict),
+        // The pure cluster logic: types, membership, election core, wire codec. No I/O, no clock.
+        .target(name: "ClusterCore", swiftSettings: strict),
+        // The node: joins the core and the libuv layer, offers the public API.
+        .target(
+            name: "Cluster",
+            dependencies: [
+                "ClusterCore", "UV",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // A deterministic simulator of many election cores.
+        .target(name: "ClusterSimulation", dependencies: ["ClusterCore"], swiftSettings: strict),
+        .executableTarget(
+            name: "ClusterDemo",
+            dependencies: ["Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ClusterSim",
+            dependencies: ["ClusterSimulation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "UVTests", dependencies: ["UV"], swiftSettings: strict),
+        .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: strict),
+        .testTarget(name: "ClusterSimulationTests", dependencies: ["ClusterSimulation"], swiftSettings: strict),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,143 @@
+// The vocabulary of the pure election core: what goes in (events), what comes out (directives),
+// and what must survive a restart (durable state). The core itself is `ElectionCore`.
+//
+// Glossary (after apple/swift-cluster-membership's handbook):
+// - Core: the election state machine of one node. No I/O, no clock, no global randomness.
+// - Driver (shell): what runs a core: the libuv node, or the simulator. It feeds events in,
+//   with the time, and carries out the directives that come out, in order.
+// - Directive: one thing the driver must do. A `.persist` must be durable before the driver
+//   carries out any later directive of the same batch (persist before send).
+// - Voter: a member whose vote counts. The core's voter set includes itself.
+
+/// Time as the core sees it: nanoseconds since an origin the driver chooses. Never read from a
+/// clock by the core; always passed in.
+public struct CoreInstant: Comparable, Hashable, Sendable, CustomStringConvertible {
+    public var nanoseconds: UInt64
+
+    public init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }
+
+    public static let zero = CoreInstant(nanoseconds: 0)
+
+    public static func < (a: CoreInstant, b: CoreInstant) -> Bool { a.nanoseconds < b.nanoseconds }
+
+    public static func + (a: CoreInstant, ns: UInt64) -> CoreInstant {
+        CoreInstant(nanoseconds: a.nanoseconds &+ ns)
+    }
+
+    public var description: String { "\(Double(nanoseconds) / 1e6)ms" }
+}
+
+/// What one node must keep across restarts: written (fsync'd) before it answers a vote or
+/// sends a vote request of a new term.
+public struct DurableElectionState: Sendable, Equatable, Codable {
+    /// The highest term this node has seen.
+    public var term: UInt64
+    /// Whom this node voted for in `term` (nil: nobody yet).
+    public var votedFor: String?
+    /// The highest epoch this node has seen or made.
+    public var epoch: UInt64
+
+    public init(term: UInt64 = 0, votedFor: String? = nil, epoch: UInt64 = 0) {
+        self.term = term
+        self.votedFor = votedFor
+        self.epoch = epoch
+    }
+}
+
+/// A heartbeat as the core sees it. Every node heartbeats every voter each interval; the wire
+/// form is a fixed-size binary frame (see PROTOCOL.md).
+public struct HeartbeatMessage: Sendable, Equatable, Hashable {
+    /// The sender's node id.
+    public var from: String
+    /// The sender's heartbeat sequence number (one counter per sender, increasing).
+    public var seq: UInt64
+    public var epoch: UInt64
+    public var term: UInt64
+    /// The sender's last LSN.
+    public var lsn: UInt64
+    /// The sender's role.
+    public var role: NodeRole
+    /// The highest heartbeat sequence the sender has received from the receiver (0: none):
+    /// heartbeats acknowledge each other, no separate ack is sent.
+    public var ackSeq: UInt64
+    /// Asks the receiver for an immediate heartbeat back (to measure a round trip).
+    public var probe: Bool
+
+    public init(
+        from: String, seq: UInt64, epoch: UInt64, term: UInt64, lsn: UInt64, role: NodeRole,
+        ackSeq: UInt64 = 0, probe: Bool = false
+    ) {
+        self.from = from
+        self.seq = seq
+        self.epoch = epoch
+        self.term = term
+        self.lsn = lsn
+        self.role = role
+        self.ackSeq = ackSeq
+        self.probe = probe
+    }
+}
+
+/// A message between two election cores.
+public enum ElectionMessage: Sendable, Equatable, Hashable {
+    case voteRequest(VoteRequest)
+    case voteResponse(VoteResponse)
+    case heartbeat(HeartbeatMessage)
+}
+
+/// What goes into a core. Every event comes with the current time.
+public enum ElectionEvent: Sendable, Equatable {
+    /// Time has passed; the core checks its timers (election timeout, CheckQuorum, vote timeout).
+    case tick
+    /// A message from a peer arrived (`from` is the peer as the transport knows it).
+    case receive(from: String, ElectionMessage)
+    /// The application forces an election now (the seed's `StartElection`): term + 1 at once,
+    /// no PreVote.
+    case startElection
+    /// The application asks the leader to step down (the seed's `StepDown(term)`).
+    case stepDown(term: UInt64)
+    /// The local log position moved.
+    case setLocalLSN(UInt64)
+    /// A member joined the voter set (idempotent).
+    case addVoter(String)
+    /// A member left the voter set (idempotent; never the local node).
+    case removeVoter(String)
+    /// The transport lost its connection to a peer (informational; the core may ignore it).
+    case peerUnreachable(String)
+}
+
+/// What comes out of a core, to be carried out by the driver in order.
+public enum ElectionDirective: Sendable, Equatable {
+    /// Make this durable before carrying out any later directive.
+    case persist(DurableElectionState)
+    /// Send a message to one peer.
+    case send(to: String, ElectionMessage)
+    /// Send a heartbeat to every voter now (a new primary announces itself at once). The driver
+    /// builds each heartbeat from `ElectionCore.heartbeat(to:seq:)`-like state it keeps.
+    case broadcastHeartbeat
+    /// The state changed (once per transition). `leader` is the known leader, if any.
+    case stateChanged(ElectionState, term: UInt64, leader: String?)
+    /// The known leader changed (nil: none known).
+    case leaderChanged(String?)
+    /// This node became primary and made a new epoch (fencing token).
+    case epochChanged(UInt64)
+    /// Two different nodes claimed to be primary in the same term. The rules make this
+    /// impossible; seeing it means misconfiguration.
+    case dualPrimaryDetected(term: UInt64, primaries: [String])
+}
+
+/// A seeded pseudo-random generator (SplitMix64): passed explicitly to whatever needs
+/// randomness, so that a run replays from its seed.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
