@@ -1,0 +1,48 @@
+# The two commands that matter: `make run` (a loopback cluster to watch) and `make test`.
+# Both install what is missing (libuv1-dev through apt-get when run as root).
+
+SWIFT ?= swift
+SCHEDULES ?= 2000
+SEED ?= 1
+NODES ?= 3
+
+.PHONY: all setup build test run sim bench test-asan test-tsan clean format lint
+
+all: build
+
+# libuv is found with pkg-config; install it when missing (as root), or say what to run.
+setup:
+	@if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists libuv; then \
+		echo "setup: libuv $$(pkg-config --modversion libuv) found"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "setup: installing libuv1-dev and pkg-config with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libuv1-dev pkg-config; \
+	else \
+		echo "setup: libuv not found. Run: sudo apt-get update && sudo apt-get install -y libuv1-dev pkg-config"; \
+		exit 1; \
+	fi
+
+build: setup
+	$(SWIFT) build
+
+test: setup
+	$(SWIFT) test
+
+run: setup
+	$(SWIFT) run cluster-demo
+
+sim: setup
+	$(SWIFT) run -c release cluster-sim --schedules $(SCHEDULES) --seed $(SEED)
+
+# The libuv-layer tests under the sanitizers, each in a build folder of its own.
+# sanitizers/lsan.supp lists the leak suppressions (see README).
+test-asan: setup
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/sanitizers/lsan.supp:print_suppressions=0 \
+		$(SWIFT) test --sanitize=address --scratch-path .build-asan --filter UVTests
+
+test-tsan: setup
+	TSAN_OPTIONS=halt_on_error=1:suppressions=$(CURDIR)/sanitizers/tsan.supp \
+		$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter UVTests
+
+clean:
+	rm -rf .build .build-asan .build-tsan

@@ -1,0 +1,39 @@
+import CLibUV
+
+/// A libuv failure: the operation that failed, libuv's error code, its name (`uv_err_name`)
+/// and its message (`uv_strerror`).
+public struct UVError: Error, Equatable, Hashable, Sendable, CustomStringConvertible {
+    /// libuv's (negative) error code.
+    public let code: Int32
+    /// libuv's name for the code, e.g. `ECONNREFUSED`.
+    public let name: String
+    /// libuv's message for the code, e.g. `connection refused`.
+    public let message: String
+    /// What was being done, e.g. `connect to 127.0.0.1:1`.
+    public let operation: String
+
+    /// Wraps a libuv error code.
+    public init(code: Int32, operation: String) {
+        self.code = code
+        self.operation = operation
+        name = String(cString: uv_err_name(code))
+        message = String(cString: uv_strerror(code))
+    }
+
+    public var description: String { "\(operation): \(name) (\(message))" }
+
+    /// Throws when a libuv call returned a negative status.
+    @inline(__always)
+    static func check(_ status: Int32, _ operation: @autoclosure () -> String) throws(UVError) {
+        if status < 0 { throw UVError(code: status, operation: operation()) }
+    }
+
+    public static let eof = UV_EOF.rawValue
+    public static let timedOut = UV_ETIMEDOUT.rawValue
+    public static let canceled = UV_ECANCELED.rawValue
+    public static let connectionRefused = UV_ECONNREFUSED.rawValue
+    public static let connectionReset = UV_ECONNRESET.rawValue
+    public static let invalidArgument = UV_EINVAL.rawValue
+    public static let notConnected = UV_ENOTCONN.rawValue
+    public static let brokenPipe = UV_EPIPE.rawValue
+}

@@ -1,0 +1,43 @@
+import CLibUV
+
+/// A lock on libuv's `uv_mutex_t` (a pthread mutex). Used in place of `Synchronization.Mutex`,
+/// which Swift 6.3.1's thread sanitizer reports false races in.
+///
+/// Ownership: `mutex` is allocated and initialised in `init` and destroyed and freed in
+/// `deinit`; it never leaves this object.
+public final class UVMutex: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<uv_mutex_t>
+
+    public init() {
+        mutex = .allocate(capacity: 1)
+        let status = uv_mutex_init(mutex)
+        precondition(status == 0, "uv_mutex_init failed: \(status)")
+    }
+
+    deinit {
+        uv_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Runs `body` with the lock held. Keep it short; never do I/O inside.
+    @inline(__always)
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        uv_mutex_lock(mutex)
+        defer { uv_mutex_unlock(mutex) }
+        return try body()
+    }
+}
+
+/// A value guarded by a `UVMutex`, safe to share across threads.
+public final class UVLocked<Value: Sendable>: @unchecked Sendable {
+    private let lock = UVMutex()
+    private var value: Value
+
+    public init(_ value: Value) { self.value = value }
+
+    /// Runs `body` with exclusive access to the value.
+    @inline(__always)
+    public func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        try lock.withLock { try body(&value) }
+    }
+}

@@ -1,0 +1,416 @@
+import CLibUV
+
+/// Parses a numeric IPv4 or IPv6 host and a port into a socket address.
+func makeSocketAddress(host: String, port: Int, operation: String) throws(UVError) -> sockaddr_storage {
+    var storage = sockaddr_storage()
+    guard (0...65535).contains(port) else { throw UVError(code: UVError.invalidArgument, operation: operation + ": port \(port)") }
+    let status = clibuv_parse_ip(host, Int32(port), &storage)
+    try UVError.check(status, operation + ": address \(host)")
+    return storage
+}
+
+/// A numeric host and a port, as read back from a socket.
+public struct UVSocketAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    init(_ storage: sockaddr_storage) {
+        var s = storage
+        var buf = [CChar](repeating: 0, count: 64)
+        _ = clibuv_sockaddr_host(&s, &buf, buf.count)
+        host = String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        port = Int(clibuv_sockaddr_port(&s))
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// A listening TCP socket. Loop thread only.
+///
+/// Ownership: `tcp` is allocated in `init` and freed in the close callback (`didClose`).
+public final class UVTCPListener: UVHandle {
+    private let tcp: UnsafeMutablePointer<uv_tcp_t>
+    private var onConnection: ((UVTCPConnection) -> Void)?
+    private var onAcceptError: ((UVError) -> Void)?
+    /// The address actually bound: with port 0 the kernel picks a free port, reported here.
+    public let localAddress: UVSocketAddress
+
+    /// Binds `host:port` (port 0: any free port) and listens. Each accepted connection is handed
+    /// to `onConnection`, not yet reading; a failed accept is reported to `onAcceptError`.
+    public init(
+        loop: UVLoop, host: String, port: Int, backlog: Int32 = 1024,
+        onAcceptError: ((UVError) -> Void)? = nil,
+        onConnection: @escaping (UVTCPConnection) -> Void
+    ) throws(UVError) {
+        try UVHandle.checkLoopOpen(loop, "listen")
+        var addr = try makeSocketAddress(host: host, port: port, operation: "listen")
+        tcp = .allocate(capacity: 1)
+        let status = uv_tcp_init(loop.loop, tcp)
+        if status < 0 {
+            tcp.deallocate()
+            throw UVError(code: status, operation: "uv_tcp_init")
+        }
+        self.onConnection = onConnection
+        self.onAcceptError = onAcceptError
+        localAddress = UVSocketAddress(addr)
+        super.init(loop: loop, handle: clibuv_tcp_as_handle(tcp))
+        retainUntilClosed()
+        do {
+            try UVError.check(uv_tcp_bind(tcp, clibuv_sockaddr(&addr), 0), "bind \(host):\(port)")
+            try UVError.check(uv_listen(clibuv_tcp_as_stream(tcp), backlog) { server, status in
+                guard let server, let data = server.pointee.data else { return }
+                let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVTCPListener.self)
+                me.accept(status: status)
+            }, "listen \(host):\(port)")
+            var bound = sockaddr_storage()
+            var len = Int32(MemoryLayout<sockaddr_storage>.size)
+            try UVError.check(uv_tcp_getsockname(tcp, clibuv_sockaddr_mut(&bound), &len), "getsockname")
+            boundAddress = UVSocketAddress(bound)
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    /// The bound address; its port is the one the kernel picked when 0 was asked for.
+    public private(set) var boundAddress = UVSocketAddress(sockaddr_storage())
+
+    /// The bound port.
+    public var port: Int { boundAddress.port }
+
+    private func accept(status: Int32) {
+        guard !isClosing else { return }
+        if status < 0 {
+            onAcceptError?(UVError(code: status, operation: "accept"))
+            return
+        }
+        let conn: UVTCPConnection
+        do {
+            conn = try UVTCPConnection(loop: loop)
+        } catch {
+            onAcceptError?(error)
+            return
+        }
+        let accepted = uv_accept(clibuv_tcp_as_stream(tcp), conn.stream)
+        if accepted < 0 {
+            conn.close()
+            onAcceptError?(UVError(code: accepted, operation: "uv_accept"))
+            return
+        }
+        conn.markConnected()
+        onConnection?(conn)
+    }
+
+    override func willClose() {
+        onConnection = nil
+        onAcceptError = nil
+    }
+
+    override func didClose() {
+        tcp.deallocate()
+    }
+}
+
+/// One TCP connection, accepted or dialled. Loop thread only.
+///
+/// Reading delivers each chunk as a `RawSpan` that is valid only during the callback (it views
+/// the connection's own read buffer, reused for every read). Writes copy nothing when the kernel
+/// takes all the bytes at once (`uv_try_write`); otherwise the rest is copied into one heap block
+/// with its `uv_write_t` and queued, preserving order. `writeQueueSize` shows the bytes queued,
+/// so callers can apply back-pressure.
+///
+/// Ownership: `tcp` and `readBuffer` are allocated in `init` and freed in the close callback
+/// (`didClose`). Each queued write owns one heap block holding its `uv_write_t` and its bytes,
+/// freed in the write callback; connect and shutdown requests are heap-allocated likewise and
+/// freed in their callbacks. Those callbacks run (with `ECANCELED` if need be) before the close
+/// callback, so the connection outlives them.
+public final class UVTCPConnection: UVHandle {
+    private let tcp: UnsafeMutablePointer<uv_tcp_t>
+    private let readBuffer: UnsafeMutableRawBufferPointer
+    var stream: UnsafeMutablePointer<uv_stream_t> { clibuv_tcp_as_stream(tcp) }
+
+    private var onRead: ((RawSpan) -> Void)?
+    private var onEnd: ((UVError?) -> Void)?
+    private var connectCompletion: ((Result<UVTCPConnection, UVError>) -> Void)?
+    private var connectTimer: UVTimer?
+    private var connectTimedOut = false
+    private var connectOperation = ""
+    /// Called once, from the close callback, whoever closed the connection.
+    public var onClose: (() -> Void)?
+    /// True once connected (dialled and established, or accepted).
+    public private(set) var isConnected = false
+    /// True while reading.
+    public private(set) var isReading = false
+    /// The first write error seen (the connection is closed when one happens).
+    public private(set) var writeError: UVError?
+    /// Bytes handed to `write` so far, and bytes the kernel has taken.
+    public private(set) var bytesQueued: UInt64 = 0
+    /// The size of the read buffer each chunk is read into.
+    public static let readBufferSize = 64 * 1024
+
+    init(loop: UVLoop) throws(UVError) {
+        try UVHandle.checkLoopOpen(loop, "uv_tcp_init")
+        tcp = .allocate(capacity: 1)
+        let status = uv_tcp_init(loop.loop, tcp)
+        if status < 0 {
+            tcp.deallocate()
+            throw UVError(code: status, operation: "uv_tcp_init")
+        }
+        readBuffer = .allocate(byteCount: Self.readBufferSize, alignment: 16)
+        super.init(loop: loop, handle: clibuv_tcp_as_handle(tcp))
+        retainUntilClosed()
+    }
+
+    func markConnected() {
+        isConnected = true
+        _ = uv_tcp_nodelay(tcp, 1)
+    }
+
+    /// Dials `host:port` (numeric IPv4 or IPv6). `completion` runs exactly once on the loop
+    /// thread: with the connection once established (TCP_NODELAY set), or with the error:
+    /// `ETIMEDOUT` after `timeoutMs`, `ECANCELED` if the connection is closed first, or what the
+    /// kernel said (`ECONNREFUSED`, …). Errors found before dialling are thrown instead.
+    @discardableResult
+    public static func connect(
+        loop: UVLoop, host: String, port: Int, timeoutMs: UInt64,
+        _ completion: @escaping (Result<UVTCPConnection, UVError>) -> Void
+    ) throws(UVError) -> UVTCPConnection {
+        let operation = "connect to \(host.contains(":") ? "[\(host)]" : host):\(port)"
+        var addr = try makeSocketAddress(host: host, port: port, operation: operation)
+        let conn = try UVTCPConnection(loop: loop)
+        conn.connectOperation = operation
+        let req = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
+        req.pointee.data = Unmanaged.passUnretained(conn).toOpaque()
+        let status = uv_tcp_connect(req, conn.tcp, clibuv_sockaddr(&addr)) { req, status in
+            guard let req else { return }
+            let me = Unmanaged<UVTCPConnection>.fromOpaque(req.pointee.data!).takeUnretainedValue()
+            req.deallocate()
+            me.connectFinished(status: status)
+        }
+        if status < 0 {
+            req.deallocate()
+            conn.close()
+            throw UVError(code: status, operation: operation)
+        }
+        conn.connectCompletion = completion
+        if timeoutMs > 0 {
+            do {
+                let timer = try UVTimer(loop: loop)
+                conn.connectTimer = timer
+                try timer.start(timeoutMs: timeoutMs) { [unowned conn] in
+                    conn.connectTimedOut = true
+                    conn.close()  // the connect callback then reports ETIMEDOUT
+                }
+            } catch {
+                conn.connectCompletion = nil
+                conn.close()
+                throw error
+            }
+        }
+        return conn
+    }
+
+    private func connectFinished(status: Int32) {
+        connectTimer?.close()
+        connectTimer = nil
+        guard let completion = connectCompletion else { return }
+        connectCompletion = nil
+        if status == 0 && !isClosing {
+            markConnected()
+            completion(.success(self))
+        } else {
+            let code = connectTimedOut ? UVError.timedOut : (status == 0 ? UVError.canceled : status)
+            completion(.failure(UVError(code: code, operation: connectOperation)))
+            close()
+        }
+    }
+
+    /// Starts reading. `onRead` gets each chunk (valid only during the call); `onEnd` runs once
+    /// when reading ends: with nil when the peer half-closed (EOF; the connection stays open for
+    /// writing), or with the error (the connection is then closed).
+    public func startReading(onRead: @escaping (RawSpan) -> Void, onEnd: @escaping (UVError?) -> Void) throws(UVError) {
+        loop.preconditionInEventLoop()
+        guard !isClosing else { throw UVError(code: UVError.notConnected, operation: "read on a closed connection") }
+        self.onRead = onRead
+        self.onEnd = onEnd
+        let status = uv_read_start(stream, { handle, _, buf in
+            guard let handle, let buf, let data = handle.pointee.data else { return }
+            let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVTCPConnection.self)
+            buf.pointee = uv_buf_init(me.readBuffer.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(me.readBuffer.count))
+        }, { stream, nread, _ in
+            guard let stream, let data = stream.pointee.data else { return }
+            let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVTCPConnection.self)
+            if nread > 0 {
+                me.deliver(count: nread)
+            } else if nread < 0 {
+                me.readEnded(status: Int32(nread))
+            }
+        })
+        try UVError.check(status, "uv_read_start")
+        isReading = true
+    }
+
+    private func deliver(count: Int) {
+        guard let onRead, !isClosing else { return }
+        let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(readBuffer)[0..<count])
+        onRead(RawSpan(_unsafeBytes: bytes))
+    }
+
+    private func readEnded(status: Int32) {
+        uv_read_stop(stream)
+        isReading = false
+        let end = onEnd
+        onRead = nil
+        onEnd = nil
+        if status == UVError.eof {
+            end?(nil)
+        } else {
+            end?(UVError(code: status, operation: "read"))
+            close()
+        }
+    }
+
+    /// Stops reading (it can be started again).
+    public func stopReading() {
+        loop.preconditionInEventLoop()
+        guard !isClosing, isReading else { return }
+        uv_read_stop(stream)
+        isReading = false
+    }
+
+    /// Bytes queued in libuv and not yet taken by the kernel.
+    public var writeQueueSize: Int {
+        isClosing ? 0 : Int(uv_stream_get_write_queue_size(stream))
+    }
+
+    /// Writes `bytes`, in order with earlier writes. Throws when the connection is closed or the
+    /// kernel refused; such an error also closes the connection.
+    public func write(_ bytes: [UInt8]) throws(UVError) {
+        if let error = bytes.withUnsafeBytes({ raw in writeReporting(raw: raw) }) { throw error }
+    }
+
+    /// Writes a slice of bytes, in order with earlier writes.
+    public func write(_ bytes: ArraySlice<UInt8>) throws(UVError) {
+        if let error = bytes.withUnsafeBytes({ raw in writeReporting(raw: raw) }) { throw error }
+    }
+
+    /// Writes the bytes of a span, in order with earlier writes.
+    public func write(_ bytes: RawSpan) throws(UVError) {
+        if let error = bytes.withUnsafeBytes({ raw in writeReporting(raw: raw) }) { throw error }
+    }
+
+    /// Writes the UTF-8 bytes of a string.
+    public func write(_ text: String) throws(UVError) {
+        var text = text
+        if let error = text.withUTF8({ utf8 in writeReporting(raw: UnsafeRawBufferPointer(utf8)) }) { throw error }
+    }
+
+    private func writeReporting(raw: UnsafeRawBufferPointer) -> UVError? {
+        do { try write(raw: raw) } catch { return error }
+        return nil
+    }
+
+    private static let requestSize = (MemoryLayout<uv_write_t>.size + 15) & ~15
+
+    private func write(raw: UnsafeRawBufferPointer) throws(UVError) {
+        loop.preconditionInEventLoop()
+        if let writeError { throw writeError }
+        guard !isClosing, isConnected else { throw UVError(code: UVError.notConnected, operation: "write") }
+        let count = raw.count
+        guard count > 0, let base = raw.baseAddress else { return }
+        bytesQueued &+= UInt64(count)
+        var sent = 0
+        var buf = uv_buf_init(UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: CChar.self)), UInt32(count))
+        let tried = uv_try_write(stream, &buf, 1)
+        if tried >= 0 {
+            sent = Int(tried)
+            if sent == count { return }
+        } else if tried != UV_EAGAIN.rawValue {
+            fail(UVError(code: tried, operation: "write"))
+            throw writeError!
+        }
+        let rest = count - sent
+        let block = UnsafeMutableRawPointer.allocate(byteCount: Self.requestSize + rest, alignment: 16)
+        let req = block.bindMemory(to: uv_write_t.self, capacity: 1)
+        let data = block + Self.requestSize
+        data.copyMemory(from: base + sent, byteCount: rest)
+        buf = uv_buf_init(data.assumingMemoryBound(to: CChar.self), UInt32(rest))
+        let status = uv_write(req, stream, &buf, 1) { req, status in
+            guard let req else { return }
+            if status < 0, status != UVError.canceled, let handle = req.pointee.handle, let data = handle.pointee.data {
+                let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVTCPConnection.self)
+                me.fail(UVError(code: status, operation: "write"))
+            }
+            UnsafeMutableRawPointer(req).deallocate()
+        }
+        if status < 0 {
+            block.deallocate()
+            fail(UVError(code: status, operation: "write"))
+            throw writeError!
+        }
+    }
+
+    private func fail(_ error: UVError) {
+        if writeError == nil { writeError = error }
+        close()
+    }
+
+    /// Half-closes: no more writes; the queued ones are sent first, then FIN. Reading goes on.
+    /// `completion` (optional) runs once with nil or the error.
+    public func shutdown(_ completion: ((UVError?) -> Void)? = nil) {
+        loop.preconditionInEventLoop()
+        guard !isClosing, isConnected else {
+            completion?(UVError(code: UVError.notConnected, operation: "shutdown"))
+            return
+        }
+        final class Box { let completion: ((UVError?) -> Void)?; init(_ c: ((UVError?) -> Void)?) { completion = c } }
+        let req = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
+        req.pointee.data = Unmanaged.passRetained(Box(completion)).toOpaque()
+        let status = uv_shutdown(req, stream) { req, status in
+            guard let req else { return }
+            let box = Unmanaged<Box>.fromOpaque(req.pointee.data!).takeRetainedValue()
+            req.deallocate()
+            box.completion?(status < 0 ? UVError(code: status, operation: "shutdown") : nil)
+        }
+        if status < 0 {
+            Unmanaged<Box>.fromOpaque(req.pointee.data!).release()
+            req.deallocate()
+            completion?(UVError(code: status, operation: "shutdown"))
+        }
+    }
+
+    /// The peer's address, if connected.
+    public var peerAddress: UVSocketAddress? {
+        guard !isClosing else { return nil }
+        var addr = sockaddr_storage()
+        var len = Int32(MemoryLayout<sockaddr_storage>.size)
+        guard uv_tcp_getpeername(tcp, clibuv_sockaddr_mut(&addr), &len) == 0 else { return nil }
+        return UVSocketAddress(addr)
+    }
+
+    /// This end's address, if bound.
+    public var localAddress: UVSocketAddress? {
+        guard !isClosing else { return nil }
+        var addr = sockaddr_storage()
+        var len = Int32(MemoryLayout<sockaddr_storage>.size)
+        guard uv_tcp_getsockname(tcp, clibuv_sockaddr_mut(&addr), &len) == 0 else { return nil }
+        return UVSocketAddress(addr)
+    }
+
+    override func willClose() {
+        if isReading { uv_read_stop(stream) }
+        isReading = false
+        onRead = nil
+        onEnd = nil
+        connectTimer?.close()
+        connectTimer = nil
+    }
+
+    override func didClose() {
+        readBuffer.deallocate()
+        tcp.deallocate()
+        let callback = onClose
+        onClose = nil
+        callback?()
+    }
+}

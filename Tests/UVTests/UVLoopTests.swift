@@ -1,0 +1,138 @@
+import Dispatch
+import Testing
+import UV
+
+@Suite("UVLoop", .timeLimit(.minutes(1)))
+struct UVLoopTests {
+    @Test("work handed from many threads at once all runs, in per-thread order, none lost")
+    func manyThreadsExecute() async throws {
+        let loop = try UVLoop(name: "exec")
+        let threads = 8
+        let perThread = 5_000
+        // Loop-thread state, only touched by work running on the loop.
+        final class Tally: @unchecked Sendable {
+            var count = 0
+            var lastByThread = [Int](repeating: -1, count: 8)
+            var outOfOrder = 0
+        }
+        let tally = Tally()
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            for i in 0..<perThread {
+                let ok = loop.execute {
+                    if tally.lastByThread[t] != i - 1 { tally.outOfOrder += 1 }
+                    tally.lastByThread[t] = i
+                    tally.count += 1
+                }
+                precondition(ok)
+            }
+        }
+        let (count, outOfOrder) = await onLoop(loop) { done in done((tally.count, tally.outOfOrder)) }
+        #expect(count == threads * perThread)
+        #expect(outOfOrder == 0)
+        loop.shutdown()
+        #expect(loop.closeStatus == 0)
+    }
+
+    @Test("inEventLoop is true only on the loop thread")
+    func inEventLoop() async throws {
+        let loop = try UVLoop()
+        #expect(!loop.inEventLoop)
+        let inside = await onLoop(loop) { done in done(loop.inEventLoop) }
+        #expect(inside)
+        loop.shutdown()
+    }
+
+    @Test("after shutdown, execute refuses work; shutdown is idempotent")
+    func executeAfterShutdown() async throws {
+        let loop = try UVLoop()
+        loop.shutdown()
+        loop.shutdown()
+        #expect(loop.execute {} == false)
+        #expect(loop.closeStatus == 0)
+    }
+
+    @Test("work queued before shutdown still runs")
+    func queuedWorkRunsBeforeShutdown() async throws {
+        let loop = try UVLoop()
+        let ran = UVLocked(0)
+        for _ in 0..<100 { loop.execute { ran.withLock { $0 += 1 } } }
+        loop.shutdown()
+        #expect(ran.withLock { $0 } == 100)
+    }
+}
+
+@Suite("UVTimer", .timeLimit(.minutes(1)))
+struct UVTimerTests {
+    @Test("one-shot timers fire in deadline order, whatever order they were armed in")
+    func deadlineOrder() async throws {
+        let loop = try UVLoop()
+        let deadlines: [UInt64] = [50, 10, 30, 0, 20, 40, 25, 5]
+        let order: [UInt64] = await onLoop(loop) { done in
+            var fired: [UInt64] = []
+            for d in deadlines {
+                let timer = try! UVTimer(loop: loop)
+                try! timer.start(timeoutMs: d) {
+                    fired.append(d)
+                    timer.close()
+                    if fired.count == deadlines.count { done(fired) }
+                }
+            }
+        }
+        #expect(order == deadlines.sorted())
+        loop.shutdown()
+        #expect(loop.closeStatus == 0)
+    }
+
+    @Test("a repeating timer repeats; a stopped timer never fires; a re-armed timer uses its new schedule")
+    func repeatStopRearm() async throws {
+        let loop = try UVLoop()
+        let result: (Int, Bool, String) = await onLoop(loop) { done in
+            var ticks = 0
+            var cancelledFired = false
+            let cancelled = try! UVTimer(loop: loop)
+            try! cancelled.start(timeoutMs: 5) { cancelledFired = true }
+            cancelled.stop()
+            let rearmed = try! UVTimer(loop: loop)
+            var which = ""
+            try! rearmed.start(timeoutMs: 1) { which = "first" }
+            try! rearmed.start(timeoutMs: 15) { which = "second" }
+            let repeating = try! UVTimer(loop: loop)
+            try! repeating.start(timeoutMs: 1, repeatMs: 2) {
+                ticks += 1
+                if ticks == 5 {
+                    repeating.stop()
+                    // Give the stopped and re-armed timers time to (not) fire.
+                    let after = try! UVTimer(loop: loop)
+                    try! after.start(timeoutMs: 30) {
+                        done((ticks, cancelledFired, which))
+                        after.close()
+                    }
+                }
+            }
+        }
+        #expect(result.0 == 5)
+        #expect(result.1 == false)
+        #expect(result.2 == "second")
+        loop.shutdown()
+        #expect(loop.closeStatus == 0)
+    }
+
+    @Test("a closed timer reports closed; closing twice is harmless")
+    func closeTwice() async throws {
+        let loop = try UVLoop()
+        let handles: Int = await onLoop(loop) { done in
+            let t = try! UVTimer(loop: loop)
+            try! t.start(timeoutMs: 1000) {}
+            t.close()
+            t.close()
+            let check = try! UVTimer(loop: loop)
+            try! check.start(timeoutMs: 0) {
+                check.close()
+                done(loop.openHandleCount() + (t.isClosed ? 0 : 100))
+            }
+        }
+        #expect(handles == 0)
+        loop.shutdown()
+        #expect(loop.closeStatus == 0)
+    }
+}
