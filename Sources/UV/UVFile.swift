@@ -1,0 +1,103 @@
+import CLibUV
+import Glibc
+
+/// Small synchronous file operations on libuv's `uv_fs_*` (no callback: they run on the calling
+/// thread), enough to keep a little state durable.
+///
+/// Ownership: each call allocates one `uv_fs_t`, cleans it up with `uv_fs_req_cleanup` after every
+/// operation and frees it before returning.
+public enum UVFile {
+    /// Replaces the file at `path` with `bytes`, durably: write a temporary file beside it,
+    /// `fsync` it, `rename` it over `path`, then `fsync` the directory so the rename itself
+    /// survives a crash. A reader sees the old content or the new, never a mix.
+    public static func writeAtomically(path: String, bytes: [UInt8]) throws(UVError) {
+        let temp = path + ".tmp"
+        let req = UnsafeMutablePointer<uv_fs_t>.allocate(capacity: 1)
+        defer { req.deallocate() }
+        func run(_ what: String, _ call: () -> Int32) throws(UVError) -> Int32 {
+            let status = call()
+            defer { uv_fs_req_cleanup(req) }
+            try UVError.check(status, what)
+            return status
+        }
+        let fd = try run("open \(temp)") { uv_fs_open(nil, req, temp, O_WRONLY | O_CREAT | O_TRUNC, 0o600, nil) }
+        var closed = false
+        defer { if !closed { _ = try? run("close") { uv_fs_close(nil, req, fd, nil) } } }
+        var offset = 0
+        while offset < bytes.count {
+            let status = bytes.withUnsafeBytes { raw -> Int32 in
+                var buf = uv_buf_init(
+                    UnsafeMutablePointer(mutating: raw.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self)),
+                    UInt32(raw.count - offset))
+                return uv_fs_write(nil, req, fd, &buf, 1, Int64(offset), nil)
+            }
+            let written = try run("write \(temp)") { status }
+            if written == 0 { throw UVError(code: UV_EIO.rawValue, operation: "write \(temp): no progress") }
+            offset += Int(written)
+        }
+        _ = try run("fsync \(temp)") { uv_fs_fsync(nil, req, fd, nil) }
+        closed = true
+        _ = try run("close \(temp)") { uv_fs_close(nil, req, fd, nil) }
+        _ = try run("rename \(temp) to \(path)") { uv_fs_rename(nil, req, temp, path, nil) }
+        let dir = directory(of: path)
+        let dirfd = try run("open \(dir)") { uv_fs_open(nil, req, dir, O_RDONLY | O_DIRECTORY, 0, nil) }
+        defer { _ = try? run("close \(dir)") { uv_fs_close(nil, req, dirfd, nil) } }
+        _ = try run("fsync \(dir)") { uv_fs_fsync(nil, req, dirfd, nil) }
+    }
+
+    /// The whole content of the file at `path`, or nil when there is no such file.
+    public static func read(path: String, maxBytes: Int = 1 << 20) throws(UVError) -> [UInt8]? {
+        let req = UnsafeMutablePointer<uv_fs_t>.allocate(capacity: 1)
+        defer { req.deallocate() }
+        let fd = uv_fs_open(nil, req, path, O_RDONLY, 0, nil)
+        uv_fs_req_cleanup(req)
+        if fd == UV_ENOENT.rawValue { return nil }
+        try UVError.check(fd, "open \(path)")
+        defer {
+            _ = uv_fs_close(nil, req, fd, nil)
+            uv_fs_req_cleanup(req)
+        }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { raw -> Int32 in
+                var buf = uv_buf_init(raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(raw.count))
+                let n = uv_fs_read(nil, req, fd, &buf, 1, Int64(out.count), nil)
+                uv_fs_req_cleanup(req)
+                return n
+            }
+            try UVError.check(n, "read \(path)")
+            if n == 0 { return out }
+            out.append(contentsOf: chunk[0..<Int(n)])
+            if out.count > maxBytes { throw UVError(code: UV_EFBIG.rawValue, operation: "read \(path): over \(maxBytes) bytes") }
+        }
+    }
+
+    /// Creates the directory at `path` (and its missing parents); an existing one is fine.
+    public static func makeDirectories(path: String) throws(UVError) {
+        let req = UnsafeMutablePointer<uv_fs_t>.allocate(capacity: 1)
+        defer { req.deallocate() }
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/") {
+            prefix += part
+            let status = uv_fs_mkdir(nil, req, prefix, 0o700, nil)
+            uv_fs_req_cleanup(req)
+            if status < 0 && status != UV_EEXIST.rawValue { throw UVError(code: status, operation: "mkdir \(prefix)") }
+            prefix += "/"
+        }
+    }
+
+    /// Removes the file at `path`; a missing file is fine.
+    public static func remove(path: String) throws(UVError) {
+        let req = UnsafeMutablePointer<uv_fs_t>.allocate(capacity: 1)
+        defer { req.deallocate() }
+        let status = uv_fs_unlink(nil, req, path, nil)
+        uv_fs_req_cleanup(req)
+        if status < 0 && status != UV_ENOENT.rawValue { throw UVError(code: status, operation: "unlink \(path)") }
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}
