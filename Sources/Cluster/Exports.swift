@@ -1,1 +1,2 @@
+// One `import Cluster` gives the whole public API: the core types are re-exported.
 @_exported import ClusterCore

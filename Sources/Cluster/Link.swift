@@ -1,0 +1,77 @@
+import ClusterCore
+import UV
+
+/// One TCP connection of a node, of any kind: a peer link (binary frames after a hello) or a
+/// client speaking JSON lines. Loop thread only.
+final class Link {
+    enum Kind { case undecided, json, binary }
+
+    let conn: UVTCPConnection
+    /// True when this node dialled the connection.
+    let outbound: Bool
+    /// For an outbound link: the peer it was dialled for.
+    let expectedPeer: String?
+    var kind: Kind = .undecided
+    /// The peer's node id, once its hello arrived.
+    var peerID: String?
+    /// FNV-1a of the peer's id, which every heartbeat from it must carry.
+    var peerTag: UInt64 = 0
+    var decoder = FrameDecoder()
+    var lines = LineSplitter()
+    /// Bytes queued during this pass of the loop, written in one go by `flush`.
+    var out: [UInt8] = []
+    var isDirty = false
+    var isClosed = false
+    /// Closes a link that has not said hello in time.
+    var helloTimer: UVTimer?
+    /// Protocol errors seen on a JSON link; too many close it.
+    var jsonErrors = 0
+    let id: Int
+
+    init(conn: UVTCPConnection, outbound: Bool, expectedPeer: String?, id: Int) {
+        self.conn = conn
+        self.outbound = outbound
+        self.expectedPeer = expectedPeer
+        self.id = id
+        out.reserveCapacity(256)
+    }
+
+    var isPeer: Bool { peerID != nil && kind == .binary }
+
+    var description: String {
+        let who = peerID ?? expectedPeer ?? (conn.peerAddress.map { "\($0)" } ?? "?")
+        return "\(outbound ? "to" : "from") \(who) (#\(id))"
+    }
+}
+
+@available(*, unavailable)
+extension Link: Sendable {}
+
+/// What the node knows of one peer's connection. Loop thread only.
+final class Peer {
+    let id: String
+    let tag: UInt64
+    var addr: HostPort?
+    /// The established link (hello exchanged), if any.
+    var link: Link?
+    /// A dial in progress, if any.
+    var dialing: Link?
+    var redialTimer: UVTimer?
+    var failedDials = 0
+    /// The highest heartbeat sequence received from this peer.
+    var lastSeqReceived: UInt64 = 0
+    /// The last heartbeat sent to it and when (core time), to measure round trips.
+    var lastSentSeq: UInt64 = 0
+    var lastSentNs: UInt64 = 0
+    /// Heartbeats not sent because the link's write queue was full.
+    var heartbeatsSkipped: UInt64 = 0
+
+    init(id: String, addr: HostPort?) {
+        self.id = id
+        self.tag = Wire.fnv1a64(id)
+        self.addr = addr
+    }
+}
+
+@available(*, unavailable)
+extension Peer: Sendable {}

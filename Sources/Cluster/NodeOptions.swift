@@ -1,0 +1,84 @@
+import Logging
+
+/// Settings of a node's runtime beyond the seed's `ClusterConfig`.
+public struct NodeOptions: Sendable {
+    /// Where the term, vote and epoch are kept durably. Without one they live in memory only (the
+    /// seed's behaviour): a node restarted in the same term may then vote a second time.
+    public var dataDirectory: String?
+    /// Connections accepted at most at once; more are closed at once.
+    public var maxConnections: Int
+    /// Time an accepted connection has to say hello (or send its first JSON line).
+    public var helloTimeout: Duration
+    /// Time a dial may take.
+    public var connectTimeout: Duration
+    /// Reconnection back-off: the first delay, doubled per failure up to the cap, with jitter.
+    public var reconnectBackoffBase: Duration
+    public var reconnectBackoffMax: Duration
+    /// Bytes queued on a peer link beyond which heartbeats to it are skipped (back-pressure).
+    public var maxQueuedBytes: Int
+    /// Seed of the node's random choices (election timeouts, jitter); nil: a random one.
+    public var randomSeed: UInt64?
+    /// Where the node logs.
+    public var logger: Logger
+
+    public init(
+        dataDirectory: String? = nil,
+        maxConnections: Int = 1024,
+        helloTimeout: Duration = .seconds(5),
+        connectTimeout: Duration = .seconds(2),
+        reconnectBackoffBase: Duration = .milliseconds(50),
+        reconnectBackoffMax: Duration = .seconds(2),
+        maxQueuedBytes: Int = 4 << 20,
+        randomSeed: UInt64? = nil,
+        logger: Logger? = nil
+    ) {
+        self.dataDirectory = dataDirectory
+        self.maxConnections = maxConnections
+        self.helloTimeout = helloTimeout
+        self.connectTimeout = connectTimeout
+        self.reconnectBackoffBase = reconnectBackoffBase
+        self.reconnectBackoffMax = reconnectBackoffMax
+        self.maxQueuedBytes = maxQueuedBytes
+        self.randomSeed = randomSeed
+        self.logger = logger ?? Logger(label: "cluster")
+    }
+}
+
+/// Counters of one node, read with `ElectionManager.stats`.
+public struct NodeStats: Sendable, Equatable {
+    public var heartbeatsSent: UInt64 = 0
+    public var heartbeatsReceived: UInt64 = 0
+    /// Heartbeats not sent because a peer's write queue was over `maxQueuedBytes`.
+    public var heartbeatsSkipped: UInt64 = 0
+    public var voteRequestsReceived: UInt64 = 0
+    public var connectionsAccepted: UInt64 = 0
+    public var connectionsRefused: UInt64 = 0
+    public var peerLinksEstablished: UInt64 = 0
+    public var duplicateLinksClosed: UInt64 = 0
+    public var dialFailures: UInt64 = 0
+    /// Connections closed for breaking the protocol (bad frame, stranger, oversized line, …).
+    public var protocolErrors: UInt64 = 0
+    /// Times two primaries were seen in one term (should stay 0).
+    public var dualPrimaryDetected: UInt64 = 0
+    /// Durable-state writes that failed (the vote was then not answered).
+    public var persistFailures: UInt64 = 0
+    /// The last heartbeat round trip measured, in nanoseconds (0: none yet).
+    public var lastRoundTripNs: UInt64 = 0
+
+    public init() {}
+}
+
+/// Faults a test can inject into a node's transport.
+public struct NetworkFaults: Sendable, Equatable {
+    /// Drop every peer message sent or received (the node is cut off; links stay up).
+    public var isolated: Bool
+    /// Drop peer messages to and from these nodes only.
+    public var blockedPeers: Set<String>
+
+    public init(isolated: Bool = false, blockedPeers: Set<String> = []) {
+        self.isolated = isolated
+        self.blockedPeers = blockedPeers
+    }
+
+    func blocks(_ peer: String) -> Bool { isolated || blockedPeers.contains(peer) }
+}
