@@ -65,9 +65,7 @@ public final class ClusterMembership: Sendable {
     /// Every node, the local one included, sorted by id.
     public var allNodes: [NodeInfo] {
         let t = now()
-        return state.withLock { s in
-            Self.sorted(s.peers.values, plus: s.localSnapshot(at: t))
-        }
+        return Self.sorted(state.withLock { s in Array(s.peers.values) + [s.localSnapshot(at: t)] })
     }
 
     /// The number of nodes, the local one included.
@@ -100,9 +98,8 @@ public final class ClusterMembership: Sendable {
     /// among them (a deliberate departure from the seed).
     public func healthyNodes(timeout: Duration) -> [NodeInfo] {
         let t = now()
-        return state.withLock { s in
-            Self.sorted(s.peers.values.filter { $0.isHealthy(timeout: timeout, now: t) }, plus: s.localSnapshot(at: t))
-        }
+        let all = state.withLock { s in Array(s.peers.values) + [s.localSnapshot(at: t)] }
+        return Self.sorted(all.filter { $0.id == localNodeID || $0.isHealthy(timeout: timeout, now: t) })
     }
 
     /// The number of nodes heard from less than `timeout` ago, the local node always included.
@@ -235,11 +232,9 @@ public final class ClusterMembership: Sendable {
         }
     }
 
-    private static func sorted(_ peers: some Sequence<NodeInfo>, plus local: NodeInfo) -> [NodeInfo] {
-        var all = Array(peers)
-        all.append(local)
-        all.sort { $0.id < $1.id }
-        return all
+    /// Sorts by id, outside the lock: the lock only guards the copy.
+    private static func sorted(_ nodes: [NodeInfo]) -> [NodeInfo] {
+        nodes.sorted { $0.id < $1.id }
     }
 }
 
