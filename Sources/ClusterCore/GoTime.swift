@@ -4,7 +4,9 @@ import Foundation
 ///
 /// Encoding follows Go's `time.RFC3339Nano` in UTC: `2026-11-26T10:00:00.123456789Z`, trailing
 /// zeros of the fraction trimmed, the zero time as `0001-01-01T00:00:00Z`. `Date` holds a `Double`,
-/// so a nanosecond read from the wire comes back within a fraction of a microsecond, not exactly.
+/// so a nanosecond read from the wire comes back within a fraction of a microsecond, not exactly;
+/// `format` writes the shortest fraction that parses back to the very same `Date`, so that
+/// `…00.123Z` read from the wire is written out again as `…00.123Z`.
 public enum GoTime {
     /// Go's zero `time.Time`, `0001-01-01T00:00:00Z`.
     public static let zero = Date(timeIntervalSince1970: -62_135_596_800)
@@ -16,6 +18,20 @@ public enum GoTime {
         var nanos = Int64(((t - Double(seconds)) * 1e9).rounded())
         if nanos >= 1_000_000_000 { seconds += 1; nanos -= 1_000_000_000 }
         if nanos < 0 { seconds -= 1; nanos += 1_000_000_000 }
+        // A Double cannot hold nine digits near today's dates: the last two or three are noise.
+        // Use the fewest digits that still read back as this very Date (nine if none does).
+        var unit: Int64 = 1_000_000_000
+        while unit > 1 {
+            var s = seconds
+            var n = (nanos + unit / 2) / unit * unit
+            if n >= 1_000_000_000 { s += 1; n -= 1_000_000_000 }
+            if makeDate(seconds: s, nanos: n) == date {
+                seconds = s
+                nanos = n
+                break
+            }
+            unit /= 10
+        }
         let days = seconds >= 0 ? seconds / 86_400 : -((-seconds + 86_399) / 86_400)
         let secondOfDay = seconds - days * 86_400
         let (y, m, d) = civil(fromDays: days)
@@ -54,7 +70,7 @@ public enum GoTime {
               let second = number(2)
         else { return nil }
         guard (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
-              hour < 24, minute < 60, second < 61
+              hour < 24, minute < 60, second < 60  // Go refuses a leap second (60)
         else { return nil }
         var nanos: Int64 = 0
         if i < b.count && b[i] == 46 {  // "."
@@ -83,7 +99,12 @@ public enum GoTime {
         guard i == b.count else { return nil }
         let days = days(fromCivil: year, month, day)
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
-        return Date(timeIntervalSince1970: Double(seconds) + Double(nanos) / 1e9)
+        return makeDate(seconds: seconds, nanos: nanos)
+    }
+
+    /// The one way both `parse` and `format` turn seconds and nanoseconds into a `Date`.
+    private static func makeDate(seconds: Int64, nanos: Int64) -> Date {
+        Date(timeIntervalSince1970: Double(seconds) + Double(nanos) / 1e9)
     }
 
     private static func pad(_ v: Int64, _ width: Int) -> String {
