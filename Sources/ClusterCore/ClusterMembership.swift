@@ -161,6 +161,16 @@ public final class ClusterMembership: Sendable {
         state.withLock { $0.local.lastLSN = lsn }
     }
 
+    /// Sets the address this node is reached at (e.g. once the port it listens on is known).
+    public func setLocalAddr(_ addr: String) {
+        state.withLock { $0.local.addr = addr }
+    }
+
+    /// Sets this node's election priority.
+    public func setLocalPriority(_ priority: Int) {
+        state.withLock { $0.local.priority = priority }
+    }
+
     /// Sets this node's role.
     public func setLocalRole(_ role: NodeRole) {
         state.withLock { $0.local.role = role }
