@@ -583,6 +583,9 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     private func onHeartbeatTimer() {
+        // The application may set the LSN through the membership (the seed's SetLocalLSN).
+        let lsn = membership.localNode.lastLSN
+        if lsn != core.localLSN { step(.setLocalLSN(lsn)) }
         sendHeartbeats()
         flush()
         // Catch up with membership changes made through the API.

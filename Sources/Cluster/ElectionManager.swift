@@ -1,0 +1,141 @@
+import ClusterCore
+import Logging
+import UV
+
+/// Leader election for one node: Raft-style terms and votes, aware of LSNs and priority, on its
+/// own libuv loop. The seed's `ElectionManager`, made real.
+///
+/// `start()` listens on `config.nodeAddr` (port 0 picks a free port: see `listenAddress`), keeps
+/// one persistent link to every member of `membership`, heartbeats them every
+/// `heartbeatInterval`, and (with `enableAutoFailover`) elects a new primary when the primary is
+/// lost. The rules (PreVote, CheckQuorum, a real majority, durable votes, the LSN and epoch
+/// restrictions) are in `ElectionCore` and the README.
+///
+/// Every method may be called from any thread. Calls that change the election run on the loop and
+/// return once it has done so. Callbacks run on a serial queue of their own: off the caller's
+/// thread and off the loop's, in order, once per transition.
+public final class ElectionManager: Sendable {
+    let runtime: NodeRuntime
+    /// The configuration this manager was made with.
+    public let config: ClusterConfig
+    /// The membership it reads members from and writes heartbeats into.
+    public let membership: ClusterMembership
+
+    /// Creates a manager: a follower at term 0 (or at the durable state found in
+    /// `options.dataDirectory`). Nothing is sent until `start()`.
+    public init(config: ClusterConfig, membership: ClusterMembership, options: NodeOptions = NodeOptions()) {
+        self.config = config
+        self.membership = membership
+        membership.setLocalPriority(config.priority)
+        runtime = NodeRuntime(config: config, membership: membership, options: options)
+    }
+
+    deinit {
+        runtime.shutdown()
+    }
+
+    /// The current election term.
+    public var currentTerm: UInt64 { runtime.sharedSnapshot.withLock { $0.term } }
+
+    /// The current leader's id, if one is known (the seed returns "" where this is nil).
+    public var leaderID: String? { runtime.sharedSnapshot.withLock { $0.leaderID } }
+
+    /// This node's election state.
+    public var state: ElectionState { runtime.sharedSnapshot.withLock { $0.state } }
+
+    /// True when this node is the leader (the primary).
+    public var isLeader: Bool { state == .leader }
+
+    /// The epoch: a fencing token that every new primary increments.
+    public var epoch: UInt64 { runtime.sharedSnapshot.withLock { $0.epoch } }
+
+    /// The address the node listens on, once started (with the port the kernel picked for 0).
+    public var listenAddress: HostPort? { runtime.sharedSnapshot.withLock { $0.listenAddress } }
+
+    /// The node's counters.
+    public var stats: NodeStats { runtime.sync { $0.stats } ?? NodeStats() }
+
+    /// Answers a vote request (the seed's `HandleVoteRequest`): refuses a stale term, adopts a
+    /// higher one (becoming follower), refuses a second candidate in one term and a candidate
+    /// whose LSN (or epoch) is behind. With a data directory the vote is durable before this
+    /// returns.
+    public func handleVoteRequest(_ request: VoteRequest) -> VoteResponse {
+        runtime.sync { $0.answerVoteRequest(request) }
+            ?? VoteResponse(voterID: config.nodeID, term: currentTerm, voteGranted: false, reason: "node is shut down")
+    }
+
+    /// Restarts the election timeout, as a heartbeat from the leader does.
+    public func resetElectionTimer() {
+        _ = runtime.sync { rt in
+            if let leader = rt.core.leaderID, leader != rt.config.nodeID {
+                rt.step(.receive(from: leader, .heartbeat(HeartbeatMessage(
+                    from: leader, seq: 0, epoch: rt.core.epoch, term: rt.core.term, lsn: 0, role: .primary))))
+            } else {
+                rt.step(.tick)
+            }
+        }
+    }
+
+    /// Registers callbacks for transitions to leader, follower and candidate.
+    public func setCallbacks(
+        onLeader: @escaping @Sendable () -> Void,
+        onFollower: @escaping @Sendable () -> Void,
+        onCandidate: @escaping @Sendable () -> Void
+    ) {
+        runtime.sharedCallbacks.withLock {
+            $0 = TransitionCallbacks(onLeader: onLeader, onFollower: onFollower, onCandidate: onCandidate)
+        }
+    }
+
+    /// Starts the node: listens, links to the members, heartbeats; with auto-failover, elects.
+    public func start() throws(ClusterError) {
+        try config.validate()
+        try runtime.start()
+    }
+
+    /// Forces an election now (the seed's `StartElection`): the term goes up by one at once, the
+    /// node votes for itself and asks the members for votes in the background. Returns with the
+    /// state `.candidate` (or `.leader` when its vote alone is a quorum).
+    public func startElection() throws(ClusterError) {
+        if let error = runtime.storageError { throw error }
+        let ok = runtime.sync { rt -> Bool in
+            rt.step(.startElection)
+            return true
+        }
+        if ok == nil { throw .invalidState("the node's event loop has stopped") }
+    }
+
+    /// Steps down from leader (the seed's `StepDown`); a higher `term` is adopted. Throws
+    /// `.notLeader` when this node is not the leader.
+    public func stepDown(term: UInt64) throws(ClusterError) {
+        let wasLeader = runtime.sync { rt -> Bool in
+            let leader = rt.core.state == .leader
+            rt.step(.stepDown(term: term))
+            return leader
+        }
+        guard let wasLeader else { throw .invalidState("the node's event loop has stopped") }
+        if !wasLeader { throw .notLeader }
+    }
+
+    /// Stops the node: closes the listener and every link. The election state is kept; `start()`
+    /// may be called again.
+    public func stop() throws(ClusterError) {
+        runtime.stop()
+    }
+
+    /// Sets this node's log position (also readable through the membership).
+    public func setLocalLSN(_ lsn: UInt64) {
+        membership.setLocalLSN(lsn)
+        _ = runtime.sync { $0.setLocalLSN(lsn) }
+    }
+
+    /// Fault injection for tests: drop peer traffic (see `NetworkFaults`).
+    public func injectFaults(_ faults: NetworkFaults) {
+        _ = runtime.sync { $0.faults = faults }
+    }
+
+    /// The node's status, as the JSON `status` query returns it.
+    public func status() -> StatusResponse? {
+        runtime.sync { $0.status() }
+    }
+}
