@@ -1,0 +1,685 @@
+// The election state machine of one node: Raft's leader election (terms, one vote per term,
+// randomised timeouts), PreVote and CheckQuorum from Ongaro's thesis, and the seed's two extra
+// rules (the LSN rule and the epoch as fencing token). Pure: no I/O, no clock, no global
+// randomness. Every input comes through `step(_:now:)`; every output is a directive.
+//
+// References used in comments and tests:
+// - Raft paper: Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm"
+//   (§5.1 terms, §5.2 leader election, §5.4.1 election restriction).
+// - Raft thesis: Ongaro, "Consensus: Bridging Theory and Practice" (§6.2 CheckQuorum and the
+//   leader lease, §9.6 PreVote).
+
+/// The election state machine of one node.
+///
+/// A driver (the libuv node, or the simulator) owns one `ElectionCore` per node and:
+/// - MUST feed every event through ``step(_:now:)`` with the current time, and carry out the
+///   returned directives in order; a ``ElectionDirective/persist(_:)`` MUST be durable before any
+///   later directive of the same batch is carried out (persist before send).
+/// - MUST deliver a ``ElectionEvent/tick`` no later than ``nextDeadline`` (earlier or extra ticks
+///   are harmless).
+/// - MUST send a heartbeat to every voter every `heartbeatInterval` and on
+///   ``ElectionDirective/broadcastHeartbeat``, built from ``term``, ``epoch``, ``localLSN`` and
+///   ``role``: the core decides, the driver sends.
+/// - MUST construct a restarted core from the last persisted ``DurableElectionState``.
+///
+/// Guarantees (tested rule by rule in `ElectionRulesTests`, and as invariants by the simulator):
+/// - At most one leader per term (Raft §5.2): one durable vote per term, and a real majority
+///   (``quorumSize``) is needed to win.
+/// - A vote goes only to a candidate whose LSN is not behind the voter's and whose epoch is not
+///   behind the voter's (see ``step(_:now:)``, "Voting").
+/// - Leaders' epochs strictly increase with their terms, so the epoch is a fencing token.
+///
+/// Timers, in nanoseconds of ``CoreInstant``:
+/// - Election timer (follower): a randomised timeout in [T, 2T), T = `electionTimeout`, shorter
+///   for a higher priority. Reset by a heartbeat from the current leader and by granting a vote.
+///   On expiry the follower forgets the leader and, with `autoFailover`, starts a PreVote round.
+/// - Campaign timer (PreVote round or candidacy): `voteRequestTimeout`. On expiry the attempt
+///   failed: the node is a follower again and waits a fresh randomised election timeout. After
+///   `maxElectionRetries` consecutive failed attempts (none won, no leader heard in between) it
+///   backs off: each wait gets one extra randomised election timeout ([2T, 4T) in all) until it
+///   hears a leader or wins.
+/// - CheckQuorum timer (leader): a leader that has not heard from a quorum of voters within T
+///   steps down (thesis §6.2).
+///
+/// `stateChanged` is emitted once per actual change of ``state``, and also when a candidate starts
+/// a new candidacy at a higher term (a forced election while already candidate). A follower that
+/// adopts a higher term stays a follower and emits no `stateChanged`. `leaderChanged` is emitted
+/// once per change of ``leaderID``.
+public struct ElectionCore: Sendable {
+    /// The election timing and quorum settings. All times are in nanoseconds.
+    public struct Settings: Sendable, Equatable {
+        /// T: a follower waits a randomised time in [T, 2T) without hearing a leader before it
+        /// stands; a leader steps down when it has not heard from a quorum within T.
+        public var electionTimeout: UInt64
+        /// How often the driver heartbeats every voter. The core does not use it itself; it is
+        /// kept here so that a driver has all timings in one place.
+        public var heartbeatInterval: UInt64
+        /// How long a PreVote round or a candidacy waits for a quorum of votes.
+        public var voteRequestTimeout: UInt64
+        /// A floor on ``ElectionCore/quorumSize``: set it to a majority of the intended cluster.
+        public var minQuorumSize: Int
+        /// A higher priority waits less before standing: T + r·T/max(1, priority), r in [0, 1).
+        public var priority: Int
+        /// With `false`, no election ever starts by timer; only ``ElectionEvent/startElection`` starts one.
+        public var autoFailover: Bool
+        /// Consecutive failed attempts after which a node backs off (waits an extra timeout).
+        public var maxElectionRetries: Int
+
+        public init(
+            electionTimeout: UInt64, heartbeatInterval: UInt64, voteRequestTimeout: UInt64,
+            minQuorumSize: Int, priority: Int, autoFailover: Bool, maxElectionRetries: Int
+        ) {
+            self.electionTimeout = electionTimeout
+            self.heartbeatInterval = heartbeatInterval
+            self.voteRequestTimeout = voteRequestTimeout
+            self.minQuorumSize = minQuorumSize
+            self.priority = priority
+            self.autoFailover = autoFailover
+            self.maxElectionRetries = maxElectionRetries
+        }
+
+        /// The settings of a ``ClusterConfig``, its durations converted to nanoseconds.
+        public init(config: ClusterConfig) {
+            self.init(
+                electionTimeout: Self.nanoseconds(config.electionTimeout),
+                heartbeatInterval: Self.nanoseconds(config.heartbeatInterval),
+                voteRequestTimeout: Self.nanoseconds(config.voteRequestTimeout),
+                minQuorumSize: config.minQuorumSize,
+                priority: config.priority,
+                autoFailover: config.enableAutoFailover,
+                maxElectionRetries: config.maxElectionRetries
+            )
+        }
+
+        /// A duration in whole nanoseconds; negative durations count as zero.
+        static func nanoseconds(_ duration: Duration) -> UInt64 {
+            let (seconds, attoseconds) = duration.components
+            if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
+            let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+            if overflow { return UInt64.max }
+            return whole &+ UInt64(max(0, attoseconds) / 1_000_000_000)
+        }
+    }
+
+    /// An attempt to be elected: a PreVote round (the node stays a follower) or a candidacy.
+    struct Campaign: Sendable {
+        enum Kind: Sendable { case preVote, vote }
+        var kind: Kind
+        /// The term asked for: term + 1 for a PreVote round, the (new) current term for a candidacy.
+        var term: UInt64
+        /// The epoch sent in the requests. A candidacy that learns a higher epoch is abandoned, so
+        /// a winner's epoch is exactly `epoch + 1` (see `becomeLeader`).
+        var epoch: UInt64
+        var deadline: CoreInstant
+        /// Granted votes so far, by voter, with the epoch each voter reported (its own included).
+        var grants: [String: UInt64]
+    }
+
+    /// A reported pair of primaries in one term (primaries sorted), so each is reported once.
+    struct DualPrimaryReport: Hashable, Sendable {
+        var term: UInt64
+        var first: String
+        var second: String
+    }
+
+    /// The refusal reason for a candidate whose epoch is behind the voter's.
+    public static let staleEpochReason = "candidate epoch is behind local epoch"
+    /// The refusal reason for a PreVote while the voter still hears a live primary (thesis §9.6).
+    public static let liveLeaderReason = "a live primary is known"
+
+    // MARK: Public state
+
+    /// This node's id.
+    public let id: String
+    /// The settings this core runs with.
+    public let settings: Settings
+    /// Follower, candidate or leader. A node in a PreVote round is still a follower.
+    public private(set) var state: ElectionState = .follower
+    /// What must survive a restart (term, vote, epoch); every change is emitted as `.persist`.
+    public private(set) var durable: DurableElectionState
+    /// The leader of the current term, if this node knows one (itself when leader).
+    public private(set) var leaderID: String?
+    /// The local log position, as last set by ``ElectionEvent/setLocalLSN(_:)``.
+    public private(set) var localLSN: UInt64 = 0
+    /// The members whose votes count, this node included. Changes only by
+    /// ``ElectionEvent/addVoter(_:)`` and ``ElectionEvent/removeVoter(_:)``.
+    public private(set) var voters: Set<String>
+
+    /// The current term (Raft §5.1).
+    public var term: UInt64 { durable.term }
+    /// Whom this node voted for in the current term.
+    public var votedFor: String? { durable.votedFor }
+    /// The highest epoch this node has seen, made, or promised by a vote (see "Voting").
+    public var epoch: UInt64 { durable.epoch }
+    /// The role this node announces in its heartbeats.
+    public var role: NodeRole { state.role }
+    /// The votes needed to win: `max(minQuorumSize, voters.count / 2 + 1)`, a real majority of the
+    /// voters this node knows, and never below the configured floor.
+    public var quorumSize: Int { Swift.max(settings.minQuorumSize, voters.count / 2 + 1) }
+
+    /// The latest time at which the driver must deliver the next ``ElectionEvent/tick``; nil when no
+    /// timer runs (a follower without `autoFailover` that knows no leader).
+    public var nextDeadline: CoreInstant? {
+        switch state {
+        case .leader:
+            return checkQuorumDeadline
+        case .candidate:
+            return campaign?.deadline
+        case .follower:
+            if let campaign { return campaign.deadline }
+            if settings.autoFailover || leaderID != nil { return electionDeadline }
+            return nil
+        }
+    }
+
+    // MARK: Private state
+
+    /// `voters`, sorted: every message to all voters goes out in this order, so runs replay.
+    private var voterList: [String]
+    private var rng: SplitMix64
+    /// This node's current randomised election timeout, drawn at every state change.
+    private var randomizedElectionTimeout: UInt64
+    /// When a follower's election timer fires.
+    private var electionDeadline: CoreInstant
+    /// When a leader next checks that it still hears a quorum.
+    private var checkQuorumDeadline: CoreInstant
+    private var campaign: Campaign?
+    /// Failed attempts in a row (PreVote rounds and candidacies) with no leader heard in between.
+    private var consecutiveFailures = 0
+    /// When each voter was last heard from (any message).
+    private var lastHeard: [String: CoreInstant] = [:]
+    /// When the current leader was last heard from (meaningful while `leaderID` is a peer).
+    private var lastLeaderContact: CoreInstant = .zero
+    /// The first node seen claiming primary in the current term (itself when it won).
+    private var termPrimary: String?
+    private var reportedDualPrimaries: Set<DualPrimaryReport> = []
+    /// `durable` changed since the last `.persist`.
+    private var durableDirty = false
+
+    /// A core starting as a follower, from the durable state of its last run (or a fresh one).
+    ///
+    /// - Parameters:
+    ///   - voters: the members whose votes count; `id` is added if missing.
+    ///   - seed: seeds the core's own random generator (election timeouts).
+    ///   - now: the current time; the election timer starts here.
+    public init(
+        id: String, settings: Settings, durable: DurableElectionState, voters: [String], seed: UInt64,
+        now: CoreInstant
+    ) {
+        var settings = settings
+        settings.electionTimeout = Swift.max(1, settings.electionTimeout)
+        self.id = id
+        self.settings = settings
+        self.durable = durable
+        var voterSet = Set(voters)
+        voterSet.insert(id)
+        self.voters = voterSet
+        self.voterList = voterSet.sorted()
+        self.rng = SplitMix64(seed: seed)
+        self.randomizedElectionTimeout = settings.electionTimeout
+        self.electionDeadline = now
+        self.checkQuorumDeadline = now
+        resetElectionTimer(now: now)
+    }
+
+    // MARK: The one door
+
+    /// Feeds one event into the core, at time `now`, and returns what the driver must do, in order.
+    ///
+    /// Terms (Raft §5.1): a node MUST adopt any higher term it sees in any message (PreVote
+    /// requests and responses excepted: they change no state) and become follower; a message of
+    /// a lower term is stale.
+    ///
+    /// Voting (Raft §5.2, §5.4.1): in one term a node MUST grant at most one vote (durably: the vote is
+    /// persisted before the response is sent). It grants a candidate only if the candidate's
+    /// `lastLSN` is not below its `localLSN` (the seed's election restriction) AND the candidate's
+    /// epoch is not below its own. Why the epoch: a candidate that has not seen the latest primary
+    /// change (lower epoch) may hold an LSN of a superseded history, where a high LSN means nothing;
+    /// refusing it keeps the fencing token monotonic. To make that hold across elections, a voter
+    /// that grants a vote durably raises its epoch to `candidate epoch + 1`, the epoch the candidate
+    /// makes if it wins: any later winner must then get the vote of some voter of this one (the
+    /// quorums intersect), so it must know that epoch and makes a higher one. The response carries
+    /// the voter's epoch before the grant. A live leader does not make a node refuse a real vote
+    /// (forced elections must be able to proceed); PreVote is what protects a healthy leader.
+    ///
+    /// Heartbeats are the hot path: a heartbeat that changes nothing allocates nothing and does
+    /// only dictionary updates.
+    public mutating func step(_ event: ElectionEvent, now: CoreInstant) -> [ElectionDirective] {
+        var directives: [ElectionDirective] = []
+        switch event {
+        case .tick:
+            switch state {
+            case .leader: tickCheckQuorum(now: now, &directives)
+            case .candidate, .follower: tickElection(now: now, &directives)
+            }
+        case .receive(_, let message):
+            switch message {
+            case .heartbeat(let heartbeat):
+                stepHeartbeat(heartbeat, now: now, &directives)
+            case .voteRequest(let request):
+                noteHeard(from: request.candidateID, now: now)
+                if request.preVote {
+                    stepPreVoteRequest(request, now: now, &directives)
+                } else {
+                    stepVoteRequest(request, now: now, &directives)
+                }
+            case .voteResponse(let response):
+                noteHeard(from: response.voterID, now: now)
+                if response.preVote {
+                    stepPreVoteResponse(response, now: now, &directives)
+                } else {
+                    stepVoteResponse(response, now: now, &directives)
+                }
+            }
+        case .startElection:
+            becomeCandidate(now: now, &directives)
+        case .stepDown(let newTerm):
+            stepDown(term: newTerm, now: now, &directives)
+        case .setLocalLSN(let lsn):
+            localLSN = lsn
+        case .addVoter(let voter):
+            addVoter(voter)
+        case .removeVoter(let voter):
+            removeVoter(voter, now: now, &directives)
+        case .peerUnreachable:
+            break  // Silence is what counts: CheckQuorum and the election timer see it.
+        }
+        persistIfNeeded(&directives)
+        return directives
+    }
+
+    // MARK: Ticks
+
+    /// Follower and candidate timers: the election timer, and the campaign timer of a PreVote
+    /// round or candidacy.
+    private mutating func tickElection(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        if let campaign {
+            if now >= campaign.deadline { failCampaign(now: now, &directives) }
+            return
+        }
+        guard state == .follower, now >= electionDeadline else { return }
+        if leaderID != nil {
+            // The leader is lost: forget it, so that PreVotes from others can succeed.
+            setLeader(nil, &directives)
+        }
+        if settings.autoFailover {
+            becomePreCandidate(now: now, &directives)
+        }
+    }
+
+    /// CheckQuorum (thesis §6.2): a leader that has not heard from a quorum of voters (itself
+    /// counted) within `electionTimeout` MUST step down, so that a leader cut off from the
+    /// majority stops acting as primary, and the PreVote lease on the majority side runs out.
+    private mutating func tickCheckQuorum(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        guard now >= checkQuorumDeadline else { return }
+        var heard = 1  // itself
+        var earliestExpiry: CoreInstant?
+        for voter in voterList where voter != id {
+            guard let at = lastHeard[voter] else { continue }
+            let expiry = at + settings.electionTimeout
+            if now < expiry {
+                heard += 1
+                earliestExpiry = Swift.min(earliestExpiry ?? expiry, expiry)
+            }
+        }
+        if heard >= quorumSize {
+            // Check again when the first of the voters heard stops counting (or later, if heard again).
+            checkQuorumDeadline = earliestExpiry ?? now + settings.electionTimeout
+        } else {
+            becomeFollower(now: now, leader: nil, &directives)
+        }
+    }
+
+    // MARK: Messages
+
+    private mutating func stepHeartbeat(
+        _ heartbeat: HeartbeatMessage, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        guard heartbeat.from != id else { return }
+        noteHeard(from: heartbeat.from, now: now)
+        if heartbeat.term > term {
+            adoptTerm(heartbeat.term, now: now, &directives)
+        }
+        if heartbeat.epoch > epoch {
+            adoptEpoch(heartbeat.epoch, now: now, &directives)
+        }
+        guard heartbeat.term == term else { return }  // stale sender: it adopts our term from our heartbeats
+        if heartbeat.role == .primary {
+            acceptPrimary(heartbeat.from, now: now, &directives)
+        } else if heartbeat.from == leaderID {
+            // Our leader stepped down (StepDown or CheckQuorum) in this term: it is no longer live.
+            setLeader(nil, &directives)
+        }
+    }
+
+    /// A heartbeat of the current term from a node claiming primary.
+    private mutating func acceptPrimary(
+        _ primary: String, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        if let known = termPrimary, known != primary {
+            reportDualPrimary(known, primary, &directives)
+            return
+        }
+        termPrimary = primary
+        if state == .candidate {
+            becomeFollower(now: now, leader: primary, &directives)  // Raft §5.2: a candidate yields
+        }
+        campaign = nil
+        setLeader(primary, &directives)
+        lastLeaderContact = now
+        consecutiveFailures = 0
+        electionDeadline = now + randomizedElectionTimeout
+    }
+
+    /// A real vote request (Raft §5.2, §5.4.1; see "Voting" on ``step(_:now:)``).
+    private mutating func stepVoteRequest(
+        _ request: VoteRequest, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        let candidate = request.candidateID
+        guard candidate != id else { return }
+        if request.term > term {
+            adoptTerm(request.term, now: now, &directives)
+        }
+        let reason: String
+        if request.term < term {
+            reason = ClusterError.staleTerm.description
+        } else if let votedFor, votedFor != candidate {
+            reason = ClusterError.alreadyVoted.description
+        } else if request.lastLSN < localLSN {
+            reason = ClusterError.staleLSN.description
+        } else if votedFor == nil, request.epoch < epoch {
+            // A repeated grant (votedFor == candidate) skips this: our epoch was raised by our own grant.
+            reason = Self.staleEpochReason
+        } else {
+            reason = ""
+        }
+        guard reason.isEmpty else {
+            let refusal = VoteResponse(voterID: id, term: term, voteGranted: false, reason: reason, epoch: epoch)
+            send(to: candidate, .voteResponse(refusal), &directives)
+            return
+        }
+        let epochBeforeGrant = Swift.min(epoch, request.epoch)
+        if votedFor == nil {
+            durable.votedFor = candidate
+            durableDirty = true
+        }
+        if request.epoch >= epoch {
+            durable.epoch = request.epoch + 1  // the epoch this candidate makes if it wins
+            durableDirty = true
+        }
+        campaign = nil  // we back this candidate: drop our own PreVote round
+        electionDeadline = now + randomizedElectionTimeout
+        let grant = VoteResponse(voterID: id, term: term, voteGranted: true, epoch: epochBeforeGrant)
+        send(to: candidate, .voteResponse(grant), &directives)
+    }
+
+    /// A PreVote request (thesis §9.6): "would you vote for me at `request.term`?" Changes no state.
+    /// Granted iff the request's term is above ours (or equal, with no vote given to another), no
+    /// live primary has been heard within `electionTimeout`, and the LSN and epoch rules hold.
+    private mutating func stepPreVoteRequest(
+        _ request: VoteRequest, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        let candidate = request.candidateID
+        guard candidate != id else { return }
+        let reason: String
+        if request.term < term {
+            reason = ClusterError.staleTerm.description
+        } else if request.term == term, let votedFor, votedFor != candidate {
+            reason = ClusterError.alreadyVoted.description
+        } else if hasLiveLeader(now: now) {
+            reason = Self.liveLeaderReason
+        } else if request.lastLSN < localLSN {
+            reason = ClusterError.staleLSN.description
+        } else if request.epoch < epoch {
+            reason = Self.staleEpochReason
+        } else {
+            reason = ""
+        }
+        let response = VoteResponse(
+            voterID: id, term: request.term, voteGranted: reason.isEmpty, reason: reason, preVote: true,
+            epoch: epoch)
+        send(to: candidate, .voteResponse(response), &directives)
+    }
+
+    private mutating func stepVoteResponse(
+        _ response: VoteResponse, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        if response.term > term {
+            adoptTerm(response.term, now: now, &directives)
+        }
+        if response.epoch > epoch {
+            adoptEpoch(response.epoch, now: now, &directives)
+        }
+        guard response.voteGranted, response.term == term, state == .candidate,
+              campaign?.kind == .vote, response.voterID != id
+        else { return }
+        // A vote from a non-voter is not counted (and the voter is not added): see `tallyCampaign`.
+        campaign?.grants[response.voterID] = response.epoch
+        tallyCampaign(now: now, &directives)
+    }
+
+    private mutating func stepPreVoteResponse(
+        _ response: VoteResponse, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        guard response.voteGranted, state == .follower, let campaign, campaign.kind == .preVote,
+              response.term == campaign.term, response.voterID != id
+        else { return }
+        self.campaign?.grants[response.voterID] = response.epoch
+        tallyCampaign(now: now, &directives)
+    }
+
+    // MARK: Transitions
+
+    /// Becomes (or stays) follower in the current term, with a fresh randomised election timer.
+    private mutating func becomeFollower(
+        now: CoreInstant, leader: String?, _ directives: inout [ElectionDirective]
+    ) {
+        let previous = state
+        state = .follower
+        campaign = nil
+        resetElectionTimer(now: now)
+        if previous != .follower {
+            directives.append(.stateChanged(.follower, term: term, leader: leader))
+        }
+        setLeader(leader, &directives)
+    }
+
+    /// Starts a PreVote round (thesis §9.6) for term + 1, without changing term or vote: the node
+    /// stays a follower (and announces itself as a replica), so a node cut off from the cluster
+    /// cannot inflate its term and depose a healthy leader when it comes back.
+    private mutating func becomePreCandidate(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        let preTerm = term + 1
+        campaign = Campaign(
+            kind: .preVote, term: preTerm, epoch: epoch, deadline: now + settings.voteRequestTimeout,
+            grants: [id: epoch])
+        let request = VoteRequest(
+            candidateID: id, term: preTerm, lastLSN: localLSN, epoch: epoch, priority: settings.priority,
+            preVote: true)
+        for voter in voterList where voter != id {
+            send(to: voter, .voteRequest(request), &directives)
+        }
+        tallyCampaign(now: now, &directives)
+    }
+
+    /// Starts a candidacy (Raft §5.2): term + 1, vote for itself, persist, ask every voter.
+    /// Reached from a successful PreVote round, or at once by ``ElectionEvent/startElection``.
+    private mutating func becomeCandidate(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        durable.term += 1
+        durable.votedFor = id
+        durableDirty = true
+        termPrimary = nil
+        reportedDualPrimaries.removeAll()
+        state = .candidate
+        campaign = Campaign(
+            kind: .vote, term: term, epoch: epoch, deadline: now + settings.voteRequestTimeout,
+            grants: [id: epoch])
+        directives.append(.stateChanged(.candidate, term: term, leader: nil))
+        setLeader(nil, &directives)
+        let request = VoteRequest(
+            candidateID: id, term: term, lastLSN: localLSN, epoch: epoch, priority: settings.priority)
+        for voter in voterList where voter != id {
+            send(to: voter, .voteRequest(request), &directives)  // persists first
+        }
+        tallyCampaign(now: now, &directives)  // a single-voter cluster wins at once
+    }
+
+    /// Wins the term: makes a new epoch, `max(own epoch, every granting voter's epoch) + 1`,
+    /// persists it, and announces itself at once.
+    private mutating func becomeLeader(
+        now: CoreInstant, grantEpoch: UInt64, _ directives: inout [ElectionDirective]
+    ) {
+        let newEpoch = Swift.max(epoch, grantEpoch) + 1
+        durable.epoch = newEpoch
+        durableDirty = true
+        state = .leader
+        campaign = nil
+        consecutiveFailures = 0
+        termPrimary = id
+        checkQuorumDeadline = now + settings.electionTimeout
+        persistIfNeeded(&directives)  // the fencing token is durable before anyone hears of it
+        directives.append(.epochChanged(newEpoch))
+        directives.append(.stateChanged(.leader, term: term, leader: id))
+        setLeader(id, &directives)
+        directives.append(.broadcastHeartbeat)
+    }
+
+    /// A PreVote round or candidacy ran out of time: back to follower, wait a fresh randomised
+    /// timeout (with the back-off after `maxElectionRetries` consecutive failures), try again.
+    private mutating func failCampaign(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        consecutiveFailures += 1
+        campaign = nil
+        if state == .candidate {
+            becomeFollower(now: now, leader: nil, &directives)
+        } else {
+            resetElectionTimer(now: now)
+        }
+    }
+
+    /// Counts the granted votes of the running campaign; on a quorum, moves on (PreVote round →
+    /// candidacy, candidacy → leadership). Only votes of current voters count.
+    private mutating func tallyCampaign(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        guard let campaign else { return }
+        var granted = 0
+        var grantEpoch: UInt64 = 0
+        for (voter, voterEpoch) in campaign.grants where voters.contains(voter) {
+            granted += 1
+            grantEpoch = Swift.max(grantEpoch, voterEpoch)
+        }
+        guard granted >= quorumSize else { return }
+        switch campaign.kind {
+        case .preVote: becomeCandidate(now: now, &directives)
+        case .vote: becomeLeader(now: now, grantEpoch: grantEpoch, &directives)
+        }
+    }
+
+    /// The seed's StepDown(term). A `term` above the current one is adopted (as from any message):
+    /// the node becomes a follower of that term with no vote. Otherwise a leader steps down to
+    /// follower in its own term (it cannot win this term again) and other states are unchanged.
+    private mutating func stepDown(term newTerm: UInt64, now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        if newTerm > term {
+            adoptTerm(newTerm, now: now, &directives)
+        } else if state == .leader {
+            becomeFollower(now: now, leader: nil, &directives)
+        }
+    }
+
+    // MARK: Membership
+
+    private mutating func addVoter(_ voter: String) {
+        guard !voters.contains(voter) else { return }
+        voters.insert(voter)
+        let index = voterList.firstIndex { $0 > voter } ?? voterList.endIndex
+        voterList.insert(voter, at: index)
+    }
+
+    /// Removes a voter (never this node). The quorum may shrink, so a running campaign is recounted.
+    private mutating func removeVoter(_ voter: String, now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        guard voter != id, voters.contains(voter) else { return }
+        voters.remove(voter)
+        voterList.removeAll { $0 == voter }
+        lastHeard[voter] = nil
+        tallyCampaign(now: now, &directives)
+    }
+
+    // MARK: Helpers
+
+    /// Adopts a higher term (Raft §5.1): no vote yet, no known leader, follower.
+    private mutating func adoptTerm(_ newTerm: UInt64, now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        durable.term = newTerm
+        durable.votedFor = nil
+        durableDirty = true
+        termPrimary = nil
+        reportedDualPrimaries.removeAll()
+        campaign = nil  // a PreVote round for an older term is void
+        if state != .follower {
+            becomeFollower(now: now, leader: nil, &directives)
+        } else {
+            setLeader(nil, &directives)
+        }
+    }
+
+    /// Learns a higher epoch. A leader keeps the epoch it made (its fencing token). A candidate
+    /// abandons its candidacy: its requests carried a stale epoch, and a winner must make exactly
+    /// `requested epoch + 1` for epochs to stay ordered (see "Voting" on ``step(_:now:)``).
+    private mutating func adoptEpoch(_ newEpoch: UInt64, now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        guard state != .leader else { return }
+        durable.epoch = newEpoch
+        durableDirty = true
+        if state == .candidate {
+            becomeFollower(now: now, leader: nil, &directives)
+        }
+    }
+
+    private mutating func setLeader(_ leader: String?, _ directives: inout [ElectionDirective]) {
+        guard leader != leaderID else { return }
+        leaderID = leader
+        directives.append(.leaderChanged(leader))
+    }
+
+    private func hasLiveLeader(now: CoreInstant) -> Bool {
+        if state == .leader { return true }
+        guard leaderID != nil else { return false }
+        return now < lastLeaderContact + settings.electionTimeout
+    }
+
+    private mutating func noteHeard(from peer: String, now: CoreInstant) {
+        if peer != id, voters.contains(peer) { lastHeard[peer] = now }
+    }
+
+    private mutating func reportDualPrimary(_ a: String, _ b: String, _ directives: inout [ElectionDirective]) {
+        let report = DualPrimaryReport(term: term, first: Swift.min(a, b), second: Swift.max(a, b))
+        guard reportedDualPrimaries.insert(report).inserted else { return }
+        directives.append(.dualPrimaryDetected(term: term, primaries: [report.first, report.second]))
+    }
+
+    /// Draws a new randomised election timeout and restarts the election timer with it. The
+    /// timeout is T + r·T/max(1, priority), r uniform in [0, 1): within [T, 2T), shorter on
+    /// average for a higher priority. After `maxElectionRetries` consecutive failures the wait
+    /// gets one more full randomised timeout (back-off).
+    private mutating func resetElectionTimer(now: CoreInstant) {
+        randomizedElectionTimeout = drawElectionTimeout()
+        var wait = randomizedElectionTimeout
+        if consecutiveFailures >= Swift.max(0, settings.maxElectionRetries) && consecutiveFailures > 0 {
+            wait += drawElectionTimeout()
+        }
+        electionDeadline = now + wait
+    }
+
+    private mutating func drawElectionTimeout() -> UInt64 {
+        let timeout = settings.electionTimeout
+        let spread = rng.next(upperBound: timeout) / UInt64(Swift.max(1, settings.priority))
+        return timeout + spread
+    }
+
+    /// Appends a send, persisting first if the durable state changed (persist before send).
+    private mutating func send(to peer: String, _ message: ElectionMessage, _ directives: inout [ElectionDirective]) {
+        persistIfNeeded(&directives)
+        directives.append(.send(to: peer, message))
+    }
+
+    private mutating func persistIfNeeded(_ directives: inout [ElectionDirective]) {
+        guard durableDirty else { return }
+        durableDirty = false
+        directives.append(.persist(durable))
+    }
+}
