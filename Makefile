@@ -29,7 +29,7 @@ test: setup
 	$(SWIFT) test
 
 run: setup
-	$(SWIFT) run cluster-demo
+	$(SWIFT) run cluster-demo --nodes $(NODES)
 
 sim: setup
 	$(SWIFT) run -c release cluster-sim --schedules $(SCHEDULES) --seed $(SEED)

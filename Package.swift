@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "ClusterSimulation", dependencies: ["ClusterCore"], swiftSettings: strict),
         .executableTarget(
             name: "ClusterDemo",
-            dependencies: ["Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Cluster", "UV", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -53,6 +53,6 @@ let package = Package(
         .testTarget(name: "UVTests", dependencies: ["UV"], swiftSettings: strict),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: strict),
         .testTarget(name: "ClusterSimulationTests", dependencies: ["ClusterSimulation", "ClusterCore"], swiftSettings: strict),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster"], swiftSettings: strict),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "UV"], swiftSettings: strict),
     ]
 )

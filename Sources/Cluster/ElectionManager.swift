@@ -87,6 +87,17 @@ public final class ElectionManager: Sendable {
         }
     }
 
+    /// Adds an observer, told (on the callback queue, in order) the new status after every change
+    /// of state, term, known leader or epoch.
+    public func addObserver(_ observer: @escaping @Sendable (ElectionStatus) -> Void) {
+        runtime.sharedObservers.withLock { $0.append(observer) }
+    }
+
+    /// The current status (state, term, leader, epoch) in one consistent read.
+    public var status: ElectionStatus {
+        runtime.sharedSnapshot.withLock { ElectionStatus(state: $0.state, term: $0.term, leaderID: $0.leaderID, epoch: $0.epoch) }
+    }
+
     /// Starts the node: listens, links to the members, heartbeats; with auto-failover, elects.
     public func start() throws(ClusterError) {
         try config.validate()
@@ -134,8 +145,8 @@ public final class ElectionManager: Sendable {
         _ = runtime.sync { $0.faults = faults }
     }
 
-    /// The node's status, as the JSON `status` query returns it.
-    public func status() -> StatusResponse? {
+    /// The node's status report, as the JSON `status` query returns it.
+    public func statusReport() -> StatusResponse? {
         runtime.sync { $0.status() }
     }
 }

@@ -13,6 +13,16 @@ struct ElectionSnapshot: Sendable, Equatable {
     var running = false
 }
 
+/// What an observer of `ElectionManager.addObserver` is told after each change.
+public struct ElectionStatus: Sendable, Equatable, CustomStringConvertible {
+    public var state: ElectionState
+    public var term: UInt64
+    public var leaderID: String?
+    public var epoch: UInt64
+
+    public var description: String { "\(state) term \(term) leader \(leaderID ?? "-") epoch \(epoch)" }
+}
+
 /// The callbacks of `ElectionManager.setCallbacks`.
 struct TransitionCallbacks: Sendable {
     var onLeader: (@Sendable () -> Void)?
@@ -40,6 +50,8 @@ final class NodeRuntime: @unchecked Sendable {
 
     let sharedSnapshot = UVLocked(ElectionSnapshot())
     let sharedCallbacks = UVLocked(TransitionCallbacks())
+    let sharedObservers = UVLocked([@Sendable (ElectionStatus) -> Void]())
+    private var lastStatus = ElectionStatus(state: .follower, term: 0, leaderID: nil, epoch: 0)
     private let callbackQueue: DispatchQueue
 
     private var listener: UVTCPListener?
@@ -262,6 +274,14 @@ final class NodeRuntime: @unchecked Sendable {
             state: core.state, term: core.term, leaderID: core.leaderID, epoch: core.epoch,
             listenAddress: listener.map { HostPort(host: $0.boundAddress.host, port: $0.port) }, running: running)
         sharedSnapshot.withLock { $0 = snap }
+        let status = ElectionStatus(state: snap.state, term: snap.term, leaderID: snap.leaderID, epoch: snap.epoch)
+        if status != lastStatus {
+            lastStatus = status
+            let observers = sharedObservers.withLock { $0 }
+            if !observers.isEmpty {
+                callbackQueue.async { for observer in observers { observer(status) } }
+            }
+        }
     }
 
     private func armTick() {
@@ -340,7 +360,7 @@ final class NodeRuntime: @unchecked Sendable {
                     guard running else { link.conn.close(); return }
                     links[link.id] = link
                     link.kind = .binary
-                    link.conn.onClose = { [unowned self, unowned link] in linkClosed(link) }
+                    link.conn.onClose = { [unowned self, weak link] in if let link { linkClosed(link) } }
                     queue(hello(), on: link)
                     startReading(link)
                     flush()
@@ -391,10 +411,11 @@ final class NodeRuntime: @unchecked Sendable {
         let link = Link(conn: conn, outbound: false, expectedPeer: nil, id: nextLinkID)
         nextLinkID += 1
         links[link.id] = link
-        conn.onClose = { [unowned self, unowned link] in linkClosed(link) }
+        conn.onClose = { [unowned self, weak link] in if let link { linkClosed(link) } }
         if let timer = try? UVTimer(loop: loop) {
             link.helloTimer = timer
-            try? timer.start(timeoutMs: max(1, options.helloTimeout.nanoseconds / 1_000_000)) { [unowned self, unowned link] in
+            try? timer.start(timeoutMs: max(1, options.helloTimeout.nanoseconds / 1_000_000)) { [unowned self, weak link] in
+                guard let link else { return }
                 link.helloTimer?.close()
                 link.helloTimer = nil
                 if link.kind == .undecided || (link.kind == .binary && link.peerID == nil) {
@@ -407,10 +428,12 @@ final class NodeRuntime: @unchecked Sendable {
 
     private func startReading(_ link: Link) {
         do {
-            try link.conn.startReading(onRead: { [unowned self, unowned link] bytes in
+            try link.conn.startReading(onRead: { [unowned self, weak link] bytes in
+                guard let link else { return }
                 received(bytes, on: link)
                 flush()
-            }, onEnd: { [unowned self, unowned link] error in
+            }, onEnd: { [unowned self, weak link] error in
+                guard let link else { return }
                 if let error, error.code != UVError.connectionReset {
                     logger.debug("link \(link.description) ended: \(error)")
                 }
@@ -456,34 +479,30 @@ final class NodeRuntime: @unchecked Sendable {
         }
     }
 
-    private func handleFrame(_ frame: borrowing FrameView, on link: Link) throws(WireError) {
-        switch frame.type {
-        case WireFrameType.heartbeat:
-            let hb = try frame.heartbeat()
-            guard let peerID = link.peerID, let peer = peers[peerID], peer.link === link else {
-                throw .malformed("heartbeat before hello")
-            }
+    private func handleFrame(_ frame: WireFrame, on link: Link) throws(WireError) {
+        if case .hello(let hello) = frame {
+            try receivedHello(hello, on: link)
+            return
+        }
+        guard let peerID = link.peerID, let peer = peers[peerID], peer.link === link else {
+            throw .malformed("\(frame.type) before hello")
+        }
+        switch frame {
+        case .heartbeat(let hb):
             guard hb.senderTag == link.peerTag else { throw .malformed("heartbeat sender tag does not match the hello") }
             receivedHeartbeat(hb, from: peer, on: link)
-        case WireFrameType.hello:
-            try receivedHello(try frame.hello(), on: link)
-        case WireFrameType.voteRequest:
-            let request = try frame.voteRequest()
-            guard let peerID = link.peerID else { throw .malformed("vote request before hello") }
+        case .voteRequest(let request):
             guard !faults.blocks(peerID) else { return }
             stats.voteRequestsReceived += 1
             step(.receive(from: peerID, .voteRequest(request)))
-        case WireFrameType.voteResponse:
-            let response = try frame.voteResponse()
-            guard let peerID = link.peerID else { throw .malformed("vote response before hello") }
+        case .voteResponse(let response):
             guard !faults.blocks(peerID) else { return }
             step(.receive(from: peerID, .voteResponse(response)))
-        case WireFrameType.goodbye:
-            let reason = try frame.goodbye()
+        case .goodbye(let reason):
             logger.debug("link \(link.description) said goodbye: \(reason)")
             closeLink(link, reason: nil)
-        default:
-            throw .unknownType(frame.type)
+        case .hello:
+            break
         }
     }
 
@@ -503,7 +522,7 @@ final class NodeRuntime: @unchecked Sendable {
         if hb.probe { sendHeartbeat(to: peer, reply: true) }
     }
 
-    private func receivedHello(_ hello: HelloFrame, on link: Link) throws(WireError) {
+    private func receivedHello(_ hello: HelloMessage, on link: Link) throws(WireError) {
         guard link.peerID == nil else { throw .malformed("second hello") }
         guard hello.nodeID != config.nodeID else {
             violation(on: link, "connected to itself")
@@ -562,7 +581,12 @@ final class NodeRuntime: @unchecked Sendable {
 
     private func hello() -> [UInt8] {
         var out: [UInt8] = []
-        Wire.encodeHello(HelloFrame(nodeID: config.nodeID, nodeAddr: membership.localNode.addr, priority: config.priority), into: &out)
+        // The id and address were validated at start; an over-long one fails here, loudly.
+        do {
+            try Wire.encodeHello(HelloMessage(nodeID: config.nodeID, nodeAddr: membership.localNode.addr, priority: config.priority), into: &out)
+        } catch {
+            logger.error("cannot encode hello: \(error)")
+        }
         return out
     }
 
@@ -572,9 +596,9 @@ final class NodeRuntime: @unchecked Sendable {
         guard !faults.blocks(peerID), let peer = peers[peerID], let link = peer.link else { return }
         switch message {
         case .voteRequest(let request):
-            Wire.encodeVoteRequest(request, into: &link.out)
+            do { try Wire.encodeVoteRequest(request, into: &link.out) } catch { logger.error("cannot encode \(request): \(error)") }
         case .voteResponse(let response):
-            Wire.encodeVoteResponse(response, into: &link.out)
+            do { try Wire.encodeVoteResponse(response, into: &link.out) } catch { logger.error("cannot encode \(response): \(error)") }
         case .heartbeat:
             sendHeartbeat(to: peer, reply: false)
             return
@@ -760,7 +784,7 @@ final class NodeRuntime: @unchecked Sendable {
         case .status:
             queue(JSONMessage.statusResponse(status()).encodeLine(), on: link)
         case .hello:
-            queue(JSONMessage.hello(HelloFrame(nodeID: config.nodeID, nodeAddr: membership.localNode.addr, priority: config.priority)).encodeLine(), on: link)
+            queue(JSONMessage.hello(HelloMessage(nodeID: config.nodeID, nodeAddr: membership.localNode.addr, priority: config.priority)).encodeLine(), on: link)
         case .goodbye:
             closeLink(link, reason: nil)
         case .voteResponse, .nodeList, .statusResponse, .error:

@@ -1,0 +1,165 @@
+import Cluster
+import Dispatch
+import Foundation
+import Testing
+import UV
+
+/// Free loopback ports, taken by binding port 0 (all at once, so they differ) and released.
+func freePorts(_ count: Int) throws -> [Int] {
+    let loop = try UVLoop(name: "ports")
+    defer { loop.shutdown() }
+    let ports = UVLocked<[Int]>([])
+    let done = DispatchSemaphore(value: 0)
+    loop.execute {
+        var listeners: [UVTCPListener] = []
+        for _ in 0..<count {
+            if let l = try? UVTCPListener(loop: loop, host: "127.0.0.1", port: 0) { $0.close() } { listeners.append(l) }
+        }
+        ports.withLock { $0 = listeners.map(\.port) }
+        for l in listeners { l.close() }
+        done.signal()
+    }
+    done.wait()
+    let result = ports.withLock { $0 }
+    guard result.count == count else { throw ClusterError.io("could not reserve \(count) ports") }
+    return result
+}
+
+/// Every status change of every node, so tests can await conditions and check that no term ever
+/// had two leaders.
+final class ClusterWatch: Sendable {
+    private struct State {
+        var latest: [String: ElectionStatus] = [:]
+        /// term → leaders seen in that term
+        var leadersByTerm: [UInt64: Set<String>] = [:]
+        var waiters: [(id: Int, check: @Sendable ([String: ElectionStatus]) -> Bool, resume: @Sendable () -> Void)] = []
+        var nextWaiter = 0
+    }
+    private let state = UVLocked(State())
+
+    func record(_ node: String, _ status: ElectionStatus) {
+        let ready: [@Sendable () -> Void] = state.withLock { s in
+            s.latest[node] = status
+            if status.state == .leader { s.leadersByTerm[status.term, default: []].insert(node) }
+            var ready: [@Sendable () -> Void] = []
+            s.waiters.removeAll { w in
+                if w.check(s.latest) { ready.append(w.resume); return true }
+                return false
+            }
+            return ready
+        }
+        for r in ready { r() }
+    }
+
+    /// Terms in which more than one node was leader (must stay empty).
+    var doubleLeaderTerms: [UInt64: Set<String>] {
+        state.withLock { $0.leadersByTerm.filter { $0.value.count > 1 } }
+    }
+
+    var latest: [String: ElectionStatus] { state.withLock { $0.latest } }
+
+    /// Waits until `condition` holds for the latest statuses, or `timeout` passes. Returns whether
+    /// it held. The waiting is woken by status changes, not by polling.
+    func wait(timeout: Duration, _ condition: @escaping @Sendable ([String: ElectionStatus]) -> Bool) async -> Bool {
+        let fired = UVLocked(false)
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let resumeOnce: @Sendable (Bool) -> Void = { value in
+                let first = fired.withLock { f -> Bool in
+                    defer { f = true }
+                    return !f
+                }
+                if first { continuation.resume(returning: value) }
+            }
+            let id: Int? = state.withLock { s in
+                if condition(s.latest) { return nil }
+                let id = s.nextWaiter
+                s.nextWaiter += 1
+                s.waiters.append((id, condition, { resumeOnce(true) }))
+                return id
+            }
+            guard let id else {
+                resumeOnce(true)
+                return
+            }
+            let nanos = UInt64(timeout.components.seconds) * 1_000_000_000 + UInt64(timeout.components.attoseconds / 1_000_000_000)
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(nanos))) { [state] in
+                state.withLock { s in s.waiters.removeAll { $0.id == id } }
+                resumeOnce(false)
+            }
+        }
+    }
+}
+
+/// A loopback cluster of real nodes for tests.
+final class TestCluster: Sendable {
+    let ids: [String]
+    let addrs: [String: String]
+    let managers: UVLocked<[String: ElectionManager]>
+    let memberships: UVLocked<[String: ClusterMembership]>
+    let watch = ClusterWatch()
+    let dataRoot: String?
+
+    static func config(id: String, addr: String, seeds: [String], autoFailover: Bool = true, priority: Int = 1, minQuorum: Int = 2) -> ClusterConfig {
+        ClusterConfig(
+            nodeID: id, nodeAddr: addr, seedNodes: seeds,
+            electionTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(30),
+            minQuorumSize: minQuorum, priority: priority, enableAutoFailover: autoFailover,
+            voteRequestTimeout: .milliseconds(150), maxElectionRetries: 3)
+    }
+
+    init(size: Int, durable: Bool = false) throws {
+        ids = (1...size).map { "n\($0)" }
+        let ports = try freePorts(size)
+        var addrs: [String: String] = [:]
+        for (i, id) in ids.enumerated() { addrs[id] = "127.0.0.1:\(ports[i])" }
+        self.addrs = addrs
+        managers = UVLocked([:])
+        memberships = UVLocked([:])
+        dataRoot = durable ? NSTemporaryDirectory() + "cluster-test-\(UUID().uuidString)" : nil
+        for id in ids { try startNode(id) }
+    }
+
+    /// Starts (or restarts) node `id` with a fresh membership holding every other node.
+    func startNode(_ id: String) throws {
+        let addr = addrs[id]!
+        let seeds = ids.filter { $0 != id }.map { addrs[$0]! }
+        let membership = ClusterMembership(localNodeID: id, localAddr: addr)
+        for other in ids where other != id { try membership.addNode(NodeInfo(id: other, addr: addrs[other]!)) }
+        let options = NodeOptions(dataDirectory: dataRoot.map { "\($0)/\(id)" }, randomSeed: UInt64(id.hashValue & 0xFFFF))
+        let manager = ElectionManager(config: Self.config(id: id, addr: addr, seeds: seeds), membership: membership, options: options)
+        manager.addObserver { [watch] status in watch.record(id, status) }
+        try manager.start()
+        managers.withLock { $0[id] = manager }
+        memberships.withLock { $0[id] = membership }
+    }
+
+    /// Stops node `id` and forgets it (its loop thread ends).
+    func stopNode(_ id: String) {
+        let manager = managers.withLock { $0.removeValue(forKey: id) }
+        try? manager?.stop()
+    }
+
+    func manager(_ id: String) -> ElectionManager? { managers.withLock { $0[id] } }
+
+    var running: [String] { managers.withLock { Array($0.keys).sorted() } }
+
+    /// The single leader all running nodes agree on, if there is one.
+    static func agreedLeader(_ latest: [String: ElectionStatus], among nodes: [String]) -> String? {
+        let leaders = nodes.filter { latest[$0]?.state == .leader }
+        guard leaders.count == 1, let leader = leaders.first, let term = latest[leader]?.term else { return nil }
+        for n in nodes where n != leader {
+            guard let s = latest[n], s.state == .follower, s.leaderID == leader, s.term == term else { return nil }
+        }
+        return leader
+    }
+
+    func waitForAgreedLeader(among nodes: [String], timeout: Duration = .seconds(10)) async -> String? {
+        let ok = await watch.wait(timeout: timeout) { latest in Self.agreedLeader(latest, among: nodes) != nil }
+        return ok ? Self.agreedLeader(watch.latest, among: nodes) : nil
+    }
+
+    func shutdown() {
+        for id in running { stopNode(id) }
+        if let dataRoot { try? FileManager.default.removeItem(atPath: dataRoot) }
+    }
+}

@@ -1,0 +1,143 @@
+import Cluster
+import Dispatch
+import Foundation
+import Testing
+import UV
+
+/// A raw TCP client on a loop of its own: sends `bytes`, collects what comes back until the peer
+/// closes or `lines` newline-terminated lines arrived, with a time bound.
+func exchange(port: Int, send bytes: [UInt8], lines: Int = 1, halfClose: Bool = false, timeoutMs: UInt64 = 5000) throws -> (reply: String, closedByPeer: Bool) {
+    let loop = try UVLoop(name: "client")
+    defer { loop.shutdown() }
+    let result = UVLocked<(String, Bool)>(("", false))
+    let done = DispatchSemaphore(value: 0)
+    loop.execute {
+        var text = ""
+        var finished = false
+        let guardTimer = try! UVTimer(loop: loop)
+        func finish(_ closed: Bool, _ conn: UVTCPConnection?) {
+            guard !finished else { return }
+            finished = true
+            guardTimer.close()
+            conn?.close()
+            result.withLock { $0 = (text, closed) }
+            done.signal()
+        }
+        try! guardTimer.start(timeoutMs: timeoutMs) { finish(false, nil) }
+        do {
+            try UVTCPConnection.connect(loop: loop, host: "127.0.0.1", port: port, timeoutMs: 2000) { r in
+                guard case .success(let conn) = r else { finish(false, nil); return }
+                try? conn.startReading(onRead: { span in
+                    span.withUnsafeBytes { text += String(decoding: $0, as: UTF8.self) }
+                    if text.filter({ $0 == "\n" }).count >= lines && lines > 0 { finish(false, conn) }
+                }, onEnd: { _ in finish(true, conn) })
+                try? conn.write(bytes)
+                if halfClose { conn.shutdown() }
+            }
+        } catch {
+            finish(false, nil)
+        }
+    }
+    done.wait()
+    let (text, closed) = result.withLock { $0 }
+    return (text, closed)
+}
+
+@Suite("The node's port", .serialized, .timeLimit(.minutes(1)))
+struct WireIntegrationTests {
+    func singleNode(_ id: String = "solo", dataDirectory: String? = nil) throws -> ElectionManager {
+        let port = try freePorts(1)[0]
+        let config = ClusterConfig(nodeID: id, nodeAddr: "127.0.0.1:\(port)", electionTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(30))
+        let manager = ElectionManager(config: config, membership: ClusterMembership(localNodeID: id, localAddr: config.nodeAddr),
+                                      options: NodeOptions(dataDirectory: dataDirectory))
+        try manager.start()
+        return manager
+    }
+
+    @Test("a seed-style one-shot JSON vote request is answered with the seed's vote_response")
+    func seedStyleVoteRequest() throws {
+        let node = try singleNode()
+        defer { try? node.stop() }
+        let port = node.listenAddress!.port
+        let request = #"{"message_type":"vote_request","candidate_id":"n2","term":3,"last_lsn":120,"epoch":0,"priority":1}"# + "\n"
+        let (reply, _) = try exchange(port: port, send: Array(request.utf8))
+        let response = try JSONDecoder().decode(VoteResponse.self, from: Data(reply.utf8))
+        #expect(response.messageType == "vote_response")
+        #expect(response.voterID == "solo")
+        #expect(response.term == 3)
+        #expect(response.voteGranted)
+        #expect(reply.contains(#""vote_granted":true"#))
+        #expect(!reply.contains("reason"))
+        #expect(node.currentTerm == 3)
+        // A second candidate in the same term is refused, with the seed's reason.
+        let second = #"{"message_type":"vote_request","candidate_id":"n3","term":3,"last_lsn":500,"epoch":0,"priority":1}"# + "\n"
+        let (reply2, _) = try exchange(port: port, send: Array(second.utf8))
+        let response2 = try JSONDecoder().decode(VoteResponse.self, from: Data(reply2.utf8))
+        #expect(!response2.voteGranted)
+        #expect(response2.reason == ClusterError.alreadyVoted.description)
+    }
+
+    @Test("a stranger on the port is closed, and the node keeps answering")
+    func strangerIsClosed() throws {
+        let node = try singleNode()
+        defer { try? node.stop() }
+        let port = node.listenAddress!.port
+        let (_, closed) = try exchange(port: port, send: Array("GET / HTTP/1.1\r\n\r\n".utf8), lines: 0)
+        #expect(closed)
+        // Malformed JSON: an error line, then the connection is closed.
+        let (reply, closed2) = try exchange(port: port, send: Array("{not json\n".utf8), lines: 0)
+        #expect(closed2)
+        #expect(reply.contains(#""message_type":"error""#))
+        // A binary frame claiming 1 GiB is refused from its header alone.
+        let (_, closed3) = try exchange(port: port, send: [0x40, 0, 0, 0, 2], lines: 0)
+        #expect(closed3)
+        #expect(node.stats.protocolErrors >= 3)
+        let status = #"{"message_type":"status"}"# + "\n"
+        let (reply4, _) = try exchange(port: port, send: Array(status.utf8))
+        #expect(reply4.contains(#""node_id":"solo""#))
+    }
+
+    @Test("a JSON line over the size limit is refused without buffering it all")
+    func oversizedLine() throws {
+        let node = try singleNode()
+        defer { try? node.stop() }
+        var big = Array(#"{"message_type":"vote_request","candidate_id":""#.utf8)
+        big += [UInt8](repeating: UInt8(ascii: "a"), count: 200_000)
+        let (reply, closed) = try exchange(port: node.listenAddress!.port, send: big, lines: 0)
+        #expect(closed)
+        #expect(reply.contains("error"))
+    }
+
+    @Test("a restarted node with a data directory never votes twice in one term")
+    func durableVote() throws {
+        let dir = NSTemporaryDirectory() + "durable-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let node = try singleNode("voter", dataDirectory: dir)
+            let granted = node.handleVoteRequest(VoteRequest(candidateID: "a", term: 5))
+            #expect(granted.voteGranted)
+            try node.stop()
+        }
+        let restarted = try singleNode("voter", dataDirectory: dir)
+        defer { try? restarted.stop() }
+        #expect(restarted.currentTerm == 5)
+        let refused = restarted.handleVoteRequest(VoteRequest(candidateID: "b", term: 5))
+        #expect(!refused.voteGranted)
+        #expect(refused.reason == ClusterError.alreadyVoted.description)
+        // The same candidate asking again gets the same answer.
+        #expect(restarted.handleVoteRequest(VoteRequest(candidateID: "a", term: 5)).voteGranted)
+    }
+
+    @Test("without a data directory, a restarted node forgets its vote (the seed's behaviour)")
+    func inMemoryVoteIsLost() throws {
+        do {
+            let node = try singleNode("forgetful")
+            #expect(node.handleVoteRequest(VoteRequest(candidateID: "a", term: 5)).voteGranted)
+            try node.stop()
+        }
+        let restarted = try singleNode("forgetful")
+        defer { try? restarted.stop() }
+        #expect(restarted.currentTerm == 0)
+        #expect(restarted.handleVoteRequest(VoteRequest(candidateID: "b", term: 5)).voteGranted)
+    }
+}
