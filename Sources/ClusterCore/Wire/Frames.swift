@@ -78,6 +78,7 @@ public struct HeartbeatFrame: Sendable, Equatable, Hashable {
     /// FNV-1a 64 of the sender's node id (`Wire.fnv1a64`).
     public var senderTag: UInt64
 
+    @inlinable
     public init(
         seq: UInt64, epoch: UInt64, term: UInt64, lsn: UInt64, role: NodeRole, ackSeq: UInt64 = 0,
         senderTag: UInt64, probe: Bool = false, reply: Bool = false

@@ -58,14 +58,15 @@ public enum Wire {
     @inlinable
     public static func encodeHeartbeat(_ f: HeartbeatFrame, into out: inout [UInt8]) {
         let base = out.count
-        out.append(contentsOf: repeatElement(0, count: heartbeatFrameBytes))
+        out.append(addingCapacity: heartbeatFrameBytes) { (span: inout OutputSpan<UInt8>) in
+            for _ in 0..<heartbeatFrameBytes { span.append(0) }
+        }
         var span = out.mutableSpan
         var raw = span.mutableBytes
-        raw.storeBytes(of: UInt32(heartbeatFrameBytes - 4).bigEndian, toByteOffset: base, as: UInt32.self)
-        raw.storeBytes(of: FrameType.heartbeat.rawValue, toByteOffset: base + 4, as: UInt8.self)
-        raw.storeBytes(of: f.flags, toByteOffset: base + 5, as: UInt8.self)
-        raw.storeBytes(of: UInt8(truncatingIfNeeded: f.role.rawValue), toByteOffset: base + 6, as: UInt8.self)
-        // base + 7: reserved, already 0
+        // Bytes 0...7: len = 52 (u32), type 2, flags, role, reserved 0.
+        let head = UInt64(heartbeatFrameBytes - 4) << 32 | UInt64(FrameType.heartbeat.rawValue) << 24
+            | UInt64(f.flags) << 16 | UInt64(UInt8(truncatingIfNeeded: f.role.rawValue)) << 8
+        raw.storeBytes(of: head.bigEndian, toByteOffset: base, as: UInt64.self)
         raw.storeBytes(of: f.seq.bigEndian, toByteOffset: base + 8, as: UInt64.self)
         raw.storeBytes(of: f.epoch.bigEndian, toByteOffset: base + 16, as: UInt64.self)
         raw.storeBytes(of: f.term.bigEndian, toByteOffset: base + 24, as: UInt64.self)
