@@ -111,6 +111,22 @@ struct WireTests {
         #expect(reply.flags == 3)
     }
 
+    /// The byte dumps PROTOCOL.md shows.
+    @Test func protocolDocumentExamples() throws {
+        func hex(_ text: String) -> [UInt8] { text.split(separator: " ").map { UInt8($0, radix: 16)! } }
+        #expect(Wire.fnv1a64("n1") == 0x08b3_7b07_b558_d4c0)
+        var out: [UInt8] = []
+        let m = HeartbeatMessage(from: "n1", seq: 7, epoch: 2, term: 3, lsn: 120, role: .primary, ackSeq: 6, probe: true)
+        Wire.encodeHeartbeat(HeartbeatFrame(m), into: &out)
+        #expect(out == hex("00 00 00 34 02 01 02 00 00 00 00 00 00 00 00 07 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 03 00 00 00 00 00 00 00 78 00 00 00 00 00 00 00 06 08 b3 7b 07 b5 58 d4 c0"))
+        out.removeAll()
+        try Wire.encodeHello(HelloMessage(nodeID: "n1", nodeAddr: "127.0.0.1:7001", priority: 1), into: &out)
+        #expect(out == hex("00 00 00 1f 01 01 00 00 02 6e 31 00 0e 31 32 37 2e 30 2e 30 2e 31 3a 37 30 30 31 00 00 00 00 00 00 00 01"))
+        #expect(WireError.frameTooLarge(70000).description == "frame length 70000 exceeds the limit of 65536 bytes")
+        #expect(WireError.trailingBytes(type: 3, count: 1).description == "1 unexpected trailing byte in a frame of type 3")
+        #expect(WireError.unknownMessageType("gossip").description == "unknown message_type \"gossip\"")
+    }
+
     @Test func heartbeatEncodingReusesTheBuffer() throws {
         var out: [UInt8] = []
         out.reserveCapacity(Wire.heartbeatFrameBytes * 64)
@@ -467,6 +483,21 @@ struct WireTests {
         let status = try Self.json(
             #"{"message_type":"status_response","node_id":"n1","role":2,"state":"leader","term":3,"epoch":2,"leader_id":"n1","lsn":120,"members":[]}"#)
         #expect(status == .statusResponse(StatusResponse(nodeID: "n1", role: .primary, state: .leader, term: 3, epoch: 2, leaderID: "n1", lsn: 120)))
+    }
+
+    /// Every JSON example line in PROTOCOL.md decodes (the `error` example is itself a message).
+    @Test func protocolDocumentJSONExamplesDecode() throws {
+        let doc = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("PROTOCOL.md")
+        let text = try String(contentsOf: doc, encoding: .utf8)
+        var count = 0
+        for line in text.split(separator: "\n") {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard trimmed.hasPrefix("{\"message_type\"") else { continue }
+            #expect(throws: Never.self, "\(trimmed)") { _ = try JSONMessage.decode(line: trimmed) }
+            count += 1
+        }
+        #expect(count >= 10)
     }
 
     static let jsonSamples: [JSONMessage] = {
