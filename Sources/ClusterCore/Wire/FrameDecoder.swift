@@ -1,0 +1,84 @@
+/// Splits a binary byte stream into frames, whatever the sizes of the chunks TCP delivers.
+///
+/// Frames that lie wholly inside a chunk are decoded straight from it; only the bytes of a frame
+/// that the chunk ends inside are copied, into a buffer that keeps its capacity. A length field
+/// above `Wire.maxFrameBytes` is rejected as soon as its 4 bytes are seen, so the buffer never
+/// holds more than one frame of at most 4 + 64 KiB. Decoding a heartbeat does not allocate.
+///
+/// After an error the stream cannot be trusted: every later `feed` throws the same error
+/// (send a GOODBYE with its description and close the connection), until `reset()`.
+public struct FrameDecoder: Sendable {
+    /// The bytes of the frame the last chunk ended inside.
+    private var partial: [UInt8] = []
+    /// The first error seen, thrown again by every later feed.
+    public private(set) var failure: WireError?
+
+    public init() {
+        partial.reserveCapacity(Wire.heartbeatFrameBytes)
+    }
+
+    /// The bytes held of an incomplete frame.
+    public var bufferedByteCount: Int { partial.count }
+
+    /// Forgets the incomplete frame and any error (keeps the buffer's capacity).
+    public mutating func reset() {
+        partial.removeAll(keepingCapacity: true)
+        failure = nil
+    }
+
+    /// Feeds the next chunk of the stream; calls `onFrame` with each frame it completes, in order.
+    /// An error from `onFrame` stops the feed and is thrown, like a decoding error.
+    public mutating func feed(_ chunk: RawSpan, _ onFrame: (WireFrame) throws(WireError) -> Void) throws(WireError) {
+        if let failure { throw failure }
+        do {
+            try split(chunk, onFrame)
+        } catch {
+            failure = error
+            throw error
+        }
+    }
+
+    /// Feeds the next chunk of the stream, held in an array.
+    public mutating func feed(_ chunk: [UInt8], _ onFrame: (WireFrame) throws(WireError) -> Void) throws(WireError) {
+        try feed(chunk.span.bytes, onFrame)
+    }
+
+    private mutating func split(_ chunk: RawSpan, _ onFrame: (WireFrame) throws(WireError) -> Void) throws(WireError) {
+        let count = chunk.byteCount
+        var offset = 0
+        if !partial.isEmpty {
+            // Complete the length field, then the frame, from the head of the chunk.
+            while partial.count < 4 && offset < count {
+                partial.append(WireRead.u8(chunk, offset))
+                offset += 1
+            }
+            if partial.count < 4 { return }
+            let size = try Wire.frameSize(length: WireRead.u32(partial.span.bytes, 0))
+            let take = min(size - partial.count, count - offset)
+            append(chunk, from: offset, count: take)
+            offset += take
+            if partial.count < size { return }
+            let frame: WireFrame
+            do {
+                let bytes = partial.span.bytes
+                frame = try Wire.decodeFrame(bytes)
+            }
+            partial.removeAll(keepingCapacity: true)
+            try onFrame(frame)
+        }
+        // Whole frames straight from the chunk.
+        while count - offset >= 4 {
+            let size = try Wire.frameSize(length: WireRead.u32(chunk, offset))
+            if count - offset < size { break }
+            let frame = try Wire.decodeFrame(chunk.extracting(offset..<(offset + size)))
+            offset += size
+            try onFrame(frame)
+        }
+        // Keep the start of the frame the chunk ends inside (its length, if seen, is checked).
+        append(chunk, from: offset, count: count - offset)
+    }
+
+    private mutating func append(_ chunk: RawSpan, from offset: Int, count: Int) {
+        for i in offset..<(offset + count) { partial.append(WireRead.u8(chunk, i)) }
+    }
+}

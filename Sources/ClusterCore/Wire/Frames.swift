@@ -1,0 +1,160 @@
+// The frames of the binary protocol, as values. See PROTOCOL.md for the byte layouts.
+
+/// What a connection's first byte says it carries.
+public enum WireKind: Sendable, Equatable, Hashable {
+    /// Newline-framed JSON objects (the first byte is `{`).
+    case json
+    /// Binary frames (the first byte is 0: the high byte of the opening hello's length).
+    case binary
+    /// Anything else: not a node or client of this protocol; close the connection.
+    case stranger
+
+    /// The kind of a connection whose first byte is `firstByte`.
+    @inlinable
+    public static func classify(firstByte: UInt8) -> WireKind {
+        switch firstByte {
+        case 0x7B: return .json
+        case 0x00: return .binary
+        default: return .stranger
+        }
+    }
+}
+
+/// The type byte of a binary frame.
+public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case hello = 1
+    case heartbeat = 2
+    case voteRequest = 3
+    case voteResponse = 4
+    case goodbye = 5
+
+    public var description: String {
+        switch self {
+        case .hello: return "hello"
+        case .heartbeat: return "heartbeat"
+        case .voteRequest: return "vote request"
+        case .voteResponse: return "vote response"
+        case .goodbye: return "goodbye"
+        }
+    }
+}
+
+/// The opening message of a connection, sent by both ends before anything else.
+public struct HelloMessage: Sendable, Equatable, Hashable {
+    /// The protocol version the sender speaks (`Wire.version`).
+    public var version: UInt8
+    /// The sender's node id: 1...255 bytes of UTF-8.
+    public var nodeID: String
+    /// The address the sender listens at (`host:port`), 0...255 bytes of UTF-8.
+    public var nodeAddr: String
+    /// The sender's election priority.
+    public var priority: Int
+
+    public init(nodeID: String, nodeAddr: String = "", priority: Int = 1, version: UInt8 = Wire.version) {
+        self.version = version
+        self.nodeID = nodeID
+        self.nodeAddr = nodeAddr
+        self.priority = priority
+    }
+}
+
+/// A decoded HEARTBEAT frame: integers only, so decoding one never allocates. The sender is
+/// known from the connection's hello; `senderTag` lets the receiver check it
+/// (`senderTag == Wire.fnv1a64(helloNodeID)`).
+public struct HeartbeatFrame: Sendable, Equatable, Hashable {
+    /// Flag bit 0: please answer with a heartbeat at once.
+    public var probe: Bool
+    /// Flag bit 1: this heartbeat answers a probe.
+    public var reply: Bool
+    public var role: NodeRole
+    /// The sender's heartbeat sequence number.
+    public var seq: UInt64
+    public var epoch: UInt64
+    public var term: UInt64
+    /// The sender's last LSN.
+    public var lsn: UInt64
+    /// The highest heartbeat sequence the sender has received from the receiver (0: none).
+    public var ackSeq: UInt64
+    /// FNV-1a 64 of the sender's node id (`Wire.fnv1a64`).
+    public var senderTag: UInt64
+
+    @inlinable
+    public init(
+        seq: UInt64, epoch: UInt64, term: UInt64, lsn: UInt64, role: NodeRole, ackSeq: UInt64 = 0,
+        senderTag: UInt64, probe: Bool = false, reply: Bool = false
+    ) {
+        self.probe = probe
+        self.reply = reply
+        self.role = role
+        self.seq = seq
+        self.epoch = epoch
+        self.term = term
+        self.lsn = lsn
+        self.ackSeq = ackSeq
+        self.senderTag = senderTag
+    }
+
+    /// The frame of a heartbeat whose sender's tag is already known (hash the id once per peer).
+    @inlinable
+    public init(_ message: HeartbeatMessage, senderTag: UInt64, reply: Bool = false) {
+        self.init(
+            seq: message.seq, epoch: message.epoch, term: message.term, lsn: message.lsn, role: message.role,
+            ackSeq: message.ackSeq, senderTag: senderTag, probe: message.probe, reply: reply)
+    }
+
+    /// The frame of a heartbeat, hashing `message.from` for the tag.
+    public init(_ message: HeartbeatMessage, reply: Bool = false) {
+        self.init(message, senderTag: Wire.fnv1a64(message.from), reply: reply)
+    }
+
+    /// The flags byte: bit 0 probe, bit 1 reply.
+    @inlinable
+    public var flags: UInt8 { (probe ? 1 : 0) | (reply ? 2 : 0) }
+
+    /// The heartbeat as the core sees it, from the sender the connection's hello named.
+    /// (`reply` has no place in `HeartbeatMessage`; the tag is not checked here.)
+    public func message(from sender: String) -> HeartbeatMessage {
+        HeartbeatMessage(
+            from: sender, seq: seq, epoch: epoch, term: term, lsn: lsn, role: role, ackSeq: ackSeq, probe: probe)
+    }
+}
+
+/// One decoded binary frame.
+public enum WireFrame: Sendable, Equatable, Hashable {
+    case hello(HelloMessage)
+    case heartbeat(HeartbeatFrame)
+    case voteRequest(VoteRequest)
+    case voteResponse(VoteResponse)
+    /// Why the sender is about to close the connection.
+    case goodbye(String)
+
+    public var type: FrameType {
+        switch self {
+        case .hello: return .hello
+        case .heartbeat: return .heartbeat
+        case .voteRequest: return .voteRequest
+        case .voteResponse: return .voteResponse
+        case .goodbye: return .goodbye
+        }
+    }
+
+    /// The frame that carries an election message (a heartbeat's tag is hashed from its `from`).
+    public init(_ message: ElectionMessage) {
+        switch message {
+        case .voteRequest(let r): self = .voteRequest(r)
+        case .voteResponse(let r): self = .voteResponse(r)
+        case .heartbeat(let h): self = .heartbeat(HeartbeatFrame(h))
+        }
+    }
+
+    /// The election message this frame carries, from the sender the connection's hello named
+    /// (nil for hello and goodbye).
+    public func electionMessage(from sender: String) -> ElectionMessage? {
+        switch self {
+        case .voteRequest(let r): return .voteRequest(r)
+        case .voteResponse(let r): return .voteResponse(r)
+        case .heartbeat(let h): return .heartbeat(h.message(from: sender))
+        case .hello, .goodbye: return nil
+        }
+    }
+}

@@ -1,0 +1,391 @@
+import Foundation
+
+// The JSON form of the protocol: one object per line, `message_type` first in meaning (not in
+// order: keys are written sorted). The seed's four messages keep the seed's exact forms; the
+// rest are this project's. See PROTOCOL.md.
+
+/// Splits a JSON-lines byte stream into lines, whatever the sizes of the chunks TCP delivers.
+///
+/// A line is handed over without its `\n` and without a `\r` before it; empty lines are skipped.
+/// Lines that lie wholly inside a chunk are handed over straight from it; only a line the chunk
+/// ends inside is copied, into a buffer that keeps its capacity. A line longer than
+/// `maxLineBytes` is an error as soon as that many bytes without a newline are seen. After an
+/// error every later `feed` throws the same error (answer with an `error` line and close), until
+/// `reset()`.
+public struct LineSplitter: Sendable {
+    public let maxLineBytes: Int
+    private var partial: [UInt8] = []
+    /// The first error seen, thrown again by every later feed.
+    public private(set) var failure: WireError?
+
+    public init(maxLineBytes: Int = Wire.maxLineBytes) {
+        self.maxLineBytes = maxLineBytes
+    }
+
+    /// The bytes held of an incomplete line.
+    public var bufferedByteCount: Int { partial.count }
+
+    /// Forgets the incomplete line and any error (keeps the buffer's capacity).
+    public mutating func reset() {
+        partial.removeAll(keepingCapacity: true)
+        failure = nil
+    }
+
+    /// Feeds the next chunk; calls `onLine` with each complete non-empty line, in order.
+    /// An error from `onLine` stops the feed and is thrown.
+    public mutating func feed(_ chunk: RawSpan, _ onLine: (RawSpan) throws(WireError) -> Void) throws(WireError) {
+        if let failure { throw failure }
+        do {
+            try split(chunk, onLine)
+        } catch {
+            failure = error
+            throw error
+        }
+    }
+
+    /// Feeds the next chunk, held in an array.
+    public mutating func feed(_ chunk: [UInt8], _ onLine: (RawSpan) throws(WireError) -> Void) throws(WireError) {
+        try feed(chunk.span.bytes, onLine)
+    }
+
+    /// Feeds the next chunk and returns copies of the lines it completes.
+    public mutating func lines(_ chunk: [UInt8]) throws(WireError) -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        try feed(chunk) { line throws(WireError) in out.append(Wire.copyBytes(line)) }
+        return out
+    }
+
+    private static let newline: UInt8 = 0x0A
+    private static let carriageReturn: UInt8 = 0x0D
+
+    private mutating func split(_ chunk: RawSpan, _ onLine: (RawSpan) throws(WireError) -> Void) throws(WireError) {
+        let count = chunk.byteCount
+        var offset = 0
+        while offset < count {
+            var end = offset
+            while end < count && WireRead.u8(chunk, end) != Self.newline { end += 1 }
+            if end == count {
+                // No newline: keep the bytes, unless they already make the line too long (one
+                // byte more is allowed if it is a `\r`, which may turn out to precede the `\n`).
+                let held = partial.count + (count - offset)
+                let last = WireRead.u8(chunk, count - 1)
+                if held > maxLineBytes + 1 || (held == maxLineBytes + 1 && last != Self.carriageReturn) {
+                    throw .lineTooLong
+                }
+                for i in offset..<count { partial.append(WireRead.u8(chunk, i)) }
+                return
+            }
+            if partial.isEmpty {
+                var stop = end
+                if stop > offset && WireRead.u8(chunk, stop - 1) == Self.carriageReturn { stop -= 1 }
+                guard stop - offset <= maxLineBytes else { throw .lineTooLong }
+                if stop > offset { try onLine(chunk.extracting(offset..<stop)) }
+            } else {
+                guard partial.count + (end - offset) <= maxLineBytes + 1 else { throw .lineTooLong }
+                for i in offset..<end { partial.append(WireRead.u8(chunk, i)) }
+                var stop = partial.count
+                if partial[stop - 1] == Self.carriageReturn { stop -= 1 }
+                guard stop <= maxLineBytes else { throw .lineTooLong }
+                if stop > 0 {
+                    let line = partial.span.bytes.extracting(0..<stop)
+                    try onLine(line)
+                }
+                partial.removeAll(keepingCapacity: true)
+            }
+            offset = end + 1
+        }
+    }
+}
+
+/// What a node answers to a `status` query.
+public struct StatusResponse: Sendable, Equatable, Codable {
+    public var nodeID: String
+    /// The role the node announces (an integer in JSON, as everywhere).
+    public var role: NodeRole
+    /// The node's election state (`"follower"`, `"candidate"` or `"leader"` in JSON).
+    public var state: ElectionState
+    public var term: UInt64
+    public var epoch: UInt64
+    /// The leader the node knows of (omitted from JSON when none).
+    public var leaderID: String?
+    /// The node's last LSN.
+    public var lsn: UInt64
+    /// The members the node knows of, itself included, in the seed's Go form.
+    public var members: [NodeInfo]
+
+    public init(
+        nodeID: String, role: NodeRole, state: ElectionState, term: UInt64, epoch: UInt64, leaderID: String? = nil,
+        lsn: UInt64, members: [NodeInfo] = []
+    ) {
+        self.nodeID = nodeID
+        self.role = role
+        self.state = state
+        self.term = term
+        self.epoch = epoch
+        self.leaderID = leaderID
+        self.lsn = lsn
+        self.members = members
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case messageType = "message_type", nodeID = "node_id", role, state, term, epoch, leaderID = "leader_id", lsn
+        case members
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        nodeID = try c.decode(String.self, forKey: .nodeID)
+        role = try c.decode(NodeRole.self, forKey: .role)
+        let name = try c.decode(String.self, forKey: .state)
+        guard let state = ElectionState.allCases.first(where: { $0.description == name }) else {
+            throw DecodingError.dataCorruptedError(
+                forKey: .state, in: c, debugDescription: "unknown state \"\(name)\" (follower, candidate or leader)")
+        }
+        self.state = state
+        term = try c.decode(UInt64.self, forKey: .term)
+        epoch = try c.decode(UInt64.self, forKey: .epoch)
+        leaderID = try c.decodeIfPresent(String.self, forKey: .leaderID)
+        lsn = try c.decode(UInt64.self, forKey: .lsn)
+        members = try c.decodeIfPresent([NodeInfo].self, forKey: .members) ?? []
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(JSONMessage.statusResponseType, forKey: .messageType)
+        try c.encode(nodeID, forKey: .nodeID)
+        try c.encode(role, forKey: .role)
+        try c.encode(state.description, forKey: .state)
+        try c.encode(term, forKey: .term)
+        try c.encode(epoch, forKey: .epoch)
+        try c.encodeIfPresent(leaderID, forKey: .leaderID)
+        try c.encode(lsn, forKey: .lsn)
+        try c.encode(members, forKey: .members)
+    }
+}
+
+/// One message of the JSON-lines form of the protocol.
+public enum JSONMessage: Sendable, Equatable {
+    case voteRequest(VoteRequest)
+    case voteResponse(VoteResponse)
+    case announcement(AnnouncementMessage)
+    case nodeList(DiscoveryResponse)
+    case heartbeat(HeartbeatMessage)
+    case hello(HelloMessage)
+    /// Why the sender is about to close the connection.
+    case goodbye(String)
+    /// A query: the node answers with `.statusResponse`.
+    case status
+    case statusResponse(StatusResponse)
+    /// The answer to a line that could not be understood.
+    case error(String)
+
+    static let statusResponseType = "status_response"
+
+    /// The `message_type` of this message.
+    public var messageType: String {
+        switch self {
+        case .voteRequest: return "vote_request"
+        case .voteResponse: return "vote_response"
+        case .announcement: return "node_announcement"
+        case .nodeList: return "node_list"
+        case .heartbeat: return "heartbeat"
+        case .hello: return "hello"
+        case .goodbye: return "goodbye"
+        case .status: return "status"
+        case .statusResponse: return Self.statusResponseType
+        case .error: return "error"
+        }
+    }
+
+    /// Decodes one line (without its newline).
+    public static func decode(line: RawSpan) throws(WireError) -> JSONMessage {
+        try decode(data: Data(Wire.copyBytes(line)))
+    }
+
+    /// Decodes one line (without its newline).
+    public static func decode(line: [UInt8]) throws(WireError) -> JSONMessage {
+        try decode(data: Data(line))
+    }
+
+    /// Decodes one line (without its newline).
+    public static func decode(line: String) throws(WireError) -> JSONMessage {
+        try decode(data: Data(line.utf8))
+    }
+
+    private static func decode(data: Data) throws(WireError) -> JSONMessage {
+        let type = try json(Envelope.self, data, context: nil).messageType
+        switch type {
+        case "vote_request": return .voteRequest(try json(VoteRequest.self, data, context: type))
+        case "vote_response": return .voteResponse(try json(VoteResponse.self, data, context: type))
+        case "node_announcement": return .announcement(try json(AnnouncementMessage.self, data, context: type))
+        case "node_list": return .nodeList(try json(DiscoveryResponse.self, data, context: type))
+        case "heartbeat":
+            let h = try json(HeartbeatJSON.self, data, context: type)
+            _ = try Wire.checkedID(h.nodeID, "heartbeat node_id")
+            return .heartbeat(
+                HeartbeatMessage(
+                    from: h.nodeID, seq: h.seq, epoch: h.epoch, term: h.term, lsn: h.lsn, role: h.role,
+                    ackSeq: h.ackSeq ?? 0, probe: h.probe ?? false))
+        case "hello":
+            let h = try json(HelloJSON.self, data, context: type)
+            guard h.version == Int(Wire.version) else { throw .badVersion(h.version) }
+            _ = try Wire.checkedID(h.nodeID, "hello node_id")
+            let addr = h.nodeAddr ?? ""
+            guard addr.utf8.count <= Wire.maxAddrBytes else {
+                throw .malformed("hello node_addr is \(addr.utf8.count) bytes, more than \(Wire.maxAddrBytes)")
+            }
+            return .hello(HelloMessage(nodeID: h.nodeID, nodeAddr: addr, priority: h.priority ?? 0, version: Wire.version))
+        case "goodbye": return .goodbye(try json(GoodbyeJSON.self, data, context: type).reason ?? "")
+        case "status": return .status
+        case statusResponseType: return .statusResponse(try json(StatusResponse.self, data, context: type))
+        case "error": return .error(try json(ErrorJSON.self, data, context: type).error ?? "")
+        default: throw .unknownMessageType(type)
+        }
+    }
+
+    /// The JSON object and its `\n`. Keys are written sorted.
+    public func encodeLine() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        do {
+            var bytes = [UInt8](try encode(with: encoder))
+            bytes.append(0x0A)
+            return bytes
+        } catch {
+            // Unreachable: these types hold no value JSON cannot express.
+            return Array("{\"error\":\"could not encode a message\",\"message_type\":\"error\"}\n".utf8)
+        }
+    }
+
+    private func encode(with encoder: JSONEncoder) throws -> Data {
+        switch self {
+        case .voteRequest(var m):
+            m.messageType = messageType
+            return try encoder.encode(m)
+        case .voteResponse(var m):
+            m.messageType = messageType
+            return try encoder.encode(m)
+        case .announcement(var m):
+            m.messageType = messageType
+            return try encoder.encode(m)
+        case .nodeList(var m):
+            m.messageType = messageType
+            return try encoder.encode(m)
+        case .heartbeat(let h):
+            return try encoder.encode(
+                HeartbeatJSON(
+                    nodeID: h.from, seq: h.seq, epoch: h.epoch, term: h.term, lsn: h.lsn, role: h.role,
+                    ackSeq: h.ackSeq, probe: h.probe))
+        case .hello(let h):
+            return try encoder.encode(
+                HelloJSON(version: Int(h.version), nodeID: h.nodeID, nodeAddr: h.nodeAddr, priority: h.priority))
+        case .goodbye(let reason): return try encoder.encode(GoodbyeJSON(reason: reason))
+        case .status: return try encoder.encode(Envelope(messageType: messageType))
+        case .statusResponse(let s): return try encoder.encode(s)
+        case .error(let why): return try encoder.encode(ErrorJSON(error: why))
+        }
+    }
+
+    /// Decodes `T`, turning any failure into `.badJSON` with a short reason.
+    private static func json<T: Decodable>(_: T.Type, _ data: Data, context: String?) throws(WireError) -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch {
+            let why = reason(error)
+            throw .badJSON(context.map { "\($0): \(why)" } ?? why)
+        }
+    }
+
+    private static func reason(_ error: any Error) -> String {
+        guard let e = error as? DecodingError else { return "\(error)" }
+        func path(_ c: DecodingError.Context) -> String {
+            c.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch e {
+        case .keyNotFound(let key, let c):
+            let at = path(c)
+            return "missing key \"\(key.stringValue)\"" + (at.isEmpty ? "" : " in \(at)")
+        case .typeMismatch(let type, let c):
+            let at = path(c)
+            return at.isEmpty ? "not a JSON object" : "\(at) is not a \(type)"
+        case .valueNotFound(let type, let c):
+            return "\(path(c)) is null, expected a \(type)"
+        case .dataCorrupted(let c):
+            let at = path(c)
+            if at.isEmpty {
+                if let underlying = c.underlyingError { return "not valid JSON (\(underlying))" }
+                return "not valid JSON"
+            }
+            return "\(at): \(c.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
+// The JSON shapes of this project's messages.
+
+private struct Envelope: Codable {
+    var messageType: String
+    enum CodingKeys: String, CodingKey { case messageType = "message_type" }
+}
+
+private struct HeartbeatJSON: Codable {
+    var messageType = "heartbeat"
+    var nodeID: String
+    var seq: UInt64
+    var epoch: UInt64
+    var term: UInt64
+    var lsn: UInt64
+    var role: NodeRole
+    var ackSeq: UInt64?
+    var probe: Bool?
+
+    init(nodeID: String, seq: UInt64, epoch: UInt64, term: UInt64, lsn: UInt64, role: NodeRole, ackSeq: UInt64, probe: Bool) {
+        self.nodeID = nodeID
+        self.seq = seq
+        self.epoch = epoch
+        self.term = term
+        self.lsn = lsn
+        self.role = role
+        self.ackSeq = ackSeq
+        self.probe = probe
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case messageType = "message_type", nodeID = "node_id", seq, epoch, term, lsn, role, ackSeq = "ack_seq", probe
+    }
+}
+
+private struct HelloJSON: Codable {
+    var messageType = "hello"
+    var version: Int
+    var nodeID: String
+    var nodeAddr: String?
+    var priority: Int?
+
+    init(version: Int, nodeID: String, nodeAddr: String, priority: Int) {
+        self.version = version
+        self.nodeID = nodeID
+        self.nodeAddr = nodeAddr
+        self.priority = priority
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case messageType = "message_type", version, nodeID = "node_id", nodeAddr = "node_addr", priority
+    }
+}
+
+private struct GoodbyeJSON: Codable {
+    var messageType = "goodbye"
+    var reason: String?
+    init(reason: String) { self.reason = reason }
+    enum CodingKeys: String, CodingKey { case messageType = "message_type", reason }
+}
+
+private struct ErrorJSON: Codable {
+    var messageType = "error"
+    var error: String?
+    init(error: String) { self.error = error }
+    enum CodingKeys: String, CodingKey { case messageType = "message_type", error }
+}

@@ -1,0 +1,334 @@
+// The binary codec: limits, encoders that append to a caller's reusable buffer, and a decoder of
+// one whole frame from a `RawSpan`. Pure: no I/O. See PROTOCOL.md for the byte layouts.
+
+/// The node-to-node binary protocol: constants, encoders and the decoder of one frame.
+public enum Wire {
+    /// The protocol version this node speaks (the hello's `version`).
+    public static let version: UInt8 = 1
+    /// The largest value of a frame's length field (the bytes after the field itself).
+    public static let maxFrameBytes = 64 * 1024
+    /// The longest JSON line, without its `\n` (or `\r\n`).
+    public static let maxLineBytes = 64 * 1024
+    /// The size of a HEARTBEAT frame on the wire, length field included.
+    public static let heartbeatFrameBytes = 56
+    /// The longest node id, in UTF-8 bytes (ids are 1...255 bytes).
+    public static let maxIDBytes = 255
+    /// The longest node address, in UTF-8 bytes.
+    public static let maxAddrBytes = 255
+    /// Encoders cut a reason (vote refusal, goodbye) to this many UTF-8 bytes, at a character
+    /// boundary. Decoders take any reason that fits in the frame.
+    public static let maxReasonBytes = 1024
+
+    /// The kind of a connection whose first byte is `firstByte` (the same as `WireKind.classify`).
+    @inlinable
+    public static func classify(firstByte: UInt8) -> WireKind { WireKind.classify(firstByte: firstByte) }
+
+    /// FNV-1a 64 of the UTF-8 bytes of `s` (a heartbeat's `senderTag`). Does not allocate.
+    @inlinable
+    public static func fnv1a64(_ s: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 {
+            h ^= UInt64(b)
+            h &*= 0x0000_0100_0000_01b3
+        }
+        return h
+    }
+
+    /// The whole size of a frame (4 + `length`) whose length field is `length`, or the error
+    /// that closes the connection. Needs only the 4-byte header.
+    @inlinable
+    public static func frameSize(length: UInt32) throws(WireError) -> Int {
+        if length > UInt32(maxFrameBytes) { throw .frameTooLarge(length) }
+        if length == 0 { throw .frameTooShort }
+        return Int(length) + 4
+    }
+
+    /// A copy of the bytes of a span.
+    public static func copyBytes(_ span: RawSpan) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(span.byteCount)
+        for i in 0..<span.byteCount { out.append(span.unsafeLoad(fromByteOffset: i, as: UInt8.self)) }
+        return out
+    }
+
+    // MARK: Encoding
+
+    /// Appends the 56-byte HEARTBEAT frame of `f` to `out`. Does not allocate when `out` has
+    /// the capacity (reserve it once, then `removeAll(keepingCapacity: true)` between uses).
+    @inlinable
+    public static func encodeHeartbeat(_ f: HeartbeatFrame, into out: inout [UInt8]) {
+        let base = out.count
+        out.append(addingCapacity: heartbeatFrameBytes) { (span: inout OutputSpan<UInt8>) in
+            for _ in 0..<heartbeatFrameBytes { span.append(0) }
+        }
+        var span = out.mutableSpan
+        var raw = span.mutableBytes
+        // Bytes 0...7: len = 52 (u32), type 2, flags, role, reserved 0.
+        let head = UInt64(heartbeatFrameBytes - 4) << 32 | UInt64(FrameType.heartbeat.rawValue) << 24
+            | UInt64(f.flags) << 16 | UInt64(UInt8(truncatingIfNeeded: f.role.rawValue)) << 8
+        raw.storeBytes(of: head.bigEndian, toByteOffset: base, as: UInt64.self)
+        raw.storeBytes(of: f.seq.bigEndian, toByteOffset: base + 8, as: UInt64.self)
+        raw.storeBytes(of: f.epoch.bigEndian, toByteOffset: base + 16, as: UInt64.self)
+        raw.storeBytes(of: f.term.bigEndian, toByteOffset: base + 24, as: UInt64.self)
+        raw.storeBytes(of: f.lsn.bigEndian, toByteOffset: base + 32, as: UInt64.self)
+        raw.storeBytes(of: f.ackSeq.bigEndian, toByteOffset: base + 40, as: UInt64.self)
+        raw.storeBytes(of: f.senderTag.bigEndian, toByteOffset: base + 48, as: UInt64.self)
+    }
+
+    /// Appends a HELLO frame. Throws (appending nothing) when the id is not 1...255 bytes or the
+    /// address is longer than 255 bytes.
+    public static func encodeHello(_ h: HelloMessage, into out: inout [UInt8]) throws(WireError) {
+        let id = try checkedID(h.nodeID, "hello node id")
+        let addr = h.nodeAddr.utf8.count
+        guard addr <= maxAddrBytes else { throw .malformed("hello node address is \(addr) bytes, more than \(maxAddrBytes)") }
+        out.appendHeader(length: 1 + 1 + 1 + 2 + id + 2 + addr + 8, type: .hello)
+        out.append(h.version)
+        out.append(0)  // flags
+        out.appendBE(UInt16(id))
+        out.append(contentsOf: h.nodeID.utf8)
+        out.appendBE(UInt16(addr))
+        out.append(contentsOf: h.nodeAddr.utf8)
+        out.appendBE(UInt64(bitPattern: Int64(h.priority)))
+    }
+
+    /// Appends a VOTE_REQUEST frame. Throws (appending nothing) when the candidate id is not
+    /// 1...255 bytes.
+    public static func encodeVoteRequest(_ r: VoteRequest, into out: inout [UInt8]) throws(WireError) {
+        let id = try checkedID(r.candidateID, "vote request candidate id")
+        out.appendHeader(length: 1 + 8 * 4 + 1 + 2 + id, type: .voteRequest)
+        out.appendBE(r.term)
+        out.appendBE(r.lastLSN)
+        out.appendBE(r.epoch)
+        out.appendBE(UInt64(bitPattern: Int64(r.priority)))
+        out.append(r.preVote ? 1 : 0)
+        out.appendBE(UInt16(id))
+        out.append(contentsOf: r.candidateID.utf8)
+    }
+
+    /// Appends a VOTE_RESPONSE frame (the reason cut to `maxReasonBytes`). Throws (appending
+    /// nothing) when the voter id is not 1...255 bytes.
+    public static func encodeVoteResponse(_ r: VoteResponse, into out: inout [UInt8]) throws(WireError) {
+        let id = try checkedID(r.voterID, "vote response voter id")
+        let reason = clipped(r.reason)
+        out.appendHeader(length: 1 + 8 * 2 + 1 + 2 + id + 2 + reason.count, type: .voteResponse)
+        out.appendBE(r.term)
+        out.appendBE(r.epoch)
+        out.append((r.voteGranted ? 1 : 0) | (r.preVote ? 2 : 0))
+        out.appendBE(UInt16(id))
+        out.append(contentsOf: r.voterID.utf8)
+        out.appendBE(UInt16(reason.count))
+        out.append(contentsOf: reason)
+    }
+
+    /// Appends a GOODBYE frame (the reason cut to `maxReasonBytes`).
+    public static func encodeGoodbye(_ reason: String, into out: inout [UInt8]) {
+        let bytes = clipped(reason)
+        out.appendHeader(length: 1 + 2 + bytes.count, type: .goodbye)
+        out.appendBE(UInt16(bytes.count))
+        out.append(contentsOf: bytes)
+    }
+
+    /// Appends the frame of any message.
+    public static func encode(_ frame: WireFrame, into out: inout [UInt8]) throws(WireError) {
+        switch frame {
+        case .hello(let h): try encodeHello(h, into: &out)
+        case .heartbeat(let f): encodeHeartbeat(f, into: &out)
+        case .voteRequest(let r): try encodeVoteRequest(r, into: &out)
+        case .voteResponse(let r): try encodeVoteResponse(r, into: &out)
+        case .goodbye(let reason): encodeGoodbye(reason, into: &out)
+        }
+    }
+
+    /// The byte count of a node id, or the error if it is not 1...255 bytes.
+    static func checkedID(_ id: String, _ field: String) throws(WireError) -> Int {
+        let n = id.utf8.count
+        guard n >= 1 else { throw .malformed("\(field) is empty") }
+        guard n <= maxIDBytes else { throw .malformed("\(field) is \(n) bytes, more than \(maxIDBytes)") }
+        return n
+    }
+
+    /// The UTF-8 of `s`, cut to at most `maxReasonBytes` without splitting a character's bytes.
+    static func clipped(_ s: String) -> Substring.UTF8View {
+        let u = s.utf8
+        guard u.count > maxReasonBytes else { return s[...].utf8 }
+        var end = u.index(u.startIndex, offsetBy: maxReasonBytes)
+        while end > u.startIndex, u[end] & 0xC0 == 0x80 { end = u.index(before: end) }
+        return s[..<end].utf8
+    }
+
+    // MARK: Decoding
+
+    /// Decodes one whole frame: `frame` holds exactly the length field and the bytes it counts.
+    public static func decodeFrame(_ frame: RawSpan) throws(WireError) -> WireFrame {
+        let count = frame.byteCount
+        guard count >= 4 else { throw .truncated("the length field") }
+        let size = try frameSize(length: WireRead.u32(frame, 0))
+        guard size <= count else { throw .truncated("the frame (its length field counts \(size - 4) bytes)") }
+        let type = WireRead.u8(frame, 4)
+        guard size == count else { throw .trailingBytes(type: type, count: count - size) }
+        switch type {
+        case FrameType.heartbeat.rawValue: return .heartbeat(try decodeHeartbeat(frame))
+        case FrameType.hello.rawValue: return .hello(try decodeHello(frame))
+        case FrameType.voteRequest.rawValue: return .voteRequest(try decodeVoteRequest(frame))
+        case FrameType.voteResponse.rawValue: return .voteResponse(try decodeVoteResponse(frame))
+        case FrameType.goodbye.rawValue: return .goodbye(try decodeGoodbye(frame))
+        default: throw .unknownType(type)
+        }
+    }
+
+    /// Decodes one whole frame held in an array (see `decodeFrame(_: RawSpan)`).
+    public static func decodeFrame(_ frame: [UInt8]) throws(WireError) -> WireFrame {
+        try decodeFrame(frame.span.bytes)
+    }
+
+    /// The body of a HEARTBEAT frame (`frame` is whole, type 2). Does not allocate.
+    static func decodeHeartbeat(_ frame: RawSpan) throws(WireError) -> HeartbeatFrame {
+        let count = frame.byteCount
+        guard count >= heartbeatFrameBytes else { throw .truncated("a heartbeat (\(count) bytes, 56 needed)") }
+        guard count == heartbeatFrameBytes else {
+            throw .trailingBytes(type: FrameType.heartbeat.rawValue, count: count - heartbeatFrameBytes)
+        }
+        let flags = WireRead.u8(frame, 5)
+        guard flags & ~3 == 0 else { throw .malformed("heartbeat flags \(flags) set reserved bits") }
+        let rawRole = WireRead.u8(frame, 6)
+        guard let role = NodeRole(rawValue: Int(rawRole)) else { throw .malformed("heartbeat role \(rawRole)") }
+        guard WireRead.u8(frame, 7) == 0 else { throw .malformed("heartbeat reserved byte is not 0") }
+        return HeartbeatFrame(
+            seq: WireRead.u64(frame, 8), epoch: WireRead.u64(frame, 16), term: WireRead.u64(frame, 24),
+            lsn: WireRead.u64(frame, 32), role: role, ackSeq: WireRead.u64(frame, 40),
+            senderTag: WireRead.u64(frame, 48), probe: flags & 1 != 0, reply: flags & 2 != 0)
+    }
+
+    static func decodeHello(_ frame: RawSpan) throws(WireError) -> HelloMessage {
+        var o = 5
+        let version = try WireRead.u8(frame, &o, "the hello version")
+        guard version == Wire.version else { throw .badVersion(Int(version)) }
+        let flags = try WireRead.u8(frame, &o, "the hello flags")
+        guard flags == 0 else { throw .malformed("hello flags \(flags) set reserved bits") }
+        let id = try WireRead.id(frame, &o, "the hello node id")
+        let addrLen = Int(try WireRead.u16(frame, &o, "the hello address length"))
+        guard addrLen <= maxAddrBytes else { throw .malformed("hello node address is \(addrLen) bytes, more than \(maxAddrBytes)") }
+        let addr = try WireRead.string(frame, &o, addrLen, "the hello node address")
+        let priority = try WireRead.u64(frame, &o, "the hello priority")
+        try WireRead.end(frame, o, .hello)
+        return HelloMessage(nodeID: id, nodeAddr: addr, priority: Int(truncatingIfNeeded: Int64(bitPattern: priority)), version: version)
+    }
+
+    static func decodeVoteRequest(_ frame: RawSpan) throws(WireError) -> VoteRequest {
+        var o = 5
+        let term = try WireRead.u64(frame, &o, "the vote request term")
+        let lastLSN = try WireRead.u64(frame, &o, "the vote request last LSN")
+        let epoch = try WireRead.u64(frame, &o, "the vote request epoch")
+        let priority = try WireRead.u64(frame, &o, "the vote request priority")
+        let flags = try WireRead.u8(frame, &o, "the vote request flags")
+        guard flags & ~1 == 0 else { throw .malformed("vote request flags \(flags) set reserved bits") }
+        let id = try WireRead.id(frame, &o, "the vote request candidate id")
+        try WireRead.end(frame, o, .voteRequest)
+        return VoteRequest(
+            candidateID: id, term: term, lastLSN: lastLSN, epoch: epoch,
+            priority: Int(truncatingIfNeeded: Int64(bitPattern: priority)), preVote: flags & 1 != 0)
+    }
+
+    static func decodeVoteResponse(_ frame: RawSpan) throws(WireError) -> VoteResponse {
+        var o = 5
+        let term = try WireRead.u64(frame, &o, "the vote response term")
+        let epoch = try WireRead.u64(frame, &o, "the vote response epoch")
+        let flags = try WireRead.u8(frame, &o, "the vote response flags")
+        guard flags & ~3 == 0 else { throw .malformed("vote response flags \(flags) set reserved bits") }
+        let id = try WireRead.id(frame, &o, "the vote response voter id")
+        let reasonLen = Int(try WireRead.u16(frame, &o, "the vote response reason length"))
+        let reason = try WireRead.string(frame, &o, reasonLen, "the vote response reason")
+        try WireRead.end(frame, o, .voteResponse)
+        return VoteResponse(
+            voterID: id, term: term, voteGranted: flags & 1 != 0, reason: reason, preVote: flags & 2 != 0, epoch: epoch)
+    }
+
+    static func decodeGoodbye(_ frame: RawSpan) throws(WireError) -> String {
+        var o = 5
+        let n = Int(try WireRead.u16(frame, &o, "the goodbye reason length"))
+        let reason = try WireRead.string(frame, &o, n, "the goodbye reason")
+        try WireRead.end(frame, o, .goodbye)
+        return reason
+    }
+}
+
+/// Big-endian reads from a span. The unchecked forms are for offsets already known to be in
+/// bounds (the span's loads check them again and trap, never read out of bounds); the forms with
+/// an offset to advance check first and throw `.truncated(field)`.
+enum WireRead {
+    static func u8(_ s: RawSpan, _ o: Int) -> UInt8 { s.unsafeLoad(fromByteOffset: o, as: UInt8.self) }
+
+    static func u32(_ s: RawSpan, _ o: Int) -> UInt32 {
+        UInt32(bigEndian: s.unsafeLoadUnaligned(fromByteOffset: o, as: UInt32.self))
+    }
+
+    static func u64(_ s: RawSpan, _ o: Int) -> UInt64 {
+        UInt64(bigEndian: s.unsafeLoadUnaligned(fromByteOffset: o, as: UInt64.self))
+    }
+
+    static func need(_ s: RawSpan, _ o: Int, _ n: Int, _ field: String) throws(WireError) {
+        guard n <= s.byteCount - o else { throw .truncated(field) }
+    }
+
+    static func u8(_ s: RawSpan, _ o: inout Int, _ field: String) throws(WireError) -> UInt8 {
+        try need(s, o, 1, field)
+        defer { o += 1 }
+        return u8(s, o)
+    }
+
+    static func u16(_ s: RawSpan, _ o: inout Int, _ field: String) throws(WireError) -> UInt16 {
+        try need(s, o, 2, field)
+        defer { o += 2 }
+        return UInt16(bigEndian: s.unsafeLoadUnaligned(fromByteOffset: o, as: UInt16.self))
+    }
+
+    static func u64(_ s: RawSpan, _ o: inout Int, _ field: String) throws(WireError) -> UInt64 {
+        try need(s, o, 8, field)
+        defer { o += 8 }
+        return u64(s, o)
+    }
+
+    /// `n` bytes of valid UTF-8.
+    static func string(_ s: RawSpan, _ o: inout Int, _ n: Int, _ field: String) throws(WireError) -> String {
+        try need(s, o, n, field)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(n)
+        for i in o..<(o + n) { bytes.append(u8(s, i)) }
+        o += n
+        guard let text = String(validating: bytes, as: UTF8.self) else { throw .badUTF8(field) }
+        return text
+    }
+
+    /// A node id: a u16 length of 1...255, then that many bytes of UTF-8.
+    static func id(_ s: RawSpan, _ o: inout Int, _ field: String) throws(WireError) -> String {
+        let n = Int(try u16(s, &o, field + " length"))
+        guard n >= 1 else { throw .malformed("\(field) is empty") }
+        guard n <= Wire.maxIDBytes else { throw .malformed("\(field) is \(n) bytes, more than \(Wire.maxIDBytes)") }
+        return try string(s, &o, n, field)
+    }
+
+    /// Checks that the body ended exactly at `o`.
+    static func end(_ s: RawSpan, _ o: Int, _ type: FrameType) throws(WireError) {
+        guard o == s.byteCount else { throw .trailingBytes(type: type.rawValue, count: s.byteCount - o) }
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendBE(_ v: UInt16) {
+        append(UInt8(truncatingIfNeeded: v >> 8))
+        append(UInt8(truncatingIfNeeded: v))
+    }
+
+    mutating func appendBE(_ v: UInt32) {
+        for shift in stride(from: 24, through: 0, by: -8) { append(UInt8(truncatingIfNeeded: v >> UInt32(shift))) }
+    }
+
+    mutating func appendBE(_ v: UInt64) {
+        for shift in stride(from: 56, through: 0, by: -8) { append(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
+    }
+
+    mutating func appendHeader(length: Int, type: FrameType) {
+        appendBE(UInt32(length))
+        append(type.rawValue)
+    }
+}
