@@ -53,6 +53,6 @@ let package = Package(
         .testTarget(name: "UVTests", dependencies: ["UV"], swiftSettings: strict),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: strict),
         .testTarget(name: "ClusterSimulationTests", dependencies: ["ClusterSimulation", "ClusterCore"], swiftSettings: strict),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "UV"], swiftSettings: strict),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "UV", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
     ]
 )

@@ -214,12 +214,15 @@ final class NodeRuntime: @unchecked Sendable {
     func step(_ event: ElectionEvent, intercept: ((ElectionDirective) -> Bool)? = nil) -> [ElectionDirective] {
         let directives = core.step(event, now: now)
         if !directives.isEmpty { apply(directives, intercept: intercept) }
+        if core.term != lastStatus.term || core.state != lastStatus.state || core.leaderID != lastStatus.leaderID
+            || core.epoch != lastStatus.epoch {
+            publishSnapshot()
+        }
         armTick()
         return directives
     }
 
     private func apply(_ directives: [ElectionDirective], intercept: ((ElectionDirective) -> Bool)?) {
-        var changed = false
         for directive in directives {
             if let intercept, intercept(directive) { continue }
             switch directive {
@@ -252,20 +255,16 @@ final class NodeRuntime: @unchecked Sendable {
                 case .candidate: callback = callbacks.onCandidate
                 }
                 if let callback { callbackQueue.async(execute: callback) }
-                changed = true
             case .leaderChanged(let leader):
                 logger.debug("leader is now \(leader ?? "unknown")")
-                changed = true
             case .epochChanged(let epoch):
                 membership.setEpoch(epoch)
                 logger.info("primary of epoch \(epoch)")
-                changed = true
             case .dualPrimaryDetected(let term, let primaries):
                 stats.dualPrimaryDetected += 1
                 logger.critical("\(ClusterError.dualPrimaryDetected): term \(term), primaries \(primaries.joined(separator: ", "))")
             }
         }
-        if changed { publishSnapshot() }
         flush()
     }
 
@@ -637,8 +636,8 @@ final class NodeRuntime: @unchecked Sendable {
             return heartbeatSeq
         }()
         let frame = HeartbeatFrame(
-            probe: false, reply: reply, role: core.role, seq: seq, epoch: core.epoch, term: core.term,
-            lsn: core.localLSN, ackSeq: peer.lastSeqReceived, senderTag: localTag)
+            seq: seq, epoch: core.epoch, term: core.term, lsn: core.localLSN, role: core.role,
+            ackSeq: peer.lastSeqReceived, senderTag: localTag, probe: false, reply: reply)
         Wire.encodeHeartbeat(frame, into: &link.out)
         peer.lastSentSeq = seq
         if peer.lastSentNs == 0 { peer.lastSentNs = now.nanoseconds }
@@ -747,7 +746,7 @@ final class NodeRuntime: @unchecked Sendable {
         }
     }
 
-    private func handleLine(_ line: [UInt8], on link: Link) {
+    private func handleLine(_ line: RawSpan, on link: Link) {
         let message: JSONMessage
         do throws(WireError) {
             message = try JSONMessage.decode(line: line)

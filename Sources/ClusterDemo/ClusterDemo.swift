@@ -36,7 +36,7 @@ struct ClusterDemo: ParsableCommand {
         @Sendable func stamp() -> String { String(format: "[%7.3fs]", Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
 
         let ids = (1...nodes).map { "n\($0)" }
-        let ports = try reservePorts(nodes)
+        let ports = try LoopbackPorts.reserve(nodes)
         let addrs = Dictionary(uniqueKeysWithValues: zip(ids, ports.map { "127.0.0.1:\($0)" }))
         let events = DispatchSemaphore(value: 0)
         let leaders = UVLocked<[UInt64: Set<String>]>([:])
@@ -54,7 +54,7 @@ struct ClusterDemo: ParsableCommand {
             manager.addObserver { status in
                 switch status.state {
                 case .leader:
-                    leaders.withLock { $0[status.term, default: []].insert(id) }
+                    _ = leaders.withLock { $0[status.term, default: []].insert(id) }
                     print("\(stamp()) \(id) is PRIMARY (term \(status.term), epoch \(status.epoch))")
                     events.signal()
                 case .candidate:
@@ -117,18 +117,3 @@ struct ClusterDemo: ParsableCommand {
     }
 }
 
-/// Free loopback ports, taken by binding port 0 (all at once, so they differ) and released.
-func reservePorts(_ count: Int) throws -> [Int] {
-    let loop = try UVLoop(name: "ports")
-    defer { loop.shutdown() }
-    let ports = UVLocked<[Int]>([])
-    let done = DispatchSemaphore(value: 0)
-    loop.execute {
-        let listeners = (0..<count).compactMap { _ in try? UVTCPListener(loop: loop, host: "127.0.0.1", port: 0) { $0.close() } }
-        ports.withLock { $0 = listeners.map(\.port) }
-        for l in listeners { l.close() }
-        done.signal()
-    }
-    done.wait()
-    return ports.withLock { $0 }
-}

@@ -1,29 +1,11 @@
 import Cluster
 import Dispatch
 import Foundation
+import Logging
 import Testing
 import UV
 
-/// Free loopback ports, taken by binding port 0 (all at once, so they differ) and released.
-func freePorts(_ count: Int) throws -> [Int] {
-    let loop = try UVLoop(name: "ports")
-    defer { loop.shutdown() }
-    let ports = UVLocked<[Int]>([])
-    let done = DispatchSemaphore(value: 0)
-    loop.execute {
-        var listeners: [UVTCPListener] = []
-        for _ in 0..<count {
-            if let l = try? UVTCPListener(loop: loop, host: "127.0.0.1", port: 0) { $0.close() } { listeners.append(l) }
-        }
-        ports.withLock { $0 = listeners.map(\.port) }
-        for l in listeners { l.close() }
-        done.signal()
-    }
-    done.wait()
-    let result = ports.withLock { $0 }
-    guard result.count == count else { throw ClusterError.io("could not reserve \(count) ports") }
-    return result
-}
+func freePorts(_ count: Int) throws -> [Int] { try LoopbackPorts.reserve(count) }
 
 /// Every status change of every node, so tests can await conditions and check that no term ever
 /// had two leaders.
@@ -125,7 +107,7 @@ final class TestCluster: Sendable {
         let seeds = ids.filter { $0 != id }.map { addrs[$0]! }
         let membership = ClusterMembership(localNodeID: id, localAddr: addr)
         for other in ids where other != id { try membership.addNode(NodeInfo(id: other, addr: addrs[other]!)) }
-        let options = NodeOptions(dataDirectory: dataRoot.map { "\($0)/\(id)" }, randomSeed: UInt64(id.hashValue & 0xFFFF))
+        let options = NodeOptions(dataDirectory: dataRoot.map { "\($0)/\(id)" }, randomSeed: UInt64(id.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }), logger: quietLogger)
         let manager = ElectionManager(config: Self.config(id: id, addr: addr, seeds: seeds), membership: membership, options: options)
         manager.addObserver { [watch] status in watch.record(id, status) }
         try manager.start()
@@ -163,3 +145,10 @@ final class TestCluster: Sendable {
         if let dataRoot { try? FileManager.default.removeItem(atPath: dataRoot) }
     }
 }
+
+/// Tests log warnings and worse only.
+let quietLogger: Logger = {
+    var logger = Logger(label: "cluster-test")
+    logger.logLevel = .warning
+    return logger
+}()

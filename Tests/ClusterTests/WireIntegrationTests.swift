@@ -49,7 +49,7 @@ struct WireIntegrationTests {
         let port = try freePorts(1)[0]
         let config = ClusterConfig(nodeID: id, nodeAddr: "127.0.0.1:\(port)", electionTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(30))
         let manager = ElectionManager(config: config, membership: ClusterMembership(localNodeID: id, localAddr: config.nodeAddr),
-                                      options: NodeOptions(dataDirectory: dataDirectory))
+                                      options: NodeOptions(dataDirectory: dataDirectory, logger: quietLogger))
         try manager.start()
         return manager
     }
