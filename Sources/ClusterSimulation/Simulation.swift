@@ -249,9 +249,7 @@ public struct Simulation {
         let core = nodes[index].core
         for voter in nodes[index].voters where voter != nodes[index].id {
             nodes[index].heartbeatSeq += 1
-            let heartbeat = HeartbeatMessage(
-                from: nodes[index].id, seq: nodes[index].heartbeatSeq, epoch: core.epoch, term: core.term,
-                lsn: nodes[index].lsn, role: core.role)
+            let heartbeat = core.heartbeat(seq: nodes[index].heartbeatSeq)
             if let to = indexByID[voter] { transmit(from: index, to: to, .heartbeat(heartbeat)) }
         }
     }

@@ -670,6 +670,31 @@ struct OperatorRules {
     }
 }
 
+@Suite("Settings")
+struct SettingsRules {
+    @Test("Settings(config:) converts the configuration's durations to nanoseconds")
+    func settingsFromConfig() {
+        let config = ClusterConfig(
+            electionTimeout: .milliseconds(1500), heartbeatInterval: .seconds(1), minQuorumSize: 3, priority: 2,
+            enableAutoFailover: true, voteRequestTimeout: .microseconds(2), maxElectionRetries: 5)
+        let settings = ElectionCore.Settings(config: config)
+        #expect(
+            settings
+                == ElectionCore.Settings(
+                    electionTimeout: 1_500_000_000, heartbeatInterval: 1_000_000_000, voteRequestTimeout: 2_000,
+                    minQuorumSize: 3, priority: 2, autoFailover: true, maxElectionRetries: 5))
+        #expect(ElectionCore.Settings(config: .default).electionTimeout == 5_000_000_000)
+        #expect(ElectionCore.Settings(config: ClusterConfig(electionTimeout: .seconds(-1))).electionTimeout == 0)
+    }
+
+    @Test("heartbeat(seq:) carries the node's id, term, epoch, LSN and role")
+    func heartbeatBuilder() {
+        let leader = makeLeader("a", voters: ["a", "b"], grantedBy: ["b"])
+        let message = leader.heartbeat(seq: 9, ackSeq: 3)
+        #expect(message == HeartbeatMessage(from: "a", seq: 9, epoch: 1, term: 1, lsn: 0, role: .primary, ackSeq: 3))
+    }
+}
+
 @Suite("State notifications")
 struct NotificationRules {
     @Test("stateChanged is emitted once per change of state, and again for a new candidacy at a higher term")

@@ -34,7 +34,9 @@
 ///   for a higher priority. Reset by a heartbeat from the current leader and by granting a vote.
 ///   On expiry the follower forgets the leader and, with `autoFailover`, starts a PreVote round.
 /// - Campaign timer (PreVote round or candidacy): `voteRequestTimeout`. On expiry the attempt
-///   failed: the node is a follower again and waits a fresh randomised election timeout. After
+///   failed: the node is a follower again and waits a fresh randomised election timeout, then
+///   retries with a PreVote round, even after a forced election; without `autoFailover` it does
+///   not retry (a forced election is one attempt; the application may force another). After
 ///   `maxElectionRetries` consecutive failed attempts (none won, no leader heard in between) it
 ///   backs off: each wait gets one extra randomised election timeout ([2T, 4T) in all) until it
 ///   hears a leader or wins.
@@ -170,6 +172,13 @@ public struct ElectionCore: Sendable {
             if settings.autoFailover || leaderID != nil { return electionDeadline }
             return nil
         }
+    }
+
+    /// The heartbeat this node sends now (to any voter): its id, term, epoch, LSN and role. The
+    /// driver keeps the sequence numbers.
+    public func heartbeat(seq: UInt64, ackSeq: UInt64 = 0, probe: Bool = false) -> HeartbeatMessage {
+        HeartbeatMessage(
+            from: id, seq: seq, epoch: epoch, term: term, lsn: localLSN, role: role, ackSeq: ackSeq, probe: probe)
     }
 
     // MARK: Private state
