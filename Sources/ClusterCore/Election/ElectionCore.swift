@@ -34,7 +34,9 @@
 ///   for a higher priority. Reset by a heartbeat from the current leader and by granting a vote.
 ///   On expiry the follower forgets the leader and, with `autoFailover`, starts a PreVote round.
 /// - Campaign timer (PreVote round or candidacy): `voteRequestTimeout`. On expiry the attempt
-///   failed: the node is a follower again and waits a fresh randomised election timeout. After
+///   failed: the node is a follower again and waits a fresh randomised election timeout, then
+///   retries with a PreVote round, even after a forced election; without `autoFailover` it does
+///   not retry (a forced election is one attempt; the application may force another). After
 ///   `maxElectionRetries` consecutive failed attempts (none won, no leader heard in between) it
 ///   backs off: each wait gets one extra randomised election timeout ([2T, 4T) in all) until it
 ///   hears a leader or wins.
@@ -107,8 +109,8 @@ public struct ElectionCore: Sendable {
         var kind: Kind
         /// The term asked for: term + 1 for a PreVote round, the (new) current term for a candidacy.
         var term: UInt64
-        /// The epoch sent in the requests. A candidacy that learns a higher epoch is abandoned, so
-        /// a winner's epoch is exactly `epoch + 1` (see `becomeLeader`).
+        /// The epoch sent in the requests. A candidate adopts no epoch while it campaigns, so a
+        /// winner's epoch is exactly `epoch + 1` (see `becomeLeader`).
         var epoch: UInt64
         var deadline: CoreInstant
         /// Granted votes so far, by voter, with the epoch each voter reported (its own included).
@@ -170,6 +172,13 @@ public struct ElectionCore: Sendable {
             if settings.autoFailover || leaderID != nil { return electionDeadline }
             return nil
         }
+    }
+
+    /// The heartbeat this node sends now (to any voter): its id, term, epoch, LSN and role. The
+    /// driver keeps the sequence numbers.
+    public func heartbeat(seq: UInt64, ackSeq: UInt64 = 0, probe: Bool = false) -> HeartbeatMessage {
+        HeartbeatMessage(
+            from: id, seq: seq, epoch: epoch, term: term, lsn: localLSN, role: role, ackSeq: ackSeq, probe: probe)
     }
 
     // MARK: Private state
@@ -341,7 +350,7 @@ public struct ElectionCore: Sendable {
             adoptTerm(heartbeat.term, now: now, &directives)
         }
         if heartbeat.epoch > epoch {
-            adoptEpoch(heartbeat.epoch, now: now, &directives)
+            adoptEpoch(heartbeat.epoch)
         }
         guard heartbeat.term == term else { return }  // stale sender: it adopts our term from our heartbeats
         if heartbeat.role == .primary {
@@ -448,7 +457,7 @@ public struct ElectionCore: Sendable {
             adoptTerm(response.term, now: now, &directives)
         }
         if response.epoch > epoch {
-            adoptEpoch(response.epoch, now: now, &directives)
+            adoptEpoch(response.epoch)
         }
         guard response.voteGranted, response.term == term, state == .candidate,
               campaign?.kind == .vote, response.voterID != id
@@ -618,16 +627,14 @@ public struct ElectionCore: Sendable {
         }
     }
 
-    /// Learns a higher epoch. A leader keeps the epoch it made (its fencing token). A candidate
-    /// abandons its candidacy: its requests carried a stale epoch, and a winner must make exactly
-    /// `requested epoch + 1` for epochs to stay ordered (see "Voting" on ``step(_:now:)``).
-    private mutating func adoptEpoch(_ newEpoch: UInt64, now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        guard state != .leader else { return }
+    /// Learns a higher epoch. Only a follower does: a leader keeps the epoch it made (its fencing
+    /// token), and a candidate keeps the epoch it asked with, so that if it wins it makes exactly
+    /// `requested epoch + 1` (see "Voting" on ``step(_:now:)``); either learns later epochs from
+    /// heartbeats once it is a follower again.
+    private mutating func adoptEpoch(_ newEpoch: UInt64) {
+        guard state == .follower else { return }
         durable.epoch = newEpoch
         durableDirty = true
-        if state == .candidate {
-            becomeFollower(now: now, leader: nil, &directives)
-        }
     }
 
     private mutating func setLeader(_ leader: String?, _ directives: inout [ElectionDirective]) {

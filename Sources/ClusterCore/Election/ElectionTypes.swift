@@ -34,7 +34,8 @@ public struct DurableElectionState: Sendable, Equatable, Codable {
     public var term: UInt64
     /// Whom this node voted for in `term` (nil: nobody yet).
     public var votedFor: String?
-    /// The highest epoch this node has seen or made.
+    /// The highest epoch this node has seen or made, or promised by a vote: granting a vote
+    /// raises it to the candidate's epoch + 1 (see `ElectionCore.step(_:now:)`, "Voting").
     public var epoch: UInt64
 
     public init(term: UInt64 = 0, votedFor: String? = nil, epoch: UInt64 = 0) {
@@ -113,7 +114,7 @@ public enum ElectionDirective: Sendable, Equatable {
     /// Send a message to one peer.
     case send(to: String, ElectionMessage)
     /// Send a heartbeat to every voter now (a new primary announces itself at once). The driver
-    /// builds each heartbeat from `ElectionCore.heartbeat(to:seq:)`-like state it keeps.
+    /// builds each heartbeat with `ElectionCore.heartbeat(seq:ackSeq:probe:)`.
     case broadcastHeartbeat
     /// The state changed (once per transition). `leader` is the known leader, if any.
     case stateChanged(ElectionState, term: UInt64, leader: String?)

@@ -1,0 +1,80 @@
+import ClusterCore
+
+/// Something scheduled to happen in the simulation at a given time.
+enum SimulationEvent: Sendable {
+    /// A message arrives at `to` (it is dropped if `to` is down or cut off from `from` by then).
+    case deliver(from: Int, to: Int, ElectionMessage)
+    /// The driver's timer for the core's `nextDeadline` (stale if `incarnation` is old).
+    case tick(node: Int, incarnation: Int)
+    /// The driver's periodic heartbeat to every voter.
+    case heartbeat(node: Int, incarnation: Int)
+    /// The next fault: a partition, a crash, a restart, a forced election, …
+    case chaos
+    /// The network heals for good: no partition, no loss, every node up.
+    case heal
+    /// The run ends; liveness is checked.
+    case end
+}
+
+/// A min-heap of events by (time, insertion order): equal times pop first in, first out, so a
+/// run depends on nothing but its seed.
+struct EventQueue {
+    private struct Entry {
+        var timeNanoseconds: UInt64
+        var order: UInt64
+        var event: SimulationEvent
+
+        func precedes(_ other: Entry) -> Bool {
+            timeNanoseconds != other.timeNanoseconds
+                ? timeNanoseconds < other.timeNanoseconds : order < other.order
+        }
+    }
+
+    private var heap: [Entry] = []
+    private var nextOrder: UInt64 = 0
+
+    var isEmpty: Bool { heap.isEmpty }
+    var count: Int { heap.count }
+
+    mutating func push(_ event: SimulationEvent, atNanoseconds time: UInt64) {
+        heap.append(Entry(timeNanoseconds: time, order: nextOrder, event: event))
+        nextOrder += 1
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard heap[child].precedes(heap[parent]) else { break }
+            heap.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> (timeNanoseconds: UInt64, event: SimulationEvent)? {
+        guard !heap.isEmpty else { return nil }
+        heap.swapAt(0, heap.count - 1)
+        let top = heap.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            guard left < heap.count else { break }
+            var smallest = left
+            let right = left + 1
+            if right < heap.count, heap[right].precedes(heap[left]) { smallest = right }
+            guard heap[smallest].precedes(heap[parent]) else { break }
+            heap.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return (top.timeNanoseconds, top.event)
+    }
+}
+
+extension SplitMix64 {
+    /// A uniform draw in 0..<bound (0 when bound is 0).
+    mutating func uniform(_ bound: UInt64) -> UInt64 {
+        bound == 0 ? 0 : next(upperBound: bound)
+    }
+
+    /// A uniform index in 0..<count.
+    mutating func index(_ count: Int) -> Int {
+        Int(uniform(UInt64(max(0, count))))
+    }
+}

@@ -1,0 +1,108 @@
+import ClusterCore
+
+/// The parameters of one simulated schedule. ``init(seed:nodes:knowledge:)`` derives everything
+/// from the seed, so `(seed, nodes, knowledge)` replays a run exactly; the fields stay public so
+/// that a test can pin one of them.
+public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
+    /// Which voters each node knows.
+    public enum VoterKnowledge: Sendable, Equatable, CustomStringConvertible {
+        /// Every node knows every node (the normal configuration). All invariants are checked,
+        /// liveness included.
+        case full
+        /// Each node knows itself and a random subset of at least a majority-minus-one of the
+        /// others, with `minQuorumSize` a majority of the whole cluster. Safety is checked;
+        /// liveness is not (a node may be unknown to those it needs).
+        case partial
+        /// A deliberate misconfiguration (a test hook): two disjoint halves, each knowing only
+        /// itself as voters, with `minQuorumSize` 1. Two leaders per term are expected; the
+        /// checker must report them. Liveness is not checked.
+        case disjointGroups
+
+        public var description: String {
+            switch self {
+            case .full: return "full"
+            case .partial: return "partial"
+            case .disjointGroups: return "disjoint"
+            }
+        }
+    }
+
+    public var seed: UInt64
+    public var nodes: Int
+    public var knowledge: VoterKnowledge
+
+    // Election settings of every node.
+    public var electionTimeoutNanoseconds: UInt64
+    public var heartbeatIntervalNanoseconds: UInt64
+    public var voteRequestTimeoutNanoseconds: UInt64
+    public var maxElectionRetries: Int
+
+    // The network while faults are injected (after the heal: no partition, no loss).
+    public var delayMinNanoseconds: UInt64
+    public var delayMaxNanoseconds: UInt64
+    /// Largest loss rate the fault injector picks, in percent.
+    public var lossMaxPercent: Int
+    /// Duplicated messages, in percent (also after the heal: duplicates are not loss).
+    public var duplicatePercent: Int
+
+    // Faults.
+    /// How long faults are injected, from time 0.
+    public var chaosDurationNanoseconds: UInt64
+    /// Longest gap between two faults (gaps are uniform in [gap/8, gap]).
+    public var chaosGapMaxNanoseconds: UInt64
+    public var partitions: Bool
+    public var crashes: Bool
+    /// Forced elections (`.startElection`, no PreVote) and `.stepDown` on leaders.
+    public var forcedElections: Bool
+
+    // Liveness.
+    /// After the heal, a leader MUST be elected within this bound and stay leader to the end.
+    public var electionBoundNanoseconds: UInt64
+    /// How long the run goes on after the bound, to see that the leader stays.
+    public var stabilityWindowNanoseconds: UInt64
+    /// A limit on simulated events, against a runaway run (reported as a violation).
+    public var maxEvents: Int
+    /// Record a trace of every step that produced directives from this time on (nil: none).
+    public var traceFromNanoseconds: UInt64?
+
+    /// A schedule whose network and fault parameters are drawn from `seed`.
+    public init(seed: UInt64, nodes: Int, knowledge: VoterKnowledge = .full) {
+        self.seed = seed
+        self.nodes = max(1, nodes)
+        self.knowledge = knowledge
+        var rng = SplitMix64(seed: seed ^ 0x5EED_C0FF_EE00_0001)
+        let ms: UInt64 = 1_000_000
+        electionTimeoutNanoseconds = 100 * ms
+        heartbeatIntervalNanoseconds = 25 * ms
+        voteRequestTimeoutNanoseconds = 50 * ms
+        maxElectionRetries = 3
+        delayMinNanoseconds = rng.uniform(2 * ms)
+        delayMaxNanoseconds = delayMinNanoseconds + 1 * ms + rng.uniform(20 * ms)
+        lossMaxPercent = Int(rng.uniform(41))
+        duplicatePercent = Int(rng.uniform(11))
+        chaosDurationNanoseconds = (10 + rng.uniform(11)) * electionTimeoutNanoseconds
+        chaosGapMaxNanoseconds = (1 + rng.uniform(4)) * electionTimeoutNanoseconds
+        partitions = rng.uniform(5) != 0
+        crashes = rng.uniform(5) != 0
+        forcedElections = rng.uniform(3) != 0
+        electionBoundNanoseconds = 10 * electionTimeoutNanoseconds
+        stabilityWindowNanoseconds = 5 * electionTimeoutNanoseconds
+        maxEvents = 2_000_000
+    }
+
+    public var description: String {
+        let ms = 1_000_000.0
+        func f(_ ns: UInt64) -> String { "\(Double(ns) / ms)ms" }
+        return "seed=\(seed) nodes=\(nodes) knowledge=\(knowledge) delay=\(f(delayMinNanoseconds))-\(f(delayMaxNanoseconds))"
+            + " lossMax=\(lossMaxPercent)% dup=\(duplicatePercent)% chaos=\(f(chaosDurationNanoseconds))"
+            + " gapMax=\(f(chaosGapMaxNanoseconds)) partitions=\(partitions) crashes=\(crashes)"
+            + " forced=\(forcedElections) T=\(f(electionTimeoutNanoseconds))"
+            + " heartbeat=\(f(heartbeatIntervalNanoseconds)) voteTimeout=\(f(voteRequestTimeoutNanoseconds))"
+    }
+
+    /// The command that replays this schedule.
+    public var replayCommand: String {
+        let base = "swift run cluster-sim --schedules 1 --seed \(seed) --nodes \(nodes)"
+        return knowledge == .full ? base : base + " --knowledge \(knowledge)"
+    }
+}
