@@ -53,7 +53,7 @@ public final class ElectionManager: Sendable {
     public var listenAddress: HostPort? { runtime.sharedSnapshot.withLock { $0.listenAddress } }
 
     /// The node's counters.
-    public var stats: NodeStats { runtime.sync { $0.stats } ?? NodeStats() }
+    public var stats: NodeStats { runtime.sync { $0.currentStats() } ?? NodeStats() }
 
     /// Answers a vote request (the seed's `HandleVoteRequest`): refuses a stale term, adopts a
     /// higher one (becoming follower), refuses a second candidate in one term and a candidate

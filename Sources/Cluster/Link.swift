@@ -60,9 +60,12 @@ final class Peer {
     var failedDials = 0
     /// The highest heartbeat sequence received from this peer.
     var lastSeqReceived: UInt64 = 0
-    /// The last heartbeat sent to it and when (core time), to measure round trips.
-    var lastSentSeq: UInt64 = 0
-    var lastSentNs: UInt64 = 0
+    /// The last probe sent to it (a heartbeat asking for an immediate reply) and when (core
+    /// time, 0: none outstanding), to measure round trips.
+    var probeSeq: UInt64 = 0
+    var probeSentNs: UInt64 = 0
+    /// The last round trip measured to this peer, in nanoseconds.
+    var roundTripNs: UInt64 = 0
     /// Heartbeats not sent because the link's write queue was full.
     var heartbeatsSkipped: UInt64 = 0
 

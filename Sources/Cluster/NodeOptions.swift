@@ -64,6 +64,10 @@ public struct NodeStats: Sendable, Equatable {
     public var persistFailures: UInt64 = 0
     /// The last heartbeat round trip measured, in nanoseconds (0: none yet).
     public var lastRoundTripNs: UInt64 = 0
+    /// Peers with an established link, when the stats were read.
+    public var peersConnected = 0
+    /// Open connections of any kind (peer links and JSON clients), when the stats were read.
+    public var openConnections = 0
 
     public init() {}
 }

@@ -509,9 +509,10 @@ final class NodeRuntime: @unchecked Sendable {
         guard !faults.blocks(peer.id) else { return }
         stats.heartbeatsReceived &+= 1
         if hb.seq > peer.lastSeqReceived { peer.lastSeqReceived = hb.seq }
-        if hb.ackSeq != 0 && hb.ackSeq == peer.lastSentSeq && peer.lastSentNs != 0 {
-            stats.lastRoundTripNs = now.nanoseconds &- peer.lastSentNs
-            peer.lastSentNs = 0
+        if hb.reply && hb.ackSeq == peer.probeSeq && peer.probeSentNs != 0 {
+            peer.roundTripNs = now.nanoseconds &- peer.probeSentNs
+            stats.lastRoundTripNs = peer.roundTripNs
+            peer.probeSentNs = 0
         }
         try? membership.recordHeartbeat(from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role)
         let message = HeartbeatMessage(
@@ -621,10 +622,15 @@ final class NodeRuntime: @unchecked Sendable {
     private func sendHeartbeats() {
         guard running else { return }
         heartbeatSeq &+= 1
-        for peer in peers.values { sendHeartbeat(to: peer, reply: false, seq: heartbeatSeq) }
+        // Every `probeEveryRounds`-th round asks for an immediate reply, to measure round trips
+        // (plain heartbeats acknowledge each other only at the peer's next interval).
+        let probe = heartbeatSeq % Self.probeEveryRounds == 1
+        for peer in peers.values { sendHeartbeat(to: peer, reply: false, probe: probe, seq: heartbeatSeq) }
     }
 
-    private func sendHeartbeat(to peer: Peer, reply: Bool, seq: UInt64? = nil) {
+    static let probeEveryRounds: UInt64 = 10
+
+    private func sendHeartbeat(to peer: Peer, reply: Bool, probe: Bool = false, seq: UInt64? = nil) {
         guard let link = peer.link, !faults.blocks(peer.id) else { return }
         if link.conn.writeQueueSize > options.maxQueuedBytes {
             peer.heartbeatsSkipped &+= 1
@@ -637,10 +643,12 @@ final class NodeRuntime: @unchecked Sendable {
         }()
         let frame = HeartbeatFrame(
             seq: seq, epoch: core.epoch, term: core.term, lsn: core.localLSN, role: core.role,
-            ackSeq: peer.lastSeqReceived, senderTag: localTag, probe: false, reply: reply)
+            ackSeq: peer.lastSeqReceived, senderTag: localTag, probe: probe, reply: reply)
         Wire.encodeHeartbeat(frame, into: &link.out)
-        peer.lastSentSeq = seq
-        if peer.lastSentNs == 0 { peer.lastSentNs = now.nanoseconds }
+        if probe {
+            peer.probeSeq = seq
+            peer.probeSentNs = now.nanoseconds
+        }
         stats.heartbeatsSent &+= 1
         markDirty(link)
     }
@@ -816,6 +824,13 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     // MARK: - Commands from the API
+
+    func currentStats() -> NodeStats {
+        var s = stats
+        s.peersConnected = peers.values.reduce(0) { $0 + ($1.link == nil ? 0 : 1) }
+        s.openConnections = links.count
+        return s
+    }
 
     func setLocalLSN(_ lsn: UInt64) {
         step(.setLocalLSN(lsn))

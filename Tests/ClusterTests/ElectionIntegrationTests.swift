@@ -23,6 +23,25 @@ struct ElectionIntegrationTests {
         }
     }
 
+    @Test("nodes that dial each other at once keep one link per pair, and probes measure round trips")
+    func oneLinkPerPair() async throws {
+        let cluster = try TestCluster(size: 3)
+        defer { cluster.shutdown() }
+        _ = await cluster.waitForAgreedLeader(among: cluster.ids)
+        // No event marks the end of the duplicate-link race or the first probe: poll, bounded.
+        let ok = await eventually(timeout: .seconds(5)) {
+            cluster.ids.allSatisfy { id in
+                guard let s = cluster.manager(id)?.stats else { return false }
+                return s.peersConnected == 2 && s.openConnections == 2 && s.lastRoundTripNs > 0
+            }
+        }
+        #expect(ok)
+        let duplicates = cluster.ids.reduce(0) { $0 + (cluster.manager($1)?.stats.duplicateLinksClosed ?? 0) }
+        let established = cluster.ids.reduce(0) { $0 + (cluster.manager($1)?.stats.peerLinksEstablished ?? 0) }
+        // Each of the 3 pairs ends with one link; every extra one established was closed as a duplicate.
+        #expect(established - duplicates == 6)
+    }
+
     @Test("5 nodes elect exactly one primary")
     func fiveNodesElectOne() async throws {
         let cluster = try TestCluster(size: 5)
@@ -76,4 +95,15 @@ struct ElectionIntegrationTests {
         #expect(cluster.watch.latest[second]!.term == secondTerm)
         #expect(cluster.watch.doubleLeaderTerms.isEmpty)
     }
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes; for conditions no event marks.
+func eventually(timeout: Duration, _ condition: () -> Bool) async -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now + timeout
+    while clock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
 }

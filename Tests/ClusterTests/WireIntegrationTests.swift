@@ -77,6 +77,36 @@ struct WireIntegrationTests {
         #expect(response2.reason == ClusterError.alreadyVoted.description)
     }
 
+    @Test("a JSON heartbeat with the probe flag gets an immediate heartbeat back, acknowledging it")
+    func jsonProbe() throws {
+        let port = try freePorts(1)[0]
+        let config = ClusterConfig(nodeID: "solo", nodeAddr: "127.0.0.1:\(port)", electionTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(30))
+        let membership = ClusterMembership(localNodeID: "solo", localAddr: config.nodeAddr)
+        try membership.addNode(NodeInfo(id: "ghost", addr: "127.0.0.1:1"))
+        let node = ElectionManager(config: config, membership: membership, options: NodeOptions(logger: quietLogger))
+        try node.start()
+        defer { try? node.stop() }
+        let probe = #"{"message_type":"heartbeat","node_id":"ghost","seq":7,"epoch":0,"term":0,"lsn":42,"role":0,"probe":true}"# + "\n"
+        let (reply, _) = try exchange(port: port, send: Array(probe.utf8))
+        #expect(reply.contains(#""message_type":"heartbeat""#))
+        #expect(reply.contains(#""ack_seq":7"#))
+        #expect(reply.contains(#""node_id":"solo""#))
+        #expect(try membership.node("ghost").lastLSN == 42)
+        #expect(try membership.node("ghost").lastHeartbeatSeq == 7)
+    }
+
+    @Test("a binary hello from a node that is not a member is refused with a goodbye")
+    func unknownPeerRefused() throws {
+        let node = try singleNode()
+        defer { try? node.stop() }
+        var hello: [UInt8] = []
+        try Wire.encodeHello(HelloMessage(nodeID: "intruder", nodeAddr: "127.0.0.1:9"), into: &hello)
+        let (reply, closed) = try exchange(port: node.listenAddress!.port, send: hello, lines: 0)
+        #expect(closed)
+        #expect(reply.contains("unknown node intruder"))
+        #expect(node.stats.connectionsRefused == 1)
+    }
+
     @Test("a stranger on the port is closed, and the node keeps answering")
     func strangerIsClosed() throws {
         let node = try singleNode()
