@@ -40,6 +40,11 @@ final class ClusterWatch: Sendable {
 
     var latest: [String: ElectionStatus] { state.withLock { $0.latest } }
 
+    /// Forgets a stopped node's last status (so that a restarted node is judged afresh).
+    func forget(_ node: String) {
+        state.withLock { _ = $0.latest.removeValue(forKey: node) }
+    }
+
     /// Waits until `condition` holds for the latest statuses, or `timeout` passes. Returns whether
     /// it held. The waiting is woken by status changes, not by polling.
     func wait(timeout: Duration, _ condition: @escaping @Sendable ([String: ElectionStatus]) -> Bool) async -> Bool {
@@ -119,6 +124,7 @@ final class TestCluster: Sendable {
     func stopNode(_ id: String) {
         let manager = managers.withLock { $0.removeValue(forKey: id) }
         try? manager?.stop()
+        watch.forget(id)
     }
 
     func manager(_ id: String) -> ElectionManager? { managers.withLock { $0[id] } }
