@@ -38,11 +38,11 @@ sim: setup
 # sanitizers/lsan.supp lists the leak suppressions (see README).
 test-asan: setup
 	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/sanitizers/lsan.supp:print_suppressions=0 \
-		$(SWIFT) test --sanitize=address --scratch-path .build-asan --filter UVTests
+		$(SWIFT) test --sanitize=address --scratch-path .build-asan --filter "UVTests|ClusterTests"
 
 test-tsan: setup
 	TSAN_OPTIONS=halt_on_error=1:suppressions=$(CURDIR)/sanitizers/tsan.supp \
-		$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter UVTests
+		$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter "UVTests|ClusterTests"
 
 clean:
 	rm -rf .build .build-asan .build-tsan
