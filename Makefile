@@ -6,7 +6,7 @@ SCHEDULES ?= 2000
 SEED ?= 1
 NODES ?= 3
 
-.PHONY: all setup build test run sim bench test-asan test-tsan clean format lint
+.PHONY: all setup build test run sim bench test-asan test-tsan clean
 
 all: build
 
@@ -33,6 +33,20 @@ run: setup
 
 sim: setup
 	$(SWIFT) run -c release cluster-sim --schedules $(SCHEDULES) --seed $(SEED)
+
+# A cluster at rest, measured (release build), next to the plain C yardstick when ../shared/bench
+# is there: one JSON line per run. BENCH_SECONDS sets the measured window.
+BENCH_SECONDS ?= 5
+YARDSTICK ?= ../shared/bench
+bench: setup
+	$(SWIFT) build -c release --product cluster-bench
+	@for cfg in "16 10" "64 100"; do set -- $$cfg; \
+		.build/release/cluster-bench --nodes $$1 --interval-ms $$2 --seconds $(BENCH_SECONDS) || exit 1; \
+		if [ -f $(YARDSTICK)/uvmesh.c ]; then \
+			[ .build/uvmesh -nt $(YARDSTICK)/uvmesh.c ] || cc -O2 -Wall -o .build/uvmesh $(YARDSTICK)/uvmesh.c $$(pkg-config --cflags --libs libuv) -pthread; \
+			.build/uvmesh --nodes $$1 --interval-ms $$2 --seconds $(BENCH_SECONDS); \
+		fi; \
+	done
 
 # The libuv-layer tests under the sanitizers, each in a build folder of its own.
 # sanitizers/lsan.supp lists the leak suppressions (see README).

@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "Cluster", targets: ["Cluster"]),
         .executable(name: "cluster-demo", targets: ["ClusterDemo"]),
         .executable(name: "cluster-sim", targets: ["ClusterSim"]),
+        .executable(name: "cluster-bench", targets: ["ClusterBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -42,6 +43,11 @@ let package = Package(
         .target(name: "ClusterSimulation", dependencies: ["ClusterCore"], swiftSettings: strict),
         .executableTarget(
             name: "ClusterDemo",
+            dependencies: ["Cluster", "UV", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ClusterBench",
             dependencies: ["Cluster", "UV", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),

@@ -187,3 +187,20 @@ public final class UVLoop: @unchecked Sendable {
         }
     }
 }
+
+/// The process's resource use, from `uv_getrusage`.
+public struct UVResourceUsage: Sendable, Equatable {
+    /// User plus system CPU time of all threads, in seconds.
+    public var cpuSeconds: Double
+    /// Peak resident set size, in KiB.
+    public var maxRSSKiB: Int
+
+    /// Reads the current figures; nil if libuv cannot.
+    public static func current() -> UVResourceUsage? {
+        var usage = uv_rusage_t()
+        guard uv_getrusage(&usage) == 0 else { return nil }
+        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        return UVResourceUsage(cpuSeconds: user + system, maxRSSKiB: Int(usage.ru_maxrss))
+    }
+}
