@@ -382,12 +382,9 @@ final class NodeRuntime: @unchecked Sendable {
     private func scheduleRedial(_ peer: Peer) {
         guard running, peers[peer.id] === peer, peer.link == nil, peer.redialTimer == nil else { return }
         peer.failedDials += 1
-        let base = options.reconnectBackoffBase.nanoseconds
-        let cap = options.reconnectBackoffMax.nanoseconds
-        let exponent = UInt64(min(peer.failedDials - 1, 20))
-        let ceiling = min(cap, base << exponent)
-        // Jitter: anywhere in [ceiling/2, ceiling), so that nodes do not redial in lockstep.
-        let delayNs = ceiling / 2 + (ceiling > 1 ? random.next() % (ceiling / 2 + 1) : 0)
+        let delayNs = Backoff.delayNs(
+            failures: peer.failedDials, baseNs: options.reconnectBackoffBase.nanoseconds,
+            capNs: options.reconnectBackoffMax.nanoseconds, using: &random)
         guard let timer = try? UVTimer(loop: loop) else { return }
         peer.redialTimer = timer
         try? timer.start(timeoutMs: max(1, delayNs / 1_000_000)) { [unowned self] in
