@@ -46,7 +46,8 @@ public final class ElectionManager: Sendable {
     /// True when this node is the leader (the primary).
     public var isLeader: Bool { state == .leader }
 
-    /// The epoch: a fencing token that every new primary increments.
+    /// The epoch of the newest primary this node knows (its own, or the one in the primary's
+    /// heartbeats): a fencing token that every new primary increments. Also `membership.epoch`.
     public var epoch: UInt64 { runtime.sharedSnapshot.withLock { $0.epoch } }
 
     /// The address the node listens on, once started (with the port the kernel picked for 0).

@@ -52,6 +52,10 @@ final class NodeRuntime: @unchecked Sendable {
     let sharedCallbacks = UVLocked(TransitionCallbacks())
     let sharedObservers = UVLocked([@Sendable (ElectionStatus) -> Void]())
     private var lastStatus = ElectionStatus(state: .follower, term: 0, leaderID: nil, epoch: 0)
+    /// The epoch of the newest primary this node knows (its own, or one heard in a primary's
+    /// heartbeat): the fencing token. The core's own epoch can be one ahead of it on a voter that
+    /// promised it to a candidate.
+    private var clusterEpoch: UInt64 = 0
     private let callbackQueue: DispatchQueue
 
     private var listener: UVTCPListener?
@@ -108,7 +112,6 @@ final class NodeRuntime: @unchecked Sendable {
             voters: voters, seed: seed, now: CoreInstant(nanoseconds: 0))
         heartbeatScratch.reserveCapacity(64)
         membership.setLocalTerm(durable.term)
-        membership.observeEpoch(durable.epoch)
         publishSnapshot()
     }
 
@@ -215,7 +218,7 @@ final class NodeRuntime: @unchecked Sendable {
         let directives = core.step(event, now: now)
         if !directives.isEmpty { apply(directives, intercept: intercept) }
         if core.term != lastStatus.term || core.state != lastStatus.state || core.leaderID != lastStatus.leaderID
-            || core.epoch != lastStatus.epoch {
+            || clusterEpoch != lastStatus.epoch {
             publishSnapshot()
         }
         armTick()
@@ -258,6 +261,7 @@ final class NodeRuntime: @unchecked Sendable {
             case .leaderChanged(let leader):
                 logger.debug("leader is now \(leader ?? "unknown")")
             case .epochChanged(let epoch):
+                clusterEpoch = epoch
                 membership.setEpoch(epoch)
                 logger.info("primary of epoch \(epoch)")
             case .dualPrimaryDetected(let term, let primaries):
@@ -270,7 +274,7 @@ final class NodeRuntime: @unchecked Sendable {
 
     func publishSnapshot() {
         let snap = ElectionSnapshot(
-            state: core.state, term: core.term, leaderID: core.leaderID, epoch: core.epoch,
+            state: core.state, term: core.term, leaderID: core.leaderID, epoch: clusterEpoch,
             listenAddress: listener.map { HostPort(host: $0.boundAddress.host, port: $0.port) }, running: running)
         sharedSnapshot.withLock { $0 = snap }
         let status = ElectionStatus(state: snap.state, term: snap.term, leaderID: snap.leaderID, epoch: snap.epoch)
@@ -512,11 +516,20 @@ final class NodeRuntime: @unchecked Sendable {
             peer.probeSentNs = 0
         }
         try? membership.recordHeartbeat(from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role)
+        if hb.role == .primary { observePrimaryEpoch(hb.epoch) }
         let message = HeartbeatMessage(
             from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role,
             ackSeq: hb.ackSeq, probe: hb.probe)
         step(.receive(from: peer.id, .heartbeat(message)))
         if hb.probe { sendHeartbeat(to: peer, reply: true) }
+    }
+
+    /// A primary's heartbeat names the current fencing epoch; adopt it if newer.
+    @inline(__always)
+    private func observePrimaryEpoch(_ epoch: UInt64) {
+        guard epoch > clusterEpoch else { return }
+        clusterEpoch = epoch
+        membership.observeEpoch(epoch)
     }
 
     private func receivedHello(_ hello: HelloMessage, on link: Link) throws(WireError) {
@@ -778,6 +791,7 @@ final class NodeRuntime: @unchecked Sendable {
             guard !faults.blocks(peer.id) else { return }
             stats.heartbeatsReceived &+= 1
             try? membership.recordHeartbeat(from: hb.from, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role)
+            if hb.role == .primary { observePrimaryEpoch(hb.epoch) }
             step(.receive(from: hb.from, .heartbeat(hb)))
             if hb.probe {
                 let reply = HeartbeatMessage(
@@ -816,7 +830,7 @@ final class NodeRuntime: @unchecked Sendable {
 
     func status() -> StatusResponse {
         StatusResponse(
-            nodeID: config.nodeID, role: core.role, state: core.state, term: core.term, epoch: core.epoch,
+            nodeID: config.nodeID, role: core.role, state: core.state, term: core.term, epoch: clusterEpoch,
             leaderID: core.leaderID, lsn: core.localLSN, members: membership.allNodes)
     }
 

@@ -15,9 +15,12 @@ struct ElectionIntegrationTests {
         if let leader, let m = cluster.manager(leader) {
             #expect(m.isLeader)
             #expect(m.epoch >= 1)
-            // The membership of every node knows the primary from its heartbeats.
-            let ok = await cluster.watch.wait(timeout: .seconds(5)) { _ in
-                cluster.memberships.withLock { ms in ms.values.allSatisfy { $0.primary?.id == leader } }
+            // The membership of every node knows the primary and its epoch (the fencing token) from
+            // its heartbeats; so does every manager.
+            let epoch = m.epoch
+            let ok = await cluster.watch.wait(timeout: .seconds(5)) { latest in
+                cluster.memberships.withLock { ms in ms.values.allSatisfy { $0.primary?.id == leader && $0.epoch == epoch } }
+                    && cluster.ids.allSatisfy { latest[$0]?.epoch == epoch }
             }
             #expect(ok)
         }
