@@ -78,8 +78,12 @@ public final class UVTCPListener: UVHandle {
     /// The bound port.
     public var port: Int { boundAddress.port }
 
+    /// Tests only: leave connections un-accepted, so that the kernel's backlog fills and later
+    /// dials hang (libuv stops polling a listener whose pending connection was not accepted).
+    var leavesConnectionsPending = false
+
     private func accept(status: Int32) {
-        guard !isClosing else { return }
+        guard !isClosing, !leavesConnectionsPending else { return }
         if status < 0 {
             onAcceptError?(UVError(code: status, operation: "accept"))
             return

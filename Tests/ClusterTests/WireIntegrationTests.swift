@@ -108,7 +108,7 @@ struct WireIntegrationTests {
     }
 
     @Test("a stranger on the port is closed, and the node keeps answering")
-    func strangerIsClosed() throws {
+    func strangerIsClosed() async throws {
         let node = try singleNode()
         defer { try? node.stop() }
         let port = node.listenAddress!.port
@@ -122,9 +122,19 @@ struct WireIntegrationTests {
         let (_, closed3) = try exchange(port: port, send: [0x40, 0, 0, 0, 2], lines: 0)
         #expect(closed3)
         #expect(node.stats.protocolErrors >= 3)
+        // A peer that vanishes mid-frame: half a hello, then EOF. The node just closes its end.
+        var hello: [UInt8] = []
+        try Wire.encodeHello(HelloMessage(nodeID: "half", nodeAddr: "127.0.0.1:9"), into: &hello)
+        let (_, closed4) = try exchange(port: port, send: Array(hello.prefix(hello.count / 2)), lines: 0, halfClose: true)
+        #expect(closed4)
+        // And one that vanishes mid-line.
+        let (_, closed5) = try exchange(port: port, send: Array(#"{"message_type":"vote_req"#.utf8), lines: 0, halfClose: true)
+        #expect(closed5)
         let status = #"{"message_type":"status"}"# + "\n"
         let (reply4, _) = try exchange(port: port, send: Array(status.utf8))
         #expect(reply4.contains(#""node_id":"solo""#))
+        // Every one of those connections is gone from the node (the last close may still be in flight).
+        #expect(await eventually(timeout: .seconds(5)) { node.stats.openConnections == 0 })
     }
 
     @Test("a JSON line over the size limit is refused without buffering it all")

@@ -1,5 +1,5 @@
 import Testing
-import UV
+@testable import UV
 
 @Suite("UVTCP", .timeLimit(.minutes(1)))
 struct UVTCPTests {
@@ -257,5 +257,43 @@ struct UVTCPTests {
         loop.shutdown()
         #expect(loop.closeStatus == 0)
         #expect(closes.withLock { $0 } >= 5)
+    }
+}
+
+@Suite("UVTCP connect timeout", .timeLimit(.minutes(1)))
+struct UVConnectTimeoutTests {
+    @Test("a dial that the peer never completes fails with ETIMEDOUT after the timeout, once")
+    func connectTimesOut() async throws {
+        let loop = try UVLoop()
+        let outcome: (names: [String], timedOutAfterMs: UInt64) = await onLoop(loop) { done in
+            // A listener with a backlog of 1 that never accepts: once its queue is full, the
+            // kernel drops further SYNs and those dials hang.
+            let stuck = try! UVTCPListener(loop: loop, host: "127.0.0.1", port: 0, backlog: 1) { _ in }
+            stuck.leavesConnectionsPending = true
+            var names: [String] = []
+            var finished = 0
+            let total = 8
+            let start = loop.nowMs
+            var lastFailureMs: UInt64 = 0
+            for _ in 0..<total {
+                try! UVTCPConnection.connect(loop: loop, host: "127.0.0.1", port: stuck.port, timeoutMs: 300) { result in
+                    finished += 1
+                    switch result {
+                    case .success(let conn): names.append("connected"); conn.close()
+                    case .failure(let e): names.append(e.name); lastFailureMs = loop.nowMs - start
+                    }
+                    if finished == total {
+                        stuck.close()
+                        done((names, lastFailureMs))
+                    }
+                }
+            }
+        }
+        // Some dials fit in the backlog and complete; the rest time out.
+        #expect(outcome.names.contains("ETIMEDOUT"))
+        #expect(outcome.names.allSatisfy { $0 == "ETIMEDOUT" || $0 == "connected" })
+        #expect(outcome.timedOutAfterMs >= 300)
+        loop.shutdown()
+        #expect(loop.closeStatus == 0)
     }
 }
