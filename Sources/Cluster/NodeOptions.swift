@@ -16,6 +16,9 @@ public struct NodeOptions: Sendable {
     public var reconnectBackoffMax: Duration
     /// Bytes queued on a peer link beyond which heartbeats to it are skipped (back-pressure).
     public var maxQueuedBytes: Int
+    /// How often `NodeDiscovery` announces this node to each seed; nil: 5 × the heartbeat
+    /// interval.
+    public var announceInterval: Duration?
     /// Seed of the node's random choices (election timeouts, jitter); nil: a random one.
     public var randomSeed: UInt64?
     /// Where the node logs.
@@ -30,8 +33,10 @@ public struct NodeOptions: Sendable {
         reconnectBackoffMax: Duration = .seconds(2),
         maxQueuedBytes: Int = 4 << 20,
         randomSeed: UInt64? = nil,
+        announceInterval: Duration? = nil,
         logger: Logger? = nil
     ) {
+        self.announceInterval = announceInterval
         self.dataDirectory = dataDirectory
         self.maxConnections = maxConnections
         self.helloTimeout = helloTimeout

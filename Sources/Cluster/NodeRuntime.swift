@@ -480,13 +480,21 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     private func handleFrame(_ frame: WireFrame, on link: Link) throws(WireError) {
-        if case .hello(let hello) = frame {
+        switch frame {
+        case .hello(let hello):
             try receivedHello(hello, on: link)
             return
+        case .goodbye(let reason):
+            logger.debug("link \(link.description) said goodbye: \(reason)")
+            closeLink(link, reason: nil)
+            return
+        default:
+            break
         }
-        guard let peerID = link.peerID, let peer = peers[peerID], peer.link === link else {
-            throw .malformed("\(frame.type) before hello")
-        }
+        guard let peerID = link.peerID else { throw .malformed("\(frame.type) before hello") }
+        // A link that lost the one-link-per-pair choice may still deliver a frame or two before
+        // it closes: the other link carries this peer now.
+        guard let peer = peers[peerID], peer.link === link else { return }
         switch frame {
         case .heartbeat(let hb):
             guard hb.senderTag == link.peerTag else { throw .malformed("heartbeat sender tag does not match the hello") }
@@ -498,10 +506,7 @@ final class NodeRuntime: @unchecked Sendable {
         case .voteResponse(let response):
             guard !faults.blocks(peerID) else { return }
             step(.receive(from: peerID, .voteResponse(response)))
-        case .goodbye(let reason):
-            logger.debug("link \(link.description) said goodbye: \(reason)")
-            closeLink(link, reason: nil)
-        case .hello:
+        case .hello, .goodbye:
             break
         }
     }
@@ -748,6 +753,10 @@ final class NodeRuntime: @unchecked Sendable {
             logger.debug("link \(link.description) lost")
             step(.peerUnreachable(peerID))
             scheduleRedial(peer)
+        } else if link.outbound && peer.link == nil && peer.dialing == nil {
+            // Our dial connected but never became the link (the peer refused or vanished before
+            // its hello): try again later, as after a failed dial.
+            scheduleRedial(peer)
         }
     }
 
@@ -811,21 +820,16 @@ final class NodeRuntime: @unchecked Sendable {
         }
     }
 
-    /// The seed's `HandleAnnouncement`: registers the announcing node and returns the members.
+    /// The seed's `HandleAnnouncement` (see `Discovery`), answered on a JSON connection; a
+    /// refusal is a `node_list` with `success: false` and the reason.
     func handleAnnouncement(_ announcement: AnnouncementMessage) -> DiscoveryResponse {
-        guard !announcement.nodeID.isEmpty else {
-            return DiscoveryResponse(success: false, error: ClusterError.invalidNodeID.description)
-        }
-        guard !announcement.nodeAddr.isEmpty else {
-            return DiscoveryResponse(success: false, error: ClusterError.invalidNodeAddr.description)
-        }
-        if !membership.contains(announcement.nodeID) {
-            try? membership.addNode(NodeInfo(
-                id: announcement.nodeID, addr: announcement.nodeAddr, role: announcement.role,
-                epoch: announcement.epoch, term: announcement.term, priority: announcement.priority))
+        do {
+            let response = try Discovery.handleAnnouncement(announcement, membership: membership)
             syncMembers()
+            return response
+        } catch {
+            return DiscoveryResponse(success: false, error: error.description)
         }
-        return DiscoveryResponse(nodes: membership.allNodes, success: true)
     }
 
     func status() -> StatusResponse {

@@ -5,8 +5,9 @@ import Foundation
 import Logging
 import UV
 
-/// `make run`: a loopback cluster you can watch. N nodes on 127.0.0.1 elect a primary; the
-/// primary is stopped; the rest elect another. Every change is printed, and a summary at the end.
+/// `make run`: a loopback cluster you can watch. N nodes on 127.0.0.1, each knowing only the
+/// seed's address (n1), find each other through it, elect a primary; the primary is stopped; the
+/// rest elect another. Every change is printed, and a summary at the end.
 @main
 struct ClusterDemo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -41,12 +42,15 @@ struct ClusterDemo: ParsableCommand {
         let events = DispatchSemaphore(value: 0)
         let leaders = UVLocked<[UInt64: Set<String>]>([:])
         var managers: [String: ElectionManager] = [:]
+        var discoveries: [NodeDiscovery] = []
+        var memberships: [ClusterMembership] = []
+        let seed = addrs["n1"]!
         print("\(stamp()) starting \(nodes) nodes on 127.0.0.1: " + ids.map { "\($0)=\(addrs[$0]!)" }.joined(separator: " "))
+        print("\(stamp()) each knows only the seed n1 (\(seed)); minQuorumSize \(nodes / 2 + 1), a majority of \(nodes)")
         for id in ids {
             let membership = ClusterMembership(localNodeID: id, localAddr: addrs[id]!)
-            for other in ids where other != id { try membership.addNode(NodeInfo(id: other, addr: addrs[other]!)) }
             let config = ClusterConfig(
-                nodeID: id, nodeAddr: addrs[id]!, seedNodes: ids.filter { $0 != id }.map { addrs[$0]! },
+                nodeID: id, nodeAddr: addrs[id]!, seedNodes: [seed],
                 electionTimeout: .milliseconds(electionTimeoutMs), heartbeatInterval: .milliseconds(heartbeatMs),
                 minQuorumSize: nodes / 2 + 1, priority: 1, enableAutoFailover: true,
                 voteRequestTimeout: .milliseconds(max(electionTimeoutMs / 2, heartbeatMs)))
@@ -64,8 +68,18 @@ struct ClusterDemo: ParsableCommand {
                 }
             }
             try manager.start()
+            let discovery = NodeDiscovery(config: config, membership: membership, options: NodeOptions(announceInterval: .milliseconds(200)))
+            try discovery.start()
             managers[id] = manager
+            discoveries.append(discovery)
+            memberships.append(membership)
         }
+        // Discovery fills the memberships; report once every node knows every other.
+        let knowDeadline = DispatchTime.now() + .seconds(10)
+        while !memberships.allSatisfy({ $0.nodeCount == nodes }) && DispatchTime.now() < knowDeadline {
+            _ = events.wait(timeout: .now() + .milliseconds(20))
+        }
+        print("\(stamp()) discovery: " + memberships.map { "\($0.localNodeID) knows \($0.nodeCount)" }.joined(separator: ", "))
 
         func waitForPrimary(excluding gone: Set<String>) -> String? {
             let deadline = DispatchTime.now() + .milliseconds(electionTimeoutMs * 20)
@@ -110,6 +124,7 @@ struct ClusterDemo: ParsableCommand {
             let s = manager.stats
             print("\(stamp()) \(id): \(manager.status), heartbeats sent \(s.heartbeatsSent), received \(s.heartbeatsReceived), last RTT \(String(format: "%.0f", Double(s.lastRoundTripNs) / 1000)) µs")
         }
+        for discovery in discoveries { try? discovery.stop() }
         for manager in managers.values { try? manager.stop() }
         let doubles = leaders.withLock { $0.filter { $0.value.count > 1 } }
         print("\(stamp()) summary: \(failoverMs.count) failover(s)\(failoverMs.isEmpty ? "" : " in " + failoverMs.map { String(format: "%.0f ms", $0) }.joined(separator: ", ")); terms with two primaries: \(doubles.isEmpty ? "none" : "\(doubles)")")

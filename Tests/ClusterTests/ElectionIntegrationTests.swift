@@ -43,6 +43,8 @@ struct ElectionIntegrationTests {
         let established = cluster.ids.reduce(0) { $0 + (cluster.manager($1)?.stats.peerLinksEstablished ?? 0) }
         // Each of the 3 pairs ends with one link; every extra one established was closed as a duplicate.
         #expect(established - duplicates == 6)
+        // Closing the duplicates is no protocol error on either side.
+        for id in cluster.ids { #expect(cluster.manager(id)?.stats.protocolErrors == 0, "\(id)") }
     }
 
     @Test("5 nodes elect exactly one primary")

@@ -1,0 +1,257 @@
+import ClusterCore
+import Dispatch
+import Logging
+import UV
+
+/// Finds the cluster through seed nodes: the seed's `NodeDiscovery`, made real.
+///
+/// `start()` announces this node to every seed (other than itself) at once and then every
+/// `NodeOptions.announceInterval`, the seed's way: dial, one `node_announcement` JSON line, one
+/// `node_list` line back, close. Nodes the answers name that the membership does not know are
+/// added to it; an `ElectionManager` on the same membership then links to them and counts them
+/// as voters. (So set `minQuorumSize` to a majority of the full intended cluster: see the README.)
+/// Any node's listener answers announcements (`ElectionManager` serves them on its port).
+///
+/// Every method may be called from any thread. The exchanges run on a libuv loop of the
+/// discovery's own.
+public final class NodeDiscovery: Sendable {
+    /// The configuration: `seedNodes` are announced to.
+    public let config: ClusterConfig
+    /// The membership that announcements and answers update.
+    public let membership: ClusterMembership
+    let runtime: DiscoveryRuntime
+
+    public init(config: ClusterConfig, membership: ClusterMembership, options: NodeOptions = NodeOptions()) {
+        self.config = config
+        self.membership = membership
+        runtime = DiscoveryRuntime(config: config, membership: membership, options: options)
+    }
+
+    deinit {
+        runtime.shutdown()
+    }
+
+    /// The configured seed addresses (the seed's `GetSeeds`).
+    public var seeds: [String] { config.seedNodes }
+
+    /// The seed's `HandleAnnouncement`: registers the announcing node and returns every member.
+    public func handleAnnouncement(_ announcement: AnnouncementMessage) throws(ClusterError) -> DiscoveryResponse {
+        try Discovery.handleAnnouncement(announcement, membership: membership)
+    }
+
+    /// True when at least one seed other than this node answered an announcement recently
+    /// (within three announce intervals).
+    public func isHealthy() -> Bool {
+        runtime.isHealthy()
+    }
+
+    /// Starts announcing. Throws for an invalid configuration or when already started.
+    public func start() throws(ClusterError) {
+        if config.nodeID.isEmpty { throw .invalidNodeID }
+        if config.nodeAddr.isEmpty { throw .invalidNodeAddr }
+        for seed in config.seedNodes { _ = try HostPort(parsing: seed) }
+        try runtime.start()
+    }
+
+    /// Stops announcing (exchanges in flight are closed). `start()` may be called again.
+    public func stop() throws(ClusterError) {
+        runtime.stop()
+    }
+
+    /// Announcements sent, answered and failed so far.
+    public var counts: (sent: UInt64, answered: UInt64, failed: UInt64) {
+        runtime.sharedCounts.withLock { ($0.sent, $0.answered, $0.failed) }
+    }
+}
+
+/// The loop side of `NodeDiscovery`. Its stored properties are touched on the loop thread only,
+/// except the `shared*` ones, which are locked.
+final class DiscoveryRuntime: @unchecked Sendable {
+    struct Counts: Sendable { var sent: UInt64 = 0, answered: UInt64 = 0, failed: UInt64 = 0 }
+
+    /// One announcement in flight.
+    final class Exchange {
+        let seed: String
+        var conn: UVTCPConnection?
+        var lines = LineSplitter()
+        var timer: UVTimer?
+        var done = false
+        init(seed: String) { self.seed = seed }
+    }
+
+    let loop: UVLoop
+    let config: ClusterConfig
+    let membership: ClusterMembership
+    let logger: Logger
+    let intervalNs: UInt64
+    let timeoutMs: UInt64
+    let sharedCounts = UVLocked(Counts())
+    /// Seed → when it last answered (hrtime ns).
+    let sharedLastAnswer = UVLocked([String: UInt64]())
+    private var timer: UVTimer?
+    private var exchanges: [String: Exchange] = [:]
+
+    init(config: ClusterConfig, membership: ClusterMembership, options: NodeOptions) {
+        self.config = config
+        self.membership = membership
+        var logger = options.logger
+        logger[metadataKey: "node"] = "\(config.nodeID)"
+        logger[metadataKey: "component"] = "discovery"
+        self.logger = logger
+        intervalNs = max(1_000_000, (options.announceInterval ?? config.heartbeatInterval * 5).nanoseconds)
+        timeoutMs = max(1, config.voteRequestTimeout.nanoseconds / 1_000_000)
+        do {
+            loop = try UVLoop(name: "discovery-\(config.nodeID)")
+        } catch {
+            fatalError("cannot start an event loop: \(error)")
+        }
+    }
+
+    private func sync<T: Sendable>(_ body: @escaping @Sendable (DiscoveryRuntime) -> T) -> T? {
+        if loop.inEventLoop { return body(self) }
+        let result = UVLocked<T?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        guard loop.execute({
+            let value = body(self)
+            result.withLock { $0 = value }
+            done.signal()
+        }) else { return nil }
+        done.wait()
+        return result.withLock { $0 }
+    }
+
+    func start() throws(ClusterError) {
+        let error: ClusterError?? = sync { rt -> ClusterError? in
+            guard rt.timer == nil else { return .invalidState("discovery already started") }
+            do {
+                let timer = try UVTimer(loop: rt.loop)
+                let ms = max(1, rt.intervalNs / 1_000_000)
+                try timer.start(timeoutMs: 0, repeatMs: ms) { [unowned rt] in rt.announceToAll() }
+                rt.timer = timer
+            } catch {
+                return .io("cannot start the announce timer: \(error)")
+            }
+            return nil
+        }
+        guard let error else { throw .invalidState("the discovery loop has stopped") }
+        if let error { throw error }
+    }
+
+    func stop() {
+        _ = sync { rt in
+            rt.timer?.close()
+            rt.timer = nil
+            for exchange in rt.exchanges.values { rt.finish(exchange, answered: false) }
+        }
+    }
+
+    func shutdown() {
+        stop()
+        loop.shutdown()
+    }
+
+    func isHealthy() -> Bool {
+        let now = UVLoop.hrtimeNs()
+        let window = 3 * intervalNs + timeoutMs * 1_000_000
+        let own = ownAddresses()
+        return sharedLastAnswer.withLock { answers in
+            answers.contains { seed, at in !own.contains(seed) && now &- at <= window }
+        }
+    }
+
+    /// This node's own address, as configured and as actually bound.
+    private func ownAddresses() -> Set<String> {
+        var own: Set<String> = [config.nodeAddr, membership.localNode.addr]
+        for a in Array(own) { if let hp = try? HostPort(parsing: a) { own.insert(hp.description) } }
+        return own
+    }
+
+    private func announceToAll() {
+        let own = ownAddresses()
+        for seed in config.seedNodes where exchanges[seed] == nil {
+            guard let hp = try? HostPort(parsing: seed), !own.contains(seed), !own.contains(hp.description) else { continue }
+            announce(to: seed, at: hp)
+        }
+    }
+
+    private func announce(to seed: String, at addr: HostPort) {
+        let exchange = Exchange(seed: seed)
+        exchanges[seed] = exchange
+        sharedCounts.withLock { $0.sent += 1 }
+        let local = membership.localNode
+        let announcement = AnnouncementMessage(
+            nodeID: local.id, nodeAddr: local.addr, role: local.role, epoch: membership.epoch, term: local.term,
+            priority: local.priority)
+        do {
+            let timer = try UVTimer(loop: loop)
+            exchange.timer = timer
+            try timer.start(timeoutMs: timeoutMs) { [unowned self, weak exchange] in
+                guard let exchange else { return }
+                logger.debug("seed \(seed) did not answer within \(timeoutMs) ms")
+                finish(exchange, answered: false)
+            }
+            exchange.conn = try UVTCPConnection.connect(loop: loop, host: addr.host, port: addr.port, timeoutMs: timeoutMs) {
+                [unowned self, weak exchange] result in
+                guard let exchange, !exchange.done else { return }
+                switch result {
+                case .failure(let error):
+                    logger.debug("seed \(seed) unreachable: \(error)")
+                    finish(exchange, answered: false)
+                case .success(let conn):
+                    do {
+                        try conn.startReading(onRead: { [unowned self, weak exchange] bytes in
+                            guard let exchange, !exchange.done else { return }
+                            do throws(WireError) {
+                                try exchange.lines.feed(bytes) { line in
+                                    guard !exchange.done else { return }
+                                    answered(exchange, line: line)
+                                }
+                            } catch {
+                                logger.warning("seed \(seed) answered badly: \(error)")
+                                finish(exchange, answered: false)
+                            }
+                        }, onEnd: { [unowned self, weak exchange] _ in
+                            if let exchange { finish(exchange, answered: false) }
+                        })
+                        try conn.write(JSONMessage.announcement(announcement).encodeLine())
+                    } catch {
+                        finish(exchange, answered: false)
+                    }
+                }
+            }
+        } catch {
+            logger.debug("cannot announce to \(seed): \(error)")
+            finish(exchange, answered: false)
+        }
+    }
+
+    private func answered(_ exchange: Exchange, line: RawSpan) {
+        guard case .nodeList(let response)? = try? JSONMessage.decode(line: line) else {
+            logger.warning("seed \(exchange.seed) answered with something other than a node_list")
+            finish(exchange, answered: false)
+            return
+        }
+        guard response.success else {
+            logger.warning("seed \(exchange.seed) refused the announcement: \(response.error)")
+            finish(exchange, answered: false)
+            return
+        }
+        let added = Discovery.learn(from: response, into: membership)
+        if !added.isEmpty { logger.info("learned \(added.joined(separator: ", ")) from seed \(exchange.seed)") }
+        sharedLastAnswer.withLock { $0[exchange.seed] = UVLoop.hrtimeNs() }
+        finish(exchange, answered: true)
+    }
+
+    private func finish(_ exchange: Exchange, answered: Bool) {
+        guard !exchange.done else { return }
+        exchange.done = true
+        exchange.timer?.close()
+        exchange.timer = nil
+        exchange.conn?.close()
+        exchange.conn = nil
+        if exchanges[exchange.seed] === exchange { exchanges[exchange.seed] = nil }
+        sharedCounts.withLock { c in
+            if answered { c.answered += 1 } else { c.failed += 1 }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import Cluster
+import Foundation
+import Testing
+
+@Suite("Discovery through seeds", .serialized, .timeLimit(.minutes(1)))
+struct DiscoveryIntegrationTests {
+    @Test("nodes that know only the seed's address find each other, link up and elect one primary")
+    func bootstrapFromOneSeed() async throws {
+        let ids = ["n1", "n2", "n3"]
+        let ports = try freePorts(3)
+        let addrs = Dictionary(uniqueKeysWithValues: zip(ids, ports.map { "127.0.0.1:\($0)" }))
+        let seed = addrs["n1"]!
+        let watch = ClusterWatch()
+        var managers: [ElectionManager] = []
+        var discoveries: [String: NodeDiscovery] = [:]
+        var memberships: [String: ClusterMembership] = [:]
+        defer {
+            for d in discoveries.values { try? d.stop() }
+            for m in managers { try? m.stop() }
+        }
+        for id in ids {
+            // Each node knows only itself and the seed's address; minQuorumSize is a majority of
+            // the intended cluster, so partial knowledge cannot elect anyone early.
+            let config = TestCluster.config(id: id, addr: addrs[id]!, seeds: [seed])
+            let membership = ClusterMembership(localNodeID: id, localAddr: addrs[id]!)
+            let options = NodeOptions(announceInterval: .milliseconds(50), logger: quietLogger)
+            let manager = ElectionManager(config: config, membership: membership, options: options)
+            manager.addObserver { watch.record(id, $0) }
+            try manager.start()
+            let discovery = NodeDiscovery(config: config, membership: membership, options: options)
+            try discovery.start()
+            managers.append(manager)
+            discoveries[id] = discovery
+            memberships[id] = membership
+        }
+        let allKnown = await eventually(timeout: .seconds(10)) {
+            memberships.values.allSatisfy { $0.nodeCount == 3 }
+        }
+        #expect(allKnown)
+        let elected = await watch.wait(timeout: .seconds(10)) { TestCluster.agreedLeader($0, among: ids) != nil }
+        #expect(elected)
+        #expect(watch.doubleLeaderTerms.isEmpty)
+        // n2 and n3 heard from their seed; n1's only seed is itself, which does not count.
+        #expect(discoveries["n2"]!.isHealthy())
+        #expect(discoveries["n3"]!.isHealthy())
+        #expect(!discoveries["n1"]!.isHealthy())
+        #expect(discoveries["n2"]!.seeds == [seed])
+    }
+
+    @Test("a seed that is down makes discovery unhealthy, without harm")
+    func seedDown() async throws {
+        let ports = try freePorts(2)
+        let config = ClusterConfig(nodeID: "lonely", nodeAddr: "127.0.0.1:\(ports[0])", seedNodes: ["127.0.0.1:\(ports[1])"],
+                                   heartbeatInterval: .milliseconds(20), voteRequestTimeout: .milliseconds(100))
+        let discovery = NodeDiscovery(config: config, membership: ClusterMembership(localNodeID: "lonely", localAddr: config.nodeAddr),
+                                      options: NodeOptions(announceInterval: .milliseconds(20), logger: quietLogger))
+        try discovery.start()
+        defer { try? discovery.stop() }
+        let tried = await eventually(timeout: .seconds(5)) { discovery.counts.failed >= 3 }
+        #expect(tried)
+        #expect(!discovery.isHealthy())
+        #expect(discovery.counts.answered == 0)
+        #expect(throws: ClusterError.self) { try discovery.start() }
+    }
+}
