@@ -305,6 +305,9 @@ final class NodeRuntime: @unchecked Sendable {
         if let storageError {
             return VoteResponse(voterID: config.nodeID, term: core.term, voteGranted: false, reason: storageError.description)
         }
+        guard ElectionCore.isInRange(.voteRequest(request)) else {
+            return VoteResponse(voterID: config.nodeID, term: core.term, voteGranted: false, reason: "term or epoch out of range")
+        }
         var answer: VoteResponse?
         step(.receive(from: request.candidateID, .voteRequest(request))) { directive in
             if case .send(let to, .voteResponse(let response)) = directive, to == request.candidateID, answer == nil {

@@ -62,7 +62,9 @@ public struct ClusterConfig: Sendable, Equatable {
         if electionTimeout < heartbeatInterval { throw .electionTimeoutTooSmall }
         if minQuorumSize < 1 { throw .invalidQuorumSize }
         if enableAutoFailover && seedNodes.isEmpty { throw .noSeedNodes }
-        // Added checks: every address must be host:port.
+        // Added checks: the id must fit the wire's hello (1...255 UTF-8 bytes); every address
+        // must be host:port.
+        if nodeID.utf8.count > 255 { throw .invalidState("node ID longer than 255 bytes") }
         _ = try HostPort(parsing: nodeAddr)
         for seed in seedNodes { _ = try HostPort(parsing: seed) }
         if heartbeatInterval <= .zero { throw .invalidState("heartbeat interval must be positive") }

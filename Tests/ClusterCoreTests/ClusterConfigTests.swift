@@ -39,6 +39,13 @@ import Testing
         #expect(throws: ClusterError.invalidNodeID) { try c.validate() }
     }
 
+    @Test func nodeIDLongerThanTheHelloAllows() throws {
+        var c = ClusterConfig(nodeID: String(repeating: "x", count: 256), nodeAddr: "127.0.0.1:7000")
+        #expect(throws: ClusterError.invalidState("node ID longer than 255 bytes")) { try c.validate() }
+        c.nodeID = String(repeating: "x", count: 255)
+        try c.validate()
+    }
+
     @Test func emptyNodeAddr() {
         var c = Self.valid
         c.nodeAddr = ""

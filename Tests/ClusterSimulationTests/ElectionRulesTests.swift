@@ -711,3 +711,35 @@ struct NotificationRules {
         #expect(states == [.candidate, .candidate, .leader, .follower])
     }
 }
+
+@Suite("Out-of-range input")
+struct OutOfRangeTests {
+    static let settings = ElectionCore.Settings(
+        electionTimeout: 100_000_000, heartbeatInterval: 25_000_000, voteRequestTimeout: 50_000_000,
+        minQuorumSize: 2, priority: 1, autoFailover: true, maxElectionRetries: 3)
+
+    @Test("terms and epochs at or above 2^63 are dropped, so no + 1 can overflow, and the node goes on electing")
+    func hugeTermsAreDropped() {
+        var core = ElectionCore(id: "a", settings: Self.settings, durable: DurableElectionState(), voters: ["a", "b", "c"], seed: 1, now: .zero)
+        let huge: [ElectionMessage] = [
+            .voteRequest(VoteRequest(candidateID: "b", term: .max, lastLSN: 0, epoch: 0)),
+            .voteRequest(VoteRequest(candidateID: "b", term: 3, lastLSN: 0, epoch: .max)),
+            .voteRequest(VoteRequest(candidateID: "b", term: .max, preVote: true)),
+            .voteResponse(VoteResponse(voterID: "b", term: .max, voteGranted: true)),
+            .heartbeat(HeartbeatMessage(from: "b", seq: 1, epoch: .max, term: 1, lsn: 0, role: .primary)),
+            .heartbeat(HeartbeatMessage(from: "c", seq: 1, epoch: 0, term: 1 << 63, lsn: 0, role: .primary)),
+        ]
+        for message in huge {
+            #expect(core.step(.receive(from: "b", message), now: .zero).isEmpty)
+        }
+        #expect(core.term == 0)
+        #expect(core.epoch == 0)
+        #expect(core.votedFor == nil)
+        // A forced step down with a huge term is clamped, and a forced election still works.
+        _ = core.step(.stepDown(term: .max), now: .zero)
+        #expect(core.term < ElectionCore.maxAcceptedTerm)
+        _ = core.step(.startElection, now: .zero)
+        #expect(core.state == .candidate)
+        #expect(core.term == ElectionCore.maxAcceptedTerm)
+    }
+}

@@ -137,6 +137,19 @@ struct WireIntegrationTests {
         #expect(await eventually(timeout: .seconds(5)) { node.stats.openConnections == 0 })
     }
 
+    @Test("a vote request with a term of 2^64 - 1 is refused, and the node goes on")
+    func hugeTerm() throws {
+        let node = try singleNode()
+        defer { try? node.stop() }
+        let request = #"{"message_type":"vote_request","candidate_id":"n2","term":18446744073709551615,"last_lsn":0,"epoch":0,"priority":1}"# + "\n"
+        let (reply, _) = try exchange(port: node.listenAddress!.port, send: Array(request.utf8))
+        let response = try JSONDecoder().decode(VoteResponse.self, from: Data(reply.utf8))
+        #expect(!response.voteGranted)
+        #expect(response.reason == "term or epoch out of range")
+        #expect(node.currentTerm == 0)
+        #expect(node.handleVoteRequest(VoteRequest(candidateID: "n3", term: 1)).voteGranted)
+    }
+
     @Test("a JSON line over the size limit is refused without buffering it all")
     func oversizedLine() throws {
         let node = try singleNode()

@@ -128,6 +128,19 @@ public struct ElectionCore: Sendable {
     public static let staleEpochReason = "candidate epoch is behind local epoch"
     /// The refusal reason for a PreVote while the voter still hears a live primary (thesis §9.6).
     public static let liveLeaderReason = "a live primary is known"
+    /// Terms and epochs at or above this bound (2^63) are out of range: no cluster gets there by
+    /// elections, so a message carrying one is dropped (and a vote request refused by the driver).
+    /// This keeps every `+ 1` on terms and epochs far from overflow, whatever arrives.
+    public static let maxAcceptedTerm: UInt64 = 1 << 63
+
+    /// True when a message's term and epoch are within range (see ``maxAcceptedTerm``).
+    public static func isInRange(_ message: ElectionMessage) -> Bool {
+        switch message {
+        case .heartbeat(let h): return h.term < maxAcceptedTerm && h.epoch < maxAcceptedTerm
+        case .voteRequest(let r): return r.term < maxAcceptedTerm && r.epoch < maxAcceptedTerm
+        case .voteResponse(let r): return r.term < maxAcceptedTerm && r.epoch < maxAcceptedTerm
+        }
+    }
 
     // MARK: Public state
 
@@ -261,6 +274,8 @@ public struct ElectionCore: Sendable {
             case .leader: tickCheckQuorum(now: now, &directives)
             case .candidate, .follower: tickElection(now: now, &directives)
             }
+        case .receive(_, let message) where !Self.isInRange(message):
+            break  // out of range: dropped, see `maxAcceptedTerm`
         case .receive(_, let message):
             switch message {
             case .heartbeat(let heartbeat):
@@ -283,7 +298,7 @@ public struct ElectionCore: Sendable {
         case .startElection:
             becomeCandidate(now: now, &directives)
         case .stepDown(let newTerm):
-            stepDown(term: newTerm, now: now, &directives)
+            stepDown(term: Swift.min(newTerm, Self.maxAcceptedTerm - 1), now: now, &directives)
         case .setLocalLSN(let lsn):
             localLSN = lsn
         case .addVoter(let voter):
