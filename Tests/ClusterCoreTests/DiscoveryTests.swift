@@ -38,6 +38,19 @@ import Testing
         #expect(m.nodeCount == 1)
     }
 
+    @Test("a full membership refuses new announcers and learns no more, but still answers known ones")
+    func cap() throws {
+        let m = ClusterMembership(localNodeID: "seed", localAddr: "127.0.0.1:7001")
+        _ = try Discovery.handleAnnouncement(AnnouncementMessage(nodeID: "n2", nodeAddr: "127.0.0.1:7002"), membership: m, maxMembers: 2)
+        #expect(throws: ClusterError.invalidState("the cluster is full (2 members)")) {
+            try Discovery.handleAnnouncement(AnnouncementMessage(nodeID: "n3", nodeAddr: "127.0.0.1:7003"), membership: m, maxMembers: 2)
+        }
+        #expect(try Discovery.handleAnnouncement(AnnouncementMessage(nodeID: "n2", nodeAddr: "127.0.0.1:7002"), membership: m, maxMembers: 2).success)
+        let answer = DiscoveryResponse(nodes: (3...9).map { NodeInfo(id: "n\($0)", addr: "127.0.0.1:700\($0)") })
+        #expect(Discovery.learn(from: answer, into: m, maxMembers: 4) == ["n3", "n4"])
+        #expect(m.nodeCount == 4)
+    }
+
     @Test("a node learns the unknown members of an answer, never itself, never from a refusal")
     func learns() {
         let m = ClusterMembership(localNodeID: "n2", localAddr: "127.0.0.1:7002")
