@@ -1,4 +1,3 @@
-import Dispatch
 import UV
 
 /// Free TCP ports on 127.0.0.1, for tests and demos that must tell nodes each other's addresses
@@ -9,18 +8,13 @@ public enum LoopbackPorts {
         let loop: UVLoop
         do { loop = try UVLoop(name: "ports") } catch { throw .io("cannot start a loop: \(error)") }
         defer { loop.shutdown() }
-        let ports = UVLocked<[Int]>([])
-        let done = DispatchSemaphore(value: 0)
-        loop.execute {
+        let result = loop.executeAndWait { () -> [Int] in
             let listeners = (0..<count).compactMap { _ in
                 try? UVTCPListener(loop: loop, host: "127.0.0.1", port: 0, onConnection: { $0.close() })
             }
-            ports.withLock { $0 = listeners.map(\.port) }
-            for l in listeners { l.close() }
-            done.signal()
-        }
-        done.wait()
-        let result = ports.withLock { $0 }
+            defer { for l in listeners { l.close() } }
+            return listeners.map(\.port)
+        } ?? []
         guard result.count == count else { throw .io("could not reserve \(count) loopback ports") }
         return result
     }

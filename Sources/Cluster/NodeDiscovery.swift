@@ -107,17 +107,9 @@ final class DiscoveryRuntime: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` on the loop and waits for its result; nil once the loop is gone.
     private func sync<T: Sendable>(_ body: @escaping @Sendable (DiscoveryRuntime) -> T) -> T? {
-        if loop.inEventLoop { return body(self) }
-        let result = UVLocked<T?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        guard loop.execute({
-            let value = body(self)
-            result.withLock { $0 = value }
-            done.signal()
-        }) else { return nil }
-        done.wait()
-        return result.withLock { $0 }
+        loop.executeAndWait { body(self) }
     }
 
     func start() throws(ClusterError) {

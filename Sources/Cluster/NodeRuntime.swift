@@ -121,17 +121,7 @@ final class NodeRuntime: @unchecked Sendable {
 
     /// Runs `body` on the loop and waits for its result; nil once the loop is gone.
     func sync<T: Sendable>(_ body: @escaping @Sendable (NodeRuntime) -> T) -> T? {
-        if loop.inEventLoop { return body(self) }
-        let result = UVLocked<T?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        let accepted = loop.execute {
-            let value = body(self)
-            result.withLock { $0 = value }
-            done.signal()
-        }
-        guard accepted else { return nil }
-        done.wait()
-        return result.withLock { $0 }
+        loop.executeAndWait { body(self) }
     }
 
     // MARK: - Start and stop

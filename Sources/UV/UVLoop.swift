@@ -120,6 +120,21 @@ public final class UVLoop: @unchecked Sendable {
         return true
     }
 
+    /// Runs `work` on the loop thread and waits for its result (at once when called on the loop
+    /// thread). Returns nil, without running it, once shutdown has begun.
+    public func executeAndWait<T: Sendable>(_ work: @escaping @Sendable () -> T) -> T? {
+        if inEventLoop { return work() }
+        let result = UVLocked<T?>(nil)
+        let done = UVSemaphore()
+        guard execute({
+            let value = work()
+            result.withLock { $0 = value }
+            done.signal()
+        }) else { return nil }
+        done.wait()
+        return result.withLock { $0 }
+    }
+
     /// The loop's cached time in milliseconds (`uv_now`). Loop thread only.
     public var nowMs: UInt64 {
         preconditionInEventLoop()

@@ -41,3 +41,24 @@ public final class UVLocked<Value: Sendable>: @unchecked Sendable {
         try lock.withLock { try body(&value) }
     }
 }
+
+/// A counting semaphore on libuv's `uv_sem_t`.
+///
+/// Ownership: `sem` is allocated and initialised in `init`, destroyed and freed in `deinit`.
+public final class UVSemaphore: @unchecked Sendable {
+    private let sem: UnsafeMutablePointer<uv_sem_t>
+
+    public init(value: UInt32 = 0) {
+        sem = .allocate(capacity: 1)
+        precondition(uv_sem_init(sem, value) == 0, "uv_sem_init failed")
+    }
+
+    deinit {
+        uv_sem_destroy(sem)
+        sem.deallocate()
+    }
+
+    public func signal() { uv_sem_post(sem) }
+
+    public func wait() { uv_sem_wait(sem) }
+}

@@ -33,6 +33,16 @@ struct UVLoopTests {
         #expect(loop.closeStatus == 0)
     }
 
+    @Test("executeAndWait returns the loop's result, runs inline on the loop thread, and refuses after shutdown")
+    func executeAndWait() throws {
+        let loop = try UVLoop()
+        #expect(loop.executeAndWait { loop.inEventLoop } == true)
+        // Nested: on the loop thread it runs at once instead of waiting for itself.
+        #expect(loop.executeAndWait { loop.executeAndWait { 41 }.map { $0 + 1 } } == 42)
+        loop.shutdown()
+        #expect(loop.executeAndWait { 1 } == nil)
+    }
+
     @Test("inEventLoop is true only on the loop thread")
     func inEventLoop() async throws {
         let loop = try UVLoop()
