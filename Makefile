@@ -41,7 +41,7 @@ YARDSTICK ?= ../shared/bench
 bench: setup
 	$(SWIFT) build -c release --product cluster-bench
 	@for cfg in "16 10" "64 100"; do set -- $$cfg; \
-		.build/release/cluster-bench --nodes $$1 --interval-ms $$2 --seconds $(BENCH_SECONDS) || exit 1; \
+		.build/release/cluster-bench --nodes $$1 --interval-ms $$2 --seconds $(BENCH_SECONDS) --threads 1 || exit 1; \
 		if [ -f $(YARDSTICK)/uvmesh.c ]; then \
 			[ .build/uvmesh -nt $(YARDSTICK)/uvmesh.c ] || cc -O2 -Wall -o .build/uvmesh $(YARDSTICK)/uvmesh.c $$(pkg-config --cflags --libs libuv) -pthread; \
 			.build/uvmesh --nodes $$1 --interval-ms $$2 --seconds $(BENCH_SECONDS); \

@@ -80,6 +80,8 @@ final class DiscoveryRuntime: @unchecked Sendable {
     }
 
     let loop: UVLoop
+    /// False when the loop came from `NodeOptions.loop`: its owner shuts it down.
+    private let ownsLoop: Bool
     let config: ClusterConfig
     let membership: ClusterMembership
     let logger: Logger
@@ -100,10 +102,16 @@ final class DiscoveryRuntime: @unchecked Sendable {
         self.logger = logger
         intervalNs = max(1_000_000, (options.announceInterval ?? config.heartbeatInterval * 5).nanoseconds)
         timeoutMs = max(1, config.voteRequestTimeout.nanoseconds / 1_000_000)
-        do {
-            loop = try UVLoop(name: "discovery-\(config.nodeID)")
-        } catch {
-            fatalError("cannot start an event loop: \(error)")
+        if let shared = options.loop {
+            loop = shared
+            ownsLoop = false
+        } else {
+            do {
+                loop = try UVLoop(name: "discovery-\(config.nodeID)")
+            } catch {
+                fatalError("cannot start an event loop: \(error)")
+            }
+            ownsLoop = true
         }
     }
 
@@ -139,7 +147,7 @@ final class DiscoveryRuntime: @unchecked Sendable {
 
     func shutdown() {
         stop()
-        loop.shutdown()
+        if ownsLoop { loop.shutdown() }
     }
 
     func isHealthy() -> Bool {

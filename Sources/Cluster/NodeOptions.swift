@@ -1,4 +1,5 @@
 import Logging
+import UV
 
 /// Settings of a node's runtime beyond the seed's `ClusterConfig`.
 public struct NodeOptions: Sendable {
@@ -23,6 +24,9 @@ public struct NodeOptions: Sendable {
     public var randomSeed: UInt64?
     /// Where the node logs.
     public var logger: Logger
+    /// A loop to run on, shared with other nodes or discoveries of this process; the caller
+    /// keeps it and shuts it down after them. nil: the node starts a loop (a thread) of its own.
+    public var loop: UVLoop?
 
     public init(
         dataDirectory: String? = nil,
@@ -34,8 +38,10 @@ public struct NodeOptions: Sendable {
         maxQueuedBytes: Int = 4 << 20,
         randomSeed: UInt64? = nil,
         announceInterval: Duration? = nil,
-        logger: Logger? = nil
+        logger: Logger? = nil,
+        loop: UVLoop? = nil
     ) {
+        self.loop = loop
         self.announceInterval = announceInterval
         self.dataDirectory = dataDirectory
         self.maxConnections = maxConnections

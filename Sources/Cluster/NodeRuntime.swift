@@ -39,6 +39,8 @@ struct TransitionCallbacks: Sendable {
 /// why it can be `@unchecked Sendable`.
 final class NodeRuntime: @unchecked Sendable {
     let loop: UVLoop
+    /// False when the loop came from `NodeOptions.loop`: its owner shuts it down.
+    private let ownsLoop: Bool
     let config: ClusterConfig
     let options: NodeOptions
     let membership: ClusterMembership
@@ -68,6 +70,8 @@ final class NodeRuntime: @unchecked Sendable {
     private var tickArmedFor: UInt64?
     private var running = false
     private var heartbeatSeq: UInt64 = 0
+    /// Heartbeat rounds sent (replies to probes are not rounds).
+    private var heartbeatRounds: UInt64 = 0
     private let originNs: UInt64
     private var random: SplitMix64
     private var heartbeatScratch: [UInt8] = []
@@ -82,10 +86,16 @@ final class NodeRuntime: @unchecked Sendable {
         var logger = options.logger
         logger[metadataKey: "node"] = "\(config.nodeID)"
         self.logger = logger
-        do {
-            loop = try UVLoop(name: "cluster-\(config.nodeID)")
-        } catch {
-            fatalError("cannot start an event loop: \(error)")
+        if let shared = options.loop {
+            loop = shared
+            ownsLoop = false
+        } else {
+            do {
+                loop = try UVLoop(name: "cluster-\(config.nodeID)")
+            } catch {
+                fatalError("cannot start an event loop: \(error)")
+            }
+            ownsLoop = true
         }
         callbackQueue = DispatchQueue(label: "cluster.callbacks.\(config.nodeID)")
         originNs = UVLoop.hrtimeNs()
@@ -196,7 +206,7 @@ final class NodeRuntime: @unchecked Sendable {
     /// Stops the network and the loop thread. The runtime is unusable afterwards.
     func shutdown() {
         stop()
-        loop.shutdown()
+        if ownsLoop { loop.shutdown() }
     }
 
     // MARK: - Election core
@@ -630,9 +640,10 @@ final class NodeRuntime: @unchecked Sendable {
     private func sendHeartbeats() {
         guard running else { return }
         heartbeatSeq &+= 1
+        heartbeatRounds &+= 1
         // Every `probeEveryRounds`-th round asks for an immediate reply, to measure round trips
         // (plain heartbeats acknowledge each other only at the peer's next interval).
-        let probe = heartbeatSeq % Self.probeEveryRounds == 1
+        let probe = heartbeatRounds % Self.probeEveryRounds == 1
         for peer in peers.values { sendHeartbeat(to: peer, reply: false, probe: probe, seq: heartbeatSeq) }
     }
 

@@ -5,9 +5,10 @@ import Foundation
 import Logging
 import UV
 
-/// `make bench`: a cluster at rest, measured. N real nodes on 127.0.0.1 (each on its own loop
-/// thread), every node heartbeating every other every M ms, as `uvmesh --interval-ms M` does
-/// with plain C. Prints one JSON line: heartbeats per second, the CPU they cost, the RSS.
+/// `make bench`: a cluster at rest, measured. N real nodes on 127.0.0.1, spread over T shared
+/// loop threads (node i on loop i mod T; T = 0: a loop of its own per node), every node
+/// heartbeating every other every M ms, as `uvmesh --interval-ms M --threads T` does with plain C.
+/// Prints one JSON line: heartbeats per second, the CPU they cost, the RSS.
 @main
 struct ClusterBench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,11 +17,13 @@ struct ClusterBench: ParsableCommand {
     @Option(help: "Number of nodes.") var nodes = 16
     @Option(help: "Heartbeat interval in milliseconds.") var intervalMs = 10
     @Option(help: "Seconds measured (after 1 s of warm-up).") var seconds = 5.0
+    @Option(help: "Loop threads shared by the nodes (0: one per node).") var threads = 1
 
     func validate() throws {
         guard (2...128).contains(nodes) else { throw ValidationError("--nodes must be 2...128") }
         guard intervalMs >= 1 else { throw ValidationError("--interval-ms must be at least 1") }
         guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
+        guard threads >= 0 && threads <= 64 else { throw ValidationError("--threads must be 0...64") }
     }
 
     func run() throws {
@@ -30,15 +33,18 @@ struct ClusterBench: ParsableCommand {
         let ports = try LoopbackPorts.reserve(nodes)
         let addrs = Dictionary(uniqueKeysWithValues: zip(ids, ports.map { "127.0.0.1:\($0)" }))
         let electionMs = max(20 * intervalMs, 500)
+        let loops = try (0..<threads).map { try UVLoop(name: "bench-\($0)") }
+        defer { for loop in loops { loop.shutdown() } }
         var managers: [ElectionManager] = []
-        for id in ids {
+        for (i, id) in ids.enumerated() {
             let membership = ClusterMembership(localNodeID: id, localAddr: addrs[id]!)
             for other in ids where other != id { try membership.addNode(NodeInfo(id: other, addr: addrs[other]!)) }
             let config = ClusterConfig(
                 nodeID: id, nodeAddr: addrs[id]!, seedNodes: ids.filter { $0 != id }.map { addrs[$0]! },
                 electionTimeout: .milliseconds(electionMs), heartbeatInterval: .milliseconds(intervalMs),
                 minQuorumSize: nodes / 2 + 1, enableAutoFailover: true, voteRequestTimeout: .milliseconds(electionMs / 2))
-            let manager = ElectionManager(config: config, membership: membership, options: NodeOptions(logger: logger))
+            let options = NodeOptions(logger: logger, loop: loops.isEmpty ? nil : loops[i % loops.count])
+            let manager = ElectionManager(config: config, membership: membership, options: options)
             try manager.start()
             managers.append(manager)
         }
@@ -55,10 +61,10 @@ struct ClusterBench: ParsableCommand {
             Thread.sleep(forTimeInterval: 0.05)
         }
         Thread.sleep(forTimeInterval: 1)  // warm-up
-        func totals() -> (received: UInt64, skipped: UInt64) {
-            managers.reduce((0, 0)) { acc, m in
+        func totals() -> (received: UInt64, skipped: UInt64, sent: UInt64) {
+            managers.reduce((0, 0, 0)) { acc, m in
                 let s = m.stats
-                return (acc.0 + s.heartbeatsReceived, acc.1 + s.heartbeatsSkipped)
+                return (acc.0 + s.heartbeatsReceived, acc.1 + s.heartbeatsSkipped, acc.2 + s.heartbeatsSent)
             }
         }
         let before = totals()
@@ -78,10 +84,11 @@ struct ClusterBench: ParsableCommand {
         let perSecond = Double(received) / wall
         let nominal = Double(nodes * (nodes - 1)) * 1000 / Double(intervalMs)
         let line: [(String, String)] = [
-            ("impl", "\"swift-cluster\""), ("nodes", "\(nodes)"), ("threads", "\(nodes)"),
+            ("impl", "\"swift-cluster\""), ("nodes", "\(nodes)"), ("threads", "\(threads == 0 ? nodes : threads)"),
             ("seconds", "\(seconds)"), ("interval_ms", "\(intervalMs)"),
             ("nominal_per_s", String(format: "%.0f", nominal)),
             ("heartbeats_per_s", String(format: "%.0f", perSecond)),
+            ("sent_per_s", String(format: "%.0f", Double(after.sent - before.sent) / wall)),
             ("cpu_s", String(format: "%.3f", cpu)),
             ("cpu_pct", String(format: "%.1f", cpu / wall * 100)),
             ("cpu_us_per_heartbeat", String(format: "%.2f", received > 0 ? cpu * 1e6 / Double(received) : 0)),
