@@ -58,6 +58,10 @@ public struct NodeOptions: Sendable {
 /// Counters of one node, read with `ElectionManager.stats`.
 public struct NodeStats: Sendable, Equatable {
     public var heartbeatsSent: UInt64 = 0
+    /// Heartbeat rounds (one heartbeat to every linked peer each interval), and those of them
+    /// that were probes (every tenth).
+    public var heartbeatRounds: UInt64 = 0
+    public var probeRounds: UInt64 = 0
     public var heartbeatsReceived: UInt64 = 0
     /// Heartbeats not sent because a peer's write queue was over `maxQueuedBytes`.
     public var heartbeatsSkipped: UInt64 = 0

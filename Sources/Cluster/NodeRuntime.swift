@@ -70,8 +70,6 @@ final class NodeRuntime: @unchecked Sendable {
     private var tickArmedFor: UInt64?
     private var running = false
     private var heartbeatSeq: UInt64 = 0
-    /// Heartbeat rounds sent (replies to probes are not rounds).
-    private var heartbeatRounds: UInt64 = 0
     private let originNs: UInt64
     private var random: SplitMix64
     private var heartbeatScratch: [UInt8] = []
@@ -640,10 +638,11 @@ final class NodeRuntime: @unchecked Sendable {
     private func sendHeartbeats() {
         guard running else { return }
         heartbeatSeq &+= 1
-        heartbeatRounds &+= 1
+        stats.heartbeatRounds &+= 1
         // Every `probeEveryRounds`-th round asks for an immediate reply, to measure round trips
         // (plain heartbeats acknowledge each other only at the peer's next interval).
-        let probe = heartbeatRounds % Self.probeEveryRounds == 1
+        let probe = stats.heartbeatRounds % Self.probeEveryRounds == 1
+        if probe { stats.probeRounds &+= 1 }
         for peer in peers.values { sendHeartbeat(to: peer, reply: false, probe: probe, seq: heartbeatSeq) }
     }
 

@@ -43,8 +43,40 @@ struct ElectionIntegrationTests {
         let established = cluster.ids.reduce(0) { $0 + (cluster.manager($1)?.stats.peerLinksEstablished ?? 0) }
         // Each of the 3 pairs ends with one link; every extra one established was closed as a duplicate.
         #expect(established - duplicates == 6)
+        // Every tenth round is a probe, however many probe replies a node sends in between.
+        for id in cluster.ids {
+            let s = try #require(cluster.manager(id)?.stats)
+            #expect(s.probeRounds == (s.heartbeatRounds + 9) / 10, "\(id): \(s.probeRounds) probes in \(s.heartbeatRounds) rounds")
+        }
         // Closing the duplicates is no protocol error on either side.
         for id in cluster.ids { #expect(cluster.manager(id)?.stats.protocolErrors == 0, "\(id)") }
+    }
+
+    @Test("nodes sharing one loop (NodeOptions.loop) elect one primary; the loop stays its owner's to shut down")
+    func sharedLoop() async throws {
+        let loop = try UVLoop(name: "shared")
+        let ids = ["n1", "n2", "n3"]
+        let ports = try freePorts(3)
+        let addrs = Dictionary(uniqueKeysWithValues: zip(ids, ports.map { "127.0.0.1:\($0)" }))
+        let watch = ClusterWatch()
+        var managers: [ElectionManager] = []
+        for id in ids {
+            let membership = ClusterMembership(localNodeID: id, localAddr: addrs[id]!)
+            for other in ids where other != id { try membership.addNode(NodeInfo(id: other, addr: addrs[other]!)) }
+            let m = ElectionManager(
+                config: TestCluster.config(id: id, addr: addrs[id]!, seeds: ids.filter { $0 != id }.map { addrs[$0]! }),
+                membership: membership, options: NodeOptions(logger: quietLogger, loop: loop))
+            m.addObserver { watch.record(id, $0) }
+            try m.start()
+            managers.append(m)
+        }
+        let elected = await watch.wait(timeout: .seconds(10)) { TestCluster.agreedLeader($0, among: ids) != nil }
+        #expect(elected)
+        for m in managers { try m.stop() }
+        managers.removeAll()  // the managers are gone; the loop is not theirs to stop
+        #expect(loop.execute {})
+        loop.shutdown()
+        #expect(loop.closeStatus == 0)
     }
 
     @Test("5 nodes elect exactly one primary")
