@@ -102,17 +102,7 @@ final class DiscoveryRuntime: @unchecked Sendable {
         self.logger = logger
         intervalNs = max(1_000_000, (options.announceInterval ?? config.heartbeatInterval * 5).nanoseconds)
         timeoutMs = max(1, config.voteRequestTimeout.nanoseconds / 1_000_000)
-        if let shared = options.loop {
-            loop = shared
-            ownsLoop = false
-        } else {
-            do {
-                loop = try UVLoop(name: "discovery-\(config.nodeID)")
-            } catch {
-                fatalError("cannot start an event loop: \(error)")
-            }
-            ownsLoop = true
-        }
+        (loop, ownsLoop) = options.resolveLoop(name: "discovery-\(config.nodeID)")
     }
 
     /// Runs `body` on the loop and waits for its result; nil once the loop is gone.

@@ -101,3 +101,15 @@ public struct NetworkFaults: Sendable, Equatable {
 
     func blocks(_ peer: String) -> Bool { isolated || blockedPeers.contains(peer) }
 }
+
+extension NodeOptions {
+    /// The loop to run on: the shared one, or a new one of the component's own (then `owned`).
+    func resolveLoop(name: String) -> (loop: UVLoop, owned: Bool) {
+        if let loop { return (loop, false) }
+        do {
+            return (try UVLoop(name: name), true)
+        } catch {
+            fatalError("cannot start an event loop: \(error)")
+        }
+    }
+}

@@ -84,17 +84,7 @@ final class NodeRuntime: @unchecked Sendable {
         var logger = options.logger
         logger[metadataKey: "node"] = "\(config.nodeID)"
         self.logger = logger
-        if let shared = options.loop {
-            loop = shared
-            ownsLoop = false
-        } else {
-            do {
-                loop = try UVLoop(name: "cluster-\(config.nodeID)")
-            } catch {
-                fatalError("cannot start an event loop: \(error)")
-            }
-            ownsLoop = true
-        }
+        (loop, ownsLoop) = options.resolveLoop(name: "cluster-\(config.nodeID)")
         callbackQueue = DispatchQueue(label: "cluster.callbacks.\(config.nodeID)")
         originNs = UVLoop.hrtimeNs()
         let seed = options.randomSeed ?? UInt64.random(in: .min ... .max)
