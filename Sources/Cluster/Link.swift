@@ -66,8 +66,6 @@ final class Peer {
     var probeSentNs: UInt64 = 0
     /// The last round trip measured to this peer, in nanoseconds.
     var roundTripNs: UInt64 = 0
-    /// Heartbeats not sent because the link's write queue was full.
-    var heartbeatsSkipped: UInt64 = 0
 
     init(id: String, addr: HostPort?) {
         self.id = id

@@ -10,7 +10,6 @@ struct ElectionSnapshot: Sendable, Equatable {
     var leaderID: String?
     var epoch: UInt64 = 0
     var listenAddress: HostPort?
-    var running = false
 }
 
 /// What an observer of `ElectionManager.addObserver` is told after each change.
@@ -72,7 +71,6 @@ final class NodeRuntime: @unchecked Sendable {
     private var heartbeatSeq: UInt64 = 0
     private let originNs: UInt64
     private var random: SplitMix64
-    private var heartbeatScratch: [UInt8] = []
     var faults = NetworkFaults()
     var stats = NodeStats()
     private let localTag: UInt64
@@ -108,7 +106,6 @@ final class NodeRuntime: @unchecked Sendable {
         core = ElectionCore(
             id: config.nodeID, settings: ElectionCore.Settings(config: config), durable: durable,
             voters: voters, seed: seed, now: CoreInstant(nanoseconds: 0))
-        heartbeatScratch.reserveCapacity(64)
         membership.setLocalTerm(durable.term)
         publishSnapshot()
     }
@@ -263,7 +260,7 @@ final class NodeRuntime: @unchecked Sendable {
     func publishSnapshot() {
         let snap = ElectionSnapshot(
             state: core.state, term: core.term, leaderID: core.leaderID, epoch: clusterEpoch,
-            listenAddress: listener.map { HostPort(host: $0.boundAddress.host, port: $0.port) }, running: running)
+            listenAddress: listener.map { HostPort(host: $0.boundAddress.host, port: $0.port) })
         sharedSnapshot.withLock { $0 = snap }
         let status = ElectionStatus(state: snap.state, term: snap.term, leaderID: snap.leaderID, epoch: snap.epoch)
         if status != lastStatus {
@@ -641,7 +638,6 @@ final class NodeRuntime: @unchecked Sendable {
     private func sendHeartbeat(to peer: Peer, reply: Bool, probe: Bool = false, seq: UInt64? = nil) {
         guard let link = peer.link, !faults.blocks(peer.id) else { return }
         if link.conn.writeQueueSize > options.maxQueuedBytes {
-            peer.heartbeatsSkipped &+= 1
             stats.heartbeatsSkipped &+= 1
             return
         }
