@@ -129,8 +129,8 @@ public final class ElectionManager: Sendable {
         if !wasLeader { throw .notLeader }
     }
 
-    /// Stops the node: closes the listener and every link. The election state is kept; `start()`
-    /// may be called again.
+    /// Stops the node: a leader steps down first (a stopped node cannot hear a quorum), then the
+    /// listener and every link are closed. The term and vote are kept; `start()` may be called again.
     public func stop() throws(ClusterError) {
         runtime.stop()
     }

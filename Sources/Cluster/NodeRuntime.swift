@@ -170,6 +170,8 @@ final class NodeRuntime: @unchecked Sendable {
 
     private func stopOnLoop() {
         guard running || listener != nil else { return }
+        // A stopped node hears no one and no timer runs: it must not go on claiming to lead.
+        if core.state == .leader { step(.stepDown(term: core.term)) }
         running = false
         listener?.close()
         listener = nil

@@ -83,6 +83,18 @@ struct ElectionManagerTests {
         #expect(onLoop.withLock { $0 } == false)
     }
 
+    @Test("a leader that is stopped steps down first")
+    func stopStepsDown() async throws {
+        let m = try manager(minQuorum: 1, start: true)
+        try m.startElection()
+        #expect(m.isLeader)
+        let term = m.currentTerm
+        try m.stop()
+        #expect(!m.isLeader)
+        #expect(m.state == .follower)
+        #expect(m.currentTerm == term)
+    }
+
     @Test("start validates the configuration with the seed's checks")
     func startValidates() throws {
         let bad = ElectionManager(
