@@ -35,23 +35,23 @@ public final class ElectionManager: Sendable {
     }
 
     /// The current election term.
-    public var currentTerm: UInt64 { runtime.sharedSnapshot.withLock { $0.term } }
+    public var currentTerm: UInt64 { runtime.publisher.snapshot.withLock { $0.term } }
 
     /// The current leader's id, if one is known (the seed returns "" where this is nil).
-    public var leaderID: String? { runtime.sharedSnapshot.withLock { $0.leaderID } }
+    public var leaderID: String? { runtime.publisher.snapshot.withLock { $0.leaderID } }
 
     /// This node's election state.
-    public var state: ElectionState { runtime.sharedSnapshot.withLock { $0.state } }
+    public var state: ElectionState { runtime.publisher.snapshot.withLock { $0.state } }
 
     /// True when this node is the leader (the primary).
     public var isLeader: Bool { state == .leader }
 
     /// The epoch of the newest primary this node knows (its own, or the one in the primary's
     /// heartbeats): a fencing token that every new primary increments. Also `membership.epoch`.
-    public var epoch: UInt64 { runtime.sharedSnapshot.withLock { $0.epoch } }
+    public var epoch: UInt64 { runtime.publisher.snapshot.withLock { $0.epoch } }
 
     /// The address the node listens on, once started (with the port the kernel picked for 0).
-    public var listenAddress: HostPort? { runtime.sharedSnapshot.withLock { $0.listenAddress } }
+    public var listenAddress: HostPort? { runtime.publisher.snapshot.withLock { $0.listenAddress } }
 
     /// The node's counters.
     public var stats: NodeStats { runtime.sync { $0.currentStats() } ?? NodeStats() }
@@ -61,7 +61,7 @@ public final class ElectionManager: Sendable {
     /// whose LSN (or epoch) is behind. With a data directory the vote is durable before this
     /// returns.
     public func handleVoteRequest(_ request: VoteRequest) -> VoteResponse {
-        runtime.sync { $0.answerVoteRequest(request) }
+        runtime.sync { $0.answerVoteRequest(request, vouched: true) }
             ?? VoteResponse(voterID: config.nodeID, term: currentTerm, voteGranted: false, reason: "node is shut down")
     }
 
@@ -83,7 +83,7 @@ public final class ElectionManager: Sendable {
         onFollower: @escaping @Sendable () -> Void,
         onCandidate: @escaping @Sendable () -> Void
     ) {
-        runtime.sharedCallbacks.withLock {
+        runtime.publisher.callbacks.withLock {
             $0 = TransitionCallbacks(onLeader: onLeader, onFollower: onFollower, onCandidate: onCandidate)
         }
     }
@@ -91,12 +91,12 @@ public final class ElectionManager: Sendable {
     /// Adds an observer, told (on the callback queue, in order) the new status after every change
     /// of state, term, known leader or epoch.
     public func addObserver(_ observer: @escaping @Sendable (ElectionStatus) -> Void) {
-        runtime.sharedObservers.withLock { $0.append(observer) }
+        runtime.publisher.observers.withLock { $0.append(observer) }
     }
 
     /// The current status (state, term, leader, epoch) in one consistent read.
     public var status: ElectionStatus {
-        runtime.sharedSnapshot.withLock { ElectionStatus(state: $0.state, term: $0.term, leaderID: $0.leaderID, epoch: $0.epoch) }
+        runtime.publisher.snapshot.withLock { ElectionStatus(state: $0.state, term: $0.term, leaderID: $0.leaderID, epoch: $0.epoch) }
     }
 
     /// Starts the node: listens, links to the members, heartbeats; with auto-failover, elects.

@@ -12,30 +12,39 @@ final class Link {
     /// For an outbound link: the peer it was dialled for.
     let expectedPeer: String?
     var kind: Kind = .undecided
-    /// The peer's node id, once its hello arrived.
+    /// The peer's node id, once its hello arrived (binary), or the member a JSON client
+    /// identified itself as with a `hello` line.
     var peerID: String?
     /// FNV-1a of the peer's id, which every heartbeat from it must carry.
     var peerTag: UInt64 = 0
     var decoder = FrameDecoder()
     var lines = LineSplitter()
-    /// Bytes queued during this pass of the loop, written in one go by `flush`.
+    /// Bytes queued during this pass of the loop, written in one go by the outbox.
     var out: [UInt8] = []
     var isDirty = false
     var isClosed = false
-    /// Closes a link that has not said hello in time.
-    var helloTimer: UVTimer?
-    /// Protocol errors seen on a JSON link; too many close it.
+    /// True while reading is paused because the write queue is over the soft limit.
+    var readingPaused = false
+    /// Protocol errors seen on a JSON link; more than `JSONService.maxClientErrors` close it.
     var jsonErrors = 0
     let id: Int
+    /// When the connection was made, when it became a peer's link, and when anything last arrived
+    /// on it (loop time in nanoseconds, see `NodeRuntime.nowNs`): the link table's timeouts.
+    let openedNs: UInt64
+    var attachedNs: UInt64 = 0
+    var lastHeardNs: UInt64
 
-    init(conn: UVTCPConnection, outbound: Bool, expectedPeer: String?, id: Int) {
+    init(conn: UVTCPConnection, outbound: Bool, expectedPeer: String?, id: Int, nowNs: UInt64) {
         self.conn = conn
         self.outbound = outbound
         self.expectedPeer = expectedPeer
         self.id = id
+        openedNs = nowNs
+        lastHeardNs = nowNs
         out.reserveCapacity(256)
     }
 
+    /// An established peer link: binary, hello received.
     var isPeer: Bool { peerID != nil && kind == .binary }
 
     var description: String {

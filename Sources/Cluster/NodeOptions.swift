@@ -15,8 +15,13 @@ public struct NodeOptions: Sendable {
     /// Reconnection back-off: the first delay, doubled per failure up to the cap, with jitter.
     public var reconnectBackoffBase: Duration
     public var reconnectBackoffMax: Duration
-    /// Bytes queued on a peer link beyond which heartbeats to it are skipped (back-pressure).
+    /// The soft limit on a connection's unsent bytes: beyond it heartbeats to that peer are
+    /// skipped and reading from the connection pauses until its queue drains (back-pressure).
     public var maxQueuedBytes: Int
+    /// The hard limit on a connection's unsent bytes: beyond it the connection is closed.
+    public var maxQueuedBytesHard: Int
+    /// A JSON client that sends nothing for this long is disconnected.
+    public var clientIdleTimeout: Duration
     /// How often `NodeDiscovery` announces this node to each seed; nil: 5 × the heartbeat
     /// interval.
     public var announceInterval: Duration?
@@ -36,6 +41,8 @@ public struct NodeOptions: Sendable {
         reconnectBackoffBase: Duration = .milliseconds(50),
         reconnectBackoffMax: Duration = .seconds(2),
         maxQueuedBytes: Int = 4 << 20,
+        maxQueuedBytesHard: Int = 16 << 20,
+        clientIdleTimeout: Duration = .seconds(60),
         randomSeed: UInt64? = nil,
         announceInterval: Duration? = nil,
         logger: Logger? = nil,
@@ -50,6 +57,8 @@ public struct NodeOptions: Sendable {
         self.reconnectBackoffBase = reconnectBackoffBase
         self.reconnectBackoffMax = reconnectBackoffMax
         self.maxQueuedBytes = maxQueuedBytes
+        self.maxQueuedBytesHard = maxQueuedBytesHard
+        self.clientIdleTimeout = clientIdleTimeout
         self.randomSeed = randomSeed
         self.logger = logger ?? Logger(label: "cluster")
     }
@@ -73,6 +82,12 @@ public struct NodeStats: Sendable, Equatable {
     public var dialFailures: UInt64 = 0
     /// Connections closed for breaking the protocol (bad frame, stranger, oversized line, …).
     public var protocolErrors: UInt64 = 0
+    /// Connections closed because their unsent bytes passed `maxQueuedBytesHard`.
+    public var writeOverflows: UInt64 = 0
+    /// Times reading from a connection paused because its unsent bytes passed `maxQueuedBytes`.
+    public var readsPaused: UInt64 = 0
+    /// Connections closed for a timeout: no hello in time, an idle client, a silent peer link.
+    public var connectionsTimedOut: UInt64 = 0
     /// Times two primaries were seen in one term (should stay 0).
     public var dualPrimaryDetected: UInt64 = 0
     /// Durable-state writes that failed (the vote was then not answered).

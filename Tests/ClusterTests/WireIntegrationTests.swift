@@ -86,8 +86,14 @@ struct WireIntegrationTests {
         let node = ElectionManager(config: config, membership: membership, options: NodeOptions(logger: quietLogger))
         try node.start()
         defer { try? node.stop() }
+        // A JSON heartbeat counts only on a connection that identified itself as that member.
+        let hello = #"{"message_type":"hello","version":1,"node_id":"ghost"}"# + "\n"
         let probe = #"{"message_type":"heartbeat","node_id":"ghost","seq":7,"epoch":0,"term":0,"lsn":42,"role":0,"probe":true}"# + "\n"
-        let (reply, _) = try exchange(port: port, send: Array(probe.utf8))
+        let (replies, _) = try exchange(port: port, send: Array((hello + probe).utf8), lines: 2)
+        let lines = replies.split(separator: "\n")
+        #expect(lines.count == 2)
+        #expect(lines.first?.contains(#""message_type":"hello""#) == true)
+        let reply = String(lines.last ?? "")
         #expect(reply.contains(#""message_type":"heartbeat""#))
         #expect(reply.contains(#""ack_seq":7"#))
         #expect(reply.contains(#""node_id":"solo""#))

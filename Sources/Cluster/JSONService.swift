@@ -1,0 +1,126 @@
+import ClusterCore
+import Logging
+import UV
+
+/// The JSON-lines service on a node's port (PROTOCOL.md, "JSON lines"): status queries, the
+/// seed's announcements and vote requests, and heartbeats from members that speak JSON. Loop
+/// thread only.
+///
+/// What a client may do:
+/// - `status`, `hello` (answered with this node's hello), `node_announcement` (the seed's
+///   discovery, validated), `goodbye`;
+/// - `vote_request`: answered under the network rules of the election core (a known voter only,
+///   not while a live primary is heard, terms bounded), and, on a connection that identified
+///   itself, only for its own id;
+/// - `heartbeat`: only on a connection that identified itself with `hello` as that member, and
+///   only while that member has no live binary link.
+/// An unknown or unexpected message is answered with an `error` line; after
+/// ``maxClientErrors`` such lines the connection is closed. A line that is not JSON or is too
+/// long closes it at once (with an `error` line first).
+final class JSONService {
+    unowned let node: NodeRuntime
+    private var logger: Logger { node.logger }
+
+    /// Error lines a client gets before its connection is closed.
+    static let maxClientErrors = 16
+
+    init(node: NodeRuntime) {
+        self.node = node
+    }
+
+    func received(_ bytes: RawSpan, on link: Link) {
+        do throws(WireError) {
+            try link.lines.feed(bytes) { line in
+                guard !link.isClosed else { return }
+                handle(line, on: link)
+            }
+        } catch {
+            node.stats.protocolErrors += 1
+            close(link, "\(error)")
+        }
+    }
+
+    /// Sends an `error` line with `reason`, then closes the connection once it is written.
+    func close(_ link: Link, _ reason: String) {
+        logger.debug("closing JSON client \(link.description): \(reason)")
+        node.outbox.append(JSONMessage.error(reason).encodeLine(), to: link)
+        node.links.close(link)
+    }
+
+    private func reply(_ message: JSONMessage, on link: Link) {
+        node.outbox.append(message.encodeLine(), to: link)
+    }
+
+    /// A client error: an `error` line, and the connection closed after too many.
+    private func refuse(_ reason: String, on link: Link) {
+        node.stats.protocolErrors += 1
+        link.jsonErrors += 1
+        if link.jsonErrors > Self.maxClientErrors {
+            close(link, "too many errors; last: \(reason)")
+        } else {
+            reply(.error(reason), on: link)
+        }
+    }
+
+    private func handle(_ line: RawSpan, on link: Link) {
+        let message: JSONMessage
+        do throws(WireError) {
+            message = try JSONMessage.decode(line: line)
+        } catch {
+            if case .unknownMessageType = error {
+                refuse("\(error)", on: link)
+            } else {
+                node.stats.protocolErrors += 1
+                close(link, "\(error)")
+            }
+            return
+        }
+        switch message {
+        case .voteRequest(let request):
+            if let identified = link.peerID, identified != request.candidateID {
+                refuse("vote request for \(request.candidateID) on a connection identified as \(identified)", on: link)
+                return
+            }
+            reply(.voteResponse(node.answerVoteRequest(request, vouched: false)), on: link)
+        case .announcement(let announcement):
+            reply(.nodeList(node.handleAnnouncement(announcement)), on: link)
+        case .heartbeat(let hb):
+            guard let identified = link.peerID else {
+                refuse("identify with a hello line before sending heartbeats", on: link)
+                return
+            }
+            guard hb.from == identified, let peer = node.links.peers[identified] else {
+                refuse("heartbeat from \(hb.from) on a connection identified as \(identified)", on: link)
+                return
+            }
+            guard !node.links.hasLiveLink(identified) else {
+                refuse("\(identified) has a live peer link; heartbeats go there", on: link)
+                return
+            }
+            guard !node.faults.blocks(identified) else { return }
+            if node.heartbeatArrived(hb, from: peer), hb.probe {
+                reply(.heartbeat(node.peerProtocol.heartbeatMessage(ackSeq: hb.seq)), on: link)
+            }
+        case .status:
+            reply(.statusResponse(node.status()), on: link)
+        case .hello(let hello):
+            identify(link, as: hello.nodeID)
+            reply(.hello(HelloMessage(nodeID: node.config.nodeID, nodeAddr: node.membership.localNode.addr, priority: node.config.priority)), on: link)
+        case .goodbye:
+            node.links.close(link)
+        case .voteResponse, .nodeList, .statusResponse, .error:
+            refuse("unexpected message from a client", on: link)
+        }
+    }
+
+    /// A client's `hello` identifies its connection as a member, which lets it send that
+    /// member's heartbeats; not while the member has a live binary link, and only once.
+    private func identify(_ link: Link, as id: String) {
+        guard link.peerID == nil, id != node.config.nodeID, node.links.peers[id] != nil else { return }
+        if node.links.hasLiveLink(id) {
+            refuse("\(id) has a live peer link; this connection stays anonymous", on: link)
+            return
+        }
+        link.peerID = id
+    }
+}

@@ -1,0 +1,346 @@
+import ClusterCore
+import Logging
+import UV
+
+/// A node's connections: the listener, one link per peer (dialled with back-off, or accepted),
+/// JSON clients, and the limits on all of them. Loop thread only. The one place that owns
+/// connection slots and liveness:
+/// - at most `NodeOptions.maxConnections` connections are open at once (peer links and clients
+///   share them); more are closed at once;
+/// - a connection must say hello (binary) or send its first JSON line within
+///   `NodeOptions.helloTimeout`, dialled ones included;
+/// - a JSON client silent for `NodeOptions.clientIdleTimeout` is closed;
+/// - a peer link on which nothing arrived for an election timeout is replaced: closed and redialled
+///   (a half-open link to a rebooted peer does not linger until the kernel gives up);
+/// - a hello naming a member whose link is live does not take that link over.
+final class LinkTable {
+    unowned let node: NodeRuntime
+    private let loop: UVLoop
+    private var logger: Logger { node.logger }
+    private(set) var peers: [String: Peer] = [:]
+    private(set) var links: [Int: Link] = [:]
+    private var nextLinkID = 0
+    private var listener: UVTCPListener?
+    private var sweepTimer: UVTimer?
+    private let helloTimeoutNs: UInt64
+    private let clientIdleNs: UInt64
+    private let silenceNs: UInt64
+    /// Two nodes that dial each other at once both see two links; within this time of a link
+    /// becoming a peer's link, the one-link-per-pair rule may replace it (see `attach`).
+    private let raceWindowNs: UInt64
+    private var random: SplitMix64
+    private(set) var running = false
+
+    init(node: NodeRuntime, seed: UInt64) {
+        self.node = node
+        loop = node.loop
+        let options = node.options
+        helloTimeoutNs = max(1_000_000, options.helloTimeout.nanoseconds)
+        clientIdleNs = max(1_000_000, options.clientIdleTimeout.nanoseconds)
+        silenceNs = max(1_000_000, node.config.electionTimeout.nanoseconds)
+        raceWindowNs = max(1_000_000, node.config.heartbeatInterval.nanoseconds)
+        random = SplitMix64(seed: seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+
+    var boundAddress: HostPort? {
+        listener.map { HostPort(host: $0.boundAddress.host, port: $0.port) }
+    }
+
+    var linkedPeerCount: Int { peers.values.reduce(0) { $0 + ($1.link == nil ? 0 : 1) } }
+
+    // MARK: - Start and stop
+
+    /// Listens on `addr`; returns the bound address.
+    func start(listeningOn addr: HostPort) throws(ClusterError) -> HostPort {
+        do {
+            listener = try UVTCPListener(loop: loop, host: addr.host, port: addr.port, onAcceptError: { [weak self] error in
+                self?.logger.warning("accept failed: \(error)")
+            }) { [weak self] conn in
+                guard let self else { conn.close(); return }
+                accept(conn)
+            }
+        } catch {
+            throw .io("cannot listen on \(addr): \(error)")
+        }
+        running = true
+        do {
+            let timer = try UVTimer(loop: loop)
+            let periodNs = max(5_000_000, min(helloTimeoutNs, clientIdleNs, silenceNs) / 4)
+            try timer.start(timeoutMs: periodNs / 1_000_000, repeatMs: periodNs / 1_000_000) { [weak self] in
+                self?.sweep()
+            }
+            sweepTimer = timer
+        } catch {
+            stop()
+            throw .io("cannot start the link timer: \(error)")
+        }
+        return boundAddress ?? addr
+    }
+
+    /// Closes the listener and every connection (a goodbye to each peer first).
+    func stop() {
+        running = false
+        listener?.close()
+        listener = nil
+        sweepTimer?.close()
+        sweepTimer = nil
+        for link in Array(links.values) { close(link, goodbye: "node stopping") }
+        for peer in peers.values {
+            peer.redialTimer?.close()
+            peer.redialTimer = nil
+            peer.dialing?.conn.close()
+            peer.dialing = nil
+        }
+    }
+
+    // MARK: - Peers
+
+    /// Brings the peer table in line with `members` (ids and addresses, this node excluded):
+    /// new members are dialled, removed ones closed. Returns the ids removed.
+    @discardableResult
+    func sync(members: [(id: String, addr: String)]) -> [String] {
+        var seen = Set<String>()
+        for member in members {
+            seen.insert(member.id)
+            let addr = try? HostPort(parsing: member.addr)
+            if let peer = peers[member.id] {
+                if peer.addr != addr { peer.addr = addr }
+            } else {
+                peers[member.id] = Peer(id: member.id, addr: addr)
+            }
+        }
+        var removed: [String] = []
+        for (id, peer) in peers where !seen.contains(id) {
+            peers[id] = nil
+            removed.append(id)
+            peer.redialTimer?.close()
+            peer.redialTimer = nil
+            peer.dialing?.conn.close()
+            peer.dialing = nil
+            if let link = peer.link {
+                peer.link = nil
+                close(link, goodbye: "removed from the cluster")
+            }
+        }
+        if running {
+            for peer in peers.values where peer.link == nil && peer.dialing == nil && peer.redialTimer == nil {
+                dial(peer)
+            }
+        }
+        return removed
+    }
+
+    private func dial(_ peer: Peer) {
+        guard running, let addr = peer.addr, peer.link == nil, peer.dialing == nil else { return }
+        let timeoutMs = max(1, node.options.connectTimeout.nanoseconds / 1_000_000)
+        let id = nextLinkID
+        nextLinkID += 1
+        do {
+            // The completion may run after this table is gone (a shared loop outlives a node):
+            // it holds the table weakly and the link through a box filled below.
+            final class Pending { weak var link: Link? }
+            let pending = Pending()
+            let conn = try UVTCPConnection.connect(loop: loop, host: addr.host, port: addr.port, timeoutMs: timeoutMs) {
+                [weak self, weak peer] result in
+                guard let self, let peer, let link = pending.link else {
+                    if case .success(let conn) = result { conn.close() }
+                    return
+                }
+                dialFinished(result, link: link, peer: peer)
+            }
+            let link = Link(conn: conn, outbound: true, expectedPeer: peer.id, id: id, nowNs: node.nowNs)
+            pending.link = link
+            peer.dialing = link
+        } catch {
+            node.stats.dialFailures += 1
+            logger.warning("cannot dial \(peer.id) at \(addr): \(error)")
+            scheduleRedial(peer)
+        }
+    }
+
+    private func dialFinished(_ result: Result<UVTCPConnection, UVError>, link: Link, peer: Peer) {
+        if peer.dialing === link { peer.dialing = nil }
+        switch result {
+        case .success:
+            guard running, peers[peer.id] === peer, links.count < node.options.maxConnections else {
+                link.conn.close()
+                return
+            }
+            links[link.id] = link
+            link.kind = .binary
+            link.conn.onClose = { [weak self, weak link] in
+                if let self, let link { closed(link) }
+            }
+            node.outbox.append(node.peerProtocol.helloBytes(), to: link)
+            startReading(link)
+            node.outbox.flush()
+        case .failure(let error):
+            node.stats.dialFailures += 1
+            if peer.failedDials == 0 { logger.debug("dial \(peer.id) failed: \(error)") }
+            scheduleRedial(peer)
+        }
+    }
+
+    private func scheduleRedial(_ peer: Peer) {
+        guard running, peers[peer.id] === peer, peer.link == nil, peer.dialing == nil, peer.redialTimer == nil else { return }
+        peer.failedDials += 1
+        let delayNs = Backoff.delayNs(
+            failures: peer.failedDials, baseNs: node.options.reconnectBackoffBase.nanoseconds,
+            capNs: node.options.reconnectBackoffMax.nanoseconds, using: &random)
+        guard let timer = try? UVTimer(loop: loop) else { return }
+        peer.redialTimer = timer
+        try? timer.start(timeoutMs: max(1, delayNs / 1_000_000)) { [weak self, weak peer, weak timer] in
+            timer?.close()
+            guard let self, let peer else { return }
+            peer.redialTimer = nil
+            if peers[peer.id] === peer { dial(peer) }
+        }
+    }
+
+    // MARK: - Accepting and reading
+
+    private func accept(_ conn: UVTCPConnection) {
+        node.stats.connectionsAccepted += 1
+        guard running, links.count < node.options.maxConnections else {
+            node.stats.connectionsRefused += 1
+            logger.warning("refusing a connection: \(links.count) open, limit \(node.options.maxConnections)")
+            conn.close()
+            return
+        }
+        let link = Link(conn: conn, outbound: false, expectedPeer: nil, id: nextLinkID, nowNs: node.nowNs)
+        nextLinkID += 1
+        links[link.id] = link
+        conn.onClose = { [weak self, weak link] in
+            if let self, let link { closed(link) }
+        }
+        startReading(link)
+    }
+
+    private func startReading(_ link: Link) {
+        do {
+            try link.conn.startReading(onRead: { [weak self, weak link] bytes in
+                guard let self, let link, !link.isClosed else { return }
+                link.lastHeardNs = node.nowNs
+                node.peerProtocol.received(bytes, on: link)
+                node.outbox.flush()
+            }, onEnd: { [weak self, weak link] error in
+                guard let self, let link else { return }
+                if let error, error.code != UVError.connectionReset {
+                    logger.debug("link \(link.description) ended: \(error)")
+                }
+                close(link)
+            })
+        } catch {
+            close(link)
+        }
+    }
+
+    // MARK: - Hello and the one link per pair
+
+    enum AttachOutcome { case attached, refused(String) }
+
+    /// Makes `link` (hello received, `link.peerID` set) the link of `peer`, unless a live link
+    /// serves it already. Two nodes that dial each other at once end up with two links; both keep
+    /// the one dialled by the node with the smaller id (decided within `raceWindowNs` of the first
+    /// link's hello). Otherwise a live link (heard within an election timeout) is never taken over
+    /// by a newcomer claiming the same id; a silent one is replaced.
+    func attach(_ link: Link, to peer: Peer) -> AttachOutcome {
+        let now = node.nowNs
+        if let existing = peer.link, existing !== link {
+            let live = now &- existing.lastHeardNs < silenceNs
+            let racing = now &- existing.attachedNs < raceWindowNs && existing.outbound != link.outbound
+            let keepNew: Bool
+            if racing {
+                keepNew = link.outbound == (node.config.nodeID < peer.id)
+            } else {
+                keepNew = !live
+            }
+            node.stats.duplicateLinksClosed += 1
+            guard keepNew else { return .refused("duplicate connection") }
+            peer.link = nil
+            close(existing, goodbye: "duplicate connection")
+        }
+        link.attachedNs = now
+        peer.link = link
+        peer.failedDials = 0
+        peer.redialTimer?.close()
+        peer.redialTimer = nil
+        if let dialing = peer.dialing, dialing !== link, !(node.config.nodeID < peer.id) {
+            // Our own dial would lose anyway.
+            dialing.conn.close()
+            peer.dialing = nil
+        }
+        node.stats.peerLinksEstablished += 1
+        logger.debug("link \(link.description) established")
+        return .attached
+    }
+
+    /// A peer's link whose peer has been heard within an election timeout.
+    func hasLiveLink(_ peerID: String) -> Bool {
+        guard let link = peers[peerID]?.link else { return false }
+        return node.nowNs &- link.lastHeardNs < silenceNs
+    }
+
+    // MARK: - Liveness
+
+    /// Closes connections past their deadlines: no hello, idle clients, silent peer links.
+    private func sweep() {
+        let now = node.nowNs
+        for link in Array(links.values) where !link.isClosed {
+            switch link.kind {
+            case .undecided where now &- link.openedNs >= helloTimeoutNs,
+                 .binary where link.peerID == nil && now &- link.openedNs >= helloTimeoutNs:
+                node.stats.connectionsTimedOut += 1
+                node.peerProtocol.violation(on: link, "no hello within \(node.options.helloTimeout)")
+            case .json where now &- link.lastHeardNs >= clientIdleNs:
+                node.stats.connectionsTimedOut += 1
+                node.jsonService.close(link, "idle for \(node.options.clientIdleTimeout)")
+            case .binary where link.peerID != nil && now &- link.lastHeardNs >= silenceNs:
+                node.stats.connectionsTimedOut += 1
+                logger.info("link \(link.description) silent for an election timeout: replacing it")
+                close(link, goodbye: "silent for an election timeout")
+            default:
+                break
+            }
+        }
+        node.outbox.flush()
+    }
+
+    // MARK: - Closing
+
+    /// Closes a link. A peer link gets `goodbye` first (if given); queued output is flushed and
+    /// the stream shut down before it closes, within `closeGraceMs`.
+    func close(_ link: Link, goodbye: String? = nil) {
+        guard !link.isClosed else { return }
+        if let goodbye, link.kind == .binary, link.peerID != nil {
+            node.outbox.append(to: link) { Wire.encodeGoodbye(goodbye, into: &$0) }
+        }
+        node.outbox.flush(link)
+        link.isClosed = true
+        link.conn.closeAfterFlush(timeoutMs: Self.closeGraceMs)
+        detach(link)
+    }
+
+    /// How long a closing connection may take to send what was queued on it.
+    static let closeGraceMs: UInt64 = 2_000
+
+    private func closed(_ link: Link) {
+        link.isClosed = true
+        detach(link)
+    }
+
+    private func detach(_ link: Link) {
+        links[link.id] = nil
+        guard let peerID = link.peerID ?? link.expectedPeer, let peer = peers[peerID] else { return }
+        if peer.link === link {
+            peer.link = nil
+            logger.debug("link \(link.description) lost")
+            node.peerLost(peerID)
+            scheduleRedial(peer)
+        } else if link.outbound && peer.link == nil && peer.dialing == nil {
+            // Our dial connected but never became the link (the peer refused or vanished before
+            // its hello): try again later, as after a failed dial.
+            scheduleRedial(peer)
+        }
+    }
+}
