@@ -1,0 +1,193 @@
+import Cluster
+import Foundation
+import Testing
+import UV
+
+/// A node on port 0 (it owns its port: no reserve-and-release race) whose membership names
+/// `members` (id → address; unreachable addresses are fine: the node dials and backs off).
+func soloNode(
+    _ id: String = "n1", members: [String: String] = [:], electionTimeout: Duration = .seconds(1),
+    heartbeat: Duration = .milliseconds(50), autoFailover: Bool = false, options: NodeOptions = NodeOptions(logger: quietLogger)
+) throws -> (ElectionManager, Int) {
+    let membership = ClusterMembership(localNodeID: id, localAddr: "127.0.0.1:0")
+    for (member, addr) in members { try membership.addNode(NodeInfo(id: member, addr: addr)) }
+    let config = ClusterConfig(
+        nodeID: id, nodeAddr: "127.0.0.1:0", seedNodes: autoFailover ? ["127.0.0.1:1"] : [],
+        electionTimeout: electionTimeout, heartbeatInterval: heartbeat,
+        minQuorumSize: 1, enableAutoFailover: autoFailover, voteRequestTimeout: electionTimeout)
+    let node = ElectionManager(config: config, membership: membership, options: options)
+    try node.start()
+    return (node, node.listenAddress!.port)
+}
+
+/// An address nothing listens on (dials to it are refused at once).
+let nowhere = "127.0.0.1:1"
+
+/// Each defect of issue 6 that lives in the runtime, named for the defect; each failed on the
+/// runtime before the fix.
+@Suite("Runtime defects", .timeLimit(.minutes(1)))
+struct RuntimeDefectTests {
+    // #12: votes and heartbeats are bound to who sent them.
+
+    @Test("a vote response on a peer's link that names another voter is a violation, and forged votes do not elect")
+    func forgedVoteResponsesDoNotElect() async throws {
+        let members = ["f": nowhere, "x": nowhere, "y": nowhere, "z": nowhere]
+        let (node, port) = try soloNode(members: members)
+        defer { try? node.stop() }
+        let fake = try await WireClient.connect(port: port)
+        fake.hello(as: "f")
+        #expect(await fake.wait(timeout: .seconds(5)) { $0.frames.contains { if case .hello = $0 { true } else { false } } })
+        try node.startElection()
+        let term = node.currentTerm
+        // Five voters: a quorum is three. f grants, and forges grants from x and y.
+        for voter in ["f", "x", "y"] {
+            let response = VoteResponse(voterID: voter, term: term, voteGranted: true)
+            fake.sendFrame { try Wire.encodeVoteResponse(response, into: &$0) }
+        }
+        #expect(await fake.wait(timeout: .seconds(5)) { $0.closed })
+        #expect(fake.current.frames.contains(.goodbye("malformed frame: vote response from x on the link of f")) ||
+                fake.current.frames.contains { if case .goodbye(let r) = $0 { r.contains("vote response from x") } else { false } })
+        #expect(node.state != .leader)
+    }
+
+    @Test("a JSON heartbeat from a connection that has not identified itself as that member is refused")
+    func anonymousJSONHeartbeatIsRefused() async throws {
+        let (node, port) = try soloNode(members: ["ghost": nowhere])
+        defer { try? node.stop() }
+        let client = try await WireClient.connect(port: port, json: true)
+        client.send(line: #"{"message_type":"heartbeat","node_id":"ghost","seq":7,"epoch":5,"term":9,"lsn":42,"role":2}"#)
+        #expect(await client.wait(timeout: .seconds(5)) { !$0.lines.isEmpty })
+        #expect(client.current.lines.first?.contains("identify with a hello line") == true)
+        let ghost = try node.membership.node("ghost")
+        #expect(ghost.lastLSN == 0 && ghost.term == 0 && ghost.role == .replica)
+        #expect(node.currentTerm == 0)
+    }
+
+    @Test("a hello naming a member whose link is live does not take that link over")
+    func helloDoesNotTakeOverALiveLink() async throws {
+        let (node, port) = try soloNode(members: ["f": nowhere], heartbeat: .milliseconds(20))
+        defer { try? node.stop() }
+        let real = try await WireClient.connect(port: port)
+        real.hello(as: "f")
+        real.heartbeat(as: "f", seq: 1)
+        #expect(await real.wait(timeout: .seconds(5)) { $0.frames.contains { if case .heartbeat = $0 { true } else { false } } })
+        let impostor = try await WireClient.connect(port: port)
+        impostor.hello(as: "f")
+        #expect(await impostor.wait(timeout: .seconds(5)) { $0.closed })
+        #expect(impostor.current.frames.contains(.goodbye("duplicate connection")))
+        // The real link is still there and still carries heartbeats.
+        let before = real.current.frames.count
+        real.heartbeat(as: "f", seq: 2)
+        #expect(await real.wait(timeout: .seconds(5)) { $0.frames.count > before + 1 })
+        #expect(!real.current.closed)
+        #expect(node.stats.peersConnected == 1)
+    }
+
+    // #7: idle and dead connections hold slots.
+
+    @Test("a peer link silent for an election timeout is replaced, and the peer can link again")
+    func silentPeerLinkIsReplaced() async throws {
+        let (node, port) = try soloNode(members: ["f": nowhere], electionTimeout: .milliseconds(300), heartbeat: .milliseconds(30))
+        defer { try? node.stop() }
+        let halfOpen = try await WireClient.connect(port: port)
+        halfOpen.hello(as: "f")
+        #expect(await halfOpen.wait(timeout: .seconds(5)) { $0.frames.contains { if case .hello = $0 { true } else { false } } })
+        // Say nothing more, as a rebooted peer's dead socket would: the node closes it.
+        #expect(await halfOpen.wait(timeout: .seconds(5)) { $0.closed })
+        #expect(halfOpen.current.frames.contains(.goodbye("silent for an election timeout")))
+        let rebooted = try await WireClient.connect(port: port)
+        rebooted.hello(as: "f")
+        #expect(await rebooted.wait(timeout: .seconds(5)) { $0.frames.contains { if case .hello = $0 { true } else { false } } })
+        #expect(!rebooted.current.closed)
+    }
+
+    @Test("an idle JSON client is disconnected after clientIdleTimeout")
+    func idleJSONClientIsDisconnected() async throws {
+        var options = NodeOptions(logger: quietLogger)
+        options.clientIdleTimeout = .milliseconds(200)
+        let (node, port) = try soloNode(options: options)
+        defer { try? node.stop() }
+        let client = try await WireClient.connect(port: port, json: true)
+        client.send(line: #"{"message_type":"status"}"#)
+        #expect(await client.wait(timeout: .seconds(5)) { !$0.lines.isEmpty })
+        #expect(await client.wait(timeout: .seconds(5)) { $0.closed })
+        #expect(client.current.lines.last?.contains("idle") == true)
+        #expect(node.stats.connectionsTimedOut == 1)
+    }
+
+    @Test("a dialled peer that accepts but never says hello is closed after helloTimeout")
+    func dialledPeerWithoutHelloIsClosed() async throws {
+        // A listener that accepts and says nothing.
+        let loop = try UVLoop(name: "mute")
+        defer { loop.shutdown() }
+        let closed = UVLocked(0)
+        let mutePort = loop.executeAndWait { () -> Int in
+            let listener = try! UVTCPListener(loop: loop, host: "127.0.0.1", port: 0) { conn in
+                conn.onClose = { closed.withLock { $0 += 1 } }
+                try? conn.startReading(onRead: { _ in }, onEnd: { _ in closed.withLock { $0 += 1 }; conn.close() })
+            }
+            return listener.port
+        }!
+        var options = NodeOptions(logger: quietLogger)
+        options.helloTimeout = .milliseconds(200)
+        let (node, _) = try soloNode(members: ["mute": "127.0.0.1:\(mutePort)"], options: options)
+        defer { try? node.stop() }
+        #expect(await eventually(timeout: .seconds(5)) { closed.withLock { $0 } > 0 })
+        #expect(node.stats.connectionsTimedOut >= 1)
+    }
+
+    // #4: the LSN rule uses the LSN of the moment.
+
+    @Test("an LSN set through the membership before the first tick is used by the next vote")
+    func staleLSNBeforeFirstTick() async throws {
+        let (node, port) = try soloNode(members: ["c": nowhere], electionTimeout: .seconds(20), heartbeat: .seconds(10))
+        defer { try? node.stop() }
+        node.membership.setLocalLSN(100)
+        let client = try await WireClient.connect(port: port, json: true)
+        client.send(line: #"{"message_type":"vote_request","candidate_id":"c","term":1,"last_lsn":50,"epoch":0,"priority":1}"#)
+        #expect(await client.wait(timeout: .seconds(5)) { !$0.lines.isEmpty })
+        let response = try JSONDecoder().decode(VoteResponse.self, from: Data(client.current.lines[0].utf8))
+        #expect(!response.voteGranted)
+        #expect(response.reason == ClusterError.staleLSN.description)
+    }
+
+    // #13: range checks come first.
+
+    @Test("a heartbeat with an out-of-range epoch is dropped before it reaches the membership")
+    func outOfRangeHeartbeatNeverReachesTheMembership() async throws {
+        let (node, port) = try soloNode(members: ["f": nowhere])
+        defer { try? node.stop() }
+        let fake = try await WireClient.connect(port: port)
+        fake.hello(as: "f")
+        fake.heartbeat(as: "f", seq: 1, term: 1 << 63, epoch: 1 << 63, lsn: 9, role: .primary)
+        fake.heartbeat(as: "f", seq: 2, term: 0, epoch: 0, lsn: 10, role: .replica)
+        #expect(await eventually(timeout: .seconds(5)) { (try? node.membership.node("f").lastHeartbeatSeq) == 2 })
+        let f = try node.membership.node("f")
+        #expect(f.term == 0 && f.epoch == 0 && f.role == .replica)
+        #expect(node.membership.epoch == 0)
+        #expect(node.currentTerm == 0)
+    }
+
+    // #5: shutdown races.
+
+    @Test("a node freed while its dial is pending on a shared loop does not crash when the dial ends")
+    func dialCompletionAfterTheNodeIsFreed() async throws {
+        let loop = try UVLoop(name: "shared")
+        defer { loop.shutdown() }
+        // A listener whose backlog is full: a dial to it stays pending until its timeout.
+        let blackhole = try Blackhole()
+        defer { blackhole.close() }
+        var options = NodeOptions(logger: quietLogger, loop: loop)
+        options.connectTimeout = .milliseconds(300)
+        for _ in 0..<3 {
+            let (node, _) = try soloNode(members: ["b": "127.0.0.1:\(blackhole.port)"], options: options)
+            try node.stop()
+            _ = node  // released here, with its dial still pending on the shared loop
+        }
+        // The loop goes on: the dials' completions ran after their nodes were gone.
+        let alive = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+            if !loop.execute({ c.resume(returning: true) }) { c.resume(returning: false) }
+        }
+        #expect(alive)
+    }
+}
