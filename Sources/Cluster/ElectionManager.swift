@@ -37,8 +37,10 @@ public final class ElectionManager: Sendable {
     /// The current election term.
     public var currentTerm: UInt64 { runtime.publisher.snapshot.withLock { $0.term } }
 
-    /// The current leader's id, if one is known (the seed returns "" where this is nil).
-    public var leaderID: String? { runtime.publisher.snapshot.withLock { $0.leaderID } }
+    /// The current leader's id, if one is known (the seed returns "" where this is nil): the
+    /// election's, or where it has learned none, the membership's primary (as the seed's
+    /// `GetLeaderID` reads the membership).
+    public var leaderID: String? { runtime.publisher.snapshot.withLock { $0.leaderID } ?? membership.primary?.id }
 
     /// This node's election state.
     public var state: ElectionState { runtime.publisher.snapshot.withLock { $0.state } }
@@ -117,16 +119,19 @@ public final class ElectionManager: Sendable {
         if ok == nil { throw .invalidState("the node's event loop has stopped") }
     }
 
-    /// Steps down from leader (the seed's `StepDown`); a higher `term` is adopted. Throws
-    /// `.notLeader` when this node is not the leader.
+    /// Steps down from leader (the seed's `StepDown`: "forces this node to step down from
+    /// leader (if it is one)"). A `term` newer than the current one is adopted whatever the state
+    /// (a candidate becomes a follower of that term). Throws `.notLeader` only when this node is
+    /// not the leader and `term` is not newer: then there is nothing to step down from.
     public func stepDown(term: UInt64) throws(ClusterError) {
-        let wasLeader = runtime.sync { rt -> Bool in
+        let refused = runtime.sync { rt -> Bool in
             let leader = rt.core.state == .leader
-            rt.step(.stepDown(term: term))
-            return leader
+            let newer = term > rt.core.term
+            if leader || newer { rt.step(.stepDown(term: term)) }
+            return !leader && !newer
         }
-        guard let wasLeader else { throw .invalidState("the node's event loop has stopped") }
-        if !wasLeader { throw .notLeader }
+        guard let refused else { throw .invalidState("the node's event loop has stopped") }
+        if refused { throw .notLeader }
     }
 
     /// Stops the node: a leader steps down first (a stopped node cannot hear a quorum), then the

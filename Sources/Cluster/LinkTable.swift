@@ -25,8 +25,10 @@ final class LinkTable {
     private let helloTimeoutNs: UInt64
     private let clientIdleNs: UInt64
     private let silenceNs: UInt64
-    /// Two nodes that dial each other at once both see two links; within this time of a link
-    /// becoming a peer's link, the one-link-per-pair rule may replace it (see `attach`).
+    /// Two nodes that dial each other at once both see two links, within a few round trips of
+    /// each other; within this time (an election timeout, far longer than any round trip that
+    /// keeps a cluster up, so both sides decide alike) of a link becoming a peer's link, the
+    /// one-link-per-pair rule may replace it (see `attach`).
     private let raceWindowNs: UInt64
     private var random: SplitMix64
     private(set) var running = false
@@ -38,7 +40,7 @@ final class LinkTable {
         helloTimeoutNs = max(1_000_000, options.helloTimeout.nanoseconds)
         clientIdleNs = max(1_000_000, options.clientIdleTimeout.nanoseconds)
         silenceNs = max(1_000_000, node.config.electionTimeout.nanoseconds)
-        raceWindowNs = max(1_000_000, node.config.heartbeatInterval.nanoseconds)
+        raceWindowNs = max(1_000_000, node.config.electionTimeout.nanoseconds)
         random = SplitMix64(seed: seed ^ 0x5DEE_CE66_D1CE_4E5B)
     }
 
@@ -243,7 +245,9 @@ final class LinkTable {
     /// serves it already. Two nodes that dial each other at once end up with two links; both keep
     /// the one dialled by the node with the smaller id (decided within `raceWindowNs` of the first
     /// link's hello). Otherwise a live link (heard within an election timeout) is never taken over
-    /// by a newcomer claiming the same id; a silent one is replaced.
+    /// by a newcomer claiming the same id; a silent one is replaced. (Without a cluster key, a
+    /// newcomer in the race window of a fresh link can still win the race by claiming the smaller
+    /// id: only authentication closes that.)
     func attach(_ link: Link, to peer: Peer) -> AttachOutcome {
         let now = node.nowNs
         if let existing = peer.link, existing !== link {
@@ -256,7 +260,10 @@ final class LinkTable {
                 keepNew = !live
             }
             node.stats.duplicateLinksClosed += 1
-            guard keepNew else { return .refused("duplicate connection") }
+            guard keepNew else {
+                node.stats.duplicateLinksRefused += 1
+                return .refused("duplicate connection")
+            }
             peer.link = nil
             close(existing, goodbye: "duplicate connection")
         }

@@ -78,7 +78,10 @@ public struct NodeStats: Sendable, Equatable {
     public var connectionsAccepted: UInt64 = 0
     public var connectionsRefused: UInt64 = 0
     public var peerLinksEstablished: UInt64 = 0
+    /// Links closed by the one-link-per-pair rule: replaced ones, and refused newcomers.
     public var duplicateLinksClosed: UInt64 = 0
+    /// Of those, newcomers refused before they became the peer's link.
+    public var duplicateLinksRefused: UInt64 = 0
     public var dialFailures: UInt64 = 0
     /// Connections closed for breaking the protocol (bad frame, stranger, oversized line, …).
     public var protocolErrors: UInt64 = 0

@@ -39,10 +39,8 @@ struct ElectionIntegrationTests {
             }
         }
         #expect(ok)
-        let duplicates = cluster.ids.reduce(0) { $0 + (cluster.manager($1)?.stats.duplicateLinksClosed ?? 0) }
-        let established = cluster.ids.reduce(0) { $0 + (cluster.manager($1)?.stats.peerLinksEstablished ?? 0) }
-        // Each of the 3 pairs ends with one link; every extra one established was closed as a duplicate.
-        #expect(established - duplicates == 6)
+        // Each of the 3 pairs ends with one link (checked above: two peers, two connections each);
+        // how many were replaced on the way depends on how the dials crossed.
         // Every tenth round is a probe, however many probe replies a node sends in between.
         for id in cluster.ids {
             let s = try #require(cluster.manager(id)?.stats)

@@ -55,6 +55,25 @@ struct ElectionManagerTests {
         #expect(m.handleVoteRequest(VoteRequest(candidateID: "c", term: 3, lastLSN: 100)).voteGranted)
     }
 
+    @Test("seed parity: stepDown to a newer term makes a candidate a follower without an error")
+    func candidateStepsDownToANewerTerm() throws {
+        let m = try manager()
+        try m.startElection()
+        #expect(m.state == .candidate && m.currentTerm == 1)
+        try m.stepDown(term: 5)  // the seed: "step down from leader (if it is one)"; a newer term is adopted
+        #expect(m.state == .follower)
+        #expect(m.currentTerm == 5)
+        #expect(throws: ClusterError.notLeader) { try m.stepDown(term: 5) }  // not newer, not leader
+    }
+
+    @Test("seed parity: leaderID falls back to the membership's primary where the election knows none")
+    func leaderIDFallsBackToTheMembership() throws {
+        let m = try manager()
+        #expect(m.leaderID == nil)
+        try m.membership.addNode(NodeInfo(id: "p", addr: "127.0.0.1:1", role: .primary, term: 1))
+        #expect(m.leaderID == "p")
+    }
+
     @Test("stepDown throws notLeader unless leader; callbacks run in order, once per transition, off the loop thread")
     func callbacksAndStepDown() async throws {
         let m = try manager(minQuorum: 1)  // a cluster of one: its own vote is a quorum

@@ -94,30 +94,47 @@ final class TestCluster: Sendable {
             voteRequestTimeout: .milliseconds(150), maxElectionRetries: 3)
     }
 
+    /// Starts `size` nodes. Each listens on port 0 (it owns its port from the start: no port is
+    /// reserved and released, so none can be taken in between), then each learns the others'
+    /// bound addresses through its membership, dials them, and counts them as voters once linked.
     init(size: Int, durable: Bool = false) throws {
         ids = (1...size).map { "n\($0)" }
-        let ports = try freePorts(size)
-        var addrs: [String: String] = [:]
-        for (i, id) in ids.enumerated() { addrs[id] = "127.0.0.1:\(ports[i])" }
-        self.addrs = addrs
         managers = UVLocked([:])
         memberships = UVLocked([:])
         dataRoot = durable ? NSTemporaryDirectory() + "cluster-test-\(UUID().uuidString)" : nil
-        for id in ids { try startNode(id) }
+        var addrs: [String: String] = [:]
+        for id in ids {
+            let manager = try Self.makeNode(id: id, addr: "127.0.0.1:0", members: [:], dataRoot: dataRoot, watch: watch)
+            addrs[id] = manager.listenAddress!.description
+            managers.withLock { $0[id] = manager }
+            memberships.withLock { $0[id] = manager.membership }
+        }
+        self.addrs = addrs
+        for id in ids {
+            let membership = memberships.withLock { $0[id]! }
+            for other in ids where other != id { try membership.addNode(NodeInfo(id: other, addr: addrs[other]!)) }
+        }
     }
 
-    /// Starts (or restarts) node `id` with a fresh membership holding every other node.
-    func startNode(_ id: String) throws {
-        let addr = addrs[id]!
-        let seeds = ids.filter { $0 != id }.map { addrs[$0]! }
+    private static func makeNode(
+        id: String, addr: String, members: [String: String], dataRoot: String?, watch: ClusterWatch
+    ) throws -> ElectionManager {
         let membership = ClusterMembership(localNodeID: id, localAddr: addr)
-        for other in ids where other != id { try membership.addNode(NodeInfo(id: other, addr: addrs[other]!)) }
+        for (other, otherAddr) in members { try membership.addNode(NodeInfo(id: other, addr: otherAddr)) }
         let options = NodeOptions(dataDirectory: dataRoot.map { "\($0)/\(id)" }, randomSeed: UInt64(id.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }), logger: quietLogger)
-        let manager = ElectionManager(config: Self.config(id: id, addr: addr, seeds: seeds), membership: membership, options: options)
+        let manager = ElectionManager(config: config(id: id, addr: addr, seeds: [addr]), membership: membership, options: options)
         manager.addObserver { [watch] status in watch.record(id, status) }
         try manager.start()
+        return manager
+    }
+
+    /// Restarts node `id` on the port it had (free since it stopped), with a fresh membership
+    /// holding every other node.
+    func startNode(_ id: String) throws {
+        let members = addrs.filter { $0.key != id }
+        let manager = try Self.makeNode(id: id, addr: addrs[id]!, members: members, dataRoot: dataRoot, watch: watch)
         managers.withLock { $0[id] = manager }
-        memberships.withLock { $0[id] = membership }
+        memberships.withLock { $0[id] = manager.membership }
     }
 
     /// Stops node `id` and forgets it (its loop thread ends).
