@@ -1,0 +1,91 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Runs an executable of this package as a user's shell would: SIGPIPE (and every other signal)
+/// at its default disposition and unblocked, whatever the test runner set, stdout and stderr piped
+/// and read to the end. Kills it after `timeoutSeconds`. Returns the exit code, or the signal
+/// that ended it, and the output.
+struct ChildResult: CustomStringConvertible {
+    var exitCode: Int32?
+    var signal: Int32?
+    var output: String
+    var description: String {
+        "exit \(exitCode.map(String.init) ?? "-") signal \(signal.map(String.init) ?? "-"): \(output.suffix(2000))"
+    }
+}
+
+/// The folder the package's products are built into (beside the test bundle).
+func productsDirectory() -> URL {
+    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var dir = bundle.deletingLastPathComponent()
+    // `swift test` runs …/debug/ClusterPackageTests.xctest; the products sit in …/debug.
+    while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("cluster-bench").path), dir.path != "/" {
+        dir = dir.deletingLastPathComponent()
+    }
+    return dir
+}
+
+func runChild(_ executable: String, _ arguments: [String], timeoutSeconds: Int) throws -> ChildResult {
+    let path = productsDirectory().appendingPathComponent(executable).path
+    var pipe: [Int32] = [0, 0]
+    guard Glibc.pipe(&pipe) == 0 else { throw POSIXError(.EIO) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
+    posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
+    posix_spawn_file_actions_addclose(&actions, pipe[0])
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    defer { posix_spawnattr_destroy(&attr) }
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    sigaddset(&defaults, SIGPIPE)
+    posix_spawnattr_setsigdefault(&attr, &defaults)
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    posix_spawnattr_setsigmask(&attr, &mask)
+    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for a in argv { free(a) } }
+    var pid: pid_t = 0
+    let status = posix_spawn(&pid, path, &actions, &attr, argv, environ)
+    close(pipe[1])
+    guard status == 0 else {
+        close(pipe[0])
+        throw POSIXError(POSIXErrorCode(rawValue: status) ?? .EIO)
+    }
+    // Read everything; a watchdog kills the child if it runs too long.
+    let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+    DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(timeoutSeconds), execute: watchdog)
+    var output = [UInt8]()
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = read(pipe[0], &buffer, buffer.count)
+        if n <= 0 { break }
+        output += buffer[0..<n]
+    }
+    close(pipe[0])
+    var wstatus: Int32 = 0
+    waitpid(pid, &wstatus, 0)
+    watchdog.cancel()
+    let text = String(decoding: output, as: UTF8.self)
+    let termsig = wstatus & 0x7f
+    if termsig == 0 {
+        return ChildResult(exitCode: (wstatus >> 8) & 0xff, signal: nil, output: text)
+    }
+    return ChildResult(exitCode: nil, signal: termsig, output: text)
+}
+
+@Suite("Executables as a user runs them", .serialized, .timeLimit(.minutes(2)))
+struct ProcessTests {
+    @Test("cluster-bench with SIGPIPE at its default survives peers closing mid-write (issue 6 #1)")
+    func benchSurvivesSIGPIPE() throws {
+        // Many nodes on one loop, stopped together at the end: links close while frames are queued.
+        let result = try runChild("cluster-bench", ["--nodes", "32", "--interval-ms", "20", "--seconds", "1", "--threads", "1"], timeoutSeconds: 90)
+        #expect(result.signal == nil, "\(result)")
+        #expect(result.exitCode == 0, "\(result)")
+        #expect(result.output.contains("heartbeats"), "\(result)")
+    }
+}
