@@ -61,7 +61,7 @@ public final class ElectionManager: Sendable {
     /// whose LSN (or epoch) is behind. With a data directory the vote is durable before this
     /// returns.
     public func handleVoteRequest(_ request: VoteRequest) -> VoteResponse {
-        runtime.sync { $0.answerVoteRequest(request) }
+        runtime.sync { $0.answerVoteRequest(request, vouched: true) }
             ?? VoteResponse(voterID: config.nodeID, term: currentTerm, voteGranted: false, reason: "node is shut down")
     }
 

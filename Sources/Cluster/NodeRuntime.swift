@@ -286,8 +286,9 @@ final class NodeRuntime: @unchecked Sendable {
         }
     }
 
-    /// Answers a vote request from outside the peer links (the public API or a JSON client).
-    func answerVoteRequest(_ request: VoteRequest) -> VoteResponse {
+    /// Answers a vote request from outside the peer links: a JSON client (the network door: a
+    /// known voter only, no lease-breaking) or, `vouched`, the public API (the seed's rules).
+    func answerVoteRequest(_ request: VoteRequest, vouched: Bool = false) -> VoteResponse {
         stats.voteRequestsReceived += 1
         if let storageError {
             return VoteResponse(voterID: config.nodeID, term: core.term, voteGranted: false, reason: storageError.description)
@@ -296,7 +297,9 @@ final class NodeRuntime: @unchecked Sendable {
             return VoteResponse(voterID: config.nodeID, term: core.term, voteGranted: false, reason: "term or epoch out of range")
         }
         var answer: VoteResponse?
-        step(.receive(from: request.candidateID, .voteRequest(request))) { directive in
+        let event: ElectionEvent = vouched
+            ? .vouchedVoteRequest(request) : .receive(from: request.candidateID, .voteRequest(request))
+        step(event) { directive in
             if case .send(let to, .voteResponse(let response)) = directive, to == request.candidateID, answer == nil {
                 answer = response
                 return true
