@@ -463,7 +463,7 @@ public struct ElectionCore: Sendable {
             reason = ClusterError.alreadyVoted.description
         } else if request.lastLSN < localLSN {
             reason = ClusterError.staleLSN.description
-        } else if votedFor == nil, request.epoch < epoch {
+        } else if votedFor == nil, request.epoch < epoch, !disabledRules.contains(.epochRule) {
             // A repeated grant (votedFor == candidate) skips this: our epoch was raised by our own grant.
             reason = Self.staleEpochReason
         } else {
@@ -479,7 +479,7 @@ public struct ElectionCore: Sendable {
             durable.votedFor = candidate
             durableDirty = true
         }
-        if request.epoch >= epoch {
+        if request.epoch >= epoch, !disabledRules.contains(.epochRule) {
             durable.epoch = request.epoch + 1  // the epoch this candidate makes if it wins
             durableDirty = true
         }
@@ -511,7 +511,7 @@ public struct ElectionCore: Sendable {
             reason = Self.liveLeaderReason
         } else if request.lastLSN < localLSN {
             reason = ClusterError.staleLSN.description
-        } else if request.epoch < epoch {
+        } else if request.epoch < epoch, !disabledRules.contains(.epochRule) {
             reason = Self.staleEpochReason
         } else {
             reason = ""

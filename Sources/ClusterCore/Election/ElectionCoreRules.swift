@@ -13,5 +13,7 @@ extension ElectionCore {
         package static let reach = DisabledRules(rawValue: 1 << 2)
         /// Read the sender from the message body instead of the transport's `from`.
         package static let senderBinding = DisabledRules(rawValue: 1 << 3)
+        /// Vote for a candidate whatever its epoch, and promise no epoch by a grant (the seed's rules).
+        package static let epochRule = DisabledRules(rawValue: 1 << 4)
     }
 }
