@@ -171,7 +171,7 @@ package struct InvariantChecker: Sendable {
         node: String, from sender: String, _ request: VoteRequest, before: NodeSnapshot, afterTerm: UInt64,
         granted: Bool, atNanoseconds now: UInt64
     ) {
-        guard !request.preVote, let leader = before.leaderID, leader != request.candidateID else { return }
+        guard !request.preVote, let leader = before.leaderID else { return }
         let live = before.state == .leader
             || (lastPrimaryContact[node].map { now < $0 + electionTimeoutNanoseconds } ?? false)
         guard live else { return }

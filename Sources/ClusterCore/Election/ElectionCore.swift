@@ -716,9 +716,11 @@ public struct ElectionCore: Sendable {
     }
 
     /// Why a vote request must be refused without adopting its term, if it must (nil: it is
-    /// judged by the voting rules). The network door refuses an unknown candidate, and any other
-    /// candidate while a live primary is heard (thesis §4.2.3: the lease of a healthy primary);
-    /// the repeated grant of this term's vote to the same candidate (a retry) is not refused.
+    /// judged by the voting rules). The network door refuses an unknown candidate, and any
+    /// candidate (the primary itself too: a forced election on a healthy primary spreads its term
+    /// by heartbeats, not by votes) while a live primary is heard (thesis §4.2.3: the lease of a
+    /// healthy primary); the repeated grant of this term's vote to the same candidate (a retry)
+    /// is not refused.
     /// A leadership transfer (a later issue) is the one exception to the lease: its requests will
     /// carry a mark (as etcd-io/raft's transfer context does) that skips the `hasLiveLeader` test.
     private func disruptionRefusal(_ request: VoteRequest, vouched: Bool, now: CoreInstant) -> String? {
@@ -729,7 +731,7 @@ public struct ElectionCore: Sendable {
         if vouched { return nil }
         if !isKnownVoter(candidate) { return Self.unknownCandidateReason }
         let repeatedGrant = request.term == term && votedFor == candidate
-        if !repeatedGrant, !disabledRules.contains(.lease), hasLiveLeader(now: now), leaderID != candidate {
+        if !repeatedGrant, !disabledRules.contains(.lease), hasLiveLeader(now: now) {
             return Self.liveLeaderReason
         }
         return nil
