@@ -549,7 +549,8 @@ extension Simulation {
         let others = nodes.indices.filter { $0 != target }.map { nodes[$0].id }
         let stranger = "intruder\(rng.uniform(3))"
         let top: UInt64 = (1 << 63) - 1
-        let farTerms = [top, core.term + ElectionCore.maxTermJump + 1 + rng.uniform(1000), core.term &+ (1 << 62)]
+        // Beyond reach however the target's term moves before it arrives: twice the jump.
+        let farTerms = [top, core.term + 2 * ElectionCore.maxTermJump + rng.uniform(1000), core.term &+ (1 << 62)]
         let farTerm = farTerms[rng.index(farTerms.count)]
         let nearTerm = core.term + 1 + rng.uniform(3)
         let highLSN = UInt64(1) << 40
@@ -586,7 +587,7 @@ extension Simulation {
         case 6:  // a member sends a term or epoch beyond reach
             from = others[rng.index(others.count)]
             if rng.uniform(2) == 0 {
-                let epoch = rng.uniform(2) == 0 ? core.epoch + 2 + rng.uniform(100) : top
+                let epoch = rng.uniform(2) == 0 ? core.epoch + 1_000 + rng.uniform(100) : top  // beyond epoch + 1
                 message = .voteRequest(VoteRequest(candidateID: from, term: farTerm, lastLSN: highLSN, epoch: epoch))
             } else {
                 message = .heartbeat(HeartbeatMessage(from: from, seq: 1, epoch: core.epoch, term: farTerm, lsn: 0, role: .replica))

@@ -285,9 +285,9 @@ public struct ElectionCore: Sendable {
     /// the voter's epoch before the grant.
     ///
     /// Disruptive servers (thesis §4.2.3, §9.6): a node that has heard from a live primary within
-    /// `electionTimeout` (or is the primary) neither grants a vote (or PreVote) to another
-    /// candidate nor adopts the term of its request, so neither a removed member nor a forced
-    /// election on one node deposes a healthy primary through its votes. A vote request that
+    /// `electionTimeout` (or is the primary) neither grants a vote (or PreVote) to any candidate
+    /// nor adopts the term of its request (a retry of a vote already given excepted), so neither a
+    /// removed member nor a stranger nor a forced election deposes a healthy primary through votes. A vote request that
     /// arrives from the network (``ElectionEvent/receive(from:_:)``) is granted only to a known
     /// voter, whose id is the `from` the transport vouches for. ``ElectionEvent/vouchedVoteRequest(_:)``
     /// (the application vouches for the candidate) keeps the seed's rules: any candidate, lease or not.
