@@ -295,7 +295,9 @@ final class NodeRuntime: @unchecked Sendable {
         }
         refreshLSN()
         var answer: VoteResponse?
-        step(.receive(from: request.candidateID, .voteRequest(request))) { directive in
+        let event: ElectionEvent = vouched
+            ? .vouchedVoteRequest(request) : .receive(from: request.candidateID, .voteRequest(request))
+        step(event) { directive in
             if case .send(let to, .voteResponse(let response)) = directive, to == request.candidateID, answer == nil {
                 answer = response
                 return true

@@ -14,6 +14,16 @@ enum SimulationEvent: Sendable {
     case heal
     /// The run ends; liveness is checked.
     case end
+    /// The next LSN change (``SimulationConfig/lsnChanges``).
+    case lsnChange
+    /// The next membership change or one-way partition.
+    case adversity
+    /// One node's view of the voters changes: `voter` leaves or joins it.
+    case voterChange(node: Int, voter: Int, add: Bool)
+    /// The next message from a stranger or hostile peer (``SimulationConfig/hostilePeers``).
+    case hostile
+    /// A hostile message arrives at `to`, sent as `from` (whatever the partitions).
+    case inject(from: String, to: Int, ElectionMessage)
 }
 
 /// A min-heap of events by (time, insertion order): equal times pop first in, first out, so a

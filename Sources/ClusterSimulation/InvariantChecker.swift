@@ -1,49 +1,106 @@
 import ClusterCore
 
 /// What the checker knows of a node just before a step: what a granted vote is judged against.
-struct NodeSnapshot {
-    var term: UInt64
-    var votedFor: String?
-    var epoch: UInt64
-    var localLSN: UInt64
+/// `localLSN` is the driver's LSN (the storage's), not the one the core was last told: the LSN
+/// rule must hold against the real log position at the moment of the vote.
+package struct NodeSnapshot: Sendable {
+    package var term: UInt64
+    package var votedFor: String?
+    package var epoch: UInt64
+    package var localLSN: UInt64
+    package var state: ElectionState
+    package var leaderID: String?
+    /// The voters this node knows (its driver's view), itself included.
+    package var voters: Set<String>
+
+    package init(
+        term: UInt64, votedFor: String? = nil, epoch: UInt64 = 0, localLSN: UInt64 = 0, state: ElectionState = .follower,
+        leaderID: String? = nil, voters: Set<String> = []
+    ) {
+        self.term = term
+        self.votedFor = votedFor
+        self.epoch = epoch
+        self.localLSN = localLSN
+        self.state = state
+        self.leaderID = leaderID
+        self.voters = voters
+    }
 }
 
-/// Checks the election's safety invariants after every step, from outside the cores, across
-/// the whole history of the run (restarts included):
-/// - at most one leader per term (Raft §5.2);
-/// - leaders' epochs strictly increase with their terms (the epoch is a fencing token);
-/// - every granted vote respects the LSN rule (candidate lastLSN >= voter localLSN at grant time)
-///   and the epoch rule (candidate epoch >= voter epoch, for a first grant);
+/// A node as the liveness check sees it at the end of a run.
+package struct LivenessView: Sendable {
+    package var id: String
+    package var state: ElectionState
+    package var term: UInt64
+    package var leaderID: String?
+
+    package init(id: String, state: ElectionState, term: UInt64, leaderID: String?) {
+        self.id = id
+        self.state = state
+        self.term = term
+        self.leaderID = leaderID
+    }
+}
+
+/// Checks the election's invariants after every step, from outside the cores, across the whole
+/// history of the run (restarts included):
+/// - at most one leader per term (Raft §5.2), and every leader won a quorum of votes that its
+///   voters really sent (a forged vote is never counted);
+/// - fencing tokens (the epoch a new primary announces, as the application reads it) strictly
+///   increase with terms, and the epoch a node's application reads never goes down;
+/// - every granted vote respects the LSN rule (candidate lastLSN >= the voter's LSN as its driver
+///   knows it at grant time) and the epoch rule (candidate epoch >= voter epoch, for a first
+///   grant), goes from the network only to a known voter that sent the request itself, and is
+///   not given (nor its term adopted) while the voter hears a live primary (thesis §4.2.3);
 /// - a node never votes for two candidates in one term (its persisted votes are tracked here,
 ///   so a restart that forgot a vote is caught);
 /// - a node's term never goes down;
 /// - persist before send: a vote request or granted vote is sent only once the vote is durable;
-/// - no core reports a dual primary.
-struct InvariantChecker {
-    struct LeaderRecord {
-        var node: String
-        var epoch: UInt64
-        var atNanoseconds: UInt64
+/// - no node's term or epoch exceeds what the honest nodes (and the hostile members' in-reach
+///   requests) made: a stranger's or a forger's term never spreads;
+/// - a node follows only the leader elected in its term;
+/// - no core reports a dual primary;
+/// - liveness, at the end: one leader, followed by every node, elected within the bound after the heal.
+package struct InvariantChecker: Sendable {
+    package struct LeaderRecord: Sendable {
+        package var node: String
+        package var epoch: UInt64
+        package var atNanoseconds: UInt64
     }
 
-    private(set) var violations: [String] = []
-    private(set) var leaderByTerm: [UInt64: LeaderRecord] = [:]
+    package private(set) var violations: [String] = []
+    package private(set) var leaderByTerm: [UInt64: LeaderRecord] = [:]
+    /// The election timeout, for the lease rule.
+    package var electionTimeoutNanoseconds: UInt64
     /// Leader terms in increasing order (for the epoch-order check).
     private var leaderTerms: [UInt64] = []
     private var voteByVoterTerm: [VoterTerm: String] = [:]
+    /// Votes really sent: voters by (candidate, term).
+    private var grantsByCandidateTerm: [VoterTerm: Set<String>] = [:]
     private var highestTerm: [String: UInt64] = [:]
+    private var highestAppEpoch: [String: UInt64] = [:]
+    /// When each node last accepted a heartbeat from the primary of its term.
+    private var lastPrimaryContact: [String: UInt64] = [:]
+    /// The highest term any honest candidacy (or in-reach hostile request) made.
+    private var termCeiling: UInt64 = 0
+    /// The highest epoch any honest leader made or any honest candidacy may make.
+    private var epochCeiling: UInt64 = 0
 
     private struct VoterTerm: Hashable {
         var voter: String
         var term: UInt64
     }
 
-    mutating func report(_ text: String, atNanoseconds now: UInt64) {
+    package init(electionTimeoutNanoseconds: UInt64 = 100_000_000) {
+        self.electionTimeoutNanoseconds = electionTimeoutNanoseconds
+    }
+
+    package mutating func report(_ text: String, atNanoseconds now: UInt64) {
         violations.append("t=\(Double(now) / 1e6)ms: \(text)")
     }
 
     /// A node (re)started or stepped: its term must not have gone down.
-    mutating func checkTerm(node: String, term: UInt64, atNanoseconds now: UInt64) {
+    package mutating func checkTerm(node: String, term: UInt64, atNanoseconds now: UInt64) {
         let highest = highestTerm[node] ?? 0
         if term < highest {
             report("\(node)'s term went down from \(highest) to \(term)", atNanoseconds: now)
@@ -52,8 +109,50 @@ struct InvariantChecker {
         }
     }
 
+    /// After a step: the epoch the node's application reads never goes down; the node's term and
+    /// epoch come from honest elections; the leader it follows is the one elected in its term.
+    package mutating func checkNode(
+        node: String, term: UInt64, epoch: UInt64, leaderID: String?, atNanoseconds now: UInt64
+    ) {
+        if let read = highestAppEpoch[node], epoch < read {
+            report("the epoch \(node)'s application reads went down from \(read) to \(epoch)", atNanoseconds: now)
+        }
+        highestAppEpoch[node] = max(highestAppEpoch[node] ?? 0, epoch)
+        if term > termCeiling {
+            report("\(node) is at term \(term), above any term an honest node stood in (\(termCeiling))", atNanoseconds: now)
+        }
+        if epoch > epochCeiling {
+            report("\(node) holds epoch \(epoch), above any epoch an honest node made or promised (\(epochCeiling))", atNanoseconds: now)
+        }
+        if let leaderID, leaderID != node, leaderByTerm[term]?.node != leaderID {
+            report("\(node) follows \(leaderID) in term \(term), who was not elected in it", atNanoseconds: now)
+        }
+    }
+
+    /// A node started a candidacy for `term`, asking with `epoch`.
+    package mutating func noteCandidacy(term: UInt64, epoch: UInt64) {
+        termCeiling = max(termCeiling, term)
+        epochCeiling = max(epochCeiling, epoch + 1)
+    }
+
+    /// A hostile member sent a vote request within reach: its term and epoch may be adopted.
+    package mutating func noteHostileRequest(term: UInt64, epoch: UInt64) {
+        termCeiling = max(termCeiling, term)
+        epochCeiling = max(epochCeiling, epoch + 1)
+    }
+
+    /// `node` accepted a heartbeat from the primary of its term: its lease starts again.
+    package mutating func notePrimaryContact(node: String, atNanoseconds now: UInt64) {
+        lastPrimaryContact[node] = now
+    }
+
+    /// A node forgot everything but its durable state (a restart): no lease.
+    package mutating func noteRestart(node: String) {
+        lastPrimaryContact[node] = nil
+    }
+
     /// A `.persist` was carried out: the durable vote is what counts for "one vote per term".
-    mutating func notePersist(node: String, _ state: DurableElectionState, atNanoseconds now: UInt64) {
+    package mutating func notePersist(node: String, _ state: DurableElectionState, atNanoseconds now: UInt64) {
         guard let candidate = state.votedFor else { return }
         let key = VoterTerm(voter: node, term: state.term)
         if let earlier = voteByVoterTerm[key] {
@@ -65,8 +164,30 @@ struct InvariantChecker {
         }
     }
 
+    /// A network vote request was stepped: from the state `before` to `afterTerm`. While the node
+    /// hears a live primary, neither a grant nor the request's term is allowed (thesis §4.2.3);
+    /// the repeated grant of this term's vote to the same candidate is.
+    package mutating func noteVoteRequestStep(
+        node: String, from sender: String, _ request: VoteRequest, before: NodeSnapshot, afterTerm: UInt64,
+        granted: Bool, atNanoseconds now: UInt64
+    ) {
+        guard !request.preVote, let leader = before.leaderID else { return }
+        let live = before.state == .leader
+            || (lastPrimaryContact[node].map { now < $0 + electionTimeoutNanoseconds } ?? false)
+        guard live else { return }
+        if request.term == before.term && before.votedFor == request.candidateID { return }
+        if afterTerm != before.term {
+            report(
+                "\(node) adopted term \(afterTerm) from \(sender)'s vote request while hearing primary \(leader)",
+                atNanoseconds: now)
+        }
+        if granted {
+            report("\(node) granted \(request.candidateID) a vote while hearing primary \(leader)", atNanoseconds: now)
+        }
+    }
+
     /// A `.send` was carried out by `node`, while processing `event`, from the state `before`.
-    mutating func noteSend(
+    package mutating func noteSend(
         node: String, to peer: String, _ message: ElectionMessage, event: ElectionEvent, before: NodeSnapshot,
         persisted: DurableElectionState, atNanoseconds now: UInt64
     ) {
@@ -76,9 +197,23 @@ struct InvariantChecker {
                 report("\(node) asked for votes in term \(request.term) before persisting its own vote", atNanoseconds: now)
             }
         case .voteResponse(let response) where response.voteGranted:
-            guard case .receive(_, .voteRequest(let request)) = event,
-                  request.candidateID == peer, request.term == response.term, request.preVote == response.preVote
-            else {
+            let request: VoteRequest
+            switch event {
+            case .receive(let sender, .voteRequest(let r)):
+                request = r
+                if sender != r.candidateID {
+                    report("\(node) granted \(r.candidateID) a vote asked for by \(sender)", atNanoseconds: now)
+                }
+                if !before.voters.contains(r.candidateID) {
+                    report("\(node) granted a vote from the network to \(r.candidateID), not a voter it knows", atNanoseconds: now)
+                }
+            case .vouchedVoteRequest(let r):
+                request = r
+            default:
+                report("\(node) granted \(peer) a vote that nobody asked for", atNanoseconds: now)
+                return
+            }
+            guard request.candidateID == peer, request.term == response.term, request.preVote == response.preVote else {
                 report("\(node) granted \(peer) a vote that nobody asked for", atNanoseconds: now)
                 return
             }
@@ -93,16 +228,30 @@ struct InvariantChecker {
                     "\(node) granted \(peer) a \(response.preVote ? "pre-vote" : "vote") in term \(request.term)"
                         + " with candidate epoch \(request.epoch) < voter epoch \(before.epoch)", atNanoseconds: now)
             }
-            if !response.preVote, persisted.term != response.term || persisted.votedFor != peer {
-                report("\(node) sent its vote for \(peer) in term \(response.term) before persisting it", atNanoseconds: now)
+            if !response.preVote {
+                if persisted.term != response.term || persisted.votedFor != peer {
+                    report("\(node) sent its vote for \(peer) in term \(response.term) before persisting it", atNanoseconds: now)
+                }
+                grantsByCandidateTerm[VoterTerm(voter: peer, term: response.term), default: []].insert(node)
             }
         default:
             break
         }
     }
 
-    /// A node became leader of `term` with `epoch`.
-    mutating func noteLeader(node: String, term: UInt64, epoch: UInt64, atNanoseconds now: UInt64) {
+    /// A node became leader of `term` with fencing token `epoch` (the epoch its application is
+    /// told), with `voters` and `quorumSize` as it counted them.
+    package mutating func noteLeader(
+        node: String, term: UInt64, epoch: UInt64, voters: Set<String>, quorumSize: Int, atNanoseconds now: UInt64
+    ) {
+        let granted = grantsByCandidateTerm[VoterTerm(voter: node, term: term), default: []]
+            .intersection(voters).subtracting([node]).count + 1
+        if granted < quorumSize {
+            report(
+                "\(node) became leader of term \(term) with \(granted) real votes of the \(quorumSize) it needs",
+                atNanoseconds: now)
+        }
+        epochCeiling = max(epochCeiling, epoch)
         if let other = leaderByTerm[term] {
             if other.node != node {
                 report("two leaders in term \(term): \(other.node) and \(node)", atNanoseconds: now)
@@ -122,5 +271,35 @@ struct InvariantChecker {
                     + " later term \(leaderTerms[index]) with epoch \(next.epoch)", atNanoseconds: now)
         }
         leaderTerms.insert(term, at: index)
+    }
+
+    /// Liveness, at the end of a run: exactly one leader, every node in `nodes` at its term and
+    /// following it, elected at most `boundNanoseconds` after the heal. Returns how long after the
+    /// heal it was elected (0: before the heal), or nil after reporting a violation.
+    package mutating func checkLiveness(
+        nodes: [LivenessView], healedAtNanoseconds healed: UInt64, boundNanoseconds bound: UInt64,
+        atNanoseconds now: UInt64
+    ) -> UInt64? {
+        let summary = nodes.map { "\($0.id):\($0.state)/t\($0.term)/leader=\($0.leaderID ?? "-")" }.joined(separator: " ")
+        let leaders = nodes.filter { $0.state == .leader }
+        guard leaders.count == 1, let leader = leaders.first else {
+            report(
+                "no single leader at the end (\(leaders.map(\.id))), \(Double(now - healed) / 1e6)ms after the heal;"
+                    + " states: \(summary)", atNanoseconds: now)
+            return nil
+        }
+        if nodes.contains(where: { $0.term != leader.term || $0.leaderID != leader.id }) {
+            report("\(leader.id) leads term \(leader.term) but not every node follows it; states: \(summary)", atNanoseconds: now)
+            return nil
+        }
+        let electedAt = leaderByTerm[leader.term]?.atNanoseconds ?? 0
+        let after = electedAt > healed ? electedAt - healed : 0
+        if after > bound {
+            report(
+                "leader \(leader.id) of term \(leader.term) elected \(Double(after) / 1e6)ms after the heal,"
+                    + " beyond the bound of \(Double(bound) / 1e6)ms", atNanoseconds: now)
+            return nil
+        }
+        return after
     }
 }

@@ -60,6 +60,12 @@ public struct Simulation {
         var heartbeatSeq: UInt64 = 0
         /// When the pending tick event fires (nil: none pending).
         var tickAtNanoseconds: UInt64?
+        /// The voters this node knows when no member is away (its configured view).
+        var baseVoters: [String] = []
+        /// The persisted state before the last persist (for ``SimulationConfig/Sabotage/restartFromOlderState``).
+        var olderPersisted = DurableElectionState()
+        /// The core has not been told the driver's LSN yet (``SimulationConfig/Sabotage/staleLSN``).
+        var lsnUntold = false
     }
 
     private var rng: SplitMix64
@@ -72,7 +78,11 @@ public struct Simulation {
     private var lossPercent = 0
     private var healed = false
     private var healedAtNanoseconds: UInt64 = 0
-    private var checker = InvariantChecker()
+    private var checker: InvariantChecker
+    /// Directed links that drop everything (from * nodes + to): one-way partitions.
+    private var blockedOneWay: Set<Int> = []
+    /// Nodes that are away from the other nodes' voter sets (or on their way out or back).
+    private var removedMembers: Set<Int> = []
     private var steps = 0
     private var messagesSent = 0
     private var messagesDelivered = 0
@@ -83,6 +93,7 @@ public struct Simulation {
     public init(config: SimulationConfig) {
         self.config = config
         rng = SplitMix64(seed: config.seed)
+        checker = InvariantChecker(electionTimeoutNanoseconds: config.electionTimeoutNanoseconds)
         group = Array(repeating: 0, count: config.nodes)
         let ids = (0..<config.nodes).map { "n\($0)" }
         let majority = config.nodes / 2 + 1
@@ -92,7 +103,10 @@ public struct Simulation {
             switch config.knowledge {
             case .full:
                 voters = ids
-                minQuorumSize = 1 + rng.index(majority)  // any floor: a majority is needed anyway
+                // Any floor while the voter sets agree (a majority is needed anyway); with members
+                // leaving and joining one view at a time, the floor rule: a majority of the cluster.
+                let floor = 1 + rng.index(majority)
+                minQuorumSize = config.membershipChanges ? majority : floor
             case .partial:
                 let others = ids.filter { $0 != id }
                 let known = max(0, majority - 1) + rng.index(others.count - max(0, majority - 1) + 1)
@@ -114,10 +128,11 @@ public struct Simulation {
                 priority: 1 + Int(rng.uniform(3)),
                 autoFailover: true,
                 maxElectionRetries: config.maxElectionRetries)
-            let core = ElectionCore(
+            var core = ElectionCore(
                 id: id, settings: settings, durable: DurableElectionState(), voters: voters, seed: rng.next(),
                 now: .zero)
-            nodes.append(Node(id: id, core: core, settings: settings, voters: voters))
+            core.disabledRules = config.disabledCoreRules
+            nodes.append(Node(id: id, core: core, settings: settings, voters: voters, baseVoters: voters))
             indexByID[id] = index
         }
     }
@@ -137,6 +152,11 @@ public struct Simulation {
             queue.push(.chaos, atNanoseconds: nextChaosGap())
         }
         queue.push(.heal, atNanoseconds: config.chaosDurationNanoseconds)
+        if config.lsnChanges { queue.push(.lsnChange, atNanoseconds: rng.uniform(config.heartbeatIntervalNanoseconds)) }
+        if config.membershipChanges || config.oneWayPartitions, config.chaosDurationNanoseconds > 0 {
+            queue.push(.adversity, atNanoseconds: nextChaosGap())
+        }
+        if config.hostilePeers { queue.push(.hostile, atNanoseconds: nextHostileGap()) }
         while !finished, checker.violations.isEmpty, let (time, event) = queue.pop() {
             events += 1
             if events > config.maxEvents {
@@ -164,15 +184,15 @@ public struct Simulation {
     private mutating func handle(_ event: SimulationEvent) {
         switch event {
         case .deliver(let from, let to, let message):
-            guard nodes[to].up, group[from] == group[to] else { return }
+            guard nodes[to].up, group[from] == group[to], !blockedOneWay.contains(from * nodes.count + to) else { return }
+            if config.sabotage.contains(.dropVotesAfterHeal), healed, case .voteResponse = message { return }
             messagesDelivered += 1
             step(to, .receive(from: nodes[from].id, message))
             if case .heartbeat(let heartbeat) = message, heartbeat.role == .primary,
                nodes[to].up, nodes[to].core.leaderID == heartbeat.from, heartbeat.lsn > nodes[to].lsn,
                rng.uniform(2) == 0
             {
-                nodes[to].lsn = heartbeat.lsn  // replication caught up with the leader
-                step(to, .setLocalLSN(heartbeat.lsn))
+                setLSN(to, heartbeat.lsn)  // replication caught up with the leader
             }
         case .tick(let index, let incarnation):
             guard nodes[index].up, nodes[index].incarnation == incarnation,
@@ -182,9 +202,12 @@ public struct Simulation {
             step(index, .tick)
         case .heartbeat(let index, let incarnation):
             guard nodes[index].up, nodes[index].incarnation == incarnation else { return }
-            if nodes[index].core.state == .leader, rng.uniform(2) == 0 {
-                nodes[index].lsn += 1 + rng.uniform(3)  // the primary took writes
+            if nodes[index].lsnUntold {  // the broken driver tells the core only now
+                nodes[index].lsnUntold = false
                 step(index, .setLocalLSN(nodes[index].lsn))
+            }
+            if nodes[index].core.state == .leader, rng.uniform(2) == 0 {
+                setLSN(index, nodes[index].lsn + 1 + rng.uniform(3))  // the primary took writes
             }
             sendHeartbeats(index)
             queue.push(.heartbeat(node: index, incarnation: incarnation), atNanoseconds: nowNanoseconds + config.heartbeatIntervalNanoseconds)
@@ -197,6 +220,21 @@ public struct Simulation {
         case .end:
             checkLiveness()
             finished = true
+        case .lsnChange:
+            changeSomeLSN()
+            queue.push(.lsnChange, atNanoseconds: nowNanoseconds + 1 + rng.uniform(config.heartbeatIntervalNanoseconds))
+        case .adversity:
+            guard !healed else { return }
+            injectAdversity()
+            queue.push(.adversity, atNanoseconds: nowNanoseconds + nextChaosGap())
+        case .voterChange(let index, let voter, let add):
+            changeView(of: index, voter: voter, add: add)
+        case .hostile:
+            injectHostile()
+            queue.push(.hostile, atNanoseconds: nowNanoseconds + nextHostileGap())
+        case .inject(let from, let to, let message):
+            guard nodes[to].up else { return }
+            step(to, .receive(from: from, message))
         }
     }
 
@@ -205,15 +243,23 @@ public struct Simulation {
         let now = nowNanoseconds
         let id = nodes[index].id
         let core = nodes[index].core
-        let before = NodeSnapshot(term: core.term, votedFor: core.votedFor, epoch: core.epoch, localLSN: core.localLSN)
-        let directives = nodes[index].core.step(event, now: CoreInstant(nanoseconds: now))
+        let before = NodeSnapshot(
+            term: core.term, votedFor: core.votedFor, epoch: core.epoch, localLSN: nodes[index].lsn, state: core.state,
+            leaderID: core.leaderID, voters: Set(nodes[index].voters))
+        var directives = nodes[index].core.step(event, now: CoreInstant(nanoseconds: now))
         steps += 1
         if let from = config.traceFromNanoseconds, now >= from, !directives.isEmpty {
             trace.append("\(Double(now) / 1e6)ms \(id) \(event) -> \(directives)")
         }
+        if config.sabotage.contains(.sendBeforePersist) {
+            directives = directives.filter { if case .send = $0 { true } else { false } }
+                + directives.filter { if case .send = $0 { false } else { true } }
+        }
+        var token: UInt64?
         for directive in directives {
             switch directive {
             case .persist(let state):
+                nodes[index].olderPersisted = nodes[index].persisted
                 nodes[index].persisted = state
                 checker.notePersist(node: id, state, atNanoseconds: now)
             case .send(let peer, let message):
@@ -224,16 +270,45 @@ public struct Simulation {
             case .broadcastHeartbeat:
                 sendHeartbeats(index)
             case .stateChanged(let state, let term, _):
-                if state == .leader {
-                    checker.noteLeader(node: id, term: term, epoch: nodes[index].core.epoch, atNanoseconds: now)
+                if state == .candidate {
+                    checker.noteCandidacy(term: term, epoch: before.epoch)  // a candidate asks with its epoch
                 }
-            case .leaderChanged, .epochChanged:
+                if state == .leader {
+                    let after = nodes[index].core
+                    checker.noteLeader(
+                        node: id, term: term, epoch: token ?? after.epoch, voters: after.voters, quorumSize: after.quorumSize,
+                        atNanoseconds: now)
+                }
+            case .epochChanged(let epoch):
+                token = epoch  // the fencing token the application is told
+            case .leaderChanged:
                 break
             case .dualPrimaryDetected(let term, let primaries):
                 checker.report("\(id) detected two primaries in term \(term): \(primaries)", atNanoseconds: now)
             }
         }
-        checker.checkTerm(node: id, term: nodes[index].core.term, atNanoseconds: now)
+        let after = nodes[index].core
+        if case .receive(let sender, let message) = event {
+            switch message {
+            case .voteRequest(let request):
+                let granted = directives.contains {
+                    if case .send(_, .voteResponse(let r)) = $0 { r.voteGranted && !r.preVote } else { false }
+                }
+                checker.noteVoteRequestStep(
+                    node: id, from: sender, request, before: before, afterTerm: after.term, granted: granted, atNanoseconds: now)
+            case .heartbeat(let heartbeat):
+                // Accepted (a voter's, of this term) and naming the leader this node now follows.
+                if heartbeat.role == .primary, heartbeat.from == sender, before.voters.contains(sender),
+                   after.leaderID == sender, after.term == heartbeat.term
+                {
+                    checker.notePrimaryContact(node: id, atNanoseconds: now)
+                }
+            case .voteResponse:
+                break
+            }
+        }
+        checker.checkTerm(node: id, term: after.term, atNanoseconds: now)
+        checker.checkNode(node: id, term: after.term, epoch: after.epoch, leaderID: after.leaderID, atNanoseconds: now)
         scheduleTick(index)
     }
 
@@ -314,14 +389,21 @@ public struct Simulation {
     /// the storage's, which survives.
     private mutating func restart(_ index: Int) {
         let node = nodes[index]
+        let durable = config.sabotage.contains(.restartFromOlderState) ? node.olderPersisted : node.persisted
         nodes[index].core = ElectionCore(
-            id: node.id, settings: node.settings, durable: node.persisted, voters: node.voters, seed: rng.next(),
+            id: node.id, settings: node.settings, durable: durable, voters: node.voters, seed: rng.next(),
             now: CoreInstant(nanoseconds: nowNanoseconds))
+        nodes[index].core.disabledRules = config.disabledCoreRules
         nodes[index].up = true
         nodes[index].incarnation += 1
         nodes[index].tickAtNanoseconds = nil
+        checker.noteRestart(node: node.id)
         checker.checkTerm(node: node.id, term: nodes[index].core.term, atNanoseconds: nowNanoseconds)
-        step(index, .setLocalLSN(node.lsn))
+        if config.sabotage.contains(.staleLSN) {
+            nodes[index].lsnUntold = true
+        } else {
+            step(index, .setLocalLSN(node.lsn))
+        }
         queue.push(
             .heartbeat(node: index, incarnation: nodes[index].incarnation),
             atNanoseconds: nowNanoseconds + rng.uniform(config.heartbeatIntervalNanoseconds))
@@ -332,44 +414,191 @@ public struct Simulation {
         healedAtNanoseconds = nowNanoseconds
         lossPercent = 0
         for i in group.indices { group[i] = 0 }
+        blockedOneWay.removeAll()
         for index in nodes.indices where !nodes[index].up { restart(index) }
+        // Every view becomes whole again (partial knowledge: every node learns every voter), one
+        // voter at a time, within a heartbeat interval: the membership converging.
+        removedMembers.removeAll()
+        for index in nodes.indices {
+            let target = config.knowledge == .partial ? nodes.map(\.id) : nodes[index].baseVoters
+            for voter in target where !nodes[index].voters.contains(voter) {
+                guard let voterIndex = indexByID[voter] else { continue }
+                queue.push(
+                    .voterChange(node: index, voter: voterIndex, add: true),
+                    atNanoseconds: nowNanoseconds + rng.uniform(config.heartbeatIntervalNanoseconds))
+            }
+        }
         queue.push(
             .end, atNanoseconds: nowNanoseconds + config.electionBoundNanoseconds + config.stabilityWindowNanoseconds)
     }
 
     // MARK: Liveness
 
-    /// After the heal: one leader, known to every node at its term, elected within the bound.
+    /// After the heal: one leader, known to every node at its term, elected within the bound. With
+    /// partial knowledge the views have converged by then (see ``SimulationConfig/VoterKnowledge/partial``).
     private mutating func checkLiveness() {
-        guard config.knowledge == .full else { return }
-        let leaders = nodes.filter { $0.core.state == .leader }
-        guard leaders.count == 1, let leader = leaders.first else {
-            checker.report(
-                "no single leader at the end (\(leaders.map(\.id))), \(Double(nowNanoseconds - healedAtNanoseconds) / 1e6)ms"
-                    + " after the heal; states: \(stateSummary)", atNanoseconds: nowNanoseconds)
-            return
+        guard config.knowledge != .disjointGroups else { return }
+        let views = nodes.map { LivenessView(id: $0.id, state: $0.core.state, term: $0.core.term, leaderID: $0.core.leaderID) }
+        electedAfterHeal = checker.checkLiveness(
+            nodes: views, healedAtNanoseconds: healedAtNanoseconds, boundNanoseconds: config.electionBoundNanoseconds,
+            atNanoseconds: nowNanoseconds)
+    }
+}
+
+// MARK: - LSNs, membership, one-way partitions and hostile peers
+
+extension Simulation {
+    /// The driver's LSN moves; the core is told at once (the LSN rule must hold at every vote),
+    /// unless the driver is deliberately broken (``SimulationConfig/Sabotage/staleLSN``).
+    private mutating func setLSN(_ index: Int, _ lsn: UInt64) {
+        nodes[index].lsn = lsn
+        if config.sabotage.contains(.staleLSN) {
+            nodes[index].lsnUntold = true
+        } else {
+            step(index, .setLocalLSN(lsn))
         }
-        let term = leader.core.term
-        let lagging = nodes.filter { $0.core.term != term || $0.core.leaderID != leader.id }
-        if !lagging.isEmpty {
-            checker.report(
-                "\(leader.id) leads term \(term) but not every node follows it; states: \(stateSummary)",
-                atNanoseconds: nowNanoseconds)
-            return
-        }
-        let electedAt = checker.leaderByTerm[term]?.atNanoseconds ?? 0
-        let after = electedAt > healedAtNanoseconds ? electedAt - healedAtNanoseconds : 0
-        if after > config.electionBoundNanoseconds {
-            checker.report(
-                "leader \(leader.id) of term \(term) elected \(Double(after) / 1e6)ms after the heal,"
-                    + " beyond the bound of \(Double(config.electionBoundNanoseconds) / 1e6)ms", atNanoseconds: nowNanoseconds)
-            return
-        }
-        electedAfterHeal = after
     }
 
-    private var stateSummary: String {
-        nodes.map { "\($0.id):\($0.core.state)/t\($0.core.term)/e\($0.core.epoch)/lsn\($0.lsn)/leader=\($0.core.leaderID ?? "-")" }
-            .joined(separator: " ")
+    /// An LSN change at a random moment: the primary took writes, or another node's storage moved
+    /// (replication, or writes it took while it was primary and cut off). After the heal only the
+    /// primary writes (and followers catch up from its heartbeats), so that liveness is judged on
+    /// a cluster at rest.
+    private mutating func changeSomeLSN() {
+        let up = nodes.indices.filter { nodes[$0].up }
+        guard !up.isEmpty else { return }
+        let index = up[rng.index(up.count)]
+        if nodes[index].core.state == .leader {
+            setLSN(index, nodes[index].lsn + 1 + rng.uniform(3))
+        } else if !healed {
+            setLSN(index, nodes[index].lsn + 1 + rng.uniform(2))
+        }
+    }
+
+    /// The next membership change or one-way partition.
+    private mutating func injectAdversity() {
+        let churn = config.membershipChanges && (!config.oneWayPartitions || rng.uniform(2) == 0)
+        if churn {
+            changeMembership()
+        } else if config.oneWayPartitions {
+            let n = nodes.count
+            if rng.uniform(2) == 0 || n < 2 {
+                blockedOneWay.removeAll()
+            } else {
+                for _ in 0..<(1 + rng.index(n)) {
+                    let from = rng.index(n)
+                    let to = (from + 1 + rng.index(n - 1)) % n
+                    blockedOneWay.insert(from * n + to)
+                }
+            }
+        }
+    }
+
+    /// A member leaves every other node's view, or one that left comes back, one view at a time
+    /// within an election timeout. At most n - majority members are away at once.
+    private mutating func changeMembership() {
+        let n = nodes.count
+        let maxAway = n - (n / 2 + 1)
+        let comeBack = !removedMembers.isEmpty && (removedMembers.count >= maxAway || rng.uniform(2) == 0)
+        let member: Int
+        if comeBack {
+            let away = removedMembers.sorted()
+            member = away[rng.index(away.count)]
+            removedMembers.remove(member)
+        } else {
+            let present = nodes.indices.filter { !removedMembers.contains($0) }
+            guard maxAway > 0, !present.isEmpty else { return }
+            member = present[rng.index(present.count)]
+            removedMembers.insert(member)
+        }
+        for index in nodes.indices where index != member {
+            if comeBack, !nodes[index].baseVoters.contains(nodes[member].id) { continue }
+            queue.push(
+                .voterChange(node: index, voter: member, add: comeBack),
+                atNanoseconds: nowNanoseconds + rng.uniform(config.electionTimeoutNanoseconds))
+        }
+    }
+
+    /// One node's view gains or loses a voter. A removal that lands after the heal is void.
+    private mutating func changeView(of index: Int, voter: Int, add: Bool) {
+        let id = nodes[voter].id
+        if add {
+            guard !nodes[index].voters.contains(id) else { return }
+            nodes[index].voters.append(id)
+            nodes[index].voters.sort()
+            if nodes[index].up { step(index, .addVoter(id)) }
+        } else {
+            guard !healed, nodes[index].voters.contains(id) else { return }
+            nodes[index].voters.removeAll { $0 == id }
+            if nodes[index].up { step(index, .removeVoter(id)) }
+        }
+    }
+
+    private mutating func nextHostileGap() -> UInt64 {
+        1 + rng.uniform(config.electionTimeoutNanoseconds / 2)
+    }
+
+    /// One message from a stranger or a hostile peer to a random up node. A stranger has an id
+    /// no node knows; a hostile member sends over its own (real) link, so the transport's `from`
+    /// is its id, but the body may name another node. Everything but the members' in-reach
+    /// vote requests (sent only before the heal) must leave no trace in any core.
+    private mutating func injectHostile() {
+        let up = nodes.indices.filter { nodes[$0].up }
+        guard !up.isEmpty else { return }
+        let target = up[rng.index(up.count)]
+        let core = nodes[target].core
+        let others = nodes.indices.filter { $0 != target }.map { nodes[$0].id }
+        let stranger = "intruder\(rng.uniform(3))"
+        let top: UInt64 = (1 << 63) - 1
+        // Beyond reach however the target's term moves before it arrives: twice the jump.
+        let farTerms = [top, core.term + 2 * ElectionCore.maxTermJump + rng.uniform(1000), core.term &+ (1 << 62)]
+        let farTerm = farTerms[rng.index(farTerms.count)]
+        let nearTerm = core.term + 1 + rng.uniform(3)
+        let highLSN = UInt64(1) << 40
+        var from = stranger
+        let message: ElectionMessage
+        switch rng.uniform(others.isEmpty ? 3 : 8) {
+        case 0:  // a stranger asks for votes, near or far
+            let term = rng.uniform(2) == 0 ? nearTerm : farTerm
+            let epoch = rng.uniform(2) == 0 ? core.epoch : top
+            message = .voteRequest(
+                VoteRequest(candidateID: stranger, term: term, lastLSN: highLSN, epoch: epoch, preVote: rng.uniform(2) == 0))
+        case 1:  // a stranger claims to be primary
+            let term = [core.term, nearTerm, farTerm][rng.index(3)]
+            message = .heartbeat(HeartbeatMessage(from: stranger, seq: 1, epoch: core.epoch + 1, term: term, lsn: highLSN, role: .primary))
+        case 2:  // a stranger votes
+            message = .voteResponse(VoteResponse(voterID: stranger, term: core.term, voteGranted: true, epoch: core.epoch))
+        case 3:  // a member forges another voter's vote
+            from = others[rng.index(others.count)]
+            let forged = ([core.id] + others).filter { $0 != from }
+            message = .voteResponse(
+                VoteResponse(voterID: forged[rng.index(forged.count)], term: core.term, voteGranted: true, epoch: core.epoch))
+        case 4:  // a member forges another node's primary heartbeat, to keep it alive or depose the leader
+            from = others[rng.index(others.count)]
+            let forged = ([core.id] + others).filter { $0 != from }
+            let term = rng.uniform(2) == 0 ? core.term : nearTerm
+            message = .heartbeat(HeartbeatMessage(
+                from: forged[rng.index(forged.count)], seq: 1, epoch: core.epoch, term: term, lsn: highLSN,
+                role: rng.uniform(2) == 0 ? .primary : .replica))
+        case 5:  // a member asks for votes for another node
+            from = others[rng.index(others.count)]
+            let forged = others.filter { $0 != from } + [stranger]
+            message = .voteRequest(VoteRequest(
+                candidateID: forged[rng.index(forged.count)], term: nearTerm, lastLSN: highLSN, epoch: core.epoch))
+        case 6:  // a member sends a term or epoch beyond reach
+            from = others[rng.index(others.count)]
+            if rng.uniform(2) == 0 {
+                let epoch = rng.uniform(2) == 0 ? core.epoch + 1_000 + rng.uniform(100) : top  // beyond epoch + 1
+                message = .voteRequest(VoteRequest(candidateID: from, term: farTerm, lastLSN: highLSN, epoch: epoch))
+            } else {
+                message = .heartbeat(HeartbeatMessage(from: from, seq: 1, epoch: core.epoch, term: farTerm, lsn: 0, role: .replica))
+            }
+        default:  // a member asks for votes with rising terms (only while faults last)
+            from = others[rng.index(others.count)]
+            guard !healed else { return }
+            checker.noteHostileRequest(term: nearTerm, epoch: core.epoch)
+            message = .voteRequest(VoteRequest(candidateID: from, term: nearTerm, lastLSN: highLSN, epoch: core.epoch))
+        }
+        let delay = rng.uniform(config.delayMaxNanoseconds + 1)
+        queue.push(.inject(from: from, to: target, message), atNanoseconds: nowNanoseconds + delay)
     }
 }

@@ -10,8 +10,11 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         /// liveness included.
         case full
         /// Each node knows itself and a random subset of at least a majority-minus-one of the
-        /// others, with `minQuorumSize` a majority of the whole cluster. Safety is checked;
-        /// liveness is not (a node may be unknown to those it needs).
+        /// others, with `minQuorumSize` a majority of the whole cluster, until the heal; then each
+        /// node learns the voters it missed, one at a time within a heartbeat interval (as the
+        /// membership converges), and liveness is checked from the heal like with `.full`.
+        /// Views that stay partial have no liveness bound: a node is voted for only by nodes that
+        /// know it, so with 3 nodes where a knows only b, b only c and c only a, nobody can win.
         case partial
         /// A deliberate misconfiguration (a test hook): two disjoint halves, each knowing only
         /// itself as voters, with `minQuorumSize` 1. Two leaders per term are expected; the
@@ -54,6 +57,36 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
     public var crashes: Bool
     /// Forced elections (`.startElection`, no PreVote) and `.stepDown` on leaders.
     public var forcedElections: Bool
+    /// LSNs change at any moment, on any node (writes on the primary, replication on the others),
+    /// not only with heartbeats; the core is told at once, and the checker judges each vote by the
+    /// driver's LSN.
+    public var lsnChanges: Bool
+    /// Members leave the other nodes' voter sets and come back, one node's view at a time; with it,
+    /// `minQuorumSize` is a majority of the whole cluster (the quorum floor rule).
+    public var membershipChanges: Bool
+    /// Messages from strangers and hostile peers: forged sender ids, terms and epochs far ahead or
+    /// near 2^63, forged votes, and (during the faults) members' vote requests with rising terms.
+    public var hostilePeers: Bool
+    /// One-way partitions: some directed links drop everything while the reverse direction works.
+    public var oneWayPartitions: Bool
+    /// A deliberately broken driver, or core rules switched off: for tests that show the checker
+    /// catches what a working run never shows.
+    package var sabotage: Sabotage = []
+    package var disabledCoreRules: ElectionCore.DisabledRules = []
+
+    /// Ways to break the driver, each a rule the checker must catch (tests only).
+    package struct Sabotage: OptionSet, Sendable, Hashable {
+        package var rawValue: UInt8
+        package init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// The core learns an LSN change only at the node's next heartbeat (issue 6, #4).
+        package static let staleLSN = Sabotage(rawValue: 1 << 0)
+        /// The sends of a batch go out before its persist.
+        package static let sendBeforePersist = Sabotage(rawValue: 1 << 1)
+        /// A restart starts from the state before the last persist.
+        package static let restartFromOlderState = Sabotage(rawValue: 1 << 2)
+        /// After the heal, vote responses are lost.
+        package static let dropVotesAfterHeal = Sabotage(rawValue: 1 << 3)
+    }
 
     // Liveness.
     /// After the heal, a leader MUST be elected within this bound and stay leader to the end.
@@ -85,6 +118,12 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         partitions = rng.uniform(5) != 0
         crashes = rng.uniform(5) != 0
         forcedElections = rng.uniform(3) != 0
+        // A stream of its own, so that the schedules above stay what they were.
+        var more = SplitMix64(seed: seed ^ 0xADD5_FA17_0000_0006)
+        lsnChanges = more.uniform(5) != 0
+        membershipChanges = more.uniform(3) != 0
+        hostilePeers = more.uniform(4) != 0
+        oneWayPartitions = more.uniform(3) != 0
         electionBoundNanoseconds = 10 * electionTimeoutNanoseconds
         stabilityWindowNanoseconds = 5 * electionTimeoutNanoseconds
         maxEvents = 2_000_000
@@ -96,7 +135,8 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         return "seed=\(seed) nodes=\(nodes) knowledge=\(knowledge) delay=\(f(delayMinNanoseconds))-\(f(delayMaxNanoseconds))"
             + " lossMax=\(lossMaxPercent)% dup=\(duplicatePercent)% chaos=\(f(chaosDurationNanoseconds))"
             + " gapMax=\(f(chaosGapMaxNanoseconds)) partitions=\(partitions) crashes=\(crashes)"
-            + " forced=\(forcedElections) T=\(f(electionTimeoutNanoseconds))"
+            + " forced=\(forcedElections) lsn=\(lsnChanges) churn=\(membershipChanges) hostile=\(hostilePeers)"
+            + " oneWay=\(oneWayPartitions) T=\(f(electionTimeoutNanoseconds))"
             + " heartbeat=\(f(heartbeatIntervalNanoseconds)) voteTimeout=\(f(voteRequestTimeoutNanoseconds))"
     }
 

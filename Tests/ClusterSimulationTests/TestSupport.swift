@@ -161,3 +161,14 @@ struct TestCluster {
     mutating func isolate(_ id: String) { isolated.insert(id) }
     mutating func recover() { isolated.removeAll() }
 }
+
+/// Runs CPU-heavy work (simulated schedules) on a thread of its own and awaits it, so that it
+/// does not hold one of the few threads of Swift's cooperative pool (two on a 2-core machine):
+/// the loopback tests running beside it await events on that pool, and would time out.
+func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: work()) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}

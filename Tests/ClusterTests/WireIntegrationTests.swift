@@ -56,9 +56,19 @@ struct WireIntegrationTests {
 
     @Test("a seed-style one-shot JSON vote request is answered with the seed's vote_response")
     func seedStyleVoteRequest() throws {
-        let node = try singleNode()
+        // The candidates are members (voters): from the network, a stranger gets no vote (issue 6, #10).
+        let port = try freePorts(1)[0]
+        let config = ClusterConfig(nodeID: "solo", nodeAddr: "127.0.0.1:\(port)", electionTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(30))
+        let membership = ClusterMembership(localNodeID: "solo", localAddr: config.nodeAddr)
+        try membership.addNode(NodeInfo(id: "n2", addr: "127.0.0.1:1"))
+        try membership.addNode(NodeInfo(id: "n3", addr: "127.0.0.1:1"))
+        let node = ElectionManager(config: config, membership: membership, options: NodeOptions(logger: quietLogger))
+        try node.start()
         defer { try? node.stop() }
-        let port = node.listenAddress!.port
+        let stranger = #"{"message_type":"vote_request","candidate_id":"x9","term":3,"last_lsn":120,"epoch":0,"priority":1}"# + "\n"
+        let (strangerReply, _) = try exchange(port: port, send: Array(stranger.utf8))
+        #expect(strangerReply.contains(#""vote_granted":false"#))
+        #expect(node.currentTerm == 0)
         let request = #"{"message_type":"vote_request","candidate_id":"n2","term":3,"last_lsn":120,"epoch":0,"priority":1}"# + "\n"
         let (reply, _) = try exchange(port: port, send: Array(request.utf8))
         let response = try JSONDecoder().decode(VoteResponse.self, from: Data(reply.utf8))

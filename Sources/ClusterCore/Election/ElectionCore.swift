@@ -126,8 +126,27 @@ public struct ElectionCore: Sendable {
 
     /// The refusal reason for a candidate whose epoch is behind the voter's.
     public static let staleEpochReason = "candidate epoch is behind local epoch"
-    /// The refusal reason for a PreVote while the voter still hears a live primary (thesis §9.6).
+    /// The refusal reason for a PreVote (thesis §9.6) or a vote (thesis §4.2.3) while the voter
+    /// still hears a live primary.
     public static let liveLeaderReason = "a live primary is known"
+    /// The refusal reason for a vote request from the network whose candidate is not a voter here.
+    public static let unknownCandidateReason = "candidate is not a known voter"
+    /// The refusal reason for a vote request whose term or epoch is out of range or out of reach
+    /// (see ``maxTermJump``).
+    public static let outOfRangeReason = "term or epoch out of range"
+    /// How far ahead of this node's own term (or epoch) a message's term (or epoch) may be: a
+    /// message further ahead is dropped (a vote request refused) and nothing of it is adopted or
+    /// saved. A vote request's epoch may be at most this node's epoch + 1 (a candidate knows no
+    /// epoch that no voter was told of: see "Voting" on ``step(_:now:)``).
+    ///
+    /// Why 2^32: a real cluster moves its term by one per candidacy and its epoch by one per
+    /// primary, and every node hears every voter's term and epoch in its heartbeats, so a node
+    /// lags only by the elections it missed: 2^32 of them (136 years at one a second) is out of
+    /// reach, so the bound costs no liveness, even for a node that lost its data directory. From
+    /// outside, a stranger moves nothing (it is no voter), and even a hostile voter needs 2^31
+    /// accepted messages to push a node's term near ``maxAcceptedTerm``, where it could no
+    /// longer stand: no single message makes a node unusable.
+    public static let maxTermJump: UInt64 = 1 << 32
     /// Terms and epochs at or above this bound (2^63) are out of range: no cluster gets there by
     /// elections, so a message carrying one is dropped (and a vote request refused by the driver).
     /// This keeps every `+ 1` on terms and epochs far from overflow, whatever arrives.
@@ -146,6 +165,8 @@ public struct ElectionCore: Sendable {
 
     /// This node's id.
     public let id: String
+    /// Rules switched off, to show that the simulator's checker catches their absence (tests only).
+    package var disabledRules: DisabledRules = []
     /// The settings this core runs with.
     public let settings: Settings
     /// Follower, candidate or leader. A node in a PreVote round is still a follower.
@@ -261,8 +282,21 @@ public struct ElectionCore: Sendable {
     /// that grants a vote durably raises its epoch to `candidate epoch + 1`, the epoch the candidate
     /// makes if it wins: any later winner must then get the vote of some voter of this one (the
     /// quorums intersect), so it must know that epoch and makes a higher one. The response carries
-    /// the voter's epoch before the grant. A live leader does not make a node refuse a real vote
-    /// (forced elections must be able to proceed); PreVote is what protects a healthy leader.
+    /// the voter's epoch before the grant.
+    ///
+    /// Disruptive servers (thesis §4.2.3, §9.6): a node that has heard from a live primary within
+    /// `electionTimeout` (or is the primary) neither grants a vote (or PreVote) to any candidate
+    /// nor adopts the term of its request (a retry of a vote already given excepted), so neither a
+    /// removed member nor a stranger nor a forced election deposes a healthy primary through votes. A vote request that
+    /// arrives from the network (``ElectionEvent/receive(from:_:)``) is granted only to a known
+    /// voter, whose id is the `from` the transport vouches for. ``ElectionEvent/vouchedVoteRequest(_:)``
+    /// (the application vouches for the candidate) keeps the seed's rules: any candidate, lease or not.
+    ///
+    /// Range (see ``maxTermJump``): a message whose term or epoch is at or above
+    /// ``maxAcceptedTerm``, or more than ``maxTermJump`` ahead of this node's, is dropped, and a
+    /// vote request whose epoch is more than this node's epoch + 1 is refused: nothing of either
+    /// is adopted or saved. A heartbeat or vote response from a node that is not a voter here is
+    /// dropped; a vote request from one is refused.
     ///
     /// Heartbeats are the hot path: a heartbeat that changes nothing allocates nothing and does
     /// only dictionary updates.
@@ -276,29 +310,40 @@ public struct ElectionCore: Sendable {
             }
         case .receive(_, let message) where !Self.isInRange(message):
             break  // out of range: dropped, see `maxAcceptedTerm`
-        case .receive(_, let message):
+        case .receive(let from, let message) where !admitsSender(from, of: message):
+            break  // a body naming another sender, or a non-voter's heartbeat or response: dropped
+        case .receive(let from, let message):
             switch message {
             case .heartbeat(let heartbeat):
+                guard isWithinReach(term: heartbeat.term, epoch: heartbeat.epoch) else { break }
                 stepHeartbeat(heartbeat, now: now, &directives)
             case .voteRequest(let request):
-                noteHeard(from: request.candidateID, now: now)
+                noteHeard(from: from, now: now)
                 if request.preVote {
-                    stepPreVoteRequest(request, now: now, &directives)
+                    stepPreVoteRequest(request, vouched: false, now: now, &directives)
                 } else {
-                    stepVoteRequest(request, now: now, &directives)
+                    stepVoteRequest(request, vouched: false, now: now, &directives)
                 }
             case .voteResponse(let response):
-                noteHeard(from: response.voterID, now: now)
+                guard isWithinReach(term: response.term, epoch: response.epoch) else { break }
+                noteHeard(from: from, now: now)
                 if response.preVote {
                     stepPreVoteResponse(response, now: now, &directives)
                 } else {
                     stepVoteResponse(response, now: now, &directives)
                 }
             }
+        case .vouchedVoteRequest(let request):
+            if request.preVote {
+                stepPreVoteRequest(request, vouched: true, now: now, &directives)
+            } else {
+                stepVoteRequest(request, vouched: true, now: now, &directives)
+            }
         case .startElection:
             becomeCandidate(now: now, &directives)
         case .stepDown(let newTerm):
-            stepDown(term: Swift.min(newTerm, Self.maxAcceptedTerm - 1), now: now, &directives)
+            // Never saves a term it could not stand in: at most `maxTermJump` ahead.
+            stepDown(term: Swift.min(newTerm, Self.maxAcceptedTerm - 1, term + Self.maxTermJump), now: now, &directives)
         case .setLocalLSN(let lsn):
             localLSN = lsn
         case .addVoter(let voter):
@@ -395,12 +440,19 @@ public struct ElectionCore: Sendable {
         electionDeadline = now + randomizedElectionTimeout
     }
 
-    /// A real vote request (Raft §5.2, §5.4.1; see "Voting" on ``step(_:now:)``).
+    /// A real vote request (Raft §5.2, §5.4.1; see "Voting" and "Disruptive servers" on
+    /// ``step(_:now:)``). `vouched`: it came through ``ElectionEvent/vouchedVoteRequest(_:)``.
     private mutating func stepVoteRequest(
-        _ request: VoteRequest, now: CoreInstant, _ directives: inout [ElectionDirective]
+        _ request: VoteRequest, vouched: Bool, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
         let candidate = request.candidateID
         guard candidate != id else { return }
+        // Refusals that adopt nothing: the request's term is not this node's business.
+        if let reason = disruptionRefusal(request, vouched: vouched, now: now) {
+            let refusal = VoteResponse(voterID: id, term: term, voteGranted: false, reason: reason, epoch: epoch)
+            send(to: candidate, .voteResponse(refusal), &directives)
+            return
+        }
         if request.term > term {
             adoptTerm(request.term, now: now, &directives)
         }
@@ -411,7 +463,7 @@ public struct ElectionCore: Sendable {
             reason = ClusterError.alreadyVoted.description
         } else if request.lastLSN < localLSN {
             reason = ClusterError.staleLSN.description
-        } else if votedFor == nil, request.epoch < epoch {
+        } else if votedFor == nil, request.epoch < epoch, !disabledRules.contains(.epochRule) {
             // A repeated grant (votedFor == candidate) skips this: our epoch was raised by our own grant.
             reason = Self.staleEpochReason
         } else {
@@ -427,7 +479,7 @@ public struct ElectionCore: Sendable {
             durable.votedFor = candidate
             durableDirty = true
         }
-        if request.epoch >= epoch {
+        if request.epoch >= epoch, !disabledRules.contains(.epochRule) {
             durable.epoch = request.epoch + 1  // the epoch this candidate makes if it wins
             durableDirty = true
         }
@@ -439,14 +491,19 @@ public struct ElectionCore: Sendable {
 
     /// A PreVote request (thesis §9.6): "would you vote for me at `request.term`?" Changes no state.
     /// Granted iff the request's term is above ours (or equal, with no vote given to another), no
-    /// live primary has been heard within `electionTimeout`, and the LSN and epoch rules hold.
+    /// live primary has been heard within `electionTimeout`, and the LSN and epoch rules hold
+    /// (and, from the network, the candidate is a known voter; see ``stepVoteRequest``).
     private mutating func stepPreVoteRequest(
-        _ request: VoteRequest, now: CoreInstant, _ directives: inout [ElectionDirective]
+        _ request: VoteRequest, vouched: Bool, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
         let candidate = request.candidateID
         guard candidate != id else { return }
         let reason: String
-        if request.term < term {
+        if !isWithinReach(term: request.term, epoch: request.epoch, candidateEpoch: true) {
+            reason = Self.outOfRangeReason
+        } else if !vouched, !isKnownVoter(candidate) {
+            reason = Self.unknownCandidateReason
+        } else if request.term < term {
             reason = ClusterError.staleTerm.description
         } else if request.term == term, let votedFor, votedFor != candidate {
             reason = ClusterError.alreadyVoted.description
@@ -454,7 +511,7 @@ public struct ElectionCore: Sendable {
             reason = Self.liveLeaderReason
         } else if request.lastLSN < localLSN {
             reason = ClusterError.staleLSN.description
-        } else if request.epoch < epoch {
+        } else if request.epoch < epoch, !disabledRules.contains(.epochRule) {
             reason = Self.staleEpochReason
         } else {
             reason = ""
@@ -656,6 +713,57 @@ public struct ElectionCore: Sendable {
         guard leader != leaderID else { return }
         leaderID = leader
         directives.append(.leaderChanged(leader))
+    }
+
+    /// Why a vote request must be refused without adopting its term, if it must (nil: it is
+    /// judged by the voting rules). The network door refuses an unknown candidate, and any
+    /// candidate (the primary itself too: a forced election on a healthy primary spreads its term
+    /// by heartbeats, not by votes) while a live primary is heard (thesis §4.2.3: the lease of a
+    /// healthy primary); the repeated grant of this term's vote to the same candidate (a retry)
+    /// is not refused.
+    /// A leadership transfer (a later issue) is the one exception to the lease: its requests will
+    /// carry a mark (as etcd-io/raft's transfer context does) that skips the `hasLiveLeader` test.
+    private func disruptionRefusal(_ request: VoteRequest, vouched: Bool, now: CoreInstant) -> String? {
+        let candidate = request.candidateID
+        if !isWithinReach(term: request.term, epoch: request.epoch, candidateEpoch: true) {
+            return Self.outOfRangeReason
+        }
+        if vouched { return nil }
+        if !isKnownVoter(candidate) { return Self.unknownCandidateReason }
+        let repeatedGrant = request.term == term && votedFor == candidate
+        if !repeatedGrant, !disabledRules.contains(.lease), hasLiveLeader(now: now) {
+            return Self.liveLeaderReason
+        }
+        return nil
+    }
+
+    /// A candidate the network door may vote for: a voter here.
+    private func isKnownVoter(_ candidate: String) -> Bool {
+        disabledRules.contains(.knownVoters) || voters.contains(candidate)
+    }
+
+    /// A message term and epoch within reach of this node's (see ``maxTermJump``); a candidate's
+    /// epoch at most this node's epoch + 1.
+    private func isWithinReach(term messageTerm: UInt64, epoch messageEpoch: UInt64, candidateEpoch: Bool = false) -> Bool {
+        if disabledRules.contains(.reach) { return true }
+        let epochLimit = epoch + (candidateEpoch ? 1 : Self.maxTermJump)
+        return messageTerm <= term + Self.maxTermJump && messageEpoch <= epochLimit
+    }
+
+    /// The transport's `from` is the one sender the core knows (issue #12): a message whose body
+    /// names another sender is dropped, so one link cannot vote or heartbeat for others. A
+    /// heartbeat or vote response must also come from a voter (a vote request from a non-voter
+    /// is refused by the voting rules, so that it gets an answer).
+    private func admitsSender(_ from: String, of message: ElectionMessage) -> Bool {
+        let claimed: String
+        switch message {
+        case .heartbeat(let h): claimed = h.from
+        case .voteRequest(let r): claimed = r.candidateID
+        case .voteResponse(let r): claimed = r.voterID
+        }
+        if !disabledRules.contains(.senderBinding), claimed != from { return false }
+        if case .voteRequest = message { return true }
+        return disabledRules.contains(.knownVoters) || voters.contains(claimed)
     }
 
     private func hasLiveLeader(now: CoreInstant) -> Bool {

@@ -90,8 +90,16 @@ public enum ElectionMessage: Sendable, Equatable, Hashable {
 public enum ElectionEvent: Sendable, Equatable {
     /// Time has passed; the core checks its timers (election timeout, CheckQuorum, vote timeout).
     case tick
-    /// A message from a peer arrived (`from` is the peer as the transport knows it).
+    /// A message from a peer arrived (`from` is the peer as the transport knows it: the one id the
+    /// core counts a vote under or accepts a heartbeat from; a body naming another sender is dropped).
+    /// A vote request through this door is granted only to a known voter, and not while a live
+    /// primary is heard (see ``ElectionCore/step(_:now:)``, "Disruptive servers").
     case receive(from: String, ElectionMessage)
+    /// A vote request the application vouches for (the seed's `HandleVoteRequest`, where the
+    /// application carries vote requests itself): answered by the seed's rules, to any candidate,
+    /// live primary or not. The range rules (``ElectionCore/maxTermJump``) still apply. The answer
+    /// is a `.send(to: request.candidateID, .voteResponse)`.
+    case vouchedVoteRequest(VoteRequest)
     /// The application forces an election now (the seed's `StartElection`): term + 1 at once,
     /// no PreVote.
     case startElection

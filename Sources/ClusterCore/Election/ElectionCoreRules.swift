@@ -1,0 +1,19 @@
+extension ElectionCore {
+    /// Rules of the core that a test may switch off, to show that the simulator's invariant
+    /// checker catches a core without them. Each switch restores the behaviour the rule replaced.
+    package struct DisabledRules: OptionSet, Sendable, Hashable {
+        package var rawValue: UInt8
+        package init(rawValue: UInt8) { self.rawValue = rawValue }
+
+        /// Grant votes and adopt their terms while a live primary is heard (thesis §4.2.3).
+        package static let lease = DisabledRules(rawValue: 1 << 0)
+        /// Vote for any candidate from the network, and take heartbeats and responses from anyone.
+        package static let knownVoters = DisabledRules(rawValue: 1 << 1)
+        /// Accept any term and epoch below `maxAcceptedTerm` (no `maxTermJump`, no epoch + 1).
+        package static let reach = DisabledRules(rawValue: 1 << 2)
+        /// Read the sender from the message body instead of the transport's `from`.
+        package static let senderBinding = DisabledRules(rawValue: 1 << 3)
+        /// Vote for a candidate whatever its epoch, and promise no epoch by a grant (the seed's rules).
+        package static let epochRule = DisabledRules(rawValue: 1 << 4)
+    }
+}

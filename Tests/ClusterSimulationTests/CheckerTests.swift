@@ -1,0 +1,263 @@
+import ClusterCore
+import ClusterSimulation
+import Testing
+
+// The invariant checker must catch what a working run never shows. Two ways to show it:
+// hand-built histories with one planted violation each, and randomised schedules against a
+// deliberately broken driver or a core with one rule switched off.
+
+private let msNs: UInt64 = 1_000_000
+
+private func grant(
+    by voter: String, to candidate: String, term: UInt64, lsn: UInt64 = 0, epoch: UInt64 = 0, sender: String? = nil
+) -> (ElectionMessage, ElectionEvent) {
+    let request = VoteRequest(candidateID: candidate, term: term, lastLSN: lsn, epoch: epoch)
+    let response = VoteResponse(voterID: voter, term: term, voteGranted: true, epoch: epoch)
+    return (.voteResponse(response), .receive(from: sender ?? candidate, .voteRequest(request)))
+}
+
+@Suite("Invariant checker: planted violations in hand-built histories")
+struct CheckerHistoryTests {
+    /// Runs `plant` on a fresh checker and returns its violations.
+    func violations(_ plant: (inout InvariantChecker) -> Void) -> [String] {
+        var checker = InvariantChecker(electionTimeoutNanoseconds: 100 * msNs)
+        plant(&checker)
+        return checker.violations
+    }
+
+    @Test("a clean history: a vote, a leader with a real quorum, followers, the token read by everyone")
+    func cleanHistory() {
+        let found = violations { c in
+            c.noteCandidacy(term: 1, epoch: 0)
+            c.notePersist(node: "a", DurableElectionState(term: 1, votedFor: "a"), atNanoseconds: 0)
+            let (message, event) = grant(by: "b", to: "a", term: 1)
+            c.notePersist(node: "b", DurableElectionState(term: 1, votedFor: "a", epoch: 1), atNanoseconds: 1)
+            c.noteSend(
+                node: "b", to: "a", message, event: event, before: NodeSnapshot(term: 0, voters: ["a", "b", "c"]),
+                persisted: DurableElectionState(term: 1, votedFor: "a", epoch: 1), atNanoseconds: 1)
+            c.noteLeader(node: "a", term: 1, epoch: 1, voters: ["a", "b", "c"], quorumSize: 2, atNanoseconds: 2)
+            for node in ["a", "b", "c"] {
+                c.checkNode(node: node, term: 1, epoch: 1, leaderID: "a", atNanoseconds: 3)
+            }
+        }
+        #expect(found.isEmpty, "\(found)")
+    }
+
+    @Test("double vote across a restart: the durable votes of one term name two candidates")
+    func doubleVoteAcrossRestart() {
+        let found = violations { c in
+            c.notePersist(node: "v", DurableElectionState(term: 3, votedFor: "a"), atNanoseconds: 0)
+            c.noteRestart(node: "v")
+            c.notePersist(node: "v", DurableElectionState(term: 3, votedFor: "b"), atNanoseconds: 1)
+        }
+        #expect(found.count == 1 && found[0].contains("v voted for a and b in term 3"))
+    }
+
+    @Test("LSN rule: a grant to a candidate behind the voter's LSN, as the voter's driver knows it")
+    func lsnRule() {
+        let found = violations { c in
+            let (message, event) = grant(by: "v", to: "a", term: 1, lsn: 4)
+            c.noteSend(
+                node: "v", to: "a", message, event: event, before: NodeSnapshot(term: 0, localLSN: 5, voters: ["v", "a"]),
+                persisted: DurableElectionState(term: 1, votedFor: "a"), atNanoseconds: 0)
+        }
+        #expect(found.count == 1 && found[0].contains("candidate LSN 4 < voter LSN 5"))
+    }
+
+    @Test("epoch rule and epoch order: a grant to a candidate behind the voter's epoch; a later term's leader with no higher token")
+    func epochOrder() {
+        let grantFound = violations { c in
+            let (message, event) = grant(by: "v", to: "a", term: 2, epoch: 3)
+            c.noteSend(
+                node: "v", to: "a", message, event: event, before: NodeSnapshot(term: 1, epoch: 4, voters: ["v", "a"]),
+                persisted: DurableElectionState(term: 2, votedFor: "a", epoch: 4), atNanoseconds: 0)
+        }
+        #expect(grantFound.count == 1 && grantFound[0].contains("candidate epoch 3 < voter epoch 4"))
+        let orderFound = violations { c in
+            c.noteLeader(node: "a", term: 2, epoch: 5, voters: ["a"], quorumSize: 1, atNanoseconds: 0)
+            c.noteLeader(node: "b", term: 3, epoch: 5, voters: ["b"], quorumSize: 1, atNanoseconds: 1)
+            c.noteLeader(node: "c", term: 1, epoch: 6, voters: ["c"], quorumSize: 1, atNanoseconds: 2)
+        }
+        #expect(orderFound.count == 2 && orderFound.allSatisfy { $0.contains("epoch not increasing") })
+    }
+
+    @Test("the epoch the application reads goes down")
+    func applicationEpochGoesDown() {
+        let found = violations { c in
+            c.noteCandidacy(term: 1, epoch: 4)
+            c.noteLeader(node: "a", term: 1, epoch: 5, voters: ["a"], quorumSize: 1, atNanoseconds: 0)
+            c.checkNode(node: "b", term: 1, epoch: 5, leaderID: nil, atNanoseconds: 1)
+            c.checkNode(node: "b", term: 1, epoch: 4, leaderID: nil, atNanoseconds: 2)
+        }
+        #expect(found.count == 1 && found[0].contains("the epoch b's application reads went down from 5 to 4"))
+    }
+
+    @Test("a term going down, at a restart or a step")
+    func termGoingDown() {
+        let found = violations { c in
+            c.checkTerm(node: "n", term: 5, atNanoseconds: 0)
+            c.checkTerm(node: "n", term: 4, atNanoseconds: 1)
+        }
+        #expect(found.count == 1 && found[0].contains("n's term went down from 5 to 4"))
+    }
+
+    @Test("persist before send: a vote request, and a granted vote, sent before the vote is durable")
+    func persistBeforeSend() {
+        let found = violations { c in
+            let request = VoteRequest(candidateID: "a", term: 2)
+            c.noteSend(
+                node: "a", to: "b", .voteRequest(request), event: .tick, before: NodeSnapshot(term: 1),
+                persisted: DurableElectionState(term: 1), atNanoseconds: 0)
+            let (message, event) = grant(by: "b", to: "a", term: 2)
+            c.noteSend(
+                node: "b", to: "a", message, event: event, before: NodeSnapshot(term: 1, voters: ["a", "b"]),
+                persisted: DurableElectionState(term: 2), atNanoseconds: 1)
+        }
+        #expect(found.count == 2)
+        #expect(found[0].contains("asked for votes in term 2 before persisting"))
+        #expect(found[1].contains("sent its vote for a in term 2 before persisting"))
+    }
+
+    @Test("the liveness bound: elected too late, no single leader, a node not following")
+    func livenessBound() {
+        let healed: UInt64 = 1_000 * msNs
+        let bound: UInt64 = 1_000 * msNs
+        let following = [
+            LivenessView(id: "a", state: .leader, term: 4, leaderID: "a"),
+            LivenessView(id: "b", state: .follower, term: 4, leaderID: "a"),
+        ]
+        var late = InvariantChecker()
+        late.noteLeader(node: "a", term: 4, epoch: 1, voters: ["a"], quorumSize: 1, atNanoseconds: healed + 1_500 * msNs)
+        #expect(late.checkLiveness(nodes: following, healedAtNanoseconds: healed, boundNanoseconds: bound, atNanoseconds: 3_000 * msNs) == nil)
+        #expect(late.violations.count == 1 && late.violations[0].contains("beyond the bound"))
+
+        var inTime = InvariantChecker()
+        inTime.noteLeader(node: "a", term: 4, epoch: 1, voters: ["a"], quorumSize: 1, atNanoseconds: healed + 300 * msNs)
+        #expect(inTime.checkLiveness(nodes: following, healedAtNanoseconds: healed, boundNanoseconds: bound, atNanoseconds: 3_000 * msNs) == 300 * msNs)
+        #expect(inTime.violations.isEmpty)
+        let lagging = following + [LivenessView(id: "c", state: .follower, term: 3, leaderID: nil)]
+        #expect(inTime.checkLiveness(nodes: lagging, healedAtNanoseconds: healed, boundNanoseconds: bound, atNanoseconds: 3_000 * msNs) == nil)
+        let none = following.map { LivenessView(id: $0.id, state: .follower, term: 4, leaderID: nil) }
+        #expect(inTime.checkLiveness(nodes: none, healedAtNanoseconds: healed, boundNanoseconds: bound, atNanoseconds: 3_000 * msNs) == nil)
+        #expect(inTime.violations.count == 2)
+        #expect(inTime.violations[0].contains("not every node follows"))
+        #expect(inTime.violations[1].contains("no single leader"))
+    }
+
+    @Test("the lease (thesis §4.2.3): a vote request's term adopted, or a vote granted, while hearing a live primary")
+    func lease() {
+        let before = NodeSnapshot(term: 1, state: .follower, leaderID: "l", voters: ["v", "l", "c"])
+        let request = VoteRequest(candidateID: "c", term: 2)
+        let found = violations { c in
+            c.notePrimaryContact(node: "v", atNanoseconds: 0)
+            c.noteVoteRequestStep(node: "v", from: "c", request, before: before, afterTerm: 2, granted: true, atNanoseconds: 99 * msNs)
+            // Once the lease has run out, the same step is a real election.
+            c.noteVoteRequestStep(node: "v", from: "c", request, before: before, afterTerm: 2, granted: true, atNanoseconds: 100 * msNs)
+        }
+        #expect(found.count == 2)
+        #expect(found[0].contains("adopted term 2 from c's vote request while hearing primary l"))
+        #expect(found[1].contains("granted c a vote while hearing primary l"))
+    }
+
+    @Test("a vote from the network for a stranger, or asked for by another sender")
+    func strangerVotes() {
+        let found = violations { c in
+            let (message, event) = grant(by: "v", to: "x", term: 1)
+            c.noteSend(
+                node: "v", to: "x", message, event: event, before: NodeSnapshot(term: 0, voters: ["v", "a"]),
+                persisted: DurableElectionState(term: 1, votedFor: "x"), atNanoseconds: 0)
+            let (forged, forgedEvent) = grant(by: "v", to: "a", term: 2, sender: "b")
+            c.noteSend(
+                node: "v", to: "a", forged, event: forgedEvent, before: NodeSnapshot(term: 1, voters: ["v", "a", "b"]),
+                persisted: DurableElectionState(term: 2, votedFor: "a"), atNanoseconds: 1)
+        }
+        #expect(found.count == 2)
+        #expect(found[0].contains("not a voter it knows"))
+        #expect(found[1].contains("asked for by b"))
+    }
+
+    @Test("a leader without a quorum of real votes (forged votes counted)")
+    func forgedQuorum() {
+        let found = violations { c in
+            let (message, event) = grant(by: "b", to: "a", term: 1)
+            c.noteSend(
+                node: "b", to: "a", message, event: event, before: NodeSnapshot(term: 0, voters: ["a", "b", "c", "d", "e"]),
+                persisted: DurableElectionState(term: 1, votedFor: "a"), atNanoseconds: 0)
+            c.noteLeader(node: "a", term: 1, epoch: 1, voters: ["a", "b", "c", "d", "e"], quorumSize: 3, atNanoseconds: 1)
+        }
+        #expect(found.count == 1 && found[0].contains("with 2 real votes of the 3 it needs"))
+    }
+
+    @Test("a stranger's term or epoch spreads; a node follows a leader nobody elected")
+    func strangerTermsAndLeaders() {
+        let found = violations { c in
+            c.noteCandidacy(term: 3, epoch: 1)
+            c.checkNode(node: "v", term: 3, epoch: 2, leaderID: nil, atNanoseconds: 0)
+            c.checkNode(node: "v", term: 2015, epoch: 2, leaderID: nil, atNanoseconds: 1)
+            c.checkNode(node: "w", term: 3, epoch: 1 << 62, leaderID: nil, atNanoseconds: 2)
+            c.checkNode(node: "u", term: 3, epoch: 2, leaderID: "intruder", atNanoseconds: 3)
+        }
+        #expect(found.count == 3)
+        #expect(found[0].contains("v is at term 2015, above any term"))
+        #expect(found[1].contains("w holds epoch"))
+        #expect(found[2].contains("u follows intruder in term 3, who was not elected"))
+    }
+}
+
+@Suite("Invariant checker: schedules against a broken driver or core")
+struct BrokenCoreScheduleTests {
+    struct BrokenCase: Sendable, CustomTestStringConvertible {
+        var name: String
+        var sabotage: SimulationConfig.Sabotage = []
+        var disabled: ElectionCore.DisabledRules = []
+        /// Text of the violation the checker must report in at least one schedule.
+        var expected: String
+        var testDescription: String { name }
+    }
+
+    /// Runs up to `count` schedules with every fault on, broken as `c` says; stops at the first
+    /// schedule whose violations contain the expected text.
+    static func firstCatch(_ c: BrokenCase, count: Int = 60, knowledge: SimulationConfig.VoterKnowledge = .full) -> [String]? {
+        for i in 0..<count {
+            var config = SimulationConfig(seed: 7_000 + UInt64(i), nodes: [3, 5, 7][i % 3], knowledge: knowledge)
+            config.partitions = true
+            config.crashes = true
+            config.forcedElections = true
+            config.lsnChanges = true
+            config.membershipChanges = true
+            config.hostilePeers = true
+            config.oneWayPartitions = true
+            config.sabotage = c.sabotage
+            config.disabledCoreRules = c.disabled
+            var simulation = Simulation(config: config)
+            let result = simulation.run()
+            if result.violations.contains(where: { $0.contains(c.expected) }) { return result.violations }
+        }
+        return nil
+    }
+
+    @Test(
+        "the checker catches a broken driver",
+        arguments: [
+            BrokenCase(name: "the core learns LSNs late (issue 6, #4)", sabotage: .staleLSN, expected: "< voter LSN"),
+            BrokenCase(name: "sends before persists", sabotage: .sendBeforePersist, expected: "before persisting"),
+            BrokenCase(name: "restarts from an older state", sabotage: .restartFromOlderState, expected: "term went down"),
+            BrokenCase(name: "votes lost after the heal", sabotage: .dropVotesAfterHeal, expected: "no single leader"),
+        ])
+    func brokenDriver(_ c: BrokenCase) async {
+        #expect(await offPool { Self.firstCatch(c) } != nil, "no schedule reported \"\(c.expected)\"")
+    }
+
+    @Test(
+        "the checker catches a core without one of the rules of issue 6 (#10 to #12)",
+        arguments: [
+            BrokenCase(name: "no lease", disabled: .lease, expected: "while hearing primary"),
+            BrokenCase(name: "votes for strangers", disabled: .knownVoters, expected: "not a voter it knows"),
+            BrokenCase(name: "terms and epochs from anywhere below 2^63", disabled: .reach, expected: "above any"),
+            BrokenCase(name: "the sender read from the body", disabled: .senderBinding, expected: "was not elected"),
+            BrokenCase(name: "no epoch rule (the seed's votes)", disabled: .epochRule, expected: "epoch not increasing"),
+        ])
+    func brokenCore(_ c: BrokenCase) async {
+        #expect(await offPool { Self.firstCatch(c) } != nil, "no schedule reported \"\(c.expected)\"")
+    }
+}
