@@ -127,8 +127,13 @@ public final class ClusterMembership: Sendable {
 
     /// Every node, the local one included, sorted by id.
     public var allNodes: [NodeInfo] {
+        Self.sorted(unsortedNodes)
+    }
+
+    /// Every node, the local one included, in no particular order (`allNodes` without the sort).
+    package var unsortedNodes: [NodeInfo] {
         let t = now()
-        return Self.sorted(state.withLock { s in Array(s.peers.values) + [s.localSnapshot(at: t)] })
+        return state.withLock { s in Array(s.peers.values) + [s.localSnapshot(at: t)] }
     }
 
     /// The number of nodes, the local one included.

@@ -97,7 +97,7 @@ public enum Discovery {
             if seedAddrs.contains(normalized(n.addr)) { return 1 }
             return n.lastHeartbeatSeq > 0 ? 2 : 3
         }
-        let ranked = membership.allNodes.map { (rank: rank($0), node: $0) }.sorted { a, b in
+        let ranked = membership.unsortedNodes.map { (rank: rank($0), node: $0) }.sorted { a, b in
             if a.rank != b.rank { return a.rank < b.rank }
             if a.node.lastSeen != b.node.lastSeen { return a.node.lastSeen > b.node.lastSeen }
             return a.node.id < b.node.id

@@ -151,14 +151,18 @@ import Testing
         try m.addNode(peer("n4", role: .primary, term: 5))
         try m.addNode(peer("n0", role: .candidate, term: 9))  // not a primary
         #expect(m.primary?.id == "n3")
-        m.setLocalRole(.primary)
+        #expect(try m.node("n2").role == .replica)  // deposed by the term-5 claims
+        m.setLocalRole(.primary)  // in term 0: older than n3's, so n3 stays primary
+        #expect(m.primary?.id == "n3")
+        #expect(m.localNode.role == .primary)  // the local role is the election's word
         m.setLocalTerm(5)
         #expect(m.primary?.id == "n1")  // term 5 and the lowest id among n1, n3, n4
         m.setLocalTerm(6)
         #expect(m.primary?.id == "n1")
         #expect(m.primary?.lastSeen == clock.now())
-        m.setLocalTerm(2)
-        #expect(m.primary?.id == "n3")
+        #expect(m.nodes(withRole: .primary).map(\.id) == ["n1"])  // n3 and n4 deposed
+        m.setLocalRole(.replica)
+        #expect(m.primary == nil)
     }
 
     // MARK: - Health, with an injected clock
@@ -221,10 +225,11 @@ import Testing
         #expect(m.localNode.epoch == 3)
     }
 
-    @Test func incrementEpochSaturates() {
-        m.setEpoch(.max - 1)
-        #expect(m.incrementEpoch() == .max)
-        #expect(m.incrementEpoch() == .max)
+    @Test func incrementEpochStopsBelowTheRangeBound() {
+        m.setEpoch(ElectionCore.maxAcceptedTerm - 2)
+        #expect(m.incrementEpoch() == ElectionCore.maxAcceptedTerm - 1)
+        #expect(m.incrementEpoch() == ElectionCore.maxAcceptedTerm - 1)
+        #expect(m.localNode.epoch == ElectionCore.maxAcceptedTerm - 1)
     }
 
     @Test func observeEpochOnlyRaises() {
@@ -238,12 +243,14 @@ import Testing
         #expect(m.incrementEpoch() == 8)
     }
 
-    @Test func setEpochMayLower() {
+    @Test func setEpochOnlyRaises() {
         m.setEpoch(10)
         #expect(m.epoch == 10)
         m.setEpoch(4)
-        #expect(m.epoch == 4)
-        #expect(m.localNode.epoch == 4)
+        #expect(m.epoch == 10)
+        #expect(m.localNode.epoch == 10)
+        m.setEpoch(ElectionCore.maxAcceptedTerm)  // out of range: ignored
+        #expect(m.epoch == 10)
     }
 
     // MARK: - The local node

@@ -11,41 +11,39 @@ import Testing
             membership: m)
         #expect(response.success)
         #expect(response.messageType == "node_list")
-        #expect(response.nodes.map(\.id) == ["n2", "seed"])
+        #expect(response.nodes.map(\.id) == ["seed", "n2"])  // this node first
         let n2 = try m.node("n2")
         #expect(n2.addr == "127.0.0.1:7002")
         #expect(n2.priority == 5)
         #expect(n2.term == 4)
+        #expect(n2.epoch == 3)
         // Announcing again refreshes, never duplicates.
         let again = try Discovery.handleAnnouncement(
-            AnnouncementMessage(nodeID: "n2", nodeAddr: "127.0.0.1:7002", role: .primary), membership: m)
+            AnnouncementMessage(nodeID: "n2", nodeAddr: "127.0.0.1:7002", role: .replica), membership: m)
         #expect(again.nodes.count == 2)
-        #expect(try m.node("n2").role == .primary)
         // A node announcing itself to itself changes nothing.
-        _ = try Discovery.handleAnnouncement(AnnouncementMessage(nodeID: "seed", nodeAddr: "127.0.0.1:7001"), membership: m)
+        let own = Discovery.answer(AnnouncementMessage(nodeID: "seed", nodeAddr: "127.0.0.1:7001"), membership: m)
+        #expect(own.success)
         #expect(m.nodeCount == 2)
     }
 
-    @Test("announcements without an id or an address are refused with the seed's errors")
+    @Test("announcements without an id or an address are refused with the seed's messages")
     func refusals() {
         let m = ClusterMembership(localNodeID: "seed", localAddr: "127.0.0.1:7001")
-        #expect(throws: ClusterError.invalidNodeID) {
-            try Discovery.handleAnnouncement(AnnouncementMessage(nodeID: "", nodeAddr: "127.0.0.1:1"), membership: m)
-        }
-        #expect(throws: ClusterError.invalidNodeAddr) {
-            try Discovery.handleAnnouncement(AnnouncementMessage(nodeID: "x", nodeAddr: ""), membership: m)
-        }
+        #expect(Discovery.answer(AnnouncementMessage(nodeID: "", nodeAddr: "127.0.0.1:1"), membership: m)
+            == DiscoveryResponse(success: false, error: "node ID cannot be empty"))
+        #expect(Discovery.answer(AnnouncementMessage(nodeID: "x", nodeAddr: ""), membership: m)
+            == DiscoveryResponse(success: false, error: "node address cannot be empty"))
         #expect(m.nodeCount == 1)
     }
 
     @Test("a full membership refuses new announcers and learns no more, but still answers known ones")
     func cap() throws {
         let m = ClusterMembership(localNodeID: "seed", localAddr: "127.0.0.1:7001")
-        _ = try Discovery.handleAnnouncement(AnnouncementMessage(nodeID: "n2", nodeAddr: "127.0.0.1:7002"), membership: m, maxMembers: 2)
-        #expect(throws: ClusterError.invalidState("the cluster is full (2 members)")) {
-            try Discovery.handleAnnouncement(AnnouncementMessage(nodeID: "n3", nodeAddr: "127.0.0.1:7003"), membership: m, maxMembers: 2)
-        }
-        #expect(try Discovery.handleAnnouncement(AnnouncementMessage(nodeID: "n2", nodeAddr: "127.0.0.1:7002"), membership: m, maxMembers: 2).success)
+        #expect(Discovery.answer(AnnouncementMessage(nodeID: "n2", nodeAddr: "127.0.0.1:7002"), membership: m, maxMembers: 2).success)
+        #expect(Discovery.answer(AnnouncementMessage(nodeID: "n3", nodeAddr: "127.0.0.1:7003"), membership: m, maxMembers: 2)
+            == DiscoveryResponse(success: false, error: "the cluster is full (2 members)"))
+        #expect(Discovery.answer(AnnouncementMessage(nodeID: "n2", nodeAddr: "127.0.0.1:7002"), membership: m, maxMembers: 2).success)
         let answer = DiscoveryResponse(nodes: (3...9).map { NodeInfo(id: "n\($0)", addr: "127.0.0.1:700\($0)") })
         #expect(Discovery.learn(from: answer, into: m, maxMembers: 4) == ["n3", "n4"])
         #expect(m.nodeCount == 4)
