@@ -225,7 +225,6 @@ extension NodeInfo {
     /// 1...9999.
     package var jsonSizeBound: Int {
         var n = Self.fixedJSONBytes + Self.escapedSizeBound(id) + Self.escapedSizeBound(addr)
-        n += Self.escapedSizeBound(id) + Self.escapedSizeBound(addr)
         n += Self.digits(UInt64(role.rawValue)) + Self.digits(lastHeartbeatSeq) + Self.digits(epoch) + Self.digits(term)
         n += Self.digits(lastLSN) + (priority < 0 ? 1 : 0) + Self.digits(priority.magnitude)
         let t = lastSeen.timeIntervalSince1970
