@@ -165,6 +165,45 @@ import Testing
         #expect(m.primary == nil)
     }
 
+    @Test func aPrimaryWhoseHeartbeatsStoppedStaysPrimaryButNotHealthy() throws {
+        try m.addNode(peer("n2"))
+        try m.recordHeartbeat(from: "n2", seq: 1, epoch: 1, term: 1, lsn: 0, role: .primary)
+        #expect(m.healthyPrimary(timeout: .seconds(5))?.id == "n2")
+        clock.advance(.seconds(5))
+        #expect(m.primary?.id == "n2")  // terms, not clocks, depose a primary
+        #expect(m.healthyPrimary(timeout: .seconds(5)) == nil)
+        m.setLocalTerm(2)
+        m.setLocalRole(.primary)
+        clock.advance(.seconds(60))
+        #expect(m.healthyPrimary(timeout: .seconds(5))?.id == "n1")  // this node is always alive
+        #expect(try m.node("n2").role == .replica)
+    }
+
+    @Test func aPrimaryAddedWithAnOlderTermIsAReplica() throws {
+        try m.addNode(peer("n2", role: .primary, term: 4))
+        try m.addNode(peer("n3", role: .primary, term: 3))
+        #expect(try m.node("n3").role == .replica)
+        try m.updateNodeRole("n3", role: .primary)  // still term 3: a stale claim
+        #expect(try m.node("n3").role == .replica)
+        try m.updateNodeHeartbeat("n3", seq: 1, epoch: 0, term: 5)
+        try m.updateNodeRole("n3", role: .primary)
+        #expect(m.nodes(withRole: .primary).map(\.id) == ["n3"])
+        // A primary's own term moving back (the seed's setter allows it) makes its claim stale.
+        try m.updateNodeHeartbeat("n3", seq: 2, epoch: 0, term: 1)
+        #expect(m.primary == nil)
+    }
+
+    @Test func updateNodeAddr() throws {
+        try m.addNode(peer("n2"))
+        try m.updateNodeAddr("n2", addr: "127.0.0.1:9002")
+        #expect(try m.node("n2").addr == "127.0.0.1:9002")
+        try m.updateNodeAddr("n1", addr: "127.0.0.1:9001")
+        #expect(m.localNode.addr == "127.0.0.1:9001")
+        #expect(throws: ClusterError.nodeNotFound) { try m.updateNodeAddr("n9", addr: "127.0.0.1:1") }
+        #expect(throws: ClusterError.invalidNodeAddr) { try m.updateNodeAddr("n2", addr: "") }
+        #expect(try m.node("n2").addr == "127.0.0.1:9002")
+    }
+
     // MARK: - Health, with an injected clock
 
     @Test func healthyNodesFollowTheClock() throws {
