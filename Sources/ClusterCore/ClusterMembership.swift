@@ -1,5 +1,23 @@
 import Foundation
 
+/// A change to the membership that a runtime acts on, as `ClusterMembership.addObserver(_:)`
+/// delivers it. Heartbeats (`lastSeen`, sequence numbers, LSNs) are not changes of this kind.
+public enum MembershipChange: Sendable, Equatable {
+    /// A node joined: its info as recorded.
+    case added(NodeInfo)
+    /// The node with this id left.
+    case removed(String)
+    /// A node's address changed, the local node's included: its info after the change.
+    case addressChanged(NodeInfo)
+    /// `primary` names another node, or none: the new `primary`.
+    case primaryChanged(NodeInfo?)
+}
+
+/// Identifies an observer added with `ClusterMembership.addObserver(_:)`.
+public struct MembershipObserverToken: Sendable, Hashable {
+    let value: UInt64
+}
+
 /// Tracks every node of the cluster, the local one included, and the cluster epoch.
 ///
 /// The seed's `ClusterMembership`. Every method may be called from any thread: state sits behind
@@ -8,9 +26,15 @@ import Foundation
 ///
 /// Time comes only from the `now` closure given at initialisation, so tests can drive it.
 ///
-/// Deliberate departure from the seed: the local node is alive by definition. It always counts
-/// as healthy, and every read of it reports `lastSeen` as now (the seed never refreshes the local
-/// node's `LastSeen`, so a seed node eventually counts itself as dead).
+/// Deliberate departures from the seed:
+/// - The local node is alive by definition. It always counts as healthy, and every read of it
+///   reports `lastSeen` as now (the seed never refreshes the local node's `LastSeen`, so a seed
+///   node eventually counts itself as dead).
+/// - Primary claims are ordered by term (see `primary`): once a node is recorded as primary in a
+///   term, a peer recorded as primary in an older term is recorded as a replica.
+/// - The cluster epoch never decreases (see `setEpoch(_:)`).
+/// - Terms and epochs at or above `ElectionCore.maxAcceptedTerm` are refused before anything is
+///   written (`recordHeartbeat`, `updateNodeHeartbeat`, `observeEpoch`).
 public final class ClusterMembership: Sendable {
     /// This node's id.
     public let localNodeID: String
@@ -29,20 +53,56 @@ public final class ClusterMembership: Sendable {
         self.localNodeID = localNodeID
         self.now = now
         let local = NodeInfo(id: localNodeID, addr: localAddr, role: .replica, lastSeen: now())
-        self.state = LockedMembershipState(MembershipState(local: local, peers: [:], epoch: 0))
+        self.state = LockedMembershipState(MembershipState(local: local))
+    }
+
+    // MARK: - Observers
+
+    /// Calls `observer` with every change made after this returns: nodes added and removed,
+    /// addresses changed, and the node `primary` names.
+    ///
+    /// Observers are called outside the membership's lock, one change at a time, in the order the
+    /// changes were made, never two at once. The thread that makes a change calls the observers
+    /// before its call returns, unless another thread is calling them at that moment: then that
+    /// thread calls them for this change too, right after the ones it is on, and the changing call
+    /// returns without waiting. A change made from inside an observer is delivered after the
+    /// current one, by the same thread. An observer may read and change the membership; it should
+    /// be quick, since it holds up the delivery of later changes.
+    ///
+    /// To follow the membership: add the observer first, then read the current state (`allNodes`);
+    /// a change may then arrive that the read already showed.
+    @discardableResult
+    public func addObserver(_ observer: @escaping @Sendable (MembershipChange) -> Void) -> MembershipObserverToken {
+        state.withLock { s in
+            s.nextObserverToken += 1
+            let token = MembershipObserverToken(value: s.nextObserverToken)
+            s.observers.append(MembershipObserver(token: token, call: observer))
+            return token
+        }
+    }
+
+    /// Stops calling the observer: it is not called once this returns, except by a call already
+    /// under way on another thread. An unknown token is ignored.
+    public func removeObserver(_ token: MembershipObserverToken) {
+        state.withLock { s in s.observers.removeAll { $0.token == token } }
     }
 
     // MARK: - Adding and removing
 
     /// Registers a node, stamping its `lastSeen` with now. Throws `.invalidNodeID` for an empty
     /// id (an addition to the seed) and `.nodeAlreadyExists` for a known id, the local one included.
+    /// A node added as primary in a term older than a recorded primary's is added as a replica.
     public func addNode(_ info: NodeInfo) throws(ClusterError) {
         if info.id.isEmpty { throw .invalidNodeID }
         var node = info
-        node.lastSeen = now()
-        try state.withLock { (s: inout MembershipState) throws(ClusterError) in
+        let t = now()
+        node.lastSeen = t
+        try mutate { (s: inout MembershipState) throws(ClusterError) in
             if node.id == s.local.id || s.peers[node.id] != nil { throw .nodeAlreadyExists }
+            if node.role == .primary && node.term < s.primaryTerm { node.role = .replica }
             s.peers[node.id] = node
+            s.emit(.added(node))
+            if node.role == .primary { s.primaryClaimChanged(node.id, at: t) }
         }
     }
 
@@ -50,8 +110,11 @@ public final class ClusterMembership: Sendable {
     /// unknown one.
     public func removeNode(_ nodeID: String) throws(ClusterError) {
         if nodeID == localNodeID { throw .cannotRemoveSelf }
-        try state.withLock { (s: inout MembershipState) throws(ClusterError) in
-            if s.peers.removeValue(forKey: nodeID) == nil { throw .nodeNotFound }
+        let t = now()
+        try mutate { (s: inout MembershipState) throws(ClusterError) in
+            guard let removed = s.peers.removeValue(forKey: nodeID) else { throw .nodeNotFound }
+            s.emit(.removed(nodeID))
+            if removed.role == .primary { s.primaryClaimChanged(nodeID, at: t) }
         }
     }
 
@@ -64,8 +127,13 @@ public final class ClusterMembership: Sendable {
 
     /// Every node, the local one included, sorted by id.
     public var allNodes: [NodeInfo] {
+        Self.sorted(unsortedNodes)
+    }
+
+    /// Every node, the local one included, in no particular order (`allNodes` without the sort).
+    package var unsortedNodes: [NodeInfo] {
         let t = now()
-        return Self.sorted(state.withLock { s in Array(s.peers.values) + [s.localSnapshot(at: t)] })
+        return state.withLock { s in Array(s.peers.values) + [s.localSnapshot(at: t)] }
     }
 
     /// The number of nodes, the local one included.
@@ -82,9 +150,7 @@ public final class ClusterMembership: Sendable {
     /// The node with id `nodeID`. Throws `.nodeNotFound` when unknown.
     public func node(_ nodeID: String) throws(ClusterError) -> NodeInfo {
         let t = now()
-        let found = state.withLock { s -> NodeInfo? in
-            nodeID == s.local.id ? s.localSnapshot(at: t) : s.peers[nodeID]
-        }
+        let found = state.withLock { s in s.snapshot(of: nodeID, at: t) }
         guard let found else { throw .nodeNotFound }
         return found
     }
@@ -118,40 +184,73 @@ public final class ClusterMembership: Sendable {
         healthyNodeCount(timeout: healthTimeout) >= minQuorum
     }
 
-    /// A node whose role is primary, or nil. Where several claim it (the seed returns any one),
-    /// this returns the one with the highest term, and among those the lowest id.
+    /// The primary of the newest term this node knows of, or nil.
+    ///
+    /// Terms, not clocks, depose a primary here, as in the election: when a node is recorded as
+    /// primary in a term (from its heartbeat, or the local node winning one), every peer recorded
+    /// as primary in an older term is recorded as a replica, and a later claim in an older term
+    /// (a late heartbeat from a deposed primary) is recorded as a replica too. The local node's
+    /// role is what `setLocalRole(_:)` says (the election's word), never changed by a peer's
+    /// claim; where it claims an older term than a peer, the peer is `primary`. Among claimants of
+    /// the same term (a split brain the election reports) the lowest id is named.
+    ///
+    /// A primary whose heartbeats stopped stays primary in its last term, its `lastSeen` ageing,
+    /// until a primary of a newer term is recorded: `healthyPrimary(timeout:)` names only one
+    /// heard from recently.
     public var primary: NodeInfo? {
-        nodes(withRole: .primary).min { a, b in a.term != b.term ? a.term > b.term : a.id < b.id }
+        let t = now()
+        return state.withLock { s in s.primaryID.flatMap { s.snapshot(of: $0, at: t) } }
+    }
+
+    /// `primary` when it was heard from less than `timeout` ago (the local node always is), else
+    /// nil.
+    public func healthyPrimary(timeout: Duration) -> NodeInfo? {
+        guard let p = primary else { return nil }
+        return p.id == localNodeID || p.isHealthy(timeout: timeout, now: now()) ? p : nil
     }
 
     // MARK: - Epoch
+    //
+    // The cluster epoch is a fencing token: the application reads it (`epoch`) to tell the writes
+    // of one primary from the next, so it never decreases and never reaches
+    // `ElectionCore.maxAcceptedTerm`. Three ways raise it, none lowers it; the local node's
+    // `epoch` follows it.
 
-    /// The cluster epoch (generation number, used as a fencing token).
+    /// The cluster epoch (generation number, used as a fencing token). Never decreases.
     public var epoch: UInt64 {
         state.withLock { $0.epoch }
     }
 
-    /// Adds one to the cluster epoch (used on leadership change) and returns the new value. The
-    /// local node's epoch follows. Saturates at `UInt64.max` rather than trapping.
+    /// Adds one to the cluster epoch (the seed's use: on leadership change) and returns the new
+    /// value. Stops at `ElectionCore.maxAcceptedTerm - 1`, which no cluster reaches by elections.
     @discardableResult
     public func incrementEpoch() -> UInt64 {
         state.withLock { s in
-            s.setEpoch(s.epoch == .max ? .max : s.epoch + 1)
+            if s.epoch < ElectionCore.maxAcceptedTerm - 1 { s.setEpoch(s.epoch + 1) }
             return s.epoch
         }
     }
 
-    /// Raises the cluster epoch to `epoch` if that is higher (an epoch seen from a peer); never
-    /// lowers it. The local node's epoch follows.
+    /// Raises the cluster epoch to `epoch`, an epoch seen from a peer (a primary's heartbeat), if
+    /// that is higher. A lower epoch, or one at or above `ElectionCore.maxAcceptedTerm`, is
+    /// ignored.
     public func observeEpoch(_ epoch: UInt64) {
+        raiseEpoch(to: epoch)
+    }
+
+    /// Raises the cluster epoch to `epoch`, this node's own (restored from durable state, adopted
+    /// or won by its election), if that is higher. A lower one is ignored: the epoch the
+    /// application reads never goes back, whatever order the updates arrive in. One at or above
+    /// `ElectionCore.maxAcceptedTerm` is ignored too.
+    public func setEpoch(_ epoch: UInt64) {
+        raiseEpoch(to: epoch)
+    }
+
+    private func raiseEpoch(to epoch: UInt64) {
+        guard epoch < ElectionCore.maxAcceptedTerm else { return }
         state.withLock { s in
             if epoch > s.epoch { s.setEpoch(epoch) }
         }
-    }
-
-    /// Sets the cluster epoch (e.g. restored from durable state). The local node's epoch follows.
-    public func setEpoch(_ epoch: UInt64) {
-        state.withLock { $0.setEpoch(epoch) }
     }
 
     // MARK: - Updating the local node
@@ -162,8 +261,10 @@ public final class ClusterMembership: Sendable {
     }
 
     /// Sets the address this node is reached at (e.g. once the port it listens on is known).
+    /// Observers see `.addressChanged` when it differs.
     public func setLocalAddr(_ addr: String) {
-        state.withLock { $0.local.addr = addr }
+        let t = now()
+        mutate { s in s.setAddr(addr, of: s.local.id, at: t) }
     }
 
     /// Sets this node's election priority.
@@ -171,23 +272,37 @@ public final class ClusterMembership: Sendable {
         state.withLock { $0.local.priority = priority }
     }
 
-    /// Sets this node's role.
+    /// Sets this node's role (the runtime mirrors its election state here). Becoming primary in
+    /// a term deposes peers recorded as primary in older terms (see `primary`).
     public func setLocalRole(_ role: NodeRole) {
-        state.withLock { $0.local.role = role }
+        let t = now()
+        mutate { s in
+            let wasPrimary = s.local.role == .primary
+            s.local.role = role
+            if wasPrimary || role == .primary { s.primaryClaimChanged(s.local.id, at: t) }
+        }
     }
 
-    /// Sets this node's term.
+    /// Sets this node's term. While this node is primary, a newer term deposes peers recorded as
+    /// primary in older terms (see `primary`).
     public func setLocalTerm(_ term: UInt64) {
-        state.withLock { $0.local.term = term }
+        let t = now()
+        mutate { s in
+            s.local.term = term
+            if s.local.role == .primary { s.primaryClaimChanged(s.local.id, at: t) }
+        }
     }
 
     // MARK: - Updating members
 
-    /// Records a heartbeat's sequence number, epoch and term for a node and stamps its
-    /// `lastSeen` with now. Throws `.nodeNotFound` when unknown.
+    /// The seed's `UpdateNodeHeartbeat`: records a heartbeat's sequence number, epoch and term for
+    /// a node and stamps its `lastSeen` with now. Throws `.nodeNotFound` when unknown, and
+    /// `.protocolViolation` (writing nothing) for a term or epoch at or above
+    /// `ElectionCore.maxAcceptedTerm`.
     public func updateNodeHeartbeat(_ nodeID: String, seq: UInt64, epoch: UInt64, term: UInt64) throws(ClusterError) {
+        try Self.checkRange(epoch: epoch, term: term)
         let t = now()
-        try update(nodeID) { n in
+        try update(nodeID, at: t) { n in
             n.lastSeen = t
             n.lastHeartbeatSeq = seq
             n.epoch = epoch
@@ -197,48 +312,133 @@ public final class ClusterMembership: Sendable {
 
     /// Sets a node's last known LSN. Throws `.nodeNotFound` when unknown.
     public func updateNodeLSN(_ nodeID: String, lsn: UInt64) throws(ClusterError) {
-        try update(nodeID) { $0.lastLSN = lsn }
+        try update(nodeID, at: now()) { $0.lastLSN = lsn }
     }
 
-    /// Sets a node's role. Throws `.nodeNotFound` when unknown.
+    /// Sets a node's role. Throws `.nodeNotFound` when unknown. A peer made primary in a term
+    /// older than a recorded primary's stays a replica (see `primary`).
     public func updateNodeRole(_ nodeID: String, role: NodeRole) throws(ClusterError) {
-        try update(nodeID) { $0.role = role }
+        try update(nodeID, at: now()) { $0.role = role }
+    }
+
+    /// Sets a node's address (the local one's too, as `setLocalAddr(_:)`). Throws `.nodeNotFound`
+    /// when unknown and `.invalidNodeAddr` for an empty address. Observers see `.addressChanged`
+    /// when it differs.
+    public func updateNodeAddr(_ nodeID: String, addr: String) throws(ClusterError) {
+        if addr.isEmpty { throw .invalidNodeAddr }
+        let t = now()
+        try mutate { (s: inout MembershipState) throws(ClusterError) in
+            guard nodeID == s.local.id || s.peers[nodeID] != nil else { throw .nodeNotFound }
+            s.setAddr(addr, of: nodeID, at: t)
+        }
     }
 
     /// Records everything a peer's heartbeat carries in one step: `lastSeen` (now), sequence
     /// number, epoch, term, last LSN and role. It does not touch the cluster epoch (see
-    /// `observeEpoch(_:)`). Throws `.nodeNotFound` when unknown, and `.protocolViolation` for the
-    /// local id: a heartbeat never comes from this node itself.
+    /// `observeEpoch(_:)`).
+    ///
+    /// Everything is checked before anything is written: throws `.protocolViolation` for the local
+    /// id (a heartbeat never comes from this node itself) and for a term or epoch at or above
+    /// `ElectionCore.maxAcceptedTerm`, and `.nodeNotFound` when unknown. (Roles are checked where
+    /// bytes become a `NodeRole`: an unknown role never decodes.) A primary claim in a term older
+    /// than a recorded primary's is recorded as a replica (see `primary`).
+    ///
+    /// The hot path: one lock, one hash lookup, no allocation, unless the node's role or its term
+    /// as primary changes.
     public func recordHeartbeat(
         from nodeID: String, seq: UInt64, epoch: UInt64, term: UInt64, lsn: UInt64, role: NodeRole
     ) throws(ClusterError) {
         if nodeID == localNodeID { throw .protocolViolation("heartbeat from this node's own id \"\(nodeID)\"") }
+        try Self.checkRange(epoch: epoch, term: term)
         let t = now()
-        try state.withLock { (s: inout MembershipState) throws(ClusterError) in
-            guard var n = s.peers[nodeID] else { throw .nodeNotFound }
-            n.lastSeen = t
-            n.lastHeartbeatSeq = seq
-            n.epoch = epoch
-            n.term = term
-            n.lastLSN = lsn
-            n.role = role
-            s.peers[nodeID] = n
+        try mutate { (s: inout MembershipState) throws(ClusterError) in
+            guard let i = s.peers.index(forKey: nodeID) else { throw .nodeNotFound }
+            let oldRole = s.peers.values[i].role
+            let oldTerm = s.peers.values[i].term
+            let newRole: NodeRole = role == .primary && term < s.primaryTerm ? .replica : role
+            s.peers.values[i].lastSeen = t
+            s.peers.values[i].lastHeartbeatSeq = seq
+            s.peers.values[i].epoch = epoch
+            s.peers.values[i].term = term
+            s.peers.values[i].lastLSN = lsn
+            s.peers.values[i].role = newRole
+            if oldRole == .primary ? (newRole != .primary || oldTerm != term) : newRole == .primary {
+                s.primaryClaimChanged(nodeID, at: t)
+            }
+        }
+    }
+
+    // MARK: - Package
+
+    /// The answer to an announcement from a known node (the seed's `UpdateNodeHeartbeat` on it):
+    /// stamps `lastSeen`, sets the epoch, and sets the term unless the node is recorded as
+    /// primary (a primary's term is what its heartbeats say: an unauthenticated announcement must
+    /// not make it look deposed). Role, address and sequence number are untouched. The caller
+    /// checks the ranges. Throws `.nodeNotFound` when unknown.
+    package func refreshFromAnnouncement(_ nodeID: String, epoch: UInt64, term: UInt64) throws(ClusterError) {
+        let t = now()
+        try mutate { (s: inout MembershipState) throws(ClusterError) in
+            guard let i = s.peers.index(forKey: nodeID) else { throw .nodeNotFound }
+            s.peers.values[i].lastSeen = t
+            s.peers.values[i].epoch = epoch
+            if s.peers.values[i].role != .primary { s.peers.values[i].term = term }
         }
     }
 
     // MARK: - Private
 
-    /// Applies `change` to the node `nodeID` (the local one included, as in the seed).
-    private func update(_ nodeID: String, _ change: (inout NodeInfo) -> Void) throws(ClusterError) {
-        try state.withLock { (s: inout MembershipState) throws(ClusterError) in
-            if nodeID == s.local.id {
-                change(&s.local)
-            } else if var n = s.peers[nodeID] {
-                change(&n)
-                s.peers[nodeID] = n
-            } else {
-                throw .nodeNotFound
+    /// Throws unless both are below `ElectionCore.maxAcceptedTerm`.
+    @inline(__always)
+    private static func checkRange(epoch: UInt64, term: UInt64) throws(ClusterError) {
+        guard term < ElectionCore.maxAcceptedTerm && epoch < ElectionCore.maxAcceptedTerm else {
+            throw .protocolViolation("term or epoch out of range")
+        }
+    }
+
+    /// Applies `change` to the node `nodeID` (the local one included, as in the seed), then the
+    /// primary rule if its role or term changed.
+    private func update(_ nodeID: String, at t: Date, _ change: (inout NodeInfo) -> Void) throws(ClusterError) {
+        try mutate { (s: inout MembershipState) throws(ClusterError) in
+            let isLocal = nodeID == s.local.id
+            guard isLocal || s.peers[nodeID] != nil else { throw .nodeNotFound }
+            var n = isLocal ? s.local : s.peers[nodeID]!
+            let oldRole = n.role
+            let oldTerm = n.term
+            change(&n)
+            if !isLocal && n.role == .primary && n.term < s.primaryTerm { n.role = .replica }
+            if isLocal { s.local = n } else { s.peers[nodeID] = n }
+            if oldRole == .primary || n.role == .primary, oldRole != n.role || oldTerm != n.term {
+                s.primaryClaimChanged(nodeID, at: t)
             }
+        }
+    }
+
+    /// Runs `body` under the lock, then delivers the changes it made (see `addObserver(_:)`).
+    /// `body` must throw before it changes anything.
+    private func mutate<R, E: Error>(_ body: (inout MembershipState) throws(E) -> R) throws(E) -> R {
+        var deliver = false
+        defer { if deliver { deliverPending() } }
+        return try state.withLock { (s: inout MembershipState) throws(E) -> R in
+            defer { deliver = s.claimDelivery() }
+            return try body(&s)
+        }
+    }
+
+    /// Calls the observers with the pending changes, one at a time, until none is left. Only the
+    /// thread that claimed the delivery runs this.
+    private func deliverPending() {
+        while true {
+            let next = state.withLock { s -> (MembershipChange, [MembershipObserver])? in
+                guard !s.pending.isEmpty else {
+                    s.delivering = false
+                    return nil
+                }
+                let (change, observers) = s.pending.removeFirst()
+                // Only those still registered: a removed observer is not called again.
+                return (change, observers.filter { o in s.observers.contains { $0.token == o.token } })
+            }
+            guard let (change, observers) = next else { return }
+            for observer in observers { observer.call(change) }
         }
     }
 
@@ -248,13 +448,33 @@ public final class ClusterMembership: Sendable {
     }
 }
 
+/// An observer and its token.
+private struct MembershipObserver: Sendable {
+    let token: MembershipObserverToken
+    let call: @Sendable (MembershipChange) -> Void
+}
+
 /// The membership's mutable state. Only ever touched under the lock.
 private struct MembershipState {
     /// The local node. Its stored `lastSeen` is meaningless: reads report now.
     var local: NodeInfo
     /// Every other node, by id.
-    var peers: [String: NodeInfo]
-    var epoch: UInt64
+    var peers: [String: NodeInfo] = [:]
+    var epoch: UInt64 = 0
+    /// The newest term in which a node was recorded as primary. Never decreases: a claim in an
+    /// older term is stale.
+    var primaryTerm: UInt64 = 0
+    /// The node `primary` names. Kept up to date by `primaryClaimChanged`.
+    var primaryID: String?
+
+    var observers: [MembershipObserver] = []
+    var nextObserverToken: UInt64 = 0
+    /// Changes not delivered yet, each with the observers registered when it was made.
+    var pending: [(MembershipChange, [MembershipObserver])] = []
+    /// True while a thread delivers `pending`.
+    var delivering = false
+
+    init(local: NodeInfo) { self.local = local }
 
     func localSnapshot(at t: Date) -> NodeInfo {
         var n = local
@@ -262,9 +482,62 @@ private struct MembershipState {
         return n
     }
 
+    func snapshot(of id: String, at t: Date) -> NodeInfo? {
+        id == local.id ? localSnapshot(at: t) : peers[id]
+    }
+
     mutating func setEpoch(_ e: UInt64) {
         epoch = e
         local.epoch = e
+    }
+
+    mutating func setAddr(_ addr: String, of id: String, at t: Date) {
+        if id == local.id {
+            guard local.addr != addr else { return }
+            local.addr = addr
+            let snapshot = localSnapshot(at: t)
+            emit(.addressChanged(snapshot))
+        } else if var n = peers[id], n.addr != addr {
+            n.addr = addr
+            peers[id] = n
+            emit(.addressChanged(n))
+        }
+    }
+
+    /// Queues a change for the observers there are now; nothing without observers.
+    mutating func emit(_ change: MembershipChange) {
+        if !observers.isEmpty { pending.append((change, observers)) }
+    }
+
+    /// True when the caller is to deliver the pending changes (no other thread is at it).
+    mutating func claimDelivery() -> Bool {
+        guard !pending.isEmpty, !delivering else { return false }
+        delivering = true
+        return true
+    }
+
+    /// Applies the primary rule after node `id` was added, removed, or changed role or term (when
+    /// it is or was primary), and finds `primaryID` again. `id` is no longer a member when removed.
+    /// A peer whose claim is older than `primaryTerm` is already recorded as a replica.
+    mutating func primaryClaimChanged(_ id: String, at t: Date) {
+        let claimant = id == local.id ? local : peers[id]
+        if let claimant, claimant.role == .primary, claimant.term > primaryTerm {
+            primaryTerm = claimant.term
+            // Every peer's claim of an older term is stale now.
+            for (peerID, peer) in peers where peer.role == .primary && peer.term < primaryTerm {
+                peers[peerID]?.role = .replica
+            }
+        }
+        var best: (id: String, term: UInt64)? = local.role == .primary ? (local.id, local.term) : nil
+        for (peerID, peer) in peers where peer.role == .primary {
+            if let b = best, b.term > peer.term || (b.term == peer.term && b.id < peerID) { continue }
+            best = (peerID, peer.term)
+        }
+        if best?.id != primaryID {
+            primaryID = best?.id
+            let primary = best.flatMap { snapshot(of: $0.id, at: t) }
+            emit(.primaryChanged(primary))
+        }
     }
 }
 

@@ -57,7 +57,9 @@ public struct AnnouncementMessage: Sendable, Equatable, Codable {
     }
 }
 
-/// Returned from seed nodes (`"node_list"`).
+/// Returned from seed nodes (`"node_list"`). A seed lists as many members as fit in one JSON
+/// line (see `Discovery.nodeList(of:seeds:maxLineBytes:)`); a refusal has no nodes, `success`
+/// false and the reason in `error`.
 public struct DiscoveryResponse: Sendable, Equatable, Codable {
     public var messageType: String
     public var nodes: [NodeInfo]

@@ -151,14 +151,57 @@ import Testing
         try m.addNode(peer("n4", role: .primary, term: 5))
         try m.addNode(peer("n0", role: .candidate, term: 9))  // not a primary
         #expect(m.primary?.id == "n3")
-        m.setLocalRole(.primary)
+        #expect(try m.node("n2").role == .replica)  // deposed by the term-5 claims
+        m.setLocalRole(.primary)  // in term 0: older than n3's, so n3 stays primary
+        #expect(m.primary?.id == "n3")
+        #expect(m.localNode.role == .primary)  // the local role is the election's word
         m.setLocalTerm(5)
         #expect(m.primary?.id == "n1")  // term 5 and the lowest id among n1, n3, n4
         m.setLocalTerm(6)
         #expect(m.primary?.id == "n1")
         #expect(m.primary?.lastSeen == clock.now())
+        #expect(m.nodes(withRole: .primary).map(\.id) == ["n1"])  // n3 and n4 deposed
+        m.setLocalRole(.replica)
+        #expect(m.primary == nil)
+    }
+
+    @Test func aPrimaryWhoseHeartbeatsStoppedStaysPrimaryButNotHealthy() throws {
+        try m.addNode(peer("n2"))
+        try m.recordHeartbeat(from: "n2", seq: 1, epoch: 1, term: 1, lsn: 0, role: .primary)
+        #expect(m.healthyPrimary(timeout: .seconds(5))?.id == "n2")
+        clock.advance(.seconds(5))
+        #expect(m.primary?.id == "n2")  // terms, not clocks, depose a primary
+        #expect(m.healthyPrimary(timeout: .seconds(5)) == nil)
         m.setLocalTerm(2)
-        #expect(m.primary?.id == "n3")
+        m.setLocalRole(.primary)
+        clock.advance(.seconds(60))
+        #expect(m.healthyPrimary(timeout: .seconds(5))?.id == "n1")  // this node is always alive
+        #expect(try m.node("n2").role == .replica)
+    }
+
+    @Test func aPrimaryAddedWithAnOlderTermIsAReplica() throws {
+        try m.addNode(peer("n2", role: .primary, term: 4))
+        try m.addNode(peer("n3", role: .primary, term: 3))
+        #expect(try m.node("n3").role == .replica)
+        try m.updateNodeRole("n3", role: .primary)  // still term 3: a stale claim
+        #expect(try m.node("n3").role == .replica)
+        try m.updateNodeHeartbeat("n3", seq: 1, epoch: 0, term: 5)
+        try m.updateNodeRole("n3", role: .primary)
+        #expect(m.nodes(withRole: .primary).map(\.id) == ["n3"])
+        // A primary's own term moving back (the seed's setter allows it) makes its claim stale.
+        try m.updateNodeHeartbeat("n3", seq: 2, epoch: 0, term: 1)
+        #expect(m.primary == nil)
+    }
+
+    @Test func updateNodeAddr() throws {
+        try m.addNode(peer("n2"))
+        try m.updateNodeAddr("n2", addr: "127.0.0.1:9002")
+        #expect(try m.node("n2").addr == "127.0.0.1:9002")
+        try m.updateNodeAddr("n1", addr: "127.0.0.1:9001")
+        #expect(m.localNode.addr == "127.0.0.1:9001")
+        #expect(throws: ClusterError.nodeNotFound) { try m.updateNodeAddr("n9", addr: "127.0.0.1:1") }
+        #expect(throws: ClusterError.invalidNodeAddr) { try m.updateNodeAddr("n2", addr: "") }
+        #expect(try m.node("n2").addr == "127.0.0.1:9002")
     }
 
     // MARK: - Health, with an injected clock
@@ -221,10 +264,11 @@ import Testing
         #expect(m.localNode.epoch == 3)
     }
 
-    @Test func incrementEpochSaturates() {
-        m.setEpoch(.max - 1)
-        #expect(m.incrementEpoch() == .max)
-        #expect(m.incrementEpoch() == .max)
+    @Test func incrementEpochStopsBelowTheRangeBound() {
+        m.setEpoch(ElectionCore.maxAcceptedTerm - 2)
+        #expect(m.incrementEpoch() == ElectionCore.maxAcceptedTerm - 1)
+        #expect(m.incrementEpoch() == ElectionCore.maxAcceptedTerm - 1)
+        #expect(m.localNode.epoch == ElectionCore.maxAcceptedTerm - 1)
     }
 
     @Test func observeEpochOnlyRaises() {
@@ -238,12 +282,14 @@ import Testing
         #expect(m.incrementEpoch() == 8)
     }
 
-    @Test func setEpochMayLower() {
+    @Test func setEpochOnlyRaises() {
         m.setEpoch(10)
         #expect(m.epoch == 10)
         m.setEpoch(4)
-        #expect(m.epoch == 4)
-        #expect(m.localNode.epoch == 4)
+        #expect(m.epoch == 10)
+        #expect(m.localNode.epoch == 10)
+        m.setEpoch(ElectionCore.maxAcceptedTerm)  // out of range: ignored
+        #expect(m.epoch == 10)
     }
 
     // MARK: - The local node
