@@ -38,9 +38,11 @@ public final class ElectionManager: Sendable {
     public var currentTerm: UInt64 { runtime.publisher.snapshot.withLock { $0.term } }
 
     /// The current leader's id, if one is known (the seed returns "" where this is nil): the
-    /// election's, or where it has learned none, the membership's primary (as the seed's
+    /// election's, or where it has learned none, the membership's live primary (as the seed's
     /// `GetLeaderID` reads the membership).
-    public var leaderID: String? { runtime.publisher.snapshot.withLock { $0.leaderID } ?? membership.primary?.id }
+    public var leaderID: String? {
+        runtime.publisher.snapshot.withLock { $0.leaderID } ?? membership.healthyPrimary(timeout: config.electionTimeout)?.id
+    }
 
     /// This node's election state.
     public var state: ElectionState { runtime.publisher.snapshot.withLock { $0.state } }

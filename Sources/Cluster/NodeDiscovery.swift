@@ -34,9 +34,12 @@ public final class NodeDiscovery: Sendable {
     /// The configured seed addresses (the seed's `GetSeeds`).
     public var seeds: [String] { config.seedNodes }
 
-    /// The seed's `HandleAnnouncement`: registers the announcing node and returns every member.
+    /// The seed's `HandleAnnouncement`: registers the announcing node (validated: see
+    /// `Discovery.answer`) and returns the members that fit in one JSON line. An invalid
+    /// announcement is answered with `success: false` and the reason, as the seed does; it
+    /// never throws.
     public func handleAnnouncement(_ announcement: AnnouncementMessage) throws(ClusterError) -> DiscoveryResponse {
-        try Discovery.handleAnnouncement(announcement, membership: membership)
+        Discovery.answer(announcement, membership: membership, seeds: config.seedNodes)
     }
 
     /// True when at least one seed other than this node answered an announcement recently

@@ -340,16 +340,12 @@ final class NodeRuntime: @unchecked Sendable {
         refreshLSN()
         peerProtocol.sendHeartbeatRound()
         outbox.flush()
-        // TEMPORARY (until membership changes arrive as events): catch up with the membership.
-        if membership.nodeCount != links.peers.count + 1 || links.peers.keys.contains(where: { !membership.contains($0) }) {
-            membersChanged()
-        }
     }
 
     /// The seed's `HandleAnnouncement` (see `Discovery`), answered on a JSON connection; a
     /// refusal is a `node_list` with `success: false` and the reason.
     func handleAnnouncement(_ announcement: AnnouncementMessage) -> DiscoveryResponse {
-        Discovery.answer(announcement, membership: membership)
+        Discovery.answer(announcement, membership: membership, seeds: config.seedNodes)
     }
 
     func status() -> StatusResponse {

@@ -9,19 +9,3 @@ extension UVTCPConnection {
     func closeAfterFlush(timeoutMs: UInt64) { close() }
 }
 
-struct MembershipObserverToken {}
-
-extension ClusterMembership {
-    func addObserver(_ observer: @escaping @Sendable (Int) -> Void) -> MembershipObserverToken { MembershipObserverToken() }
-    func removeObserver(_ token: MembershipObserverToken) {}
-}
-
-extension Discovery {
-    static func answer(_ announcement: AnnouncementMessage, membership: ClusterMembership) -> DiscoveryResponse {
-        do {
-            return try Discovery.handleAnnouncement(announcement, membership: membership)
-        } catch {
-            return DiscoveryResponse(success: false, error: error.description)
-        }
-    }
-}

@@ -1,3 +1,4 @@
+import Foundation
 import ClusterCore
 
 // Helpers for driving election cores directly, with explicit times.
