@@ -146,3 +146,13 @@ struct UVTimerTests {
         #expect(loop.closeStatus == 0)
     }
 }
+
+@Suite("UVLoop signals", .timeLimit(.minutes(1)))
+struct UVSignalTests {
+    @Test("SIGPIPE: a process with SIGPIPE at its default survives writes to a connection its peer closed")
+    func sigpipeDoesNotKillTheProcess() async throws {
+        let child = try #require(executableBesideTests("uv-pipe-check"), "build it first: swift build --build-tests")
+        let outcome = try await runChildWithDefaultSIGPIPE(child, timeoutMs: 30_000)
+        #expect(outcome == .exited(0), "uv-pipe-check \(outcome) (signal 13 is SIGPIPE)")
+    }
+}
