@@ -273,9 +273,6 @@ extension UVLoop {
             finish: { ran in completion(ran ? result.withLock { $0 } : nil) })
         let req = UnsafeMutablePointer<uv_work_t>.allocate(capacity: 1)
         req.pointee.data = Unmanaged.passRetained(item).toOpaque()
-        // Asked for during shutdown: queued all the same, so that the completion still runs
-        // from the loop, but marked so that the pool thread skips the work.
-        if isClosingHandles { item.markCancelled() }
         let status = uv_queue_work(loop, req, { req in
             // On a pool thread. The request stays valid until the after-work callback.
             guard let req, let data = req.pointee.data else { return }
@@ -289,6 +286,9 @@ extension UVLoop {
         precondition(status == 0, "uv_queue_work cannot fail with a work callback: \(status)")
         item.req = req
         poolWork[ObjectIdentifier(item)] = item
+        // Asked for during shutdown: queued all the same, so that the completion runs from the
+        // loop, then cancelled at once (a pool thread that took it already skips the work).
+        if isClosingHandles { item.cancel() }
     }
 }
 
@@ -308,16 +308,11 @@ final class PoolWork: @unchecked Sendable {
         self.finish = finish
     }
 
-    /// Loop thread: the work will be skipped if it has not started.
-    func markCancelled() {
-        state.withLock { $0.cancelled = true }
-    }
-
     /// Loop thread, at shutdown: skips the work if it has not started, and takes the request
     /// back from the pool's queue if it is still there (`uv_cancel`; EBUSY when it is running
     /// or done, which is fine).
     func cancel() {
-        markCancelled()
+        state.withLock { $0.cancelled = true }
         if let req { _ = uv_cancel(clibuv_work_as_req(req)) }
     }
 
