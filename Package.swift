@@ -56,6 +56,8 @@ let package = Package(
             dependencies: ["ClusterSimulation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        // A child process for UVTests: a peer closes mid-write while SIGPIPE is at its default.
+        .executableTarget(name: "uv-pipe-check", dependencies: ["UV"], path: "Sources/UVPipeCheck", swiftSettings: strict),
         .testTarget(name: "UVTests", dependencies: ["UV"], swiftSettings: strict),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: strict),
         .testTarget(name: "ClusterSimulationTests", dependencies: ["ClusterSimulation", "ClusterCore"], swiftSettings: strict),

@@ -18,6 +18,7 @@ static inline uv_stream_t *clibuv_tcp_as_stream(uv_tcp_t *h) { return (uv_stream
 static inline uv_handle_t *clibuv_timer_as_handle(uv_timer_t *h) { return (uv_handle_t *)h; }
 static inline uv_handle_t *clibuv_async_as_handle(uv_async_t *h) { return (uv_handle_t *)h; }
 static inline uv_tcp_t *clibuv_stream_as_tcp(uv_stream_t *s) { return (uv_tcp_t *)s; }
+static inline uv_req_t *clibuv_work_as_req(uv_work_t *r) { return (uv_req_t *)r; }
 
 /* sockaddr_storage is large enough for IPv4 and IPv6; these give it the
  * shapes the socket calls expect. */

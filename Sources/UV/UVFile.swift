@@ -1,16 +1,58 @@
 import CLibUV
 import Glibc
 
-/// Small synchronous file operations on libuv's `uv_fs_*` (no callback: they run on the calling
-/// thread), enough to keep a little state durable.
+/// Small file operations on libuv's `uv_fs_*`, enough to keep a little state durable. The
+/// synchronous ones run on the calling thread (no callback); `writeAtomically(path:bytes:on:
+/// completion:)` runs on libuv's thread pool and reports to the loop.
 ///
-/// Ownership: each call allocates one `uv_fs_t`, cleans it up with `uv_fs_req_cleanup` after every
-/// operation and frees it before returning.
+/// Ownership: each synchronous call allocates one `uv_fs_t`, cleans it up with
+/// `uv_fs_req_cleanup` after every operation and frees it before returning.
 public enum UVFile {
     /// Replaces the file at `path` with `bytes`, durably: write a temporary file beside it,
     /// `fsync` it, `rename` it over `path`, then `fsync` the directory so the rename itself
-    /// survives a crash. A reader sees the old content or the new, never a mix.
+    /// survives a crash. A reader sees the old content or the new, never a mix. Runs on the
+    /// calling thread: on a loop thread it stalls the loop for two fsyncs.
     public static func writeAtomically(path: String, bytes: [UInt8]) throws(UVError) {
+        try writeAtomically(path: path, bytes: bytes, beforeSync: nil)
+    }
+
+    /// Does what `writeAtomically(path:bytes:)` does, on libuv's thread pool, so that the loop
+    /// thread goes on with its other callbacks meanwhile. `completion` runs exactly once, on the
+    /// loop thread: with nil once the new content is durable, or with the error (the file then
+    /// holds its old content or the new). When the loop shuts down before the write has started,
+    /// the write is not done and `completion` gets `ECANCELED`; a write already under way is
+    /// finished first (shutdown waits for it) and reports its outcome. Call it on the loop
+    /// thread.
+    ///
+    /// Ownership: the thread-pool request belongs to `UVLoop.runInThreadPool`; the worker owns a
+    /// copy of `bytes` and its own `uv_fs_t` (as the synchronous call does).
+    public static func writeAtomically(path: String, bytes: [UInt8], on loop: UVLoop, completion: @escaping (UVError?) -> Void) {
+        writeAtomically(path: path, bytes: bytes, on: loop, beforeSync: nil, completion: completion)
+    }
+
+    /// `writeAtomically(path:bytes:on:completion:)` with a test hook: `beforeSync` runs on the
+    /// pool thread after the bytes are written and before the first fsync.
+    package static func writeAtomically(
+        path: String, bytes: [UInt8], on loop: UVLoop, beforeSync: (@Sendable () -> Void)?,
+        completion: @escaping (UVError?) -> Void
+    ) {
+        loop.runInThreadPool({ () -> Result<Void, UVError> in
+            do throws(UVError) {
+                try writeAtomically(path: path, bytes: bytes, beforeSync: beforeSync)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }, completion: { outcome in
+            switch outcome {
+            case .success?: completion(nil)
+            case .failure(let error)?: completion(error)
+            case nil: completion(UVError(code: UVError.canceled, operation: "write \(path) (loop is shutting down)"))
+            }
+        })
+    }
+
+    static func writeAtomically(path: String, bytes: [UInt8], beforeSync: (@Sendable () -> Void)?) throws(UVError) {
         let temp = path + ".tmp"
         let req = UnsafeMutablePointer<uv_fs_t>.allocate(capacity: 1)
         defer { req.deallocate() }
@@ -35,6 +77,7 @@ public enum UVFile {
             if written == 0 { throw UVError(code: UV_EIO.rawValue, operation: "write \(temp): no progress") }
             offset += Int(written)
         }
+        beforeSync?()
         _ = try run("fsync \(temp)") { uv_fs_fsync(nil, req, fd, nil) }
         closed = true
         _ = try run("close \(temp)") { uv_fs_close(nil, req, fd, nil) }

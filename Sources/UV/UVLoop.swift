@@ -1,4 +1,5 @@
 import CLibUV
+import Glibc
 
 /// A libuv event loop running on a thread of its own.
 ///
@@ -8,14 +9,27 @@ import CLibUV
 /// the loop's thread only, which is why those types are not `Sendable`.
 ///
 /// `shutdown()` runs the work already queued, closes every handle still open with `uv_close`,
-/// lets their close callbacks free them, closes the loop (`uv_loop_close` must return 0:
-/// `closeStatus`) and joins the thread.
+/// cancels thread-pool work that has not started, lets the close callbacks free the handles,
+/// closes the loop (`uv_loop_close` must return 0: `closeStatus`) and joins the thread.
+///
+/// SIGPIPE: the loop thread blocks SIGPIPE in its own signal mask when it starts. On Linux libuv
+/// writes to sockets with plain `write`, and a write to a connection the peer has closed raises
+/// SIGPIPE, whose default action ends the whole process. The kernel directs that signal at the
+/// writing thread; blocked there, it stays pending on that thread (and is dropped when the thread
+/// ends) while the write fails with `EPIPE`, which the connection reports like any write error.
+/// The process-wide disposition is left as the application set it.
 ///
 /// Ownership:
 /// - `loop` (the `uv_loop_t`) is allocated in `init`, closed on the loop thread when `uv_run`
 ///   returns, and freed in `deinit`.
 /// - `async` (the `uv_async_t`) is allocated in `init` and freed in its close callback during
-///   shutdown. Its `data` is this object, unretained: the thread keeps the object alive.
+///   shutdown. Its `data` is this object, unretained: the thread keeps the object alive. Every
+///   `uv_async_send` happens under the `shared` lock while the phase is not `.stopped`, and the
+///   phase becomes `.stopped` under that lock before `uv_close`: no send can reach it once it is
+///   closing or freed.
+/// - `readBuffer`, the one read buffer of all the loop's connections, is allocated on first use
+///   and freed in `deinit`.
+/// - Thread-pool requests (`uv_work_t`) are owned by `runInThreadPool`; see there.
 /// - The thread holds a retained reference to this object from `init` until it ends.
 public final class UVLoop: @unchecked Sendable {
     private enum Phase { case running, stopping, stopped }
@@ -36,6 +50,13 @@ public final class UVLoop: @unchecked Sendable {
     private let joinLock = UVMutex()
     /// Loop-thread state: set once shutdown has begun closing handles; no new handles then.
     var isClosingHandles = false
+    /// Loop-thread state: thread-pool work not yet completed, by identity, for cancellation at
+    /// shutdown.
+    private var poolWork: [ObjectIdentifier: PoolWork] = [:]
+    /// The read buffer shared by every connection of this loop (see `sharedReadBuffer()`).
+    private var readBuffer: UnsafeMutableRawBufferPointer?
+    /// How many read buffers this loop has allocated (at most one). Loop thread only.
+    package private(set) var readBuffersAllocated = 0
     /// The name given at `init`, for diagnostics.
     public let name: String
     /// What `uv_loop_close` returned at shutdown: 0 when nothing was left open. Read it after
@@ -74,12 +95,18 @@ public final class UVLoop: @unchecked Sendable {
 
     deinit {
         // Only reached after the thread has ended (it holds a reference until then).
+        readBuffer?.deallocate()
         loop.deallocate()
         thread.deallocate()
         started.deallocate()
     }
 
     private func runOnThread() {
+        var pipe = sigset_t()
+        sigemptyset(&pipe)
+        sigaddset(&pipe, SIGPIPE)
+        let masked = pthread_sigmask(SIG_BLOCK, &pipe, nil)
+        precondition(masked == 0, "pthread_sigmask: \(masked)")
         loopThread = uv_thread_self()
         uv_sem_post(started)
         uv_run(loop, UV_RUN_DEFAULT)
@@ -104,20 +131,22 @@ public final class UVLoop: @unchecked Sendable {
         precondition(inEventLoop, "not on the event loop thread of \(name)", file: file, line: line)
     }
 
-    /// Hands `work` to the loop thread, from any thread. Returns false (and drops the work) once
-    /// shutdown has begun.
+    /// Hands `work` to the loop thread, from any thread, at any time. Returns false (and drops
+    /// the work) once shutdown has begun; after it has returned true the work runs, before the
+    /// loop closes.
     @discardableResult
     public func execute(_ work: @escaping @Sendable () -> Void) -> Bool {
-        let wake: Bool? = shared.withLock { s in
-            guard s.phase == .running else { return nil }
+        shared.withLock { s in
+            guard s.phase == .running else { return false }
             s.queue.append(work)
-            if s.wakePending { return false }
-            s.wakePending = true
+            if !s.wakePending {
+                s.wakePending = true
+                // Under the lock: `closeEverything` closes `async` only after setting `.stopped`
+                // under this lock. One send per drain, so the lock is rarely held across it.
+                uv_async_send(async)
+            }
             return true
         }
-        guard let wake else { return false }
-        if wake { uv_async_send(async) }
-        return true
     }
 
     /// Runs `work` on the loop thread and waits for its result (at once when called on the loop
@@ -161,12 +190,11 @@ public final class UVLoop: @unchecked Sendable {
     /// joins its thread. Idempotent. Must not be called on the loop thread.
     public func shutdown() {
         precondition(!inEventLoop, "shutdown() would join its own thread")
-        let wake = shared.withLock { s -> Bool in
-            guard s.phase == .running else { return false }
+        shared.withLock { s in
+            guard s.phase == .running else { return }
             s.phase = .stopping
-            return true
+            uv_async_send(async)  // under the lock, as in `execute`
         }
-        if wake { uv_async_send(async) }
         joinLock.withLock {
             guard !joined else { return }
             uv_thread_join(thread)
@@ -191,6 +219,9 @@ public final class UVLoop: @unchecked Sendable {
             s.queue.removeAll()
         }
         isClosingHandles = true
+        // Thread-pool work that has not started is cancelled (its completion reports ECANCELED);
+        // work already running finishes and reports its outcome.
+        for work in poolWork.values { work.cancel() }
         // Close the wrappers first (their close callbacks free them), then the wake-up handle.
         uv_walk(loop, { handle, _ in
             guard let handle, uv_is_closing(handle) == 0, let data = handle.pointee.data else { return }
@@ -200,6 +231,107 @@ public final class UVLoop: @unchecked Sendable {
         uv_close(clibuv_async_as_handle(async)) { handle in
             UnsafeMutableRawPointer(handle!).assumingMemoryBound(to: uv_async_t.self).deallocate()
         }
+    }
+}
+
+extension UVLoop {
+    /// The read buffer every connection of this loop reads into, allocated on first use.
+    ///
+    /// One buffer serves all connections because a loop reads one stream at a time, on its one
+    /// thread: libuv calls a stream's alloc callback, reads into the buffer and calls its read
+    /// callback before it reads from anything else, and the connection hands the bytes to its
+    /// owner as a `RawSpan`, which cannot outlive that callback. So the buffer is free again
+    /// before the next alloc callback, whichever connection that is for.
+    fileprivate func poolWorkCompleted(_ item: PoolWork) {
+        poolWork[ObjectIdentifier(item)] = nil
+    }
+
+    func sharedReadBuffer() -> UnsafeMutableRawBufferPointer {
+        if let readBuffer { return readBuffer }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: UVTCPConnection.readBufferSize, alignment: 16)
+        readBuffer = buffer
+        readBuffersAllocated += 1
+        return buffer
+    }
+
+    /// Runs `work` on libuv's thread pool (`uv_queue_work`) and then `completion` on the loop
+    /// thread, exactly once: with the work's result, or with nil when the work did not run
+    /// because the loop is shutting down (cancelled before it started, or asked for after
+    /// shutdown began). Loop thread only. Shutdown waits for work that has started.
+    ///
+    /// Ownership: one `uv_work_t` is allocated per call; its `data` holds a retained `PoolWork`,
+    /// which the loop also lists in `poolWork` until it completes. libuv calls the after-work
+    /// callback exactly once (with `ECANCELED` when `uv_cancel` took the request back); that
+    /// callback takes the retained reference back, removes the entry, frees the request and
+    /// only then calls `completion`.
+    func runInThreadPool<T: Sendable>(_ work: @escaping @Sendable () -> T, completion: @escaping (T?) -> Void) {
+        preconditionInEventLoop()
+        let result = UVLocked<T?>(nil)
+        let item = PoolWork(
+            loop: self,
+            run: { result.withLock { $0 = work() } },
+            finish: { ran in completion(ran ? result.withLock { $0 } : nil) })
+        let req = UnsafeMutablePointer<uv_work_t>.allocate(capacity: 1)
+        req.pointee.data = Unmanaged.passRetained(item).toOpaque()
+        let status = uv_queue_work(loop, req, { req in
+            // On a pool thread. The request stays valid until the after-work callback.
+            guard let req, let data = req.pointee.data else { return }
+            Unmanaged<PoolWork>.fromOpaque(data).takeUnretainedValue().runUnlessCancelled()
+        }, { req, status in
+            guard let req, let data = req.pointee.data else { return }
+            let item = Unmanaged<PoolWork>.fromOpaque(data).takeRetainedValue()
+            req.deallocate()
+            item.complete(status: status)
+        })
+        precondition(status == 0, "uv_queue_work cannot fail with a work callback: \(status)")
+        item.req = req
+        poolWork[ObjectIdentifier(item)] = item
+        // Asked for during shutdown: queued all the same, so that the completion runs from the
+        // loop, then cancelled at once (a pool thread that took it already skips the work).
+        if isClosingHandles { item.cancel() }
+    }
+}
+
+/// One piece of thread-pool work (see `UVLoop.runInThreadPool`).
+final class PoolWork: @unchecked Sendable {
+    private let loop: UVLoop
+    private let run: @Sendable () -> Void
+    private let finish: (Bool) -> Void  // loop thread only
+    /// The queued request, until the after-work callback. Loop thread only.
+    fileprivate var req: UnsafeMutablePointer<uv_work_t>?
+    /// Written on the loop thread, read on the pool thread.
+    private let state = UVLocked<(cancelled: Bool, ran: Bool)>((false, false))
+
+    init(loop: UVLoop, run: @escaping @Sendable () -> Void, finish: @escaping (Bool) -> Void) {
+        self.loop = loop
+        self.run = run
+        self.finish = finish
+    }
+
+    /// Loop thread, at shutdown: skips the work if it has not started, and takes the request
+    /// back from the pool's queue if it is still there (`uv_cancel`; EBUSY when it is running
+    /// or done, which is fine).
+    func cancel() {
+        state.withLock { $0.cancelled = true }
+        if let req { _ = uv_cancel(clibuv_work_as_req(req)) }
+    }
+
+    /// Pool thread.
+    func runUnlessCancelled() {
+        let go = state.withLock { s -> Bool in
+            guard !s.cancelled else { return false }
+            s.ran = true
+            return true
+        }
+        if go { run() }
+    }
+
+    /// Loop thread, once, from the after-work callback.
+    func complete(status: Int32) {
+        req = nil
+        loop.poolWorkCompleted(self)
+        let ran = state.withLock { $0.ran }
+        finish(ran && status == 0)
     }
 }
 

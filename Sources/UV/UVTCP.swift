@@ -118,19 +118,26 @@ public final class UVTCPListener: UVHandle {
 /// One TCP connection, accepted or dialled. Loop thread only.
 ///
 /// Reading delivers each chunk as a `RawSpan` that is valid only during the callback (it views
-/// the connection's own read buffer, reused for every read). Writes copy nothing when the kernel
-/// takes all the bytes at once (`uv_try_write`); otherwise the rest is copied into one heap block
-/// with its `uv_write_t` and queued, preserving order. `writeQueueSize` shows the bytes queued,
-/// so callers can apply back-pressure.
+/// the loop's one read buffer, shared by all its connections: see `UVLoop.sharedReadBuffer`).
+/// Reading can be paused and resumed with the same callbacks (`pauseReading`, `resumeReading`).
 ///
-/// Ownership: `tcp` and `readBuffer` are allocated in `init` and freed in the close callback
-/// (`didClose`). Each queued write owns one heap block holding its `uv_write_t` and its bytes,
-/// freed in the write callback; connect and shutdown requests are heap-allocated likewise and
-/// freed in their callbacks. Those callbacks run (with `ECANCELED` if need be) before the close
-/// callback, so the connection outlives them.
+/// Writes copy nothing when the kernel takes all the bytes at once (`uv_try_write`); otherwise
+/// the rest is copied into one heap block with its `uv_write_t` and queued, preserving order.
+/// `writeQueueSize` shows the bytes queued, and `onWriteDrained` says when a queue has drained,
+/// so callers can apply back-pressure. A write error closes the connection.
+///
+/// Closing: `close()` closes at once and drops what is queued; `closeAfterFlush(timeoutMs:)`
+/// sends what is queued, then FIN, then closes. Every callback of the connection is released
+/// when it closes, so closures that capture the connection do not keep it alive.
+///
+/// Ownership: `tcp` is allocated in `init` and freed in the close callback (`didClose`). Each
+/// queued write owns one heap block holding its `uv_write_t` and its bytes, freed in the write
+/// callback; connect and shutdown requests are heap-allocated likewise and freed in their
+/// callbacks (a shutdown request's `data` holds a retained box with its completion, released
+/// there). Those callbacks run (with `ECANCELED` if need be) before the close callback, so the
+/// connection outlives them. The read buffer belongs to the loop.
 public final class UVTCPConnection: UVHandle {
     private let tcp: UnsafeMutablePointer<uv_tcp_t>
-    private let readBuffer: UnsafeMutableRawBufferPointer
     var stream: UnsafeMutablePointer<uv_stream_t> { clibuv_tcp_as_stream(tcp) }
 
     private var onRead: ((RawSpan) -> Void)?
@@ -139,17 +146,36 @@ public final class UVTCPConnection: UVHandle {
     private var connectTimer: UVTimer?
     private var connectTimedOut = false
     private var connectOperation = ""
+    /// True once reading has ended (EOF or error): it cannot be resumed.
+    private var readingEnded = false
+    /// True once a shutdown request was accepted: no more writes.
+    private var writesShutDown = false
+    /// True while a shutdown request is pending.
+    private var shutdownPending = false
+    /// True once `closeAfterFlush` has begun; `flushTimer` is its fallback.
+    private var flushing = false
+    private var flushTimer: UVTimer?
+    /// True when a write was queued since `onWriteDrained` last ran.
+    private var drainArmed = false
     /// Called once, from the close callback, whoever closed the connection.
     public var onClose: (() -> Void)?
+    /// Called on the loop when queued writes have drained: after a write that had to be queued
+    /// completes and `writeQueueSize` is then at most `writeLowWaterMark`. It runs once per such
+    /// drain (again only after another write has been queued), never for writes the kernel took
+    /// at once, and never after `close()`.
+    public var onWriteDrained: (() -> Void)?
+    /// The queue size, in bytes, at or below which `onWriteDrained` runs. 0 (the default): the
+    /// queue is empty.
+    public var writeLowWaterMark = 0
     /// True once connected (dialled and established, or accepted).
     public private(set) var isConnected = false
-    /// True while reading.
+    /// True while reading (false while paused).
     public private(set) var isReading = false
     /// The first write error seen (the connection is closed when one happens).
     public private(set) var writeError: UVError?
     /// Bytes handed to `write` so far, and bytes the kernel has taken.
     public private(set) var bytesQueued: UInt64 = 0
-    /// The size of the read buffer each chunk is read into.
+    /// The size of the read buffer each chunk is read into (one per loop).
     public static let readBufferSize = 64 * 1024
 
     init(loop: UVLoop) throws(UVError) {
@@ -160,7 +186,6 @@ public final class UVTCPConnection: UVHandle {
             tcp.deallocate()
             throw UVError(code: status, operation: "uv_tcp_init")
         }
-        readBuffer = .allocate(byteCount: Self.readBufferSize, alignment: 16)
         super.init(loop: loop, handle: clibuv_tcp_as_handle(tcp))
         retainUntilClosed()
     }
@@ -229,18 +254,30 @@ public final class UVTCPConnection: UVHandle {
         }
     }
 
+    // MARK: Reading
+
     /// Starts reading. `onRead` gets each chunk (valid only during the call); `onEnd` runs once
     /// when reading ends: with nil when the peer half-closed (EOF; the connection stays open for
-    /// writing), or with the error (the connection is then closed).
+    /// writing), or with the error (the connection is then closed). Called again, it replaces
+    /// the callbacks.
     public func startReading(onRead: @escaping (RawSpan) -> Void, onEnd: @escaping (UVError?) -> Void) throws(UVError) {
         loop.preconditionInEventLoop()
-        guard !isClosing else { throw UVError(code: UVError.notConnected, operation: "read on a closed connection") }
+        guard !isClosing, !flushing else { throw UVError(code: UVError.notConnected, operation: "read on a closed connection") }
         self.onRead = onRead
         self.onEnd = onEnd
-        let status = uv_read_start(stream, { handle, _, buf in
+        if isReading { return }
+        try UVError.check(startUVRead(), "uv_read_start")
+        isReading = true
+    }
+
+    /// `uv_read_start` with this connection's callbacks: the alloc callback hands out the loop's
+    /// shared read buffer, the read callback delivers what was read into it.
+    private func startUVRead() -> Int32 {
+        uv_read_start(stream, { handle, _, buf in
             guard let handle, let buf, let data = handle.pointee.data else { return }
             let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVTCPConnection.self)
-            buf.pointee = uv_buf_init(me.readBuffer.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(me.readBuffer.count))
+            let buffer = me.loop.sharedReadBuffer()
+            buf.pointee = uv_buf_init(buffer.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(buffer.count))
         }, { stream, nread, _ in
             guard let stream, let data = stream.pointee.data else { return }
             let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVTCPConnection.self)
@@ -250,19 +287,19 @@ public final class UVTCPConnection: UVHandle {
                 me.readEnded(status: Int32(nread))
             }
         })
-        try UVError.check(status, "uv_read_start")
-        isReading = true
     }
 
     private func deliver(count: Int) {
-        guard let onRead, !isClosing else { return }
-        let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(readBuffer)[0..<count])
+        // While flushing to close, input is read and dropped (see `closeAfterFlush`).
+        guard let onRead, !isClosing, !flushing else { return }
+        let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(loop.sharedReadBuffer())[0..<count])
         onRead(RawSpan(_unsafeBytes: bytes))
     }
 
     private func readEnded(status: Int32) {
         uv_read_stop(stream)
         isReading = false
+        readingEnded = true
         let end = onEnd
         onRead = nil
         onEnd = nil
@@ -274,21 +311,46 @@ public final class UVTCPConnection: UVHandle {
         }
     }
 
-    /// Stops reading (it can be started again).
-    public func stopReading() {
+    /// Pauses reading: no more `onRead` until `resumeReading()`; the kernel buffers what
+    /// arrives, and once its buffer is full the peer's sends stall (TCP flow control). Keeps the
+    /// callbacks given to `startReading`.
+    public func pauseReading() {
         loop.preconditionInEventLoop()
         guard !isClosing, isReading else { return }
         uv_read_stop(stream)
         isReading = false
     }
 
+    /// Resumes reading with the callbacks given to `startReading`. Does nothing while reading,
+    /// before `startReading`, after reading has ended (EOF or error), after `closeAfterFlush`
+    /// or once closed. If libuv refuses, reading ends with that error (`onEnd`) and the
+    /// connection is closed.
+    public func resumeReading() {
+        loop.preconditionInEventLoop()
+        guard !isClosing, !flushing, !isReading, !readingEnded, onRead != nil else { return }
+        let status = startUVRead()
+        if status < 0 {
+            readEnded(status: status)
+        } else {
+            isReading = true
+        }
+    }
+
+    /// Stops reading; `resumeReading()` or `startReading` starts it again. The same as
+    /// `pauseReading()`.
+    public func stopReading() {
+        pauseReading()
+    }
+
+    // MARK: Writing
+
     /// Bytes queued in libuv and not yet taken by the kernel.
     public var writeQueueSize: Int {
         isClosing ? 0 : Int(uv_stream_get_write_queue_size(stream))
     }
 
-    /// Writes `bytes`, in order with earlier writes. Throws when the connection is closed or the
-    /// kernel refused; such an error also closes the connection.
+    /// Writes `bytes`, in order with earlier writes. Throws when the connection is closed or
+    /// shut down for writing; when the kernel refuses, throws and closes the connection.
     public func write(_ bytes: [UInt8]) throws(UVError) {
         if let error = bytes.withUnsafeBytes({ raw in writeReporting(raw: raw) }) { throw error }
     }
@@ -320,8 +382,14 @@ public final class UVTCPConnection: UVHandle {
         loop.preconditionInEventLoop()
         if let writeError { throw writeError }
         guard !isClosing, isConnected else { throw UVError(code: UVError.notConnected, operation: "write") }
+        // After a shutdown, libuv would refuse the write with EPIPE and the connection would be
+        // closed, dropping the output still queued: refuse it here instead.
+        guard !writesShutDown else { throw UVError(code: UVError.brokenPipe, operation: "write after shutdown") }
         let count = raw.count
         guard count > 0, let base = raw.baseAddress else { return }
+        guard count <= Int(UInt32.max) else {
+            throw UVError(code: UVError.invalidArgument, operation: "write of \(count) bytes (at most \(UInt32.max) at once)")
+        }
         bytesQueued &+= UInt64(count)
         var sent = 0
         var buf = uv_buf_init(UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: CChar.self)), UInt32(count))
@@ -341,9 +409,9 @@ public final class UVTCPConnection: UVHandle {
         buf = uv_buf_init(data.assumingMemoryBound(to: CChar.self), UInt32(rest))
         let status = uv_write(req, stream, &buf, 1) { req, status in
             guard let req else { return }
-            if status < 0, status != UVError.canceled, let handle = req.pointee.handle, let data = handle.pointee.data {
+            if let handle = req.pointee.handle, let data = handle.pointee.data {
                 let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVTCPConnection.self)
-                me.fail(UVError(code: status, operation: "write"))
+                me.writeFinished(status: status)
             }
             UnsafeMutableRawPointer(req).deallocate()
         }
@@ -352,6 +420,18 @@ public final class UVTCPConnection: UVHandle {
             fail(UVError(code: status, operation: "write"))
             throw writeError!
         }
+        drainArmed = true
+    }
+
+    /// A queued write's callback.
+    private func writeFinished(status: Int32) {
+        if status < 0 {
+            if status != UVError.canceled { fail(UVError(code: status, operation: "write")) }
+            return
+        }
+        guard !isClosing, drainArmed, writeQueueSize <= writeLowWaterMark else { return }
+        drainArmed = false
+        onWriteDrained?()
     }
 
     private func fail(_ error: UVError) {
@@ -373,15 +453,96 @@ public final class UVTCPConnection: UVHandle {
         let status = uv_shutdown(req, stream) { req, status in
             guard let req else { return }
             let box = Unmanaged<Box>.fromOpaque(req.pointee.data!).takeRetainedValue()
+            let handle = req.pointee.handle
             req.deallocate()
             box.completion?(status < 0 ? UVError(code: status, operation: "shutdown") : nil)
+            if let handle, let data = handle.pointee.data {
+                let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVTCPConnection.self)
+                me.shutdownFinished()
+            }
         }
         if status < 0 {
             Unmanaged<Box>.fromOpaque(req.pointee.data!).release()
             req.deallocate()
             completion?(UVError(code: status, operation: "shutdown"))
+            return
         }
+        writesShutDown = true
+        shutdownPending = true
     }
+
+    private func shutdownFinished() {
+        shutdownPending = false
+        if flushing { close() }
+    }
+
+    /// Closes gracefully: what is queued is sent, then FIN, then the connection is closed; if
+    /// that has not happened within `timeoutMs` (a peer that does not read), it is closed anyway,
+    /// dropping the rest. From the call on, writes are refused and `onRead`/`onEnd` are not
+    /// called; input is still read and dropped, because closing a socket with unread input makes
+    /// the kernel send a reset instead of FIN, which can destroy output not yet delivered. (Input
+    /// that arrives after the close resets the connection all the same.) Idempotent; `close()`
+    /// afterwards closes at once. A connection that is not connected yet is closed at once.
+    public func closeAfterFlush(timeoutMs: UInt64) {
+        loop.preconditionInEventLoop()
+        guard !isClosing, !flushing else { return }
+        guard isConnected else { return close() }
+        flushing = true
+        onRead = nil
+        onEnd = nil
+        if !isReading && !readingEnded && startUVRead() == 0 { isReading = true }
+        do {
+            let timer = try UVTimer(loop: loop)
+            flushTimer = timer
+            try timer.start(timeoutMs: timeoutMs) { [unowned self] in close() }
+        } catch {
+            return close()
+        }
+        if shutdownPending { return }  // an earlier shutdown() is under way: close from its callback
+        if writesShutDown { return close() }  // shut down already: FIN follows what was queued
+        shutdown()
+        if !shutdownPending { close() }  // refused (the error was reported to no one): close now
+    }
+
+    // MARK: Socket options
+
+    /// Sets the socket's send buffer size (`SO_SNDBUF` via `uv_send_buffer_size`; Linux doubles
+    /// the value and enforces a minimum). `bytes` must be positive.
+    public func setSendBufferSize(_ bytes: Int32) throws(UVError) {
+        try setBufferSize(bytes, "uv_send_buffer_size", uv_send_buffer_size)
+    }
+
+    /// Sets the socket's receive buffer size (`SO_RCVBUF` via `uv_recv_buffer_size`; Linux
+    /// doubles the value and enforces a minimum). `bytes` must be positive.
+    public func setReceiveBufferSize(_ bytes: Int32) throws(UVError) {
+        try setBufferSize(bytes, "uv_recv_buffer_size", uv_recv_buffer_size)
+    }
+
+    /// The socket's send buffer size as the kernel reports it, or nil once closed.
+    public var sendBufferSize: Int32? { bufferSize(uv_send_buffer_size) }
+
+    /// The socket's receive buffer size as the kernel reports it, or nil once closed.
+    public var receiveBufferSize: Int32? { bufferSize(uv_recv_buffer_size) }
+
+    private func setBufferSize(
+        _ bytes: Int32, _ name: String,
+        _ call: (UnsafeMutablePointer<uv_handle_t>, UnsafeMutablePointer<Int32>) -> Int32
+    ) throws(UVError) {
+        loop.preconditionInEventLoop()
+        guard bytes > 0 else { throw UVError(code: UVError.invalidArgument, operation: "\(name) \(bytes)") }
+        guard !isClosing else { throw UVError(code: UVError.notConnected, operation: name) }
+        var value = bytes
+        try UVError.check(call(handle, &value), name)
+    }
+
+    private func bufferSize(_ call: (UnsafeMutablePointer<uv_handle_t>, UnsafeMutablePointer<Int32>) -> Int32) -> Int32? {
+        loop.preconditionInEventLoop()
+        guard !isClosing else { return nil }
+        var value: Int32 = 0  // 0 asks for the current size
+        return call(handle, &value) == 0 ? value : nil
+    }
+
+    // MARK: Addresses
 
     /// The peer's address, if connected.
     public var peerAddress: UVSocketAddress? {
@@ -406,12 +567,14 @@ public final class UVTCPConnection: UVHandle {
         isReading = false
         onRead = nil
         onEnd = nil
+        onWriteDrained = nil
         connectTimer?.close()
         connectTimer = nil
+        flushTimer?.close()
+        flushTimer = nil
     }
 
     override func didClose() {
-        readBuffer.deallocate()
         tcp.deallocate()
         let callback = onClose
         onClose = nil

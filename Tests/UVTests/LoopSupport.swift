@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import UV
 
@@ -27,4 +28,18 @@ func pattern(count: Int, seed: UInt8) -> [UInt8] {
         out[i] = UInt8(truncatingIfNeeded: x >> 16)
     }
     return out
+}
+
+/// Runs `body(i)` for i in 0..<count, each on a thread of its own (not the cooperative pool, so
+/// that they may block), and returns once all have finished.
+func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let left = UVLocked(count)
+        for i in 0..<count {
+            Thread {
+                body(i)
+                if left.withLock({ n -> Bool in n -= 1; return n == 0 }) { continuation.resume() }
+            }.start()
+        }
+    }
 }

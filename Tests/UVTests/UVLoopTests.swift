@@ -61,6 +61,40 @@ struct UVLoopTests {
         #expect(loop.closeStatus == 0)
     }
 
+    @Test("shutdown races: execute and executeAndWait from several threads while another thread shuts the loop down")
+    func executeDuringShutdown() async throws {
+        // Each round: three threads hand work to the loop as fast as they can until it refuses;
+        // a fourth shuts the loop down once they are under way. Work accepted must run; nothing
+        // may touch the loop's wake-up handle after it is freed (ASan and TSan check that).
+        for round in 0..<300 {
+            let loop = try UVLoop(name: "race-\(round)")
+            let accepted = UVLocked(0)
+            let ran = UVLocked(0)
+            let underWay = UVSemaphore()
+            await onThreads(4) { t in
+                if t == 3 {
+                    underWay.wait()
+                    loop.shutdown()
+                    return
+                }
+                for i in 0..<20_000 {
+                    if i == 100 && t == 0 { underWay.signal() }
+                    if i % 50 == 49 {
+                        guard loop.executeAndWait({ ran.withLock { $0 += 1 } }) != nil else { break }
+                        accepted.withLock { $0 += 1 }
+                    } else {
+                        guard loop.execute({ ran.withLock { $0 += 1 } }) else { break }
+                        accepted.withLock { $0 += 1 }
+                    }
+                }
+            }
+            #expect(loop.execute {} == false)
+            #expect(loop.executeAndWait { 1 } == nil)
+            #expect(ran.withLock { $0 } == accepted.withLock { $0 })
+            #expect(loop.closeStatus == 0)
+        }
+    }
+
     @Test("work queued before shutdown still runs")
     func queuedWorkRunsBeforeShutdown() async throws {
         let loop = try UVLoop()
@@ -144,5 +178,15 @@ struct UVTimerTests {
         #expect(handles == 0)
         loop.shutdown()
         #expect(loop.closeStatus == 0)
+    }
+}
+
+@Suite("UVLoop signals", .timeLimit(.minutes(1)))
+struct UVSignalTests {
+    @Test("SIGPIPE: a process with SIGPIPE at its default survives writes to a connection its peer closed")
+    func sigpipeDoesNotKillTheProcess() async throws {
+        let child = try #require(executableBesideTests("uv-pipe-check"), "build it first: swift build --build-tests")
+        let outcome = try await runChildWithDefaultSIGPIPE(child, timeoutMs: 30_000)
+        #expect(outcome == .exited(0), "uv-pipe-check \(outcome) (signal 13 is SIGPIPE)")
     }
 }
