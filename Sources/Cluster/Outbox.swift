@@ -95,6 +95,7 @@ final class Outbox {
         link.readingPaused = true
         readsPaused &+= 1
         link.conn.pauseReading()
+        link.conn.writeLowWaterMark = softLimit / 2
         link.conn.onWriteDrained = { [weak link] in
             guard let link, !link.isClosed, link.readingPaused else { return }
             link.readingPaused = false

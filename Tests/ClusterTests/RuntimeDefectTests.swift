@@ -65,7 +65,7 @@ struct RuntimeDefectTests {
 
     @Test("a hello naming a member whose link is live does not take that link over")
     func helloDoesNotTakeOverALiveLink() async throws {
-        let (node, port) = try soloNode(members: ["f": nowhere], heartbeat: .milliseconds(20))
+        let (node, port) = try soloNode(members: ["f": nowhere], electionTimeout: .seconds(30), heartbeat: .milliseconds(20))
         defer { try? node.stop() }
         let real = try await WireClient.connect(port: port)
         real.hello(as: "f")
