@@ -219,6 +219,10 @@ final class LinkTable {
     }
 
     private func startReading(_ link: Link) {
+        if let bytes = node.options.socketBufferBytes {
+            try? link.conn.setSendBufferSize(bytes)
+            try? link.conn.setReceiveBufferSize(bytes)
+        }
         do {
             try link.conn.startReading(onRead: { [weak self, weak link] bytes in
                 guard let self, let link, !link.isClosed else { return }

@@ -22,6 +22,9 @@ public struct NodeOptions: Sendable {
     public var maxQueuedBytesHard: Int
     /// A JSON client that sends nothing for this long is disconnected.
     public var clientIdleTimeout: Duration
+    /// The kernel's send and receive buffer size for every connection (`SO_SNDBUF`,
+    /// `SO_RCVBUF`); nil: the system's default. Small buffers make back-pressure show early.
+    public var socketBufferBytes: Int32?
     /// How often `NodeDiscovery` announces this node to each seed; nil: 5 × the heartbeat
     /// interval.
     public var announceInterval: Duration?

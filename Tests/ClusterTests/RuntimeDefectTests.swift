@@ -191,3 +191,106 @@ struct RuntimeDefectTests {
         #expect(alive)
     }
 }
+
+/// Issue 6 #6, #8 and #15 at the node's port: write limits, closing, voters.
+@Suite("Runtime limits", .timeLimit(.minutes(1)))
+struct RuntimeLimitTests {
+    @Test("a client that sends status lines and never reads makes the node pause reading, not grow; resumed, it loses nothing (issue 6 #6)")
+    func statusFloodWithoutReadingIsBounded() async throws {
+        var options = NodeOptions(logger: quietLogger)
+        options.maxQueuedBytes = 64 << 10
+        options.maxQueuedBytesHard = 64 << 20
+        options.socketBufferBytes = 8 << 10
+        let (node, port) = try soloNode(options: options)
+        defer { try? node.stop() }
+        let client = try await WireClient.connect(port: port, json: true)
+        client.setBuffers(8 << 10)
+        client.stopReading()
+        let count = 5_000
+        client.send(Array(String(repeating: #"{"message_type":"status"}"# + "\n", count: count).utf8))
+        #expect(await eventually(timeout: .seconds(10)) { node.stats.readsPaused >= 1 })
+        // The node stopped reading: its backlog stays near the soft limit, far below the hard one.
+        #expect(node.stats.writeOverflows == 0)
+        #expect(node.stats.openConnections == 1)
+        // Another client is served meanwhile.
+        let other = try await WireClient.connect(port: port, json: true)
+        other.send(line: #"{"message_type":"status"}"#)
+        #expect(await other.wait(timeout: .seconds(5)) { !$0.lines.isEmpty })
+        client.resumeReading()
+        #expect(await client.wait(timeout: .seconds(30)) { $0.lines.count >= count })
+        #expect(client.current.lines.allSatisfy { $0.contains(#""message_type":"status_response""#) })
+    }
+
+    @Test("a client over the hard limit is closed (issue 6 #6)")
+    func clientOverTheHardLimitIsClosed() async throws {
+        var options = NodeOptions(logger: quietLogger)
+        options.maxQueuedBytes = 1 << 20  // reading goes on well past the hard limit…
+        options.maxQueuedBytesHard = 32 << 10  // …which closes the connection
+        options.socketBufferBytes = 8 << 10
+        let (node, port) = try soloNode(options: options)
+        defer { try? node.stop() }
+        let client = try await WireClient.connect(port: port, json: true)
+        client.setBuffers(8 << 10)
+        client.stopReading()
+        client.send(Array(String(repeating: #"{"message_type":"status"}"# + "\n", count: 5_000).utf8))
+        #expect(await eventually(timeout: .seconds(10)) { node.stats.writeOverflows == 1 })
+        #expect(await eventually(timeout: .seconds(10)) { node.stats.openConnections == 0 })
+    }
+
+    @Test("heartbeats to a peer that does not read are skipped over the soft limit, and the link stays (the 4 MiB rule, issue 6 #6)")
+    func heartbeatsSkippedOverTheSoftLimit() async throws {
+        var options = NodeOptions(logger: quietLogger)
+        options.maxQueuedBytes = 16 << 10
+        options.socketBufferBytes = 4 << 10
+        let (node, port) = try soloNode(members: ["f": nowhere], electionTimeout: .seconds(30), heartbeat: .milliseconds(1), options: options)
+        defer { try? node.stop() }
+        let peer = try await WireClient.connect(port: port)
+        peer.setBuffers(4 << 10)
+        peer.hello(as: "f")
+        #expect(await peer.wait(timeout: .seconds(5)) { $0.frames.contains { if case .hello = $0 { true } else { false } } })
+        peer.stopReading()
+        // Keep the link alive from our side while not reading.
+        for seq in 1...3 { peer.heartbeat(as: "f", seq: UInt64(seq)) }
+        #expect(await eventually(timeout: .seconds(20)) { node.stats.heartbeatsSkipped > 0 })
+        #expect(node.stats.writeOverflows == 0)
+        #expect(node.stats.peersConnected == 1)
+    }
+
+    @Test("closing a client sends what was queued first: every reply, then the error, then EOF (issue 6 #8)")
+    func closingFlushesQueuedOutput() async throws {
+        var options = NodeOptions(logger: quietLogger)
+        options.maxQueuedBytes = 64 << 20
+        options.maxQueuedBytesHard = 128 << 20
+        options.socketBufferBytes = 8 << 10
+        let (node, port) = try soloNode(options: options)
+        defer { try? node.stop() }
+        let client = try await WireClient.connect(port: port, json: true)
+        client.setBuffers(8 << 10)
+        client.stopReading()
+        let count = 3_000
+        client.send(Array((String(repeating: #"{"message_type":"status"}"# + "\n", count: count) + "not json\n").utf8))
+        #expect(await eventually(timeout: .seconds(10)) { node.stats.protocolErrors >= 1 })
+        // Read fast from now on: the node's grace period for a closing connection is 2 s.
+        client.setBuffers(1 << 20)
+        client.resumeReading()
+        #expect(await client.wait(timeout: .seconds(30)) { $0.closed })
+        let lines = client.current.lines
+        #expect(lines.count == count + 1)
+        #expect(lines.last?.contains(#""message_type":"error""#) == true)
+    }
+
+    @Test("announced strangers do not become voters: a node alone still wins with its own vote (issue 6 #15)")
+    func announcedStrangersAreNotVoters() async throws {
+        let (node, port) = try soloNode()
+        defer { try? node.stop() }
+        let client = try await WireClient.connect(port: port, json: true)
+        for i in 0..<50 {
+            client.send(line: #"{"message_type":"node_announcement","node_id":"fake\#(i)","node_addr":"127.0.0.1:\#(20_000 + i)","role":0,"epoch":0,"term":0,"priority":1,"timestamp":"2026-11-26T10:00:00Z"}"#)
+        }
+        #expect(await client.wait(timeout: .seconds(10)) { $0.lines.count == 50 }, "\(client.current.lines.prefix(2))")
+        #expect(node.membership.nodeCount == 51)
+        // minQuorumSize 1: with the strangers as voters a quorum would be 26.
+        try node.startElection()
+        #expect(await eventually(timeout: .seconds(5)) { node.isLeader })
+    }
+}

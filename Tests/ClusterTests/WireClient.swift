@@ -137,6 +137,19 @@ final class WireClient: @unchecked Sendable {
         loop.execute { [weak self] in guard let self else { return }; conn?.stopReading() }
     }
 
+    func resumeReading() {
+        loop.execute { [weak self] in guard let self else { return }; conn?.resumeReading() }
+    }
+
+    /// Sets the client's socket buffers (small ones make the node's writes queue early).
+    func setBuffers(_ bytes: Int32) {
+        loop.execute { [weak self] in
+            guard let self else { return }
+            try? conn?.setReceiveBufferSize(bytes)
+            try? conn?.setSendBufferSize(bytes)
+        }
+    }
+
     func close() {
         loop.execute { [weak self] in guard let self else { return }; conn?.close() }
     }
