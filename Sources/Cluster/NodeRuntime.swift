@@ -53,10 +53,6 @@ final class NodeRuntime: @unchecked Sendable {
     let sharedCallbacks = UVLocked(TransitionCallbacks())
     let sharedObservers = UVLocked([@Sendable (ElectionStatus) -> Void]())
     private var lastStatus = ElectionStatus(state: .follower, term: 0, leaderID: nil, epoch: 0)
-    /// The epoch of the newest primary this node knows (its own, or one heard in a primary's
-    /// heartbeat): the fencing token. The core's own epoch can be one ahead of it on a voter that
-    /// promised it to a candidate.
-    private var clusterEpoch: UInt64 = 0
     private let callbackQueue: DispatchQueue
 
     private var listener: UVTCPListener?
@@ -198,14 +194,14 @@ final class NodeRuntime: @unchecked Sendable {
 
     // MARK: - Election core
 
-    /// Feeds one event to the core and carries out what it says. Returns the directives so that a
-    /// caller can pick out an answer meant for it.
+    /// Feeds one event to the core and carries out what it says, with what the core releases when
+    /// its writes are reported. Returns the event's own directives; `intercept` sees every one.
     @discardableResult
     func step(_ event: ElectionEvent, intercept: ((ElectionDirective) -> Bool)? = nil) -> [ElectionDirective] {
         let directives = core.step(event, now: now)
         if !directives.isEmpty { apply(directives, intercept: intercept) }
         if core.term != lastStatus.term || core.state != lastStatus.state || core.leaderID != lastStatus.leaderID
-            || clusterEpoch != lastStatus.epoch {
+            || core.fencingEpoch != lastStatus.epoch {
             publishSnapshot()
         }
         armTick()
@@ -213,6 +209,13 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     private func apply(_ directives: [ElectionDirective], intercept: ((ElectionDirective) -> Bool)?) {
+        carryOut(directives, intercept: intercept)
+        flush()
+    }
+
+    /// Carries out directives in order. A write is synchronous here: its outcome goes back to the
+    /// core at once, and what the core then releases (or refuses) is carried out in its place.
+    private func carryOut(_ directives: [ElectionDirective], intercept: ((ElectionDirective) -> Bool)?) {
         for directive in directives {
             if let intercept, intercept(directive) { continue }
             switch directive {
@@ -221,14 +224,15 @@ final class NodeRuntime: @unchecked Sendable {
                     do {
                         try store.save(state)
                     } catch {
-                        // Never answer on a vote that is not durable: drop the rest of the batch.
+                        // The core refuses votes and does not stand until a retried write succeeds.
                         stats.persistFailures += 1
-                        logger.error("cannot persist election state, not answering: \(error)")
-                        publishSnapshot()
-                        return
+                        logger.error("cannot persist election state, not voting: \(error)")
+                        carryOut(core.step(.persistFailed(state), now: now), intercept: intercept)
+                        continue
                     }
                 }
                 membership.setLocalTerm(state.term)
+                carryOut(core.step(.persisted(state), now: now), intercept: intercept)
             case .send(let to, let message):
                 send(message, to: to)
             case .broadcastHeartbeat:
@@ -248,20 +252,18 @@ final class NodeRuntime: @unchecked Sendable {
             case .leaderChanged(let leader):
                 logger.debug("leader is now \(leader ?? "unknown")")
             case .epochChanged(let epoch):
-                clusterEpoch = epoch
-                membership.setEpoch(epoch)
-                logger.info("primary of epoch \(epoch)")
+                membership.observeEpoch(epoch)
+                logger.info("fencing epoch \(epoch)")
             case .dualPrimaryDetected(let term, let primaries):
                 stats.dualPrimaryDetected += 1
                 logger.critical("\(ClusterError.dualPrimaryDetected): term \(term), primaries \(primaries.joined(separator: ", "))")
             }
         }
-        flush()
     }
 
     func publishSnapshot() {
         let snap = ElectionSnapshot(
-            state: core.state, term: core.term, leaderID: core.leaderID, epoch: clusterEpoch,
+            state: core.state, term: core.term, leaderID: core.leaderID, epoch: core.fencingEpoch,
             listenAddress: listener.map { HostPort(host: $0.boundAddress.host, port: $0.port) })
         sharedSnapshot.withLock { $0 = snap }
         let status = ElectionStatus(state: snap.state, term: snap.term, leaderID: snap.leaderID, epoch: snap.epoch)
@@ -511,20 +513,11 @@ final class NodeRuntime: @unchecked Sendable {
             peer.probeSentNs = 0
         }
         try? membership.recordHeartbeat(from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role)
-        if hb.role == .primary { observePrimaryEpoch(hb.epoch) }
         let message = HeartbeatMessage(
             from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role,
             ackSeq: hb.ackSeq, probe: hb.probe)
         step(.receive(from: peer.id, .heartbeat(message)))
         if hb.probe { sendHeartbeat(to: peer, reply: true) }
-    }
-
-    /// A primary's heartbeat names the current fencing epoch; adopt it if newer.
-    @inline(__always)
-    private func observePrimaryEpoch(_ epoch: UInt64) {
-        guard epoch > clusterEpoch else { return }
-        clusterEpoch = epoch
-        membership.observeEpoch(epoch)
     }
 
     private func receivedHello(_ hello: HelloMessage, on link: Link) throws(WireError) {
@@ -791,7 +784,6 @@ final class NodeRuntime: @unchecked Sendable {
             guard !faults.blocks(peer.id) else { return }
             stats.heartbeatsReceived &+= 1
             try? membership.recordHeartbeat(from: hb.from, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role)
-            if hb.role == .primary { observePrimaryEpoch(hb.epoch) }
             step(.receive(from: hb.from, .heartbeat(hb)))
             if hb.probe {
                 let reply = HeartbeatMessage(
@@ -825,7 +817,7 @@ final class NodeRuntime: @unchecked Sendable {
 
     func status() -> StatusResponse {
         StatusResponse(
-            nodeID: config.nodeID, role: core.role, state: core.state, term: core.term, epoch: clusterEpoch,
+            nodeID: config.nodeID, role: core.role, state: core.state, term: core.term, epoch: core.fencingEpoch,
             leaderID: core.leaderID, lsn: core.localLSN, members: membership.allNodes)
     }
 

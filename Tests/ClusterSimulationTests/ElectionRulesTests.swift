@@ -249,7 +249,7 @@ struct QuorumRules {
 struct DurabilityRules {
     struct Trigger: Sendable, CustomTestStringConvertible {
         var name: String
-        var setup: @Sendable () -> (ElectionCore, ElectionEvent)
+        var setup: @Sendable () -> (SyncCore, ElectionEvent)
         var testDescription: String { name }
     }
 
