@@ -17,6 +17,9 @@ public struct SimulationResult: Sendable {
     public var leaders: [Leader]
     /// Core steps taken (events fed into cores).
     public var steps: Int
+    /// Durable writes started, and how many of them failed.
+    public var writes: Int
+    public var writesFailed: Int
     public var messagesSent: Int
     public var messagesDelivered: Int
     /// When the network healed for good.
@@ -36,13 +39,15 @@ public struct SimulationResult: Sendable {
 /// crashes and restarts, and a checker that runs after every step.
 ///
 /// Each node has a driver like the real one: it delivers ticks at the core's `nextDeadline`,
-/// heartbeats every voter every interval and on `.broadcastHeartbeat`, applies `.persist` at once
-/// (a crash loses everything else), and restarts a crashed node as a new core from its last
-/// persisted state. LSNs advance at random on the primary; a follower catches up from its
+/// heartbeats every voter every interval and on `.broadcastHeartbeat`, writes each `.persist` to
+/// its simulated disk asynchronously (after a random delay, some writes slower than an election
+/// timeout, some failing) and reports the outcome as `.persisted` or `.persistFailed`, and
+/// restarts a crashed node as a new core from what its disk holds (a write in flight at the crash
+/// lands or not). The checker judges every send and every leader against the disk. LSNs advance at random on the primary; a follower catches up from its
 /// leader's heartbeats now and then, so candidates' LSNs differ and the LSN rule matters.
 ///
-/// Schedule: faults for `chaosDurationNanoseconds`, then the heal (no partition and no loss to
-/// the end, every node up), then `electionBoundNanoseconds` within which a leader MUST be elected,
+/// Schedule: faults for `chaosDurationNanoseconds`, then the heal (no partition, no loss, no slow or
+/// failing write to the end, every node up), then `electionBoundNanoseconds` within which a leader MUST be elected,
 /// then `stabilityWindowNanoseconds` during which it MUST stay leader.
 public struct Simulation {
     public let config: SimulationConfig
@@ -55,7 +60,10 @@ public struct Simulation {
         var voters: [String]
         var up = true
         var incarnation = 0
-        var persisted = DurableElectionState()
+        /// What the node's disk holds: the last write that landed.
+        var disk = DurableElectionState()
+        /// The write in flight (at most one: the core waits for each outcome).
+        var writing: DurableElectionState?
         var lsn: UInt64 = 0
         var heartbeatSeq: UInt64 = 0
         /// When the pending tick event fires (nil: none pending).
@@ -74,6 +82,8 @@ public struct Simulation {
     private var healedAtNanoseconds: UInt64 = 0
     private var checker = InvariantChecker()
     private var steps = 0
+    private var writes = 0
+    private var writesFailed = 0
     private var messagesSent = 0
     private var messagesDelivered = 0
     private var events = 0
@@ -83,6 +93,7 @@ public struct Simulation {
     public init(config: SimulationConfig) {
         self.config = config
         rng = SplitMix64(seed: config.seed)
+        checker.checksPersistBeforeSend = config.checksPersistBeforeSend
         group = Array(repeating: 0, count: config.nodes)
         let ids = (0..<config.nodes).map { "n\($0)" }
         let majority = config.nodes / 2 + 1
@@ -151,7 +162,8 @@ public struct Simulation {
         }
         leaders.sort { $0.term < $1.term }
         return SimulationResult(
-            config: config, violations: checker.violations, leaders: leaders, steps: steps,
+            config: config, violations: checker.violations, leaders: leaders, steps: steps, writes: writes,
+            writesFailed: writesFailed,
             messagesSent: messagesSent, messagesDelivered: messagesDelivered, healedAtNanoseconds: healedAtNanoseconds,
             leaderElectedAfterHealNanoseconds: electedAfterHeal, trace: trace)
     }
@@ -188,6 +200,17 @@ public struct Simulation {
             }
             sendHeartbeats(index)
             queue.push(.heartbeat(node: index, incarnation: incarnation), atNanoseconds: nowNanoseconds + config.heartbeatIntervalNanoseconds)
+        case .writeDone(let index, let incarnation, let fails):
+            guard nodes[index].up, nodes[index].incarnation == incarnation, let state = nodes[index].writing else { return }
+            nodes[index].writing = nil
+            let lands = !fails || rng.uniform(2) == 0  // a failed write may land all the same
+            if lands { land(index, state) }
+            if isTracing { note("\(nodes[index].id) write \(fails ? "failed" : "done")\(fails && lands ? " (landed)" : ""): \(state)") }
+            if fails && !config.reportsFailedWritesAsDurable {
+                step(index, .persistFailed(state))
+            } else {
+                step(index, .persisted(state))
+            }
         case .chaos:
             guard !healed else { return }
             injectFault()
@@ -205,7 +228,10 @@ public struct Simulation {
         let now = nowNanoseconds
         let id = nodes[index].id
         let core = nodes[index].core
-        let before = NodeSnapshot(term: core.term, votedFor: core.votedFor, epoch: core.epoch, localLSN: core.localLSN)
+        if case .receive(_, .voteRequest(let request)) = event {
+            let before = NodeSnapshot(term: core.term, votedFor: core.votedFor, epoch: core.epoch, localLSN: core.localLSN)
+            checker.noteVoteRequest(node: id, request, before: before)
+        }
         let directives = nodes[index].core.step(event, now: CoreInstant(nanoseconds: now))
         steps += 1
         if let from = config.traceFromNanoseconds, now >= from, !directives.isEmpty {
@@ -214,27 +240,56 @@ public struct Simulation {
         for directive in directives {
             switch directive {
             case .persist(let state):
-                nodes[index].persisted = state
-                checker.notePersist(node: id, state, atNanoseconds: now)
+                startWrite(index, state)
             case .send(let peer, let message):
-                checker.noteSend(
-                    node: id, to: peer, message, event: event, before: before, persisted: nodes[index].persisted,
-                    atNanoseconds: now)
+                checker.noteSend(node: id, to: peer, message, disk: nodes[index].disk, atNanoseconds: now)
                 if let to = indexByID[peer] { transmit(from: index, to: to, message) }
             case .broadcastHeartbeat:
                 sendHeartbeats(index)
             case .stateChanged(let state, let term, _):
                 if state == .leader {
-                    checker.noteLeader(node: id, term: term, epoch: nodes[index].core.epoch, atNanoseconds: now)
+                    checker.noteLeader(
+                        node: id, term: term, epoch: nodes[index].core.fencingEpoch, disk: nodes[index].disk,
+                        atNanoseconds: now)
                 }
-            case .leaderChanged, .epochChanged:
+            case .epochChanged(let epoch):
+                let own = nodes[index].core.state == .leader && nodes[index].core.epoch == epoch
+                checker.noteFencingEpoch(node: id, epoch, own: own, atNanoseconds: now)
+            case .leaderChanged:
                 break
             case .dualPrimaryDetected(let term, let primaries):
                 checker.report("\(id) detected two primaries in term \(term): \(primaries)", atNanoseconds: now)
             }
         }
-        checker.checkTerm(node: id, term: nodes[index].core.term, atNanoseconds: now)
+        checker.checkLiveTerm(node: id, term: nodes[index].core.term, atNanoseconds: now)
         scheduleTick(index)
+    }
+
+    /// Starts the asynchronous write of a `.persist`: its outcome is drawn now and reported when
+    /// it completes. Until the heal, some writes are slow and some fail.
+    private mutating func startWrite(_ index: Int, _ state: DurableElectionState) {
+        if nodes[index].writing != nil {
+            checker.report("\(nodes[index].id) started a write while one was in flight", atNanoseconds: nowNanoseconds)
+        }
+        nodes[index].writing = state
+        writes += 1
+        let delay: UInt64
+        if !healed, config.slowWritePercent > 0, rng.uniform(100) < UInt64(config.slowWritePercent) {
+            delay = rng.uniform(config.slowWriteMaxNanoseconds + 1)
+        } else {
+            delay = rng.uniform(config.writeDelayMaxNanoseconds + 1)
+        }
+        let fails = !healed && config.writeFailurePercent > 0 && rng.uniform(100) < UInt64(config.writeFailurePercent)
+        if fails { writesFailed += 1 }
+        queue.push(
+            .writeDone(node: index, incarnation: nodes[index].incarnation, fails: fails),
+            atNanoseconds: nowNanoseconds + delay)
+    }
+
+    /// A write reaches the node's disk.
+    private mutating func land(_ index: Int, _ state: DurableElectionState) {
+        nodes[index].disk = state
+        checker.notePersist(node: nodes[index].id, state, atNanoseconds: nowNanoseconds)
     }
 
     private mutating func scheduleTick(_ index: Int) {
@@ -305,22 +360,41 @@ public struct Simulation {
         }
     }
 
+    /// The node stops at once. A write in flight lands or not (even odds); its report never comes.
     private mutating func crash(_ index: Int) {
         nodes[index].up = false
         nodes[index].tickAtNanoseconds = nil
+        var lost = ""
+        if let state = nodes[index].writing {
+            nodes[index].writing = nil
+            if rng.uniform(2) == 0 { land(index, state) } else { lost = ", write in flight lost: \(state)" }
+        }
+        if isTracing { note("\(nodes[index].id) crashed\(lost)") }
     }
 
-    /// A new core from the last persisted state: whatever was not persisted is gone. The LSN is
-    /// the storage's, which survives.
+    /// True when a trace is recorded from now on.
+    private var isTracing: Bool {
+        guard let from = config.traceFromNanoseconds else { return false }
+        return nowNanoseconds >= from
+    }
+
+    /// Adds a line to the trace (check ``isTracing`` first).
+    private mutating func note(_ text: String) {
+        trace.append("\(Double(nowNanoseconds) / 1e6)ms \(text)")
+    }
+
+    /// A new core from what the disk holds: whatever was not written is gone. The LSN is the
+    /// storage's, which survives.
     private mutating func restart(_ index: Int) {
         let node = nodes[index]
         nodes[index].core = ElectionCore(
-            id: node.id, settings: node.settings, durable: node.persisted, voters: node.voters, seed: rng.next(),
+            id: node.id, settings: node.settings, durable: node.disk, voters: node.voters, seed: rng.next(),
             now: CoreInstant(nanoseconds: nowNanoseconds))
         nodes[index].up = true
         nodes[index].incarnation += 1
         nodes[index].tickAtNanoseconds = nil
-        checker.checkTerm(node: node.id, term: nodes[index].core.term, atNanoseconds: nowNanoseconds)
+        checker.noteRestart(node: node.id, term: nodes[index].core.term, atNanoseconds: nowNanoseconds)
+        if isTracing { note("\(node.id) restarted from \(node.disk)") }
         step(index, .setLocalLSN(node.lsn))
         queue.push(
             .heartbeat(node: index, incarnation: nodes[index].incarnation),

@@ -55,6 +55,24 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
     /// Forced elections (`.startElection`, no PreVote) and `.stepDown` on leaders.
     public var forcedElections: Bool
 
+    // Durable writes of each node's election state (asynchronous: the core hears the outcome later).
+    /// A write completes after a uniform delay in [0, this].
+    public var writeDelayMaxNanoseconds: UInt64
+    /// Until the heal, this percentage of writes is slow: a uniform delay in [0, `slowWriteMaxNanoseconds`].
+    public var slowWritePercent: Int
+    /// The longest slow write; above the election timeout, so a write can outlast an election.
+    public var slowWriteMaxNanoseconds: UInt64
+    /// Until the heal, this percentage of writes fails. A failed write lands on disk or not (even
+    /// odds: the error may come after the rename); a write in flight at a crash likewise.
+    public var writeFailurePercent: Int
+    /// A test hook: a broken driver that reports every failed write as durable (as the runtime
+    /// once did, by keeping the state in memory). The checker must catch what follows.
+    package var reportsFailedWritesAsDurable = false
+    /// A test hook: with `false` the checker skips its persist-before-send checks (sends judged
+    /// against the disk), to show that the invariants behind them (one vote per term across
+    /// restarts, one leader per term, durable epochs) catch a broken driver on their own.
+    package var checksPersistBeforeSend = true
+
     // Liveness.
     /// After the heal, a leader MUST be elected within this bound and stay leader to the end.
     public var electionBoundNanoseconds: UInt64
@@ -85,6 +103,10 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         partitions = rng.uniform(5) != 0
         crashes = rng.uniform(5) != 0
         forcedElections = rng.uniform(3) != 0
+        writeDelayMaxNanoseconds = rng.uniform(3 * ms)
+        slowWritePercent = rng.uniform(2) == 0 ? 0 : 1 + Int(rng.uniform(10))
+        slowWriteMaxNanoseconds = 3 * electionTimeoutNanoseconds
+        writeFailurePercent = rng.uniform(4) == 0 ? 0 : 1 + Int(rng.uniform(20))
         electionBoundNanoseconds = 10 * electionTimeoutNanoseconds
         stabilityWindowNanoseconds = 5 * electionTimeoutNanoseconds
         maxEvents = 2_000_000
@@ -96,7 +118,9 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         return "seed=\(seed) nodes=\(nodes) knowledge=\(knowledge) delay=\(f(delayMinNanoseconds))-\(f(delayMaxNanoseconds))"
             + " lossMax=\(lossMaxPercent)% dup=\(duplicatePercent)% chaos=\(f(chaosDurationNanoseconds))"
             + " gapMax=\(f(chaosGapMaxNanoseconds)) partitions=\(partitions) crashes=\(crashes)"
-            + " forced=\(forcedElections) T=\(f(electionTimeoutNanoseconds))"
+            + " forced=\(forcedElections) writes=0-\(f(writeDelayMaxNanoseconds))"
+            + " slow=\(slowWritePercent)%(max \(f(slowWriteMaxNanoseconds))) failed=\(writeFailurePercent)%"
+            + (reportsFailedWritesAsDurable ? " BROKEN-DRIVER" : "") + " T=\(f(electionTimeoutNanoseconds))"
             + " heartbeat=\(f(heartbeatIntervalNanoseconds)) voteTimeout=\(f(voteRequestTimeoutNanoseconds))"
     }
 
