@@ -319,9 +319,9 @@ public struct ElectionCore: Sendable {
     /// a lower term is stale.
     ///
     /// Voting (Raft §5.2, §5.4.1): in one term a node MUST grant at most one vote (durably: the
-    /// response is withheld until the state holding the vote is reported written). It grants a candidate only if the candidate's
-    /// `lastLSN` is not below its `localLSN` (the seed's election restriction) AND the candidate's
-    /// epoch is not below its own. Why the epoch: a candidate that has not seen the latest primary
+    /// response is withheld until the state holding the vote is reported written). It grants a
+    /// candidate only if the candidate's `lastLSN` is not below its `localLSN` (the seed's election
+    /// restriction) AND the candidate's epoch is not below its own. Why the epoch: a candidate that has not seen the latest primary
     /// change (lower epoch) may hold an LSN of a superseded history, where a high LSN means nothing;
     /// refusing it keeps the fencing token monotonic. To make that hold across elections, a voter
     /// that grants a vote durably raises its epoch to `candidate epoch + 1`, the epoch the candidate
