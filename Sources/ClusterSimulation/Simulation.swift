@@ -43,12 +43,13 @@ public struct SimulationResult: Sendable {
 /// its simulated disk asynchronously (after a random delay, some writes slower than an election
 /// timeout, some failing) and reports the outcome as `.persisted` or `.persistFailed`, and
 /// restarts a crashed node as a new core from what its disk holds (a write in flight at the crash
-/// lands or not). The checker judges every send and every leader against the disk. LSNs advance at random on the primary; a follower catches up from its
-/// leader's heartbeats now and then, so candidates' LSNs differ and the LSN rule matters.
+/// lands or not). The checker judges every send and every leader against the disk. LSNs advance
+/// at random on the primary; a follower catches up from its leader's heartbeats now and then, so
+/// candidates' LSNs differ and the LSN rule matters.
 ///
-/// Schedule: faults for `chaosDurationNanoseconds`, then the heal (no partition, no loss, no slow or
-/// failing write to the end, every node up), then `electionBoundNanoseconds` within which a leader MUST be elected,
-/// then `stabilityWindowNanoseconds` during which it MUST stay leader.
+/// Schedule: faults for `chaosDurationNanoseconds`, then the heal (no partition, no loss, no slow
+/// or failing write to the end, every node up), then `electionBoundNanoseconds` within which a
+/// leader MUST be elected, then `stabilityWindowNanoseconds` during which it MUST stay leader.
 public struct Simulation {
     public let config: SimulationConfig
 
@@ -364,12 +365,12 @@ public struct Simulation {
     private mutating func crash(_ index: Int) {
         nodes[index].up = false
         nodes[index].tickAtNanoseconds = nil
-        var lost = ""
+        var lost: DurableElectionState?
         if let state = nodes[index].writing {
             nodes[index].writing = nil
-            if rng.uniform(2) == 0 { land(index, state) } else { lost = ", write in flight lost: \(state)" }
+            if rng.uniform(2) == 0 { land(index, state) } else { lost = state }
         }
-        if isTracing { note("\(nodes[index].id) crashed\(lost)") }
+        if isTracing { note("\(nodes[index].id) crashed" + (lost.map { ", write in flight lost: \($0)" } ?? "")) }
     }
 
     /// True when a trace is recorded from now on.
