@@ -42,8 +42,6 @@ final class NodeRuntime: @unchecked Sendable {
     var faults = NetworkFaults()
     var stats = NodeStats()
     private var membershipObserver: MembershipObserverToken?
-    /// TEMPORARY (until the core owns the fencing epoch): the newest primary's epoch.
-    private var clusterEpoch: UInt64 = 0
 
     init(config: ClusterConfig, membership: ClusterMembership, options: NodeOptions) {
         self.config = config
@@ -170,14 +168,14 @@ final class NodeRuntime: @unchecked Sendable {
 
     // MARK: - Election core
 
-    /// Feeds one event to the core and carries out what it says. Returns the directives so that a
-    /// caller can pick out an answer meant for it.
+    /// Feeds one event to the core and carries out what it says, with what the core releases when
+    /// its writes are reported. Returns the event's own directives; `intercept` sees every one.
     @discardableResult
     func step(_ event: ElectionEvent, intercept: ((ElectionDirective) -> Bool)? = nil) -> [ElectionDirective] {
         let directives = core.step(event, now: now)
         if !directives.isEmpty { apply(directives, intercept: intercept) }
         if core.term != lastPublished.term || core.state != lastPublished.state || core.leaderID != lastPublished.leaderID
-            || clusterEpoch != lastPublished.epoch {
+            || core.fencingEpoch != lastPublished.epoch {
             publish()
         }
         armTick()
@@ -185,6 +183,14 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     private func apply(_ directives: [ElectionDirective], intercept: ((ElectionDirective) -> Bool)?) {
+        carryOut(directives, intercept: intercept)
+        outbox.flush()
+    }
+
+    /// Carries out directives in order. A write is synchronous here: its outcome goes back to the
+    /// core at once, and what the core then releases (or refuses) is carried out in its place, so
+    /// that `intercept` sees a vote response released by the write too.
+    private func carryOut(_ directives: [ElectionDirective], intercept: ((ElectionDirective) -> Bool)?) {
         for directive in directives {
             if let intercept, intercept(directive) { continue }
             switch directive {
@@ -193,14 +199,15 @@ final class NodeRuntime: @unchecked Sendable {
                     do {
                         try persister.save(state)
                     } catch {
-                        // Never answer on a vote that is not durable: drop the rest of the batch.
+                        // The core refuses votes and does not stand until a retried write succeeds.
                         stats.persistFailures += 1
-                        logger.error("cannot persist election state, not answering: \(error)")
-                        publish()
-                        return
+                        logger.error("cannot persist election state, not voting: \(error)")
+                        carryOut(core.step(.persistFailed(state), now: now), intercept: intercept)
+                        continue
                     }
                 }
                 membership.setLocalTerm(state.term)
+                carryOut(core.step(.persisted(state), now: now), intercept: intercept)
             case .send(let to, let message):
                 peerProtocol.send(message, to: to)
             case .broadcastHeartbeat:
@@ -213,20 +220,23 @@ final class NodeRuntime: @unchecked Sendable {
             case .leaderChanged(let leader):
                 logger.debug("leader is now \(leader ?? "unknown")")
             case .epochChanged(let epoch):
-                clusterEpoch = epoch
-                membership.setEpoch(epoch)
-                logger.info("primary of epoch \(epoch)")
+                // The core's fencing epoch: its own as a durable primary, or a primary's it heard.
+                if core.state == .leader, core.epoch == epoch {
+                    membership.setEpoch(epoch)
+                } else {
+                    membership.observeEpoch(epoch)
+                }
+                logger.info("fencing epoch \(epoch)")
             case .dualPrimaryDetected(let term, let primaries):
                 stats.dualPrimaryDetected += 1
                 logger.critical("\(ClusterError.dualPrimaryDetected): term \(term), primaries \(primaries.joined(separator: ", "))")
             }
         }
-        outbox.flush()
     }
 
     func publish() {
         let snap = ElectionSnapshot(
-            state: core.state, term: core.term, leaderID: core.leaderID, epoch: clusterEpoch,
+            state: core.state, term: core.term, leaderID: core.leaderID, epoch: core.fencingEpoch,
             listenAddress: links.boundAddress)
         lastPublished = snap
         publisher.publish(snap)
@@ -267,10 +277,6 @@ final class NodeRuntime: @unchecked Sendable {
         stats.heartbeatsReceived &+= 1
         if hb.seq > peer.lastSeqReceived { peer.lastSeqReceived = hb.seq }
         try? membership.recordHeartbeat(from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role)
-        if hb.role == .primary, hb.epoch > clusterEpoch {
-            clusterEpoch = hb.epoch
-            membership.observeEpoch(hb.epoch)
-        }
         step(.receive(from: peer.id, .heartbeat(hb)))
         return true
     }
@@ -350,7 +356,7 @@ final class NodeRuntime: @unchecked Sendable {
 
     func status() -> StatusResponse {
         StatusResponse(
-            nodeID: config.nodeID, role: core.role, state: core.state, term: core.term, epoch: clusterEpoch,
+            nodeID: config.nodeID, role: core.role, state: core.state, term: core.term, epoch: core.fencingEpoch,
             leaderID: core.leaderID, lsn: core.localLSN, members: membership.allNodes)
     }
 

@@ -8,6 +8,8 @@ enum SimulationEvent: Sendable {
     case tick(node: Int, incarnation: Int)
     /// The driver's periodic heartbeat to every voter.
     case heartbeat(node: Int, incarnation: Int)
+    /// The node's write in flight completes (stale if `incarnation` is old: the node crashed).
+    case writeDone(node: Int, incarnation: Int, fails: Bool)
     /// The next fault: a partition, a crash, a restart, a forced election, …
     case chaos
     /// The network heals for good: no partition, no loss, every node up.

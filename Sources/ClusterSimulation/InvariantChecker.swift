@@ -1,8 +1,9 @@
 import ClusterCore
 
-/// What the checker knows of a node just before a step: what a granted vote is judged against.
-/// `localLSN` is the driver's LSN (the storage's), not the one the core was last told: the LSN
-/// rule must hold against the real log position at the moment of the vote.
+/// What the checker knows of a node just before a step: what a granted vote is judged against
+/// (taken when the vote request arrives, where the core decides; the grant may go out later, once
+/// the vote is durable). `localLSN` is the driver's LSN (the storage's), not the one the core was
+/// last told: the LSN rule must hold against the real log position at the moment of the vote.
 package struct NodeSnapshot: Sendable {
     package var term: UInt64
     package var votedFor: String?
@@ -43,19 +44,25 @@ package struct LivenessView: Sendable {
 }
 
 /// Checks the election's invariants after every step, from outside the cores, across the whole
-/// history of the run (restarts included):
+/// history of the run (restarts included), against what was really written (each node's simulated
+/// disk), not what a core believes:
 /// - at most one leader per term (Raft §5.2), and every leader won a quorum of votes that its
 ///   voters really sent (a forged vote is never counted);
-/// - fencing tokens (the epoch a new primary announces, as the application reads it) strictly
-///   increase with terms, and the epoch a node's application reads never goes down;
+/// - leaders' epochs strictly increase with their terms (the epoch is a fencing token), and a
+///   leader's term, self-vote and epoch are on disk when it becomes leader;
+/// - the fencing epoch a node exposes (what its application reads) never decreases between
+///   restarts, and one learned from others is the epoch of a primary that really led (a new
+///   primary whose write failed exposes nothing);
 /// - every granted vote respects the LSN rule (candidate lastLSN >= the voter's LSN as its driver
-///   knows it at grant time) and the epoch rule (candidate epoch >= voter epoch, for a first
-///   grant), goes from the network only to a known voter that sent the request itself, and is
-///   not given (nor its term adopted) while the voter hears a live primary (thesis §4.2.3);
-/// - a node never votes for two candidates in one term (its persisted votes are tracked here,
-///   so a restart that forgot a vote is caught);
-/// - a node's term never goes down;
-/// - persist before send: a vote request or granted vote is sent only once the vote is durable;
+///   knows it when the request arrived) and the epoch rule (candidate epoch >= voter epoch, for a
+///   first grant), goes from the network only to a known voter that sent the request itself, and
+///   is not given (nor its term adopted) while the voter hears a live primary (thesis §4.2.3);
+/// - a node never votes for two candidates (itself included) in one term: the votes it sent and
+///   the votes that reached its disk are tracked here, so a restart that forgot a vote, or a vote
+///   granted from memory, is caught;
+/// - the term on a node's disk never goes down, nor a live core's term between restarts;
+/// - persist before send: a vote request or granted vote is sent only once the disk holds the
+///   vote (and, for a grant, the promised epoch);
 /// - no node's term or epoch exceeds what the honest nodes (and the hostile members' in-reach
 ///   requests) made: a stranger's or a forger's term never spreads;
 /// - a node follows only the leader elected in its term;
@@ -72,13 +79,27 @@ package struct InvariantChecker: Sendable {
     package private(set) var leaderByTerm: [UInt64: LeaderRecord] = [:]
     /// The election timeout, for the lease rule.
     package var electionTimeoutNanoseconds: UInt64
+    /// False: sends and leaders are not judged against the disk (see
+    /// `SimulationConfig.checksPersistBeforeSend`).
+    package var checksPersistBeforeSend = true
     /// Leader terms in increasing order (for the epoch-order check).
     private var leaderTerms: [UInt64] = []
     private var voteByVoterTerm: [VoterTerm: String] = [:]
     /// Votes really sent: voters by (candidate, term).
     private var grantsByCandidateTerm: [VoterTerm: Set<String>] = [:]
+    /// The highest term written to each node's disk.
     private var highestTerm: [String: UInt64] = [:]
+    /// The highest term of each node's live core since its last (re)start.
+    private var highestLiveTerm: [String: UInt64] = [:]
+    /// Each node's fencing epoch as last exposed through `.epochChanged` (since its last (re)start).
+    private var fencingEpoch: [String: UInt64] = [:]
+    /// The highest fencing epoch each node's application read after a step (since its last (re)start).
     private var highestAppEpoch: [String: UInt64] = [:]
+    /// Every epoch a leader held.
+    private var leaderEpochs: Set<UInt64> = []
+    /// The last vote request of each (voter, candidate, term, kind): its sender (nil: vouched for
+    /// by the application) and the voter's state when it arrived.
+    private var requests: [RequestKey: (request: VoteRequest, sender: String?, before: NodeSnapshot)] = [:]
     /// When each node last accepted a heartbeat from the primary of its term.
     private var lastPrimaryContact: [String: UInt64] = [:]
     /// The highest term any honest candidacy (or in-reach hostile request) made.
@@ -91,6 +112,13 @@ package struct InvariantChecker: Sendable {
         var term: UInt64
     }
 
+    private struct RequestKey: Hashable {
+        var voter: String
+        var candidate: String
+        var term: UInt64
+        var preVote: Bool
+    }
+
     package init(electionTimeoutNanoseconds: UInt64 = 100_000_000) {
         self.electionTimeoutNanoseconds = electionTimeoutNanoseconds
     }
@@ -99,7 +127,7 @@ package struct InvariantChecker: Sendable {
         violations.append("t=\(Double(now) / 1e6)ms: \(text)")
     }
 
-    /// A node (re)started or stepped: its term must not have gone down.
+    /// A node's disk was written or read at a restart: its term must be the highest it ever wrote.
     package mutating func checkTerm(node: String, term: UInt64, atNanoseconds now: UInt64) {
         let highest = highestTerm[node] ?? 0
         if term < highest {
@@ -109,20 +137,43 @@ package struct InvariantChecker: Sendable {
         }
     }
 
-    /// After a step: the epoch the node's application reads never goes down; the node's term and
-    /// epoch come from honest elections; the leader it follows is the one elected in its term.
-    package mutating func checkNode(
-        node: String, term: UInt64, epoch: UInt64, leaderID: String?, atNanoseconds now: UInt64
-    ) {
-        if let read = highestAppEpoch[node], epoch < read {
-            report("the epoch \(node)'s application reads went down from \(read) to \(epoch)", atNanoseconds: now)
+    /// A node's core (re)started from a disk holding `term`: what it exposes in memory starts
+    /// afresh, and it holds no lease.
+    package mutating func noteRestart(node: String, term: UInt64, atNanoseconds now: UInt64) {
+        checkTerm(node: node, term: term, atNanoseconds: now)
+        highestLiveTerm[node] = term
+        fencingEpoch[node] = 0
+        highestAppEpoch[node] = nil
+        lastPrimaryContact[node] = nil
+    }
+
+    /// A node's core stepped: its term must not have gone down since its last (re)start.
+    package mutating func checkLiveTerm(node: String, term: UInt64, atNanoseconds now: UInt64) {
+        let highest = highestLiveTerm[node] ?? 0
+        if term < highest {
+            report("\(node)'s term went down from \(highest) to \(term) without a restart", atNanoseconds: now)
+        } else if term > highest {
+            highestLiveTerm[node] = term
         }
-        highestAppEpoch[node] = max(highestAppEpoch[node] ?? 0, epoch)
+    }
+
+    /// After a step: the fencing epoch the node's application reads never goes down; the node's
+    /// term and epoch (its core's, promises included) come from honest elections; the leader it
+    /// follows is the one elected in its term.
+    package mutating func checkNode(
+        node: String, term: UInt64, epoch: UInt64, fencingEpoch: UInt64, leaderID: String?, atNanoseconds now: UInt64
+    ) {
+        if let read = highestAppEpoch[node], fencingEpoch < read {
+            report("the epoch \(node)'s application reads went down from \(read) to \(fencingEpoch)", atNanoseconds: now)
+        }
+        highestAppEpoch[node] = max(highestAppEpoch[node] ?? 0, fencingEpoch)
         if term > termCeiling {
             report("\(node) is at term \(term), above any term an honest node stood in (\(termCeiling))", atNanoseconds: now)
         }
-        if epoch > epochCeiling {
-            report("\(node) holds epoch \(epoch), above any epoch an honest node made or promised (\(epochCeiling))", atNanoseconds: now)
+        if max(epoch, fencingEpoch) > epochCeiling {
+            report(
+                "\(node) holds epoch \(max(epoch, fencingEpoch)), above any epoch an honest node made or promised"
+                    + " (\(epochCeiling))", atNanoseconds: now)
         }
         if let leaderID, leaderID != node, leaderByTerm[term]?.node != leaderID {
             report("\(node) follows \(leaderID) in term \(term), who was not elected in it", atNanoseconds: now)
@@ -146,27 +197,38 @@ package struct InvariantChecker: Sendable {
         lastPrimaryContact[node] = now
     }
 
-    /// A node forgot everything but its durable state (a restart): no lease.
-    package mutating func noteRestart(node: String) {
-        lastPrimaryContact[node] = nil
+    /// A write landed on the node's disk (reported or not): the written term never goes down, and
+    /// the vote it holds counts for "one vote per term" (a restart finds it).
+    package mutating func notePersist(node: String, _ state: DurableElectionState, atNanoseconds now: UInt64) {
+        checkTerm(node: node, term: state.term, atNanoseconds: now)
+        if let candidate = state.votedFor {
+            noteVote(node: node, term: state.term, for: candidate, atNanoseconds: now)
+        }
     }
 
-    /// A `.persist` was carried out: the durable vote is what counts for "one vote per term".
-    package mutating func notePersist(node: String, _ state: DurableElectionState, atNanoseconds now: UInt64) {
-        guard let candidate = state.votedFor else { return }
-        let key = VoterTerm(voter: node, term: state.term)
+    /// A vote request reached `node`, whose state was `before`: the vote is decided now. `sender`
+    /// is the transport's sender, nil when the application vouched for the request.
+    package mutating func noteVoteRequest(node: String, from sender: String?, _ request: VoteRequest, before: NodeSnapshot) {
+        let key = RequestKey(voter: node, candidate: request.candidateID, term: request.term, preVote: request.preVote)
+        requests[key] = (request, sender, before)
+    }
+
+    /// `node` gave its vote in `term` to `candidate` (itself, as a candidate): once per term, ever.
+    private mutating func noteVote(node: String, term: UInt64, for candidate: String, atNanoseconds now: UInt64) {
+        let key = VoterTerm(voter: node, term: term)
         if let earlier = voteByVoterTerm[key] {
             if earlier != candidate {
-                report("\(node) voted for \(earlier) and \(candidate) in term \(state.term)", atNanoseconds: now)
+                report("\(node) voted for \(earlier) and \(candidate) in term \(term)", atNanoseconds: now)
             }
         } else {
             voteByVoterTerm[key] = candidate
         }
     }
 
-    /// A network vote request was stepped: from the state `before` to `afterTerm`. While the node
-    /// hears a live primary, neither a grant nor the request's term is allowed (thesis §4.2.3);
-    /// the repeated grant of this term's vote to the same candidate is.
+    /// A network vote request was stepped: from the state `before` to `afterTerm`; `granted` when
+    /// the node gave (or now withholds until durable) its vote. While the node hears a live
+    /// primary, neither a grant nor the request's term is allowed (thesis §4.2.3); the repeated
+    /// grant of this term's vote to the same candidate is.
     package mutating func noteVoteRequestStep(
         node: String, from sender: String, _ request: VoteRequest, before: NodeSnapshot, afterTerm: UInt64,
         granted: Bool, atNanoseconds now: UInt64
@@ -186,36 +248,32 @@ package struct InvariantChecker: Sendable {
         }
     }
 
-    /// A `.send` was carried out by `node`, while processing `event`, from the state `before`.
+    /// A `.send` was carried out by `node`, whose disk then held `disk`. A granted vote is judged
+    /// against its request, as noted by ``noteVoteRequest(node:from:_:before:)``.
     package mutating func noteSend(
-        node: String, to peer: String, _ message: ElectionMessage, event: ElectionEvent, before: NodeSnapshot,
-        persisted: DurableElectionState, atNanoseconds now: UInt64
+        node: String, to peer: String, _ message: ElectionMessage, disk: DurableElectionState, atNanoseconds now: UInt64
     ) {
         switch message {
         case .voteRequest(let request) where !request.preVote:
-            if persisted.term != request.term || persisted.votedFor != node {
+            if checksPersistBeforeSend, disk.term != request.term || disk.votedFor != node {
                 report("\(node) asked for votes in term \(request.term) before persisting its own vote", atNanoseconds: now)
             }
+            noteVote(node: node, term: request.term, for: node, atNanoseconds: now)
         case .voteResponse(let response) where response.voteGranted:
-            let request: VoteRequest
-            switch event {
-            case .receive(let sender, .voteRequest(let r)):
-                request = r
-                if sender != r.candidateID {
-                    report("\(node) granted \(r.candidateID) a vote asked for by \(sender)", atNanoseconds: now)
-                }
-                if !before.voters.contains(r.candidateID) {
-                    report("\(node) granted a vote from the network to \(r.candidateID), not a voter it knows", atNanoseconds: now)
-                }
-            case .vouchedVoteRequest(let r):
-                request = r
-            default:
+            let key = RequestKey(voter: node, candidate: peer, term: response.term, preVote: response.preVote)
+            guard let (request, sender, before) = requests[key] else {
                 report("\(node) granted \(peer) a vote that nobody asked for", atNanoseconds: now)
                 return
             }
-            guard request.candidateID == peer, request.term == response.term, request.preVote == response.preVote else {
-                report("\(node) granted \(peer) a vote that nobody asked for", atNanoseconds: now)
-                return
+            if let sender {
+                if sender != request.candidateID {
+                    report("\(node) granted \(request.candidateID) a vote asked for by \(sender)", atNanoseconds: now)
+                }
+                if !before.voters.contains(request.candidateID) {
+                    report(
+                        "\(node) granted a vote from the network to \(request.candidateID), not a voter it knows",
+                        atNanoseconds: now)
+                }
             }
             if request.lastLSN < before.localLSN {
                 report(
@@ -228,22 +286,46 @@ package struct InvariantChecker: Sendable {
                     "\(node) granted \(peer) a \(response.preVote ? "pre-vote" : "vote") in term \(request.term)"
                         + " with candidate epoch \(request.epoch) < voter epoch \(before.epoch)", atNanoseconds: now)
             }
-            if !response.preVote {
-                if persisted.term != response.term || persisted.votedFor != peer {
-                    report("\(node) sent its vote for \(peer) in term \(response.term) before persisting it", atNanoseconds: now)
-                }
-                grantsByCandidateTerm[VoterTerm(voter: peer, term: response.term), default: []].insert(node)
+            guard !response.preVote else { return }
+            if !checksPersistBeforeSend {
+                // judged by the votes it sent, below
+            } else if disk.term != response.term || disk.votedFor != peer {
+                report("\(node) sent its vote for \(peer) in term \(response.term) before persisting it", atNanoseconds: now)
+            } else if disk.epoch < request.epoch + 1 {
+                report(
+                    "\(node) sent its vote for \(peer) in term \(response.term) before persisting the promised epoch"
+                        + " \(request.epoch + 1) (disk: \(disk.epoch))", atNanoseconds: now)
             }
+            grantsByCandidateTerm[VoterTerm(voter: peer, term: response.term), default: []].insert(node)
+            noteVote(node: node, term: response.term, for: peer, atNanoseconds: now)
         default:
             break
         }
     }
 
-    /// A node became leader of `term` with fencing token `epoch` (the epoch its application is
-    /// told), with `voters` and `quorumSize` as it counted them.
+    /// `node` exposed a new fencing epoch (`.epochChanged`); `own` when it is the leader of it.
+    package mutating func noteFencingEpoch(node: String, _ epoch: UInt64, own: Bool, atNanoseconds now: UInt64) {
+        let previous = fencingEpoch[node] ?? 0
+        if epoch <= previous {
+            report("\(node)'s fencing epoch went from \(previous) to \(epoch)", atNanoseconds: now)
+        }
+        fencingEpoch[node] = epoch
+        if !own, !leaderEpochs.contains(epoch) {
+            report("\(node) exposes fencing epoch \(epoch), which no primary held", atNanoseconds: now)
+        }
+    }
+
+    /// A node became leader of `term` with fencing epoch `epoch`, with `voters` and `quorumSize`
+    /// as it counted them, its disk then holding `disk`.
     package mutating func noteLeader(
-        node: String, term: UInt64, epoch: UInt64, voters: Set<String>, quorumSize: Int, atNanoseconds now: UInt64
+        node: String, term: UInt64, epoch: UInt64, voters: Set<String>, quorumSize: Int, disk: DurableElectionState,
+        atNanoseconds now: UInt64
     ) {
+        if checksPersistBeforeSend, disk.term != term || disk.votedFor != node || disk.epoch != epoch {
+            report(
+                "\(node) leads term \(term) with epoch \(epoch) before it is durable (disk: term \(disk.term),"
+                    + " vote \(disk.votedFor ?? "-"), epoch \(disk.epoch))", atNanoseconds: now)
+        }
         let granted = grantsByCandidateTerm[VoterTerm(voter: node, term: term), default: []]
             .intersection(voters).subtracting([node]).count + 1
         if granted < quorumSize {
@@ -252,6 +334,7 @@ package struct InvariantChecker: Sendable {
                 atNanoseconds: now)
         }
         epochCeiling = max(epochCeiling, epoch)
+        leaderEpochs.insert(epoch)
         if let other = leaderByTerm[term] {
             if other.node != node {
                 report("two leaders in term \(term): \(other.node) and \(node)", atNanoseconds: now)

@@ -17,6 +17,9 @@ public struct SimulationResult: Sendable {
     public var leaders: [Leader]
     /// Core steps taken (events fed into cores).
     public var steps: Int
+    /// Durable writes started, and how many of them failed.
+    public var writes: Int
+    public var writesFailed: Int
     public var messagesSent: Int
     public var messagesDelivered: Int
     /// When the network healed for good.
@@ -36,14 +39,17 @@ public struct SimulationResult: Sendable {
 /// crashes and restarts, and a checker that runs after every step.
 ///
 /// Each node has a driver like the real one: it delivers ticks at the core's `nextDeadline`,
-/// heartbeats every voter every interval and on `.broadcastHeartbeat`, applies `.persist` at once
-/// (a crash loses everything else), and restarts a crashed node as a new core from its last
-/// persisted state. LSNs advance at random on the primary; a follower catches up from its
-/// leader's heartbeats now and then, so candidates' LSNs differ and the LSN rule matters.
+/// heartbeats every voter every interval and on `.broadcastHeartbeat`, writes each `.persist` to
+/// its simulated disk asynchronously (after a random delay, some writes slower than an election
+/// timeout, some failing) and reports the outcome as `.persisted` or `.persistFailed`, and
+/// restarts a crashed node as a new core from what its disk holds (a write in flight at the crash
+/// lands or not). The checker judges every send and every leader against the disk. LSNs advance
+/// at random on the primary; a follower catches up from its leader's heartbeats now and then, so
+/// candidates' LSNs differ and the LSN rule matters.
 ///
-/// Schedule: faults for `chaosDurationNanoseconds`, then the heal (no partition and no loss to
-/// the end, every node up), then `electionBoundNanoseconds` within which a leader MUST be elected,
-/// then `stabilityWindowNanoseconds` during which it MUST stay leader.
+/// Schedule: faults for `chaosDurationNanoseconds`, then the heal (no partition, no loss, no slow
+/// or failing write to the end, every node up), then `electionBoundNanoseconds` within which a
+/// leader MUST be elected, then `stabilityWindowNanoseconds` during which it MUST stay leader.
 public struct Simulation {
     public let config: SimulationConfig
 
@@ -55,15 +61,18 @@ public struct Simulation {
         var voters: [String]
         var up = true
         var incarnation = 0
-        var persisted = DurableElectionState()
+        /// What the node's disk holds: the last write that landed.
+        var disk = DurableElectionState()
+        /// The write in flight (at most one: the core waits for each outcome).
+        var writing: DurableElectionState?
         var lsn: UInt64 = 0
         var heartbeatSeq: UInt64 = 0
         /// When the pending tick event fires (nil: none pending).
         var tickAtNanoseconds: UInt64?
         /// The voters this node knows when no member is away (its configured view).
         var baseVoters: [String] = []
-        /// The persisted state before the last persist (for ``SimulationConfig/Sabotage/restartFromOlderState``).
-        var olderPersisted = DurableElectionState()
+        /// What the disk held before the last write landed (for ``SimulationConfig/Sabotage/restartFromOlderState``).
+        var olderDisk = DurableElectionState()
         /// The core has not been told the driver's LSN yet (``SimulationConfig/Sabotage/staleLSN``).
         var lsnUntold = false
     }
@@ -84,6 +93,8 @@ public struct Simulation {
     /// Nodes that are away from the other nodes' voter sets (or on their way out or back).
     private var removedMembers: Set<Int> = []
     private var steps = 0
+    private var writes = 0
+    private var writesFailed = 0
     private var messagesSent = 0
     private var messagesDelivered = 0
     private var events = 0
@@ -94,6 +105,7 @@ public struct Simulation {
         self.config = config
         rng = SplitMix64(seed: config.seed)
         checker = InvariantChecker(electionTimeoutNanoseconds: config.electionTimeoutNanoseconds)
+        checker.checksPersistBeforeSend = config.checksPersistBeforeSend
         group = Array(repeating: 0, count: config.nodes)
         let ids = (0..<config.nodes).map { "n\($0)" }
         let majority = config.nodes / 2 + 1
@@ -171,7 +183,8 @@ public struct Simulation {
         }
         leaders.sort { $0.term < $1.term }
         return SimulationResult(
-            config: config, violations: checker.violations, leaders: leaders, steps: steps,
+            config: config, violations: checker.violations, leaders: leaders, steps: steps, writes: writes,
+            writesFailed: writesFailed,
             messagesSent: messagesSent, messagesDelivered: messagesDelivered, healedAtNanoseconds: healedAtNanoseconds,
             leaderElectedAfterHealNanoseconds: electedAfterHeal, trace: trace)
     }
@@ -211,6 +224,17 @@ public struct Simulation {
             }
             sendHeartbeats(index)
             queue.push(.heartbeat(node: index, incarnation: incarnation), atNanoseconds: nowNanoseconds + config.heartbeatIntervalNanoseconds)
+        case .writeDone(let index, let incarnation, let fails):
+            guard nodes[index].up, nodes[index].incarnation == incarnation, let state = nodes[index].writing else { return }
+            nodes[index].writing = nil
+            let lands = !fails || rng.uniform(2) == 0  // a failed write may land all the same
+            if lands { land(index, state) }
+            if isTracing { note("\(nodes[index].id) write \(fails ? "failed" : "done")\(fails && lands ? " (landed)" : ""): \(state)") }
+            if fails && !config.reportsFailedWritesAsDurable {
+                step(index, .persistFailed(state))
+            } else {
+                step(index, .persisted(state))
+            }
         case .chaos:
             guard !healed else { return }
             injectFault()
@@ -246,26 +270,32 @@ public struct Simulation {
         let before = NodeSnapshot(
             term: core.term, votedFor: core.votedFor, epoch: core.epoch, localLSN: nodes[index].lsn, state: core.state,
             leaderID: core.leaderID, voters: Set(nodes[index].voters))
-        var directives = nodes[index].core.step(event, now: CoreInstant(nanoseconds: now))
+        switch event {
+        case .receive(let sender, .voteRequest(let request)):
+            checker.noteVoteRequest(node: id, from: sender, request, before: before)
+        case .vouchedVoteRequest(let request):
+            checker.noteVoteRequest(node: id, from: nil, request, before: before)
+        default:
+            break
+        }
+        let directives = nodes[index].core.step(event, now: CoreInstant(nanoseconds: now))
         steps += 1
         if let from = config.traceFromNanoseconds, now >= from, !directives.isEmpty {
             trace.append("\(Double(now) / 1e6)ms \(id) \(event) -> \(directives)")
         }
-        if config.sabotage.contains(.sendBeforePersist) {
-            directives = directives.filter { if case .send = $0 { true } else { false } }
-                + directives.filter { if case .send = $0 { false } else { true } }
-        }
-        var token: UInt64?
         for directive in directives {
             switch directive {
             case .persist(let state):
-                nodes[index].olderPersisted = nodes[index].persisted
-                nodes[index].persisted = state
-                checker.notePersist(node: id, state, atNanoseconds: now)
+                if config.sabotage.contains(.sendBeforePersist) {
+                    // The broken driver reports the write done before it is: what the core
+                    // releases goes out, then the write lands.
+                    step(index, .persisted(state))
+                    land(index, state)
+                } else {
+                    startWrite(index, state)
+                }
             case .send(let peer, let message):
-                checker.noteSend(
-                    node: id, to: peer, message, event: event, before: before, persisted: nodes[index].persisted,
-                    atNanoseconds: now)
+                checker.noteSend(node: id, to: peer, message, disk: nodes[index].disk, atNanoseconds: now)
                 if let to = indexByID[peer] { transmit(from: index, to: to, message) }
             case .broadcastHeartbeat:
                 sendHeartbeats(index)
@@ -276,11 +306,12 @@ public struct Simulation {
                 if state == .leader {
                     let after = nodes[index].core
                     checker.noteLeader(
-                        node: id, term: term, epoch: token ?? after.epoch, voters: after.voters, quorumSize: after.quorumSize,
-                        atNanoseconds: now)
+                        node: id, term: term, epoch: after.fencingEpoch, voters: after.voters, quorumSize: after.quorumSize,
+                        disk: nodes[index].disk, atNanoseconds: now)
                 }
             case .epochChanged(let epoch):
-                token = epoch  // the fencing token the application is told
+                let core = nodes[index].core
+                checker.noteFencingEpoch(node: id, epoch, own: core.state == .leader && core.epoch == epoch, atNanoseconds: now)
             case .leaderChanged:
                 break
             case .dualPrimaryDetected(let term, let primaries):
@@ -291,9 +322,8 @@ public struct Simulation {
         if case .receive(let sender, let message) = event {
             switch message {
             case .voteRequest(let request):
-                let granted = directives.contains {
-                    if case .send(_, .voteResponse(let r)) = $0 { r.voteGranted && !r.preVote } else { false }
-                }
+                // Granted, or withheld until the vote is durable: the core gave its vote in memory.
+                let granted = after.term == request.term && after.votedFor == request.candidateID
                 checker.noteVoteRequestStep(
                     node: id, from: sender, request, before: before, afterTerm: after.term, granted: granted, atNanoseconds: now)
             case .heartbeat(let heartbeat):
@@ -307,9 +337,39 @@ public struct Simulation {
                 break
             }
         }
-        checker.checkTerm(node: id, term: after.term, atNanoseconds: now)
-        checker.checkNode(node: id, term: after.term, epoch: after.epoch, leaderID: after.leaderID, atNanoseconds: now)
+        checker.checkLiveTerm(node: id, term: after.term, atNanoseconds: now)
+        checker.checkNode(
+            node: id, term: after.term, epoch: after.epoch, fencingEpoch: after.fencingEpoch, leaderID: after.leaderID,
+            atNanoseconds: now)
         scheduleTick(index)
+    }
+
+    /// Starts the asynchronous write of a `.persist`: its outcome is drawn now and reported when
+    /// it completes. Until the heal, some writes are slow and some fail.
+    private mutating func startWrite(_ index: Int, _ state: DurableElectionState) {
+        if nodes[index].writing != nil {
+            checker.report("\(nodes[index].id) started a write while one was in flight", atNanoseconds: nowNanoseconds)
+        }
+        nodes[index].writing = state
+        writes += 1
+        let delay: UInt64
+        if !healed, config.slowWritePercent > 0, rng.uniform(100) < UInt64(config.slowWritePercent) {
+            delay = rng.uniform(config.slowWriteMaxNanoseconds + 1)
+        } else {
+            delay = rng.uniform(config.writeDelayMaxNanoseconds + 1)
+        }
+        let fails = !healed && config.writeFailurePercent > 0 && rng.uniform(100) < UInt64(config.writeFailurePercent)
+        if fails { writesFailed += 1 }
+        queue.push(
+            .writeDone(node: index, incarnation: nodes[index].incarnation, fails: fails),
+            atNanoseconds: nowNanoseconds + delay)
+    }
+
+    /// A write reaches the node's disk.
+    private mutating func land(_ index: Int, _ state: DurableElectionState) {
+        nodes[index].olderDisk = nodes[index].disk
+        nodes[index].disk = state
+        checker.notePersist(node: nodes[index].id, state, atNanoseconds: nowNanoseconds)
     }
 
     private mutating func scheduleTick(_ index: Int) {
@@ -380,16 +440,34 @@ public struct Simulation {
         }
     }
 
+    /// The node stops at once. A write in flight lands or not (even odds); its report never comes.
     private mutating func crash(_ index: Int) {
         nodes[index].up = false
         nodes[index].tickAtNanoseconds = nil
+        var lost: DurableElectionState?
+        if let state = nodes[index].writing {
+            nodes[index].writing = nil
+            if rng.uniform(2) == 0 { land(index, state) } else { lost = state }
+        }
+        if isTracing { note("\(nodes[index].id) crashed" + (lost.map { ", write in flight lost: \($0)" } ?? "")) }
     }
 
-    /// A new core from the last persisted state: whatever was not persisted is gone. The LSN is
-    /// the storage's, which survives.
+    /// True when a trace is recorded from now on.
+    private var isTracing: Bool {
+        guard let from = config.traceFromNanoseconds else { return false }
+        return nowNanoseconds >= from
+    }
+
+    /// Adds a line to the trace (check ``isTracing`` first).
+    private mutating func note(_ text: String) {
+        trace.append("\(Double(nowNanoseconds) / 1e6)ms \(text)")
+    }
+
+    /// A new core from what the disk holds: whatever was not written is gone. The LSN is the
+    /// storage's, which survives.
     private mutating func restart(_ index: Int) {
         let node = nodes[index]
-        let durable = config.sabotage.contains(.restartFromOlderState) ? node.olderPersisted : node.persisted
+        let durable = config.sabotage.contains(.restartFromOlderState) ? node.olderDisk : node.disk
         nodes[index].core = ElectionCore(
             id: node.id, settings: node.settings, durable: durable, voters: node.voters, seed: rng.next(),
             now: CoreInstant(nanoseconds: nowNanoseconds))
@@ -397,8 +475,8 @@ public struct Simulation {
         nodes[index].up = true
         nodes[index].incarnation += 1
         nodes[index].tickAtNanoseconds = nil
-        checker.noteRestart(node: node.id)
-        checker.checkTerm(node: node.id, term: nodes[index].core.term, atNanoseconds: nowNanoseconds)
+        checker.noteRestart(node: node.id, term: nodes[index].core.term, atNanoseconds: nowNanoseconds)
+        if isTracing { note("\(node.id) restarted from \(durable)") }
         if config.sabotage.contains(.staleLSN) {
             nodes[index].lsnUntold = true
         } else {

@@ -88,6 +88,24 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         package static let dropVotesAfterHeal = Sabotage(rawValue: 1 << 3)
     }
 
+    // Durable writes of each node's election state (asynchronous: the core hears the outcome later).
+    /// A write completes after a uniform delay in [0, this].
+    public var writeDelayMaxNanoseconds: UInt64
+    /// Until the heal, this percentage of writes is slow: a uniform delay in [0, `slowWriteMaxNanoseconds`].
+    public var slowWritePercent: Int
+    /// The longest slow write; above the election timeout, so a write can outlast an election.
+    public var slowWriteMaxNanoseconds: UInt64
+    /// Until the heal, this percentage of writes fails. A failed write lands on disk or not (even
+    /// odds: the error may come after the rename); a write in flight at a crash likewise.
+    public var writeFailurePercent: Int
+    /// A test hook: a broken driver that reports every failed write as durable (as the runtime
+    /// once did, by keeping the state in memory). The checker must catch what follows.
+    package var reportsFailedWritesAsDurable = false
+    /// A test hook: with `false` the checker skips its persist-before-send checks (sends judged
+    /// against the disk), to show that the invariants behind them (one vote per term across
+    /// restarts, one leader per term, durable epochs) catch a broken driver on their own.
+    package var checksPersistBeforeSend = true
+
     // Liveness.
     /// After the heal, a leader MUST be elected within this bound and stay leader to the end.
     public var electionBoundNanoseconds: UInt64
@@ -118,6 +136,10 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         partitions = rng.uniform(5) != 0
         crashes = rng.uniform(5) != 0
         forcedElections = rng.uniform(3) != 0
+        writeDelayMaxNanoseconds = rng.uniform(3 * ms)
+        slowWritePercent = rng.uniform(2) == 0 ? 0 : 1 + Int(rng.uniform(10))
+        slowWriteMaxNanoseconds = 3 * electionTimeoutNanoseconds
+        writeFailurePercent = rng.uniform(4) == 0 ? 0 : 1 + Int(rng.uniform(20))
         // A stream of its own, so that the schedules above stay what they were.
         var more = SplitMix64(seed: seed ^ 0xADD5_FA17_0000_0006)
         lsnChanges = more.uniform(5) != 0
@@ -136,7 +158,9 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
             + " lossMax=\(lossMaxPercent)% dup=\(duplicatePercent)% chaos=\(f(chaosDurationNanoseconds))"
             + " gapMax=\(f(chaosGapMaxNanoseconds)) partitions=\(partitions) crashes=\(crashes)"
             + " forced=\(forcedElections) lsn=\(lsnChanges) churn=\(membershipChanges) hostile=\(hostilePeers)"
-            + " oneWay=\(oneWayPartitions) T=\(f(electionTimeoutNanoseconds))"
+            + " oneWay=\(oneWayPartitions) writes=0-\(f(writeDelayMaxNanoseconds))"
+            + " slow=\(slowWritePercent)%(max \(f(slowWriteMaxNanoseconds))) failed=\(writeFailurePercent)%"
+            + (reportsFailedWritesAsDurable ? " BROKEN-DRIVER" : "") + " T=\(f(electionTimeoutNanoseconds))"
             + " heartbeat=\(f(heartbeatIntervalNanoseconds)) voteTimeout=\(f(voteRequestTimeoutNanoseconds))"
     }
 

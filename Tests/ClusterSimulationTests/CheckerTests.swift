@@ -8,12 +8,20 @@ import Testing
 
 private let msNs: UInt64 = 1_000_000
 
+/// Notes a vote request from the network (sent by `sender`, the candidate by default) reaching
+/// `voter`, whose state was `before`, and returns the granted response.
 private func grant(
-    by voter: String, to candidate: String, term: UInt64, lsn: UInt64 = 0, epoch: UInt64 = 0, sender: String? = nil
-) -> (ElectionMessage, ElectionEvent) {
+    _ c: inout InvariantChecker, by voter: String, to candidate: String, term: UInt64, lsn: UInt64 = 0,
+    epoch: UInt64 = 0, sender: String? = nil, before: NodeSnapshot
+) -> ElectionMessage {
     let request = VoteRequest(candidateID: candidate, term: term, lastLSN: lsn, epoch: epoch)
-    let response = VoteResponse(voterID: voter, term: term, voteGranted: true, epoch: epoch)
-    return (.voteResponse(response), .receive(from: sender ?? candidate, .voteRequest(request)))
+    c.noteVoteRequest(node: voter, from: sender ?? candidate, request, before: before)
+    return .voteResponse(VoteResponse(voterID: voter, term: term, voteGranted: true, epoch: epoch))
+}
+
+/// What a leader's disk holds when its leadership is durable.
+private func durableLeader(_ node: String, _ term: UInt64, _ epoch: UInt64) -> DurableElectionState {
+    DurableElectionState(term: term, votedFor: node, epoch: epoch)
 }
 
 @Suite("Invariant checker: planted violations in hand-built histories")
@@ -30,14 +38,17 @@ struct CheckerHistoryTests {
         let found = violations { c in
             c.noteCandidacy(term: 1, epoch: 0)
             c.notePersist(node: "a", DurableElectionState(term: 1, votedFor: "a"), atNanoseconds: 0)
-            let (message, event) = grant(by: "b", to: "a", term: 1)
+            let message = grant(&c, by: "b", to: "a", term: 1, before: NodeSnapshot(term: 0, voters: ["a", "b", "c"]))
             c.notePersist(node: "b", DurableElectionState(term: 1, votedFor: "a", epoch: 1), atNanoseconds: 1)
-            c.noteSend(
-                node: "b", to: "a", message, event: event, before: NodeSnapshot(term: 0, voters: ["a", "b", "c"]),
-                persisted: DurableElectionState(term: 1, votedFor: "a", epoch: 1), atNanoseconds: 1)
-            c.noteLeader(node: "a", term: 1, epoch: 1, voters: ["a", "b", "c"], quorumSize: 2, atNanoseconds: 2)
+            c.noteSend(node: "b", to: "a", message, disk: DurableElectionState(term: 1, votedFor: "a", epoch: 1), atNanoseconds: 1)
+            c.notePersist(node: "a", DurableElectionState(term: 1, votedFor: "a", epoch: 1), atNanoseconds: 2)
+            c.noteLeader(
+                node: "a", term: 1, epoch: 1, voters: ["a", "b", "c"], quorumSize: 2,
+                disk: DurableElectionState(term: 1, votedFor: "a", epoch: 1), atNanoseconds: 2)
+            c.noteFencingEpoch(node: "a", 1, own: true, atNanoseconds: 2)
+            c.noteFencingEpoch(node: "b", 1, own: false, atNanoseconds: 3)
             for node in ["a", "b", "c"] {
-                c.checkNode(node: node, term: 1, epoch: 1, leaderID: "a", atNanoseconds: 3)
+                c.checkNode(node: node, term: 1, epoch: 1, fencingEpoch: node == "c" ? 0 : 1, leaderID: "a", atNanoseconds: 3)
             }
         }
         #expect(found.isEmpty, "\(found)")
@@ -47,7 +58,7 @@ struct CheckerHistoryTests {
     func doubleVoteAcrossRestart() {
         let found = violations { c in
             c.notePersist(node: "v", DurableElectionState(term: 3, votedFor: "a"), atNanoseconds: 0)
-            c.noteRestart(node: "v")
+            c.noteRestart(node: "v", term: 3, atNanoseconds: 1)
             c.notePersist(node: "v", DurableElectionState(term: 3, votedFor: "b"), atNanoseconds: 1)
         }
         #expect(found.count == 1 && found[0].contains("v voted for a and b in term 3"))
@@ -56,10 +67,8 @@ struct CheckerHistoryTests {
     @Test("LSN rule: a grant to a candidate behind the voter's LSN, as the voter's driver knows it")
     func lsnRule() {
         let found = violations { c in
-            let (message, event) = grant(by: "v", to: "a", term: 1, lsn: 4)
-            c.noteSend(
-                node: "v", to: "a", message, event: event, before: NodeSnapshot(term: 0, localLSN: 5, voters: ["v", "a"]),
-                persisted: DurableElectionState(term: 1, votedFor: "a"), atNanoseconds: 0)
+            let message = grant(&c, by: "v", to: "a", term: 1, lsn: 4, before: NodeSnapshot(term: 0, localLSN: 5, voters: ["v", "a"]))
+            c.noteSend(node: "v", to: "a", message, disk: DurableElectionState(term: 1, votedFor: "a", epoch: 1), atNanoseconds: 0)
         }
         #expect(found.count == 1 && found[0].contains("candidate LSN 4 < voter LSN 5"))
     }
@@ -67,27 +76,28 @@ struct CheckerHistoryTests {
     @Test("epoch rule and epoch order: a grant to a candidate behind the voter's epoch; a later term's leader with no higher token")
     func epochOrder() {
         let grantFound = violations { c in
-            let (message, event) = grant(by: "v", to: "a", term: 2, epoch: 3)
-            c.noteSend(
-                node: "v", to: "a", message, event: event, before: NodeSnapshot(term: 1, epoch: 4, voters: ["v", "a"]),
-                persisted: DurableElectionState(term: 2, votedFor: "a", epoch: 4), atNanoseconds: 0)
+            let message = grant(&c, by: "v", to: "a", term: 2, epoch: 3, before: NodeSnapshot(term: 1, epoch: 4, voters: ["v", "a"]))
+            c.noteSend(node: "v", to: "a", message, disk: DurableElectionState(term: 2, votedFor: "a", epoch: 4), atNanoseconds: 0)
         }
         #expect(grantFound.count == 1 && grantFound[0].contains("candidate epoch 3 < voter epoch 4"))
         let orderFound = violations { c in
-            c.noteLeader(node: "a", term: 2, epoch: 5, voters: ["a"], quorumSize: 1, atNanoseconds: 0)
-            c.noteLeader(node: "b", term: 3, epoch: 5, voters: ["b"], quorumSize: 1, atNanoseconds: 1)
-            c.noteLeader(node: "c", term: 1, epoch: 6, voters: ["c"], quorumSize: 1, atNanoseconds: 2)
+            c.noteLeader(node: "a", term: 2, epoch: 5, voters: ["a"], quorumSize: 1, disk: durableLeader("a", 2, 5), atNanoseconds: 0)
+            c.noteLeader(node: "b", term: 3, epoch: 5, voters: ["b"], quorumSize: 1, disk: durableLeader("b", 3, 5), atNanoseconds: 1)
+            c.noteLeader(node: "c", term: 1, epoch: 6, voters: ["c"], quorumSize: 1, disk: durableLeader("c", 1, 6), atNanoseconds: 2)
         }
         #expect(orderFound.count == 2 && orderFound.allSatisfy { $0.contains("epoch not increasing") })
     }
 
-    @Test("the epoch the application reads goes down")
+    @Test("the epoch the application reads goes down (between restarts)")
     func applicationEpochGoesDown() {
         let found = violations { c in
             c.noteCandidacy(term: 1, epoch: 4)
-            c.noteLeader(node: "a", term: 1, epoch: 5, voters: ["a"], quorumSize: 1, atNanoseconds: 0)
-            c.checkNode(node: "b", term: 1, epoch: 5, leaderID: nil, atNanoseconds: 1)
-            c.checkNode(node: "b", term: 1, epoch: 4, leaderID: nil, atNanoseconds: 2)
+            c.noteLeader(node: "a", term: 1, epoch: 5, voters: ["a"], quorumSize: 1, disk: durableLeader("a", 1, 5), atNanoseconds: 0)
+            c.checkNode(node: "b", term: 1, epoch: 5, fencingEpoch: 5, leaderID: nil, atNanoseconds: 1)
+            c.checkNode(node: "b", term: 1, epoch: 5, fencingEpoch: 4, leaderID: nil, atNanoseconds: 2)
+            // A restart starts afresh: the fencing epoch is learned again from the primary.
+            c.noteRestart(node: "b", term: 1, atNanoseconds: 3)
+            c.checkNode(node: "b", term: 1, epoch: 5, fencingEpoch: 0, leaderID: nil, atNanoseconds: 4)
         }
         #expect(found.count == 1 && found[0].contains("the epoch b's application reads went down from 5 to 4"))
     }
@@ -105,17 +115,17 @@ struct CheckerHistoryTests {
     func persistBeforeSend() {
         let found = violations { c in
             let request = VoteRequest(candidateID: "a", term: 2)
-            c.noteSend(
-                node: "a", to: "b", .voteRequest(request), event: .tick, before: NodeSnapshot(term: 1),
-                persisted: DurableElectionState(term: 1), atNanoseconds: 0)
-            let (message, event) = grant(by: "b", to: "a", term: 2)
-            c.noteSend(
-                node: "b", to: "a", message, event: event, before: NodeSnapshot(term: 1, voters: ["a", "b"]),
-                persisted: DurableElectionState(term: 2), atNanoseconds: 1)
+            c.noteSend(node: "a", to: "b", .voteRequest(request), disk: DurableElectionState(term: 1), atNanoseconds: 0)
+            let message = grant(&c, by: "b", to: "a", term: 2, before: NodeSnapshot(term: 1, voters: ["a", "b"]))
+            c.noteSend(node: "b", to: "a", message, disk: DurableElectionState(term: 2), atNanoseconds: 1)
+            // The vote is on disk, the promised epoch (candidate epoch + 1) not yet.
+            let again = grant(&c, by: "c", to: "a", term: 2, before: NodeSnapshot(term: 1, voters: ["a", "c"]))
+            c.noteSend(node: "c", to: "a", again, disk: DurableElectionState(term: 2, votedFor: "a"), atNanoseconds: 2)
         }
-        #expect(found.count == 2)
+        #expect(found.count == 3)
         #expect(found[0].contains("asked for votes in term 2 before persisting"))
-        #expect(found[1].contains("sent its vote for a in term 2 before persisting"))
+        #expect(found[1].contains("sent its vote for a in term 2 before persisting it"))
+        #expect(found[2].contains("before persisting the promised epoch 1"))
     }
 
     @Test("the liveness bound: elected too late, no single leader, a node not following")
@@ -127,12 +137,16 @@ struct CheckerHistoryTests {
             LivenessView(id: "b", state: .follower, term: 4, leaderID: "a"),
         ]
         var late = InvariantChecker()
-        late.noteLeader(node: "a", term: 4, epoch: 1, voters: ["a"], quorumSize: 1, atNanoseconds: healed + 1_500 * msNs)
+        late.noteLeader(
+            node: "a", term: 4, epoch: 1, voters: ["a"], quorumSize: 1, disk: durableLeader("a", 4, 1),
+            atNanoseconds: healed + 1_500 * msNs)
         #expect(late.checkLiveness(nodes: following, healedAtNanoseconds: healed, boundNanoseconds: bound, atNanoseconds: 3_000 * msNs) == nil)
         #expect(late.violations.count == 1 && late.violations[0].contains("beyond the bound"))
 
         var inTime = InvariantChecker()
-        inTime.noteLeader(node: "a", term: 4, epoch: 1, voters: ["a"], quorumSize: 1, atNanoseconds: healed + 300 * msNs)
+        inTime.noteLeader(
+            node: "a", term: 4, epoch: 1, voters: ["a"], quorumSize: 1, disk: durableLeader("a", 4, 1),
+            atNanoseconds: healed + 300 * msNs)
         #expect(inTime.checkLiveness(nodes: following, healedAtNanoseconds: healed, boundNanoseconds: bound, atNanoseconds: 3_000 * msNs) == 300 * msNs)
         #expect(inTime.violations.isEmpty)
         let lagging = following + [LivenessView(id: "c", state: .follower, term: 3, leaderID: nil)]
@@ -162,14 +176,10 @@ struct CheckerHistoryTests {
     @Test("a vote from the network for a stranger, or asked for by another sender")
     func strangerVotes() {
         let found = violations { c in
-            let (message, event) = grant(by: "v", to: "x", term: 1)
-            c.noteSend(
-                node: "v", to: "x", message, event: event, before: NodeSnapshot(term: 0, voters: ["v", "a"]),
-                persisted: DurableElectionState(term: 1, votedFor: "x"), atNanoseconds: 0)
-            let (forged, forgedEvent) = grant(by: "v", to: "a", term: 2, sender: "b")
-            c.noteSend(
-                node: "v", to: "a", forged, event: forgedEvent, before: NodeSnapshot(term: 1, voters: ["v", "a", "b"]),
-                persisted: DurableElectionState(term: 2, votedFor: "a"), atNanoseconds: 1)
+            let message = grant(&c, by: "v", to: "x", term: 1, before: NodeSnapshot(term: 0, voters: ["v", "a"]))
+            c.noteSend(node: "v", to: "x", message, disk: DurableElectionState(term: 1, votedFor: "x", epoch: 1), atNanoseconds: 0)
+            let forged = grant(&c, by: "v", to: "a", term: 2, sender: "b", before: NodeSnapshot(term: 1, voters: ["v", "a", "b"]))
+            c.noteSend(node: "v", to: "a", forged, disk: DurableElectionState(term: 2, votedFor: "a", epoch: 1), atNanoseconds: 1)
         }
         #expect(found.count == 2)
         #expect(found[0].contains("not a voter it knows"))
@@ -179,11 +189,11 @@ struct CheckerHistoryTests {
     @Test("a leader without a quorum of real votes (forged votes counted)")
     func forgedQuorum() {
         let found = violations { c in
-            let (message, event) = grant(by: "b", to: "a", term: 1)
-            c.noteSend(
-                node: "b", to: "a", message, event: event, before: NodeSnapshot(term: 0, voters: ["a", "b", "c", "d", "e"]),
-                persisted: DurableElectionState(term: 1, votedFor: "a"), atNanoseconds: 0)
-            c.noteLeader(node: "a", term: 1, epoch: 1, voters: ["a", "b", "c", "d", "e"], quorumSize: 3, atNanoseconds: 1)
+            let message = grant(&c, by: "b", to: "a", term: 1, before: NodeSnapshot(term: 0, voters: ["a", "b", "c", "d", "e"]))
+            c.noteSend(node: "b", to: "a", message, disk: DurableElectionState(term: 1, votedFor: "a", epoch: 1), atNanoseconds: 0)
+            c.noteLeader(
+                node: "a", term: 1, epoch: 1, voters: ["a", "b", "c", "d", "e"], quorumSize: 3, disk: durableLeader("a", 1, 1),
+                atNanoseconds: 1)
         }
         #expect(found.count == 1 && found[0].contains("with 2 real votes of the 3 it needs"))
     }
@@ -192,10 +202,10 @@ struct CheckerHistoryTests {
     func strangerTermsAndLeaders() {
         let found = violations { c in
             c.noteCandidacy(term: 3, epoch: 1)
-            c.checkNode(node: "v", term: 3, epoch: 2, leaderID: nil, atNanoseconds: 0)
-            c.checkNode(node: "v", term: 2015, epoch: 2, leaderID: nil, atNanoseconds: 1)
-            c.checkNode(node: "w", term: 3, epoch: 1 << 62, leaderID: nil, atNanoseconds: 2)
-            c.checkNode(node: "u", term: 3, epoch: 2, leaderID: "intruder", atNanoseconds: 3)
+            c.checkNode(node: "v", term: 3, epoch: 2, fencingEpoch: 0, leaderID: nil, atNanoseconds: 0)
+            c.checkNode(node: "v", term: 2015, epoch: 2, fencingEpoch: 0, leaderID: nil, atNanoseconds: 1)
+            c.checkNode(node: "w", term: 3, epoch: 1 << 62, fencingEpoch: 0, leaderID: nil, atNanoseconds: 2)
+            c.checkNode(node: "u", term: 3, epoch: 2, fencingEpoch: 0, leaderID: "intruder", atNanoseconds: 3)
         }
         #expect(found.count == 3)
         #expect(found[0].contains("v is at term 2015, above any term"))

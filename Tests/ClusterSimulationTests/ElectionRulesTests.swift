@@ -238,7 +238,7 @@ struct QuorumRules {
 struct DurabilityRules {
     struct Trigger: Sendable, CustomTestStringConvertible {
         var name: String
-        var setup: @Sendable () -> (ElectionCore, ElectionEvent)
+        var setup: @Sendable () -> (SyncCore, ElectionEvent)
         var testDescription: String { name }
     }
 
@@ -732,5 +732,255 @@ struct OutOfRangeTests {
         _ = core.step(.startElection, now: .zero)
         #expect(core.state == .candidate)
         #expect(core.term == ElectionCore.maxTermJump + 1)  // stepDown adopts at most maxTermJump ahead
+    }
+}
+
+/// The grants, real vote requests and leadership signs in a batch: what must wait for a write.
+private func dependents(_ directives: [ElectionDirective]) -> [ElectionDirective] {
+    directives.filter { directive in
+        switch directive {
+        case .send(_, .voteResponse(let r)): return r.voteGranted && !r.preVote
+        case .send(_, .voteRequest(let r)): return !r.preVote
+        case .stateChanged(.leader, _, _), .epochChanged, .broadcastHeartbeat: return true
+        default: return false
+        }
+    }
+}
+
+@Suite("Durable writes (issue 6, item 2)")
+struct DurableWriteRules {
+    /// A core stepped directly: its writes complete only when the test says so.
+    static func rawCore(
+        _ id: String, voters: [String], durable: DurableElectionState = DurableElectionState(),
+        settings: ElectionCore.Settings = testSettings()
+    ) -> ElectionCore {
+        ElectionCore(id: id, settings: settings, durable: durable, voters: voters, seed: 7, now: .zero)
+    }
+
+    struct RetryCase: Sendable, CustomTestStringConvertible {
+        var name: String
+        /// When the candidate asks again, after the failed write at 10 ms.
+        var retryAtMilliseconds: UInt64
+        var testDescription: String { name }
+    }
+
+    @Test(
+        "a vote whose write failed is refused, forgotten, and a retried request is not granted without a new durable write",
+        arguments: [
+            RetryCase(name: "retry at once", retryAtMilliseconds: 11),
+            RetryCase(name: "retry after the write-retry delay", retryAtMilliseconds: 10 + T / 4 / ms),
+        ])
+    func failedVoteWriteIsNotGrantedFromMemory(_ c: RetryCase) throws {
+        var voter = Self.rawCore("v", voters: ["v", "a", "b"])
+        let asked = voter.step(voteRequest(from: "a", term: 1), now: at(milliseconds: 10))
+        let write = try #require(asked.persists.first)
+        #expect(write == DurableElectionState(term: 1, votedFor: "a", epoch: 1))
+        #expect(asked.voteResponses.isEmpty, "no answer before the vote is durable")
+        let failed = voter.step(.persistFailed(write), now: at(milliseconds: 10))
+        #expect(failed.voteResponses.map(\.voteGranted) == [false])
+        #expect(failed.voteResponses.first?.reason == ElectionCore.notDurableReason)
+        #expect(voter.lastWriteFailed && voter.votedFor == nil && voter.persisted == DurableElectionState())
+
+        let retried = voter.step(voteRequest(from: "a", term: 1), now: at(milliseconds: c.retryAtMilliseconds))
+        #expect(!retried.voteResponses.contains { $0.voteGranted }, "never granted from memory")
+        if let rewrite = retried.persists.first {
+            // Past the retry delay the write is retried; only its success lets a vote through.
+            #expect(retried.voteResponses.map(\.reason) == [ElectionCore.notDurableReason])
+            let done = voter.step(.persisted(rewrite), now: at(milliseconds: c.retryAtMilliseconds))
+            #expect(done.voteResponses.isEmpty && !voter.lastWriteFailed)
+        } else {
+            #expect(retried.voteResponses.map(\.reason) == [ElectionCore.notDurableReason])
+        }
+    }
+
+    @Test("a node whose vote write failed and that restarts from its disk votes at most once in that term")
+    func noVoteTwiceInOneTermAcrossRestartAfterFailedWrite() throws {
+        let disk = DurableElectionState(term: 2, votedFor: nil, epoch: 1)
+        var voter = Self.rawCore("v", voters: ["v", "a", "b"], durable: disk)
+        var granted: [String] = []
+        var directives = voter.step(voteRequest(from: "a", term: 3, epoch: 1), now: at(milliseconds: 1))
+        let write = try #require(directives.persists.first)
+        directives += voter.step(.persistFailed(write), now: at(milliseconds: 1))
+        directives += voter.step(voteRequest(from: "a", term: 3, epoch: 1), now: at(milliseconds: 2))  // a retries
+        granted += directives.voteResponses.filter(\.voteGranted).map { _ in "a" }
+        // The process restarts: the disk still holds what was there before the failed write.
+        var restarted = Self.rawCore("v", voters: ["v", "a", "b"], durable: disk)
+        let asked = restarted.step(voteRequest(from: "b", term: 3, epoch: 1), now: at(milliseconds: 3))
+        let rewrite = try #require(asked.persists.first)
+        let done = restarted.step(.persisted(rewrite), now: at(milliseconds: 4))
+        granted += (asked + done).voteResponses.filter(\.voteGranted).map { _ in "b" }
+        #expect(granted == ["b"], "one vote in term 3, across the restart")
+    }
+
+    struct EpochCase: Sendable, CustomTestStringConvertible {
+        /// The fencing epoch the candidate knows from the last primary's heartbeat (nil: none heard).
+        var knownPrimaryEpoch: UInt64?
+        var testDescription: String { "previous primary's epoch \(knownPrimaryEpoch.map(String.init) ?? "unknown")" }
+    }
+
+    @Test(
+        "a new primary whose epoch write fails does not lead, and never exposes the new epoch",
+        arguments: [EpochCase(knownPrimaryEpoch: nil), EpochCase(knownPrimaryEpoch: 4)])
+    func newPrimaryWhoseEpochWriteFailsDoesNotLead(_ c: EpochCase) throws {
+        var a = Self.rawCore("a", voters: ["a", "b", "c"], durable: DurableElectionState(epoch: c.knownPrimaryEpoch ?? 0))
+        if let known = c.knownPrimaryEpoch {
+            _ = a.step(heartbeat(from: "b", term: 0, epoch: known), now: .zero)
+        }
+        let fencing = a.fencingEpoch
+        #expect(fencing == (c.knownPrimaryEpoch ?? 0))
+        var all = a.step(.startElection, now: at(milliseconds: 1))
+        all += a.step(.persisted(try #require(all.persists.last)), now: at(milliseconds: 2))
+        let won = a.step(voteResponse(from: "b", term: 1, epoch: fencing), now: at(milliseconds: 3))
+        let epochWrite = try #require(won.persists.first)
+        #expect(epochWrite.epoch == fencing + 1)
+        #expect(dependents(won).isEmpty && a.state == .candidate && a.leaderID == nil)
+        #expect(a.heartbeat(seq: 1).role != .primary)
+        let failed = a.step(.persistFailed(epochWrite), now: at(milliseconds: 4))
+        all += won + failed
+        #expect(a.state == .follower && failed.stateChanges == [.follower])
+        #expect(a.fencingEpoch == fencing)
+        #expect(!all.contains(.epochChanged(fencing + 1)) && !all.contains(.broadcastHeartbeat))
+        #expect(!all.stateChanges.contains(.leader))
+        // It does not stand again until a write succeeds.
+        #expect(a.step(.startElection, now: at(milliseconds: 5)).isEmpty && a.state == .follower)
+    }
+
+    struct Trigger: Sendable, CustomTestStringConvertible {
+        var name: String
+        var setup: @Sendable () -> (ElectionCore, ElectionEvent)
+        var testDescription: String { name }
+    }
+
+    @Test(
+        "nothing that depends on a pending write is sent before the write is reported durable",
+        arguments: [
+            Trigger(name: "a granted vote") { (rawCore("v", voters: ["v", "a"]), voteRequest(from: "a", term: 3)) },
+            Trigger(name: "a forced election") { (rawCore("a", voters: ["a", "b"]), .startElection) },
+            Trigger(name: "a single-voter election") { (rawCore("a", voters: ["a"]), .startElection) },
+            Trigger(name: "a PreVote quorum") {
+                var a = rawCore("a", voters: ["a", "b", "c"])
+                _ = a.step(.tick, now: a.nextDeadline!)
+                return (a, voteResponse(from: "b", term: 1, preVote: true))
+            },
+            Trigger(name: "a won election") {
+                var a = rawCore("a", voters: ["a", "b", "c"])
+                let started = a.step(.startElection, now: .zero)
+                _ = a.step(.persisted(started.persists[0]), now: .zero)
+                return (a, voteResponse(from: "b", term: 1))
+            },
+        ])
+    func nothingDependingOnAPendingWriteIsSent(_ trigger: Trigger) throws {
+        var (core, event) = trigger.setup()
+        var now = at(milliseconds: 500)
+        var batch = core.step(event, now: now)
+        var released: [ElectionDirective] = []
+        var writes = 0
+        // Complete each write in turn, 1 s later: what depended on it may only come out then.
+        while let write = batch.persists.first, writes < 5 {
+            #expect(dependents(batch).isEmpty, "\(dependents(batch)) sent before \(write) was durable")
+            #expect(batch.persists.count == 1, "at most one write in flight")
+            writes += 1
+            now = now + 1000 * ms
+            batch = core.step(.persisted(write), now: now)
+            released += dependents(batch)
+        }
+        #expect(!released.isEmpty, "the write's report releases what waited for it")
+        #expect(core.persisted == core.durable)
+    }
+
+    @Test("the fencing epoch is the newest primary's epoch: it only rises, from primaries' heartbeats and own durable leadership")
+    func fencingEpochIsMonotonic() throws {
+        var f = makeCore("f", voters: ["f", "l", "m", "x"])
+        var exposed: [UInt64] = []
+        func record(_ directives: [ElectionDirective]) {
+            exposed += directives.compactMap { if case .epochChanged(let e) = $0 { return e } else { return nil } }
+        }
+        record(f.step(heartbeat(from: "l", term: 1, epoch: 3), now: at(milliseconds: 1)))
+        record(f.step(heartbeat(from: "m", term: 2, epoch: 5), now: at(milliseconds: 2)))
+        record(f.step(heartbeat(from: "l", term: 1, epoch: 3), now: at(milliseconds: 3)))  // a stale primary
+        record(f.step(heartbeat(from: "x", term: 2, role: .replica, epoch: 9), now: at(milliseconds: 4)))  // no primary's
+        #expect(f.epoch == 9 && f.fencingEpoch == 5)
+        record(f.step(voteRequest(from: "x", term: 3, epoch: 9), now: at(milliseconds: 5)))  // a promise: epoch 10
+        #expect(f.epoch == 10 && f.fencingEpoch == 5)
+        record(f.step(.startElection, now: at(milliseconds: 300)))
+        record(f.step(voteResponse(from: "l", term: 4, epoch: 10), now: at(milliseconds: 301)))
+        record(f.step(voteResponse(from: "m", term: 4, epoch: 10), now: at(milliseconds: 301)))
+        #expect(f.state == .leader && f.fencingEpoch == 11)
+        #expect(exposed == [3, 5, 11])
+    }
+
+    @Test("a slow write delays the grant and the leadership, but one vote stays one vote and the election completes")
+    func slowWriteDelaysButStaysCorrect() throws {
+        var a = Self.rawCore("a", voters: ["a", "b", "c"])
+        var b = Self.rawCore("b", voters: ["a", "b", "c"])
+        // a stands; its self-vote takes 3 T to write. No request goes out, and no timer gives up on it.
+        let started = a.step(.startElection, now: .zero)
+        let selfVote = try #require(started.persists.first)
+        #expect(started.voteRequests.isEmpty && a.nextDeadline == nil)
+        #expect(a.step(.tick, now: at(milliseconds: 3 * T / ms)).isEmpty && a.state == .candidate)
+        let asking = a.step(.persisted(selfVote), now: at(milliseconds: 3 * T / ms))
+        #expect(asking.voteRequests.map(\.to) == ["b", "c"])
+        #expect(a.nextDeadline == at(milliseconds: 3 * T / ms) + voteTimeout, "the campaign's time starts with its requests")
+        // b's vote takes long to write; a asks again meanwhile: no grant, no second write.
+        let request = try #require(asking.voteRequests.first { $0.to == "b" }?.request)
+        let first = b.step(.receive(from: "a", .voteRequest(request)), now: at(milliseconds: 301))
+        let voteWrite = try #require(first.persists.first)
+        let again = b.step(.receive(from: "a", .voteRequest(request)), now: at(milliseconds: 340))
+        #expect(first.voteResponses.isEmpty && again.voteResponses.isEmpty && again.persists.isEmpty)
+        let grant = b.step(.persisted(voteWrite), now: at(milliseconds: 349))
+        #expect(grant.voteResponses.map(\.voteGranted) == [true])
+        // a wins; its new epoch takes long to write: it is not leader until then.
+        let won = a.step(.receive(from: "b", .voteResponse(grant.voteResponses[0])), now: at(milliseconds: 350))
+        let epochWrite = try #require(won.persists.first)
+        #expect(a.state == .candidate && dependents(won).isEmpty)
+        #expect(a.step(.tick, now: at(milliseconds: 500)).isEmpty)
+        let led = a.step(.persisted(epochWrite), now: at(milliseconds: 500))
+        #expect(a.state == .leader && a.fencingEpoch == 1)
+        #expect(led == [.epochChanged(1), .stateChanged(.leader, term: 1, leader: "a"), .leaderChanged("a"), .broadcastHeartbeat])
+    }
+
+    @Test("changes made while a write is in flight go out as the next write when it completes")
+    func oneWriteInFlight() throws {
+        var v = Self.rawCore("v", voters: ["v", "a", "b"])
+        let first = v.step(heartbeat(from: "a", term: 1, role: .replica), now: .zero)
+        let write = try #require(first.persists.first)
+        let meanwhile = v.step(voteRequest(from: "b", term: 2), now: at(milliseconds: 1))
+        #expect(meanwhile.persists.isEmpty && meanwhile.voteResponses.isEmpty)
+        let next = v.step(.persisted(write), now: at(milliseconds: 2))
+        #expect(next.persists == [DurableElectionState(term: 2, votedFor: "b", epoch: 1)])
+        #expect(next.voteResponses.isEmpty, "the vote is in the next write, not this one")
+        let granted = v.step(.persisted(next.persists[0]), now: at(milliseconds: 3))
+        #expect(granted.voteResponses.map(\.voteGranted) == [true])
+    }
+
+    @Test("after a failed write the node retries it no sooner than the retry delay; once it succeeds it votes and stands again")
+    func persistRetrySucceedsAndNodeVotesAgain() throws {
+        var v = Self.rawCore("v", voters: ["v", "a", "b"])
+        let write = try #require(v.step(voteRequest(from: "a", term: 1), now: .zero).persists.first)
+        _ = v.step(.persistFailed(write), now: at(milliseconds: 10))
+        let retryAt = at(milliseconds: 10) + v.persistRetryDelay
+        #expect(v.nextDeadline == retryAt)
+        #expect(v.step(.tick, now: at(milliseconds: 11)).persists.isEmpty, "no busy retry")
+        let preVote = v.step(voteRequest(from: "b", term: 2, preVote: true), now: at(milliseconds: 12))
+        #expect(preVote.voteResponses.map(\.reason) == [ElectionCore.notDurableReason])
+        let retry = v.step(.tick, now: retryAt)
+        let rewrite = try #require(retry.persists.first)
+        #expect(rewrite == DurableElectionState(term: 1, votedFor: nil, epoch: 1), "the vote was forgotten, the term kept")
+        _ = v.step(.persisted(rewrite), now: retryAt)
+        #expect(!v.lastWriteFailed && v.persisted == rewrite)
+        let asked = v.step(voteRequest(from: "a", term: 1, epoch: 1), now: retryAt)
+        let grant = v.step(.persisted(try #require(asked.persists.first)), now: retryAt)
+        #expect(grant.voteResponses.map(\.voteGranted) == [true])
+        var w = makeCore("w", voters: ["w", "a", "b"])
+        _ = w.step(.startElection, now: .zero)
+        #expect(w.state == .candidate, "and a node with working writes stands")
+        var s = Self.rawCore("s", voters: ["s", "a", "b"])
+        let standing = s.step(.startElection, now: .zero)
+        _ = s.step(.persistFailed(standing.persists[0]), now: .zero)
+        #expect(s.state == .follower && s.step(.startElection, now: .zero).isEmpty)
+        let sRetry = s.step(.tick, now: CoreInstant.zero + s.persistRetryDelay)
+        _ = s.step(.persisted(try #require(sRetry.persists.first)), now: CoreInstant.zero + s.persistRetryDelay)
+        _ = s.step(.startElection, now: CoreInstant.zero + s.persistRetryDelay)
+        #expect(s.state == .candidate, "it stands again once a write succeeded")
     }
 }

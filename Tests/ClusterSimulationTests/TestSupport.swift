@@ -18,11 +18,46 @@ func testSettings(
         priority: priority, autoFailover: autoFailover, maxElectionRetries: maxElectionRetries)
 }
 
+/// Steps a core as a synchronous driver whose writes succeed at once: after each `.persist` it
+/// feeds `.persisted` with the same state, and puts what that releases right after the `.persist`.
+/// A batch without a `.persist` is returned as it is (no allocation on the hot path).
+func stepWritingAtOnce(_ core: inout ElectionCore, _ event: ElectionEvent, now: CoreInstant) -> [ElectionDirective] {
+    let directives = core.step(event, now: now)
+    guard directives.contains(where: { if case .persist = $0 { return true } else { return false } }) else {
+        return directives
+    }
+    var all: [ElectionDirective] = []
+    for directive in directives {
+        all.append(directive)
+        if case .persist(let state) = directive {
+            all += stepWritingAtOnce(&core, .persisted(state), now: now)
+        }
+    }
+    return all
+}
+
+/// A core whose driver writes synchronously and never fails (``stepWritingAtOnce``): what the rule
+/// tests need. Reads go to the core; tests of slow or failing writes step ``core`` directly.
+@dynamicMemberLookup
+struct SyncCore {
+    var core: ElectionCore
+
+    subscript<Value>(dynamicMember keyPath: KeyPath<ElectionCore, Value>) -> Value { core[keyPath: keyPath] }
+
+    mutating func step(_ event: ElectionEvent, now: CoreInstant) -> [ElectionDirective] {
+        stepWritingAtOnce(&core, event, now: now)
+    }
+
+    func heartbeat(seq: UInt64, ackSeq: UInt64 = 0, probe: Bool = false) -> HeartbeatMessage {
+        core.heartbeat(seq: seq, ackSeq: ackSeq, probe: probe)
+    }
+}
+
 func makeCore(
     _ id: String, voters: [String], durable: DurableElectionState = DurableElectionState(), lsn: UInt64 = 0,
     settings: ElectionCore.Settings = testSettings(), seed: UInt64 = 7
-) -> ElectionCore {
-    var core = ElectionCore(id: id, settings: settings, durable: durable, voters: voters, seed: seed, now: .zero)
+) -> SyncCore {
+    var core = SyncCore(core: ElectionCore(id: id, settings: settings, durable: durable, voters: voters, seed: seed, now: .zero))
     if lsn > 0 { _ = core.step(.setLocalLSN(lsn), now: .zero) }
     return core
 }
@@ -50,7 +85,7 @@ func heartbeat(
 }
 
 /// A leader of `term` 1 made by a forced election and the votes of `grantedBy`.
-func makeLeader(_ id: String, voters: [String], grantedBy: [String], settings: ElectionCore.Settings = testSettings()) -> ElectionCore {
+func makeLeader(_ id: String, voters: [String], grantedBy: [String], settings: ElectionCore.Settings = testSettings()) -> SyncCore {
     var core = makeCore(id, voters: voters, settings: settings)
     _ = core.step(.startElection, now: .zero)
     for voter in grantedBy { _ = core.step(voteResponse(from: voter, term: core.term), now: .zero) }
@@ -108,7 +143,7 @@ struct TestCluster {
 
     mutating func apply(_ id: String, _ event: ElectionEvent) {
         guard var core = cores[id] else { return }
-        let directives = core.step(event, now: at(milliseconds: nowMilliseconds))
+        let directives = stepWritingAtOnce(&core, event, now: at(milliseconds: nowMilliseconds))
         cores[id] = core
         for directive in directives {
             log.append((id, directive))

@@ -13,8 +13,12 @@
 ///
 /// A driver (the libuv node, or the simulator) owns one `ElectionCore` per node and:
 /// - MUST feed every event through ``step(_:now:)`` with the current time, and carry out the
-///   returned directives in order; a ``ElectionDirective/persist(_:)`` MUST be durable before any
-///   later directive of the same batch is carried out (persist before send).
+///   returned directives in order.
+/// - MUST start a durable write of the state of every ``ElectionDirective/persist(_:)`` and report
+///   its outcome, once known, as ``ElectionEvent/persisted(_:)`` (the state is durable) or
+///   ``ElectionEvent/persistFailed(_:)`` (it may not be relied on), carrying the same state. The
+///   write may be asynchronous and slow: directives after a `.persist` need not wait for it. A
+///   synchronous driver feeds `.persisted` right after the write returns.
 /// - MUST deliver a ``ElectionEvent/tick`` no later than ``nextDeadline`` (earlier or extra ticks
 ///   are harmless).
 /// - MUST send a heartbeat to every voter every `heartbeatInterval` and on
@@ -22,12 +26,25 @@
 ///   ``role``: the core decides, the driver sends.
 /// - MUST construct a restarted core from the last persisted ``DurableElectionState``.
 ///
+/// Persist before send (etcd's `Ready` contract, with the waiting done by the core): at most one
+/// write is in flight; changes made meanwhile go out as the next `.persist` once it is reported.
+/// The core withholds everything that depends on a state until that state is reported written: a
+/// granted vote's response (the vote and the epoch it promises), its own vote requests as a
+/// candidate (the new term and its self-vote), and its leadership (a won election emits no
+/// `stateChanged(.leader)`, `epochChanged` or `broadcastHeartbeat`, and ``state`` stays
+/// `.candidate`, until the new epoch is durable). What depends on nothing durable goes out at
+/// once: refusals, PreVote traffic, heartbeat contents (a follower's term may be ahead of its
+/// disk; a term lost in a crash is learned again). After a failed write the node does not act on
+/// what it failed to write: see ``ElectionEvent/persistFailed(_:)``.
+///
 /// Guarantees (tested rule by rule in `ElectionRulesTests`, and as invariants by the simulator):
 /// - At most one leader per term (Raft §5.2): one durable vote per term, and a real majority
 ///   (``quorumSize``) is needed to win.
 /// - A vote goes only to a candidate whose LSN is not behind the voter's and whose epoch is not
 ///   behind the voter's (see ``step(_:now:)``, "Voting").
-/// - Leaders' epochs strictly increase with their terms, so the epoch is a fencing token.
+/// - Leaders' epochs strictly increase with their terms, so the epoch is a fencing token; a
+///   leader's epoch and term are durable before it acts as leader.
+/// - A node that failed to write refuses votes and does not stand until a write succeeds.
 ///
 /// Timers, in nanoseconds of ``CoreInstant``:
 /// - Election timer (follower): a randomised timeout in [T, 2T), T = `electionTimeout`, shorter
@@ -115,6 +132,17 @@ public struct ElectionCore: Sendable {
         var deadline: CoreInstant
         /// Granted votes so far, by voter, with the epoch each voter reported (its own included).
         var grants: [String: UInt64]
+        /// False while a candidacy's term and self-vote are not yet durable: its vote requests are
+        /// withheld (and `deadline` runs from when they are sent). Always true for a PreVote round.
+        var requestsSent = true
+    }
+
+    /// A granted vote whose response waits for the write that makes it durable.
+    struct WithheldGrant: Sendable {
+        var candidate: String
+        var response: VoteResponse
+        /// The epoch promised to the candidate (its epoch + 1): the written state must hold it.
+        var promisedEpoch: UInt64
     }
 
     /// A reported pair of primaries in one term (primaries sorted), so each is reported once.
@@ -147,6 +175,9 @@ public struct ElectionCore: Sendable {
     /// accepted messages to push a node's term near ``maxAcceptedTerm``, where it could no
     /// longer stand: no single message makes a node unusable.
     public static let maxTermJump: UInt64 = 1 << 32
+    /// The refusal reason while the node's last durable write failed, and for a vote whose write
+    /// failed.
+    public static let notDurableReason = "vote could not be made durable"
     /// Terms and epochs at or above this bound (2^63) are out of range: no cluster gets there by
     /// elections, so a message carrying one is dropped (and a vote request refused by the driver).
     /// This keeps every `+ 1` on terms and epochs far from overflow, whatever arrives.
@@ -169,10 +200,24 @@ public struct ElectionCore: Sendable {
     package var disabledRules: DisabledRules = []
     /// The settings this core runs with.
     public let settings: Settings
-    /// Follower, candidate or leader. A node in a PreVote round is still a follower.
+    /// Follower, candidate or leader. A node in a PreVote round is still a follower; a candidate
+    /// that won stays a candidate until its new epoch is durable.
     public private(set) var state: ElectionState = .follower
-    /// What must survive a restart (term, vote, epoch); every change is emitted as `.persist`.
+    /// What must survive a restart (term, vote, epoch), as the core holds it now; every change is
+    /// emitted as `.persist`. It may be ahead of ``persisted`` while a write is pending or failed.
     public private(set) var durable: DurableElectionState
+    /// The last state reported written (``ElectionEvent/persisted(_:)``), or the one the core
+    /// started from: what a restart would find.
+    public private(set) var persisted: DurableElectionState
+    /// True from a ``ElectionEvent/persistFailed(_:)`` until the next ``ElectionEvent/persisted(_:)``:
+    /// the node refuses votes and PreVotes (``notDurableReason``) and does not stand.
+    public private(set) var lastWriteFailed = false
+    /// The fencing token the application reads: the epoch of the newest primary this node knows,
+    /// its own once durable or the one a primary's heartbeat carries. Never decreases; 0 until this
+    /// core leads or hears a primary (it is not restored on restart: a follower learns it from the
+    /// primary's next heartbeat). Every rise is emitted as ``ElectionDirective/epochChanged(_:)``.
+    /// ``epoch`` can be ahead of it: a voter's promise, or a new primary's epoch not yet durable.
+    public private(set) var fencingEpoch: UInt64 = 0
     /// The leader of the current term, if this node knows one (itself when leader).
     public private(set) var leaderID: String?
     /// The local log position, as last set by ``ElectionEvent/setLocalLSN(_:)``.
@@ -185,8 +230,12 @@ public struct ElectionCore: Sendable {
     public var term: UInt64 { durable.term }
     /// Whom this node voted for in the current term.
     public var votedFor: String? { durable.votedFor }
-    /// The highest epoch this node has seen, made, or promised by a vote (see "Voting").
+    /// The highest epoch this node has seen, made, or promised by a vote (see "Voting"); the
+    /// voting rules use it. The fencing token is ``fencingEpoch``.
     public var epoch: UInt64 { durable.epoch }
+    /// How long after a failed write the core retries it (on the first tick or event from then
+    /// on): a quarter of the election timeout.
+    public var persistRetryDelay: UInt64 { Swift.max(1, settings.electionTimeout / 4) }
     /// The role this node announces in its heartbeats.
     public var role: NodeRole { state.role }
     /// The votes needed to win: `max(minQuorumSize, voters.count / 2 + 1)`, a real majority of the
@@ -194,18 +243,26 @@ public struct ElectionCore: Sendable {
     public var quorumSize: Int { Swift.max(settings.minQuorumSize, voters.count / 2 + 1) }
 
     /// The latest time at which the driver must deliver the next ``ElectionEvent/tick``; nil when no
-    /// timer runs (a follower without `autoFailover` that knows no leader).
+    /// timer runs (a follower without `autoFailover` that knows no leader; a candidate waiting for
+    /// its self-vote or its new epoch to be durable: the write's report moves it on).
     public var nextDeadline: CoreInstant? {
+        let timer: CoreInstant?
         switch state {
         case .leader:
-            return checkQuorumDeadline
+            timer = checkQuorumDeadline
         case .candidate:
-            return campaign?.deadline
+            timer = campaign?.requestsSent == true ? campaign?.deadline : nil
         case .follower:
-            if let campaign { return campaign.deadline }
-            if settings.autoFailover || leaderID != nil { return electionDeadline }
-            return nil
+            if let campaign {
+                timer = campaign.deadline
+            } else if settings.autoFailover || leaderID != nil {
+                timer = electionDeadline
+            } else {
+                timer = nil
+            }
         }
+        guard lastWriteFailed, writing == nil else { return timer }
+        return timer.map { Swift.min($0, retryWriteAt) } ?? retryWriteAt  // the retry of a failed write
     }
 
     /// The heartbeat this node sends now (to any voter): its id, term, epoch, LSN and role. The
@@ -236,8 +293,16 @@ public struct ElectionCore: Sendable {
     /// The first node seen claiming primary in the current term (itself when it won).
     private var termPrimary: String?
     private var reportedDualPrimaries: Set<DualPrimaryReport> = []
-    /// `durable` changed since the last `.persist`.
+    /// `durable` changed since the last `.persist` (or must be written again after a failure).
     private var durableDirty = false
+    /// The state of the `.persist` whose outcome is not yet reported (at most one).
+    private var writing: DurableElectionState?
+    /// After a failed write: no retry before this time.
+    private var retryWriteAt: CoreInstant = .zero
+    /// A vote granted but not yet durable: its response goes out when it is.
+    private var withheldGrant: WithheldGrant?
+    /// The epoch of an election this candidate won, while that epoch is not yet durable.
+    private var pendingLeaderEpoch: UInt64?
 
     /// A core starting as a follower, from the durable state of its last run (or a fresh one).
     ///
@@ -254,6 +319,7 @@ public struct ElectionCore: Sendable {
         self.id = id
         self.settings = settings
         self.durable = durable
+        self.persisted = durable
         var voterSet = Set(voters)
         voterSet.insert(id)
         self.voters = voterSet
@@ -273,10 +339,10 @@ public struct ElectionCore: Sendable {
     /// requests and responses excepted: they change no state) and become follower; a message of
     /// a lower term is stale.
     ///
-    /// Voting (Raft §5.2, §5.4.1): in one term a node MUST grant at most one vote (durably: the vote is
-    /// persisted before the response is sent). It grants a candidate only if the candidate's
-    /// `lastLSN` is not below its `localLSN` (the seed's election restriction) AND the candidate's
-    /// epoch is not below its own. Why the epoch: a candidate that has not seen the latest primary
+    /// Voting (Raft §5.2, §5.4.1): in one term a node MUST grant at most one vote (durably: the
+    /// response is withheld until the state holding the vote is reported written). It grants a
+    /// candidate only if the candidate's `lastLSN` is not below its `localLSN` (the seed's election
+    /// restriction) AND the candidate's epoch is not below its own. Why the epoch: a candidate that has not seen the latest primary
     /// change (lower epoch) may hold an LSN of a superseded history, where a high LSN means nothing;
     /// refusing it keeps the fencing token monotonic. To make that hold across elections, a voter
     /// that grants a vote durably raises its epoch to `candidate epoch + 1`, the epoch the candidate
@@ -297,6 +363,8 @@ public struct ElectionCore: Sendable {
     /// vote request whose epoch is more than this node's epoch + 1 is refused: nothing of either
     /// is adopted or saved. A heartbeat or vote response from a node that is not a voter here is
     /// dropped; a vote request from one is refused.
+    ///
+    /// While its last write failed, a node refuses every vote and PreVote (``notDurableReason``).
     ///
     /// Heartbeats are the hot path: a heartbeat that changes nothing allocates nothing and does
     /// only dictionary updates.
@@ -352,8 +420,18 @@ public struct ElectionCore: Sendable {
             removeVoter(voter, now: now, &directives)
         case .peerUnreachable:
             break  // Silence is what counts: CheckQuorum and the election timer see it.
+        case .persisted(let state):
+            guard let writing, writing == state else { break }  // not the write in flight: ignored
+            self.writing = nil
+            persisted = state
+            lastWriteFailed = false
+            releaseWithheld(now: now, &directives)
+        case .persistFailed(let state):
+            guard let writing, writing == state else { break }
+            self.writing = nil
+            writeFailed(now: now, &directives)
         }
-        persistIfNeeded(&directives)
+        persistIfNeeded(now: now, &directives)
         return directives
     }
 
@@ -363,7 +441,8 @@ public struct ElectionCore: Sendable {
     /// round or candidacy.
     private mutating func tickElection(now: CoreInstant, _ directives: inout [ElectionDirective]) {
         if let campaign {
-            if now >= campaign.deadline { failCampaign(now: now, &directives) }
+            // A candidacy whose self-vote is not yet durable waits for the write's report.
+            if campaign.requestsSent, now >= campaign.deadline { failCampaign(now: now, &directives) }
             return
         }
         guard state == .follower, now >= electionDeadline else { return }
@@ -371,7 +450,9 @@ public struct ElectionCore: Sendable {
             // The leader is lost: forget it, so that PreVotes from others can succeed.
             setLeader(nil, &directives)
         }
-        if settings.autoFailover {
+        if lastWriteFailed {
+            resetElectionTimer(now: now)  // it does not stand on a state it cannot write
+        } else if settings.autoFailover {
             becomePreCandidate(now: now, &directives)
         }
     }
@@ -411,6 +492,9 @@ public struct ElectionCore: Sendable {
         }
         if heartbeat.epoch > epoch {
             adoptEpoch(heartbeat.epoch)
+        }
+        if heartbeat.role == .primary, heartbeat.epoch > fencingEpoch {
+            raiseFencingEpoch(heartbeat.epoch, &directives)  // a newer primary than any known
         }
         guard heartbeat.term == term else { return }  // stale sender: it adopts our term from our heartbeats
         if heartbeat.role == .primary {
@@ -459,6 +543,8 @@ public struct ElectionCore: Sendable {
         let reason: String
         if request.term < term {
             reason = ClusterError.staleTerm.description
+        } else if lastWriteFailed {
+            reason = Self.notDurableReason
         } else if let votedFor, votedFor != candidate {
             reason = ClusterError.alreadyVoted.description
         } else if request.lastLSN < localLSN {
@@ -486,7 +572,11 @@ public struct ElectionCore: Sendable {
         campaign = nil  // we back this candidate: drop our own PreVote round
         electionDeadline = now + randomizedElectionTimeout
         let grant = VoteResponse(voterID: id, term: term, voteGranted: true, epoch: epochBeforeGrant)
-        send(to: candidate, .voteResponse(grant), &directives)
+        // The response waits until the vote and the promised epoch are durable (a repeated grant
+        // of a vote already written goes out at once).
+        let promised = disabledRules.contains(.epochRule) ? 0 : request.epoch + 1  // a core without the rule promises nothing
+        withheldGrant = WithheldGrant(candidate: candidate, response: grant, promisedEpoch: promised)
+        releaseWithheld(now: now, &directives)
     }
 
     /// A PreVote request (thesis §9.6): "would you vote for me at `request.term`?" Changes no state.
@@ -505,6 +595,8 @@ public struct ElectionCore: Sendable {
             reason = Self.unknownCandidateReason
         } else if request.term < term {
             reason = ClusterError.staleTerm.description
+        } else if lastWriteFailed {
+            reason = Self.notDurableReason
         } else if request.term == term, let votedFor, votedFor != candidate {
             reason = ClusterError.alreadyVoted.description
         } else if hasLiveLeader(now: now) {
@@ -532,7 +624,7 @@ public struct ElectionCore: Sendable {
             adoptEpoch(response.epoch)
         }
         guard response.voteGranted, response.term == term, state == .candidate,
-              campaign?.kind == .vote, response.voterID != id
+              campaign?.kind == .vote, campaign?.requestsSent == true, response.voterID != id
         else { return }
         // A vote from a non-voter is not counted (and the voter is not added): see `tallyCampaign`.
         campaign?.grants[response.voterID] = response.epoch
@@ -558,6 +650,7 @@ public struct ElectionCore: Sendable {
         let previous = state
         state = .follower
         campaign = nil
+        pendingLeaderEpoch = nil
         resetElectionTimer(now: now)
         if previous != .follower {
             directives.append(.stateChanged(.follower, term: term, leader: leader))
@@ -582,43 +675,51 @@ public struct ElectionCore: Sendable {
         tallyCampaign(now: now, &directives)
     }
 
-    /// Starts a candidacy (Raft §5.2): term + 1, vote for itself, persist, ask every voter.
-    /// Reached from a successful PreVote round, or at once by ``ElectionEvent/startElection``.
+    /// Starts a candidacy (Raft §5.2): term + 1, vote for itself, persist; once that is durable,
+    /// ask every voter (see `releaseWithheld`). Reached from a successful PreVote round, or at once
+    /// by ``ElectionEvent/startElection``. A node whose last write failed does not stand.
     private mutating func becomeCandidate(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        guard !lastWriteFailed else {
+            campaign = nil
+            return
+        }
         durable.term += 1
         durable.votedFor = id
         durableDirty = true
         termPrimary = nil
         reportedDualPrimaries.removeAll()
+        withheldGrant = nil  // a vote of an older term
+        pendingLeaderEpoch = nil
         state = .candidate
         campaign = Campaign(
             kind: .vote, term: term, epoch: epoch, deadline: now + settings.voteRequestTimeout,
-            grants: [id: epoch])
+            grants: [id: epoch], requestsSent: false)
         directives.append(.stateChanged(.candidate, term: term, leader: nil))
         setLeader(nil, &directives)
-        let request = VoteRequest(
-            candidateID: id, term: term, lastLSN: localLSN, epoch: epoch, priority: settings.priority)
-        for voter in voterList where voter != id {
-            send(to: voter, .voteRequest(request), &directives)  // persists first
-        }
-        tallyCampaign(now: now, &directives)  // a single-voter cluster wins at once
     }
 
-    /// Wins the term: makes a new epoch, `max(own epoch, every granting voter's epoch) + 1`,
-    /// persists it, and announces itself at once.
+    /// Wins the term: makes a new epoch, `max(own epoch, every granting voter's epoch) + 1`, and
+    /// persists it. The node becomes leader only once that epoch is durable (`assumeLeadership`):
+    /// the fencing token is durable before anyone hears of it.
     private mutating func becomeLeader(
         now: CoreInstant, grantEpoch: UInt64, _ directives: inout [ElectionDirective]
     ) {
         let newEpoch = Swift.max(epoch, grantEpoch) + 1
         durable.epoch = newEpoch
         durableDirty = true
-        state = .leader
         campaign = nil
+        pendingLeaderEpoch = newEpoch
+    }
+
+    /// The won election's epoch is durable: leader, with that epoch as fencing token, announced
+    /// at once.
+    private mutating func assumeLeadership(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        pendingLeaderEpoch = nil
+        state = .leader
         consecutiveFailures = 0
         termPrimary = id
         checkQuorumDeadline = now + settings.electionTimeout
-        persistIfNeeded(&directives)  // the fencing token is durable before anyone hears of it
-        directives.append(.epochChanged(newEpoch))
+        raiseFencingEpoch(epoch, &directives)
         directives.append(.stateChanged(.leader, term: term, leader: id))
         setLeader(id, &directives)
         directives.append(.broadcastHeartbeat)
@@ -637,9 +738,10 @@ public struct ElectionCore: Sendable {
     }
 
     /// Counts the granted votes of the running campaign; on a quorum, moves on (PreVote round →
-    /// candidacy, candidacy → leadership). Only votes of current voters count.
+    /// candidacy, candidacy → leadership). Only votes of current voters count; a candidacy counts
+    /// nothing before its self-vote is durable and its requests are out.
     private mutating func tallyCampaign(now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        guard let campaign else { return }
+        guard let campaign, campaign.requestsSent else { return }
         var granted = 0
         var grantEpoch: UInt64 = 0
         for (voter, voterEpoch) in campaign.grants where voters.contains(voter) {
@@ -654,12 +756,13 @@ public struct ElectionCore: Sendable {
     }
 
     /// The seed's StepDown(term). A `term` above the current one is adopted (as from any message):
-    /// the node becomes a follower of that term with no vote. Otherwise a leader steps down to
-    /// follower in its own term (it cannot win this term again) and other states are unchanged.
+    /// the node becomes a follower of that term with no vote. Otherwise a leader, or a candidate
+    /// that won and waits for its epoch to be durable, steps down to follower in its own term (it
+    /// cannot win this term again) and other states are unchanged.
     private mutating func stepDown(term newTerm: UInt64, now: CoreInstant, _ directives: inout [ElectionDirective]) {
         if newTerm > term {
             adoptTerm(newTerm, now: now, &directives)
-        } else if state == .leader {
+        } else if state == .leader || pendingLeaderEpoch != nil {
             becomeFollower(now: now, leader: nil, &directives)
         }
     }
@@ -689,6 +792,7 @@ public struct ElectionCore: Sendable {
         durable.term = newTerm
         durable.votedFor = nil
         durableDirty = true
+        withheldGrant = nil  // a vote of an older term: never sent
         termPrimary = nil
         reportedDualPrimaries.removeAll()
         campaign = nil  // a PreVote round for an older term is void
@@ -801,15 +905,85 @@ public struct ElectionCore: Sendable {
         return timeout + spread
     }
 
-    /// Appends a send, persisting first if the durable state changed (persist before send).
+    /// Appends a send of something that depends on no pending write (what does is withheld, see
+    /// `releaseWithheld`).
     private mutating func send(to peer: String, _ message: ElectionMessage, _ directives: inout [ElectionDirective]) {
-        persistIfNeeded(&directives)
         directives.append(.send(to: peer, message))
     }
 
-    private mutating func persistIfNeeded(_ directives: inout [ElectionDirective]) {
-        guard durableDirty else { return }
+    /// Raises the fencing token (never lowers it) and reports the rise.
+    private mutating func raiseFencingEpoch(_ newEpoch: UInt64, _ directives: inout [ElectionDirective]) {
+        guard newEpoch > fencingEpoch else { return }
+        fencingEpoch = newEpoch
+        directives.append(.epochChanged(newEpoch))
+    }
+
+    /// Starts the next write when the state changed and none is in flight; after a failure, not
+    /// before the retry time (a driver whose writes keep failing gets one attempt per delay).
+    private mutating func persistIfNeeded(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        guard durableDirty, writing == nil else { return }
+        if lastWriteFailed, now < retryWriteAt { return }
         durableDirty = false
+        writing = durable
         directives.append(.persist(durable))
+    }
+
+    // MARK: Durability
+
+    /// Sends what waited for a write, now that ``persisted`` may hold it: a granted vote, a
+    /// candidacy's vote requests, a won election's leadership. Each goes out only if the written
+    /// state holds exactly what it depends on.
+    private mutating func releaseWithheld(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        if let withheld = withheldGrant {
+            if persisted.term == withheld.response.term, persisted.votedFor == withheld.candidate,
+               persisted.epoch >= withheld.promisedEpoch
+            {
+                withheldGrant = nil
+                send(to: withheld.candidate, .voteResponse(withheld.response), &directives)
+            }
+        }
+        if state == .candidate, var campaign, campaign.kind == .vote, !campaign.requestsSent,
+           persisted.term == term, persisted.votedFor == id
+        {
+            campaign.requestsSent = true
+            campaign.deadline = now + settings.voteRequestTimeout  // the campaign's time starts now
+            self.campaign = campaign
+            let request = VoteRequest(
+                candidateID: id, term: term, lastLSN: localLSN, epoch: campaign.epoch, priority: settings.priority)
+            for voter in voterList where voter != id {
+                send(to: voter, .voteRequest(request), &directives)
+            }
+            tallyCampaign(now: now, &directives)  // a single-voter cluster wins at once
+        }
+        if state == .candidate, let newEpoch = pendingLeaderEpoch, persisted.term == term,
+           persisted.votedFor == id, persisted.epoch >= newEpoch
+        {
+            assumeLeadership(now: now, &directives)
+        }
+    }
+
+    /// The write in flight failed. Nothing that waited for it is sent: a withheld vote is refused
+    /// instead, a pending candidate or leader becomes follower, a PreVote round stops, and a vote
+    /// not written is forgotten (a retried request must be decided, and written, afresh). The term
+    /// and epoch are kept (they only rise) and written again at the retry.
+    private mutating func writeFailed(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        lastWriteFailed = true
+        retryWriteAt = now + persistRetryDelay
+        durableDirty = true  // the retry: a successful write is what ends this
+        if let withheld = withheldGrant {
+            withheldGrant = nil
+            let refusal = VoteResponse(
+                voterID: id, term: term, voteGranted: false, reason: Self.notDurableReason, epoch: epoch)
+            send(to: withheld.candidate, .voteResponse(refusal), &directives)
+        }
+        if durable.votedFor != nil, persisted.term != durable.term || persisted.votedFor != durable.votedFor {
+            durable.votedFor = nil
+        }
+        if state == .candidate {
+            becomeFollower(now: now, leader: nil, &directives)
+        } else if campaign != nil {
+            campaign = nil  // a PreVote round
+            resetElectionTimer(now: now)
+        }
     }
 }

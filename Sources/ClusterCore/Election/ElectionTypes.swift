@@ -5,8 +5,10 @@
 // - Core: the election state machine of one node. No I/O, no clock, no global randomness.
 // - Driver (shell): what runs a core: the libuv node, or the simulator. It feeds events in,
 //   with the time, and carries out the directives that come out, in order.
-// - Directive: one thing the driver must do. A `.persist` must be durable before the driver
-//   carries out any later directive of the same batch (persist before send).
+// - Directive: one thing the driver must do, in order. A `.persist` starts a write, possibly
+//   asynchronous; the driver reports its outcome later as `.persisted` or `.persistFailed`. The
+//   core withholds whatever depends on a state until that state is reported written (persist
+//   before send), so the driver buffers nothing.
 // - Voter: a member whose vote counts. The core's voter set includes itself.
 
 /// Time as the core sees it: nanoseconds since an origin the driver chooses. Never read from a
@@ -27,8 +29,9 @@ public struct CoreInstant: Comparable, Hashable, Sendable, CustomStringConvertib
     public var description: String { "\(Double(nanoseconds) / 1e6)ms" }
 }
 
-/// What one node must keep across restarts: written (fsync'd) before it answers a vote or
-/// sends a vote request of a new term.
+/// What one node must keep across restarts. The core sends a vote, a vote request of a new term,
+/// or acts as primary of a new epoch only once the state holding it is reported written (fsync'd)
+/// by ``ElectionEvent/persisted(_:)``.
 public struct DurableElectionState: Sendable, Equatable, Codable {
     /// The highest term this node has seen.
     public var term: UInt64
@@ -113,11 +116,25 @@ public enum ElectionEvent: Sendable, Equatable {
     case removeVoter(String)
     /// The transport lost its connection to a peer (informational; the core may ignore it).
     case peerUnreachable(String)
+    /// The write started by ``ElectionDirective/persist(_:)`` with this state is durable. The core
+    /// now sends what waited for it (a vote, its vote requests, its leadership) and starts the next
+    /// write if the state changed meanwhile. A report for a state other than the one being written
+    /// is ignored.
+    case persisted(DurableElectionState)
+    /// The write started by ``ElectionDirective/persist(_:)`` with this state failed: nothing of it
+    /// may be relied on. The core drops what waited for it (a withheld vote is answered with a
+    /// refusal, a pending candidate or leader becomes follower), forgets a vote it did not write,
+    /// refuses votes and does not stand until a later write succeeds, and retries the write no
+    /// sooner than ``ElectionCore/persistRetryDelay`` later (on a tick or any event).
+    case persistFailed(DurableElectionState)
 }
 
 /// What comes out of a core, to be carried out by the driver in order.
 public enum ElectionDirective: Sendable, Equatable {
-    /// Make this durable before carrying out any later directive.
+    /// Start writing this state durably (possibly asynchronously; later directives need not wait
+    /// for it) and report the outcome as ``ElectionEvent/persisted(_:)`` or
+    /// ``ElectionEvent/persistFailed(_:)`` with the same state. At most one write is in flight per
+    /// core: the next `.persist` comes only after that report.
     case persist(DurableElectionState)
     /// Send a message to one peer.
     case send(to: String, ElectionMessage)
@@ -128,7 +145,8 @@ public enum ElectionDirective: Sendable, Equatable {
     case stateChanged(ElectionState, term: UInt64, leader: String?)
     /// The known leader changed (nil: none known).
     case leaderChanged(String?)
-    /// This node became primary and made a new epoch (fencing token).
+    /// ``ElectionCore/fencingEpoch`` rose: this node became primary with a new epoch (once that
+    /// epoch was durable), or it learned a newer primary's epoch from a heartbeat.
     case epochChanged(UInt64)
     /// Two different nodes claimed to be primary in the same term. The rules make this
     /// impossible; seeing it means misconfiguration.
