@@ -57,9 +57,8 @@ package struct LivenessView: Sendable {
 ///   knows it when the request arrived) and the epoch rule (candidate epoch >= voter epoch, for a
 ///   first grant), goes from the network only to a known voter that sent the request itself, and
 ///   is not given (nor its term adopted) while the voter hears a live primary (thesis §4.2.3);
-/// - a node never votes for two candidates (itself included) in one term: the votes it sent and
-///   the votes that reached its disk are tracked here, so a restart that forgot a vote, or a vote
-///   granted from memory, is caught;
+/// - a node never votes for two candidates (itself included) in one term: the votes it sent are
+///   tracked here, so a restart that forgot a vote, or a vote granted from memory, is caught;
 /// - the term on a node's disk never goes down, nor a live core's term between restarts;
 /// - persist before send: a vote request or granted vote is sent only once the disk holds the
 ///   vote (and, for a grant, the promised epoch);
@@ -197,13 +196,11 @@ package struct InvariantChecker: Sendable {
         lastPrimaryContact[node] = now
     }
 
-    /// A write landed on the node's disk (reported or not): the written term never goes down, and
-    /// the vote it holds counts for "one vote per term" (a restart finds it).
+    /// A write landed on the node's disk (reported or not): the written term never goes down. (A
+    /// vote on disk counts only once sent: a vote whose write was reported failed is forgotten
+    /// unsent, and the node may vote again in that term.)
     package mutating func notePersist(node: String, _ state: DurableElectionState, atNanoseconds now: UInt64) {
         checkTerm(node: node, term: state.term, atNanoseconds: now)
-        if let candidate = state.votedFor {
-            noteVote(node: node, term: state.term, for: candidate, atNanoseconds: now)
-        }
     }
 
     /// A vote request reached `node`, whose state was `before`: the vote is decided now. `sender`

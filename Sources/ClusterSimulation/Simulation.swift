@@ -73,6 +73,9 @@ public struct Simulation {
         var baseVoters: [String] = []
         /// What the disk held before the last write landed (for ``SimulationConfig/Sabotage/restartFromOlderState``).
         var olderDisk = DurableElectionState()
+        /// The voters and quorum this node's core won its election with, while its leadership
+        /// waits for the new epoch to be durable: what the checker counts the real votes against.
+        var won: (term: UInt64, voters: Set<String>, quorumSize: Int)?
         /// The core has not been told the driver's LSN yet (``SimulationConfig/Sabotage/staleLSN``).
         var lsnUntold = false
     }
@@ -280,6 +283,10 @@ public struct Simulation {
         }
         let directives = nodes[index].core.step(event, now: CoreInstant(nanoseconds: now))
         steps += 1
+        if nodes[index].core.pendingLeaderEpoch != nil, nodes[index].won?.term != nodes[index].core.term {
+            let core = nodes[index].core
+            nodes[index].won = (term: core.term, voters: core.voters, quorumSize: core.quorumSize)
+        }
         if let from = config.traceFromNanoseconds, now >= from, !directives.isEmpty {
             trace.append("\(Double(now) / 1e6)ms \(id) \(event) -> \(directives)")
         }
@@ -305,8 +312,12 @@ public struct Simulation {
                 }
                 if state == .leader {
                     let after = nodes[index].core
+                    // Counted as the core counted them when it won (the view may change while
+                    // the new epoch is written).
+                    let won = nodes[index].won.flatMap { $0.term == term ? $0 : nil } ?? (term: term, voters: after.voters, quorumSize: after.quorumSize)
+                    nodes[index].won = nil
                     checker.noteLeader(
-                        node: id, term: term, epoch: after.fencingEpoch, voters: after.voters, quorumSize: after.quorumSize,
+                        node: id, term: term, epoch: after.fencingEpoch, voters: won.voters, quorumSize: won.quorumSize,
                         disk: nodes[index].disk, atNanoseconds: now)
                 }
             case .epochChanged(let epoch):

@@ -66,7 +66,8 @@ struct DurableWriteSimulationTests {
         let doubleVotes = failed.filter { $0.violations.contains { $0.contains("voted for") } }
         for result in doubleVotes.prefix(3) { print("caught: seed \(result.config.seed): \(result.violations[0])") }
         print("broken driver, persist-before-send unchecked: \(failed.count) of 200 runs reported, \(doubleVotes.count) for a double vote")
-        #expect(doubleVotes.count >= 4, "a vote the disk lost, then another vote in that term after a restart")
+        // Fewer than without the lease (a node hearing a live primary votes for nobody): 2 of 200.
+        #expect(doubleVotes.count >= 2, "a vote the disk lost, then another vote in that term after a restart")
         // The same schedules with the real driver pass.
         let sound = await offPool {
             Self.runSchedules(

@@ -900,7 +900,8 @@ struct DurableWriteRules {
         record(f.step(heartbeat(from: "l", term: 1, epoch: 3), now: at(milliseconds: 3)))  // a stale primary
         record(f.step(heartbeat(from: "x", term: 2, role: .replica, epoch: 9), now: at(milliseconds: 4)))  // no primary's
         #expect(f.epoch == 9 && f.fencingEpoch == 5)
-        record(f.step(voteRequest(from: "x", term: 3, epoch: 9), now: at(milliseconds: 5)))  // a promise: epoch 10
+        // A promise (epoch 10), once the lease of the primary heard at 2 ms has run out (T = 100 ms).
+        record(f.step(voteRequest(from: "x", term: 3, epoch: 9), now: at(milliseconds: 150)))
         #expect(f.epoch == 10 && f.fencingEpoch == 5)
         record(f.step(.startElection, now: at(milliseconds: 300)))
         record(f.step(voteResponse(from: "l", term: 4, epoch: 10), now: at(milliseconds: 301)))

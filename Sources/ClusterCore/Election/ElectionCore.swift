@@ -302,7 +302,7 @@ public struct ElectionCore: Sendable {
     /// A vote granted but not yet durable: its response goes out when it is.
     private var withheldGrant: WithheldGrant?
     /// The epoch of an election this candidate won, while that epoch is not yet durable.
-    private var pendingLeaderEpoch: UInt64?
+    package private(set) var pendingLeaderEpoch: UInt64?
 
     /// A core starting as a follower, from the durable state of its last run (or a fresh one).
     ///
