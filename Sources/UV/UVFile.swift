@@ -24,8 +24,9 @@ public enum UVFile {
     /// finished first (shutdown waits for it) and reports its outcome. Call it on the loop
     /// thread.
     ///
-    /// Ownership: the thread-pool request belongs to `UVLoop.runInThreadPool`; the worker owns a
-    /// copy of `bytes` and its own `uv_fs_t` (as the synchronous call does).
+    /// Ownership: the thread-pool request belongs to `UVLoop.runInThreadPool`; the pool thread
+    /// holds its own reference to `bytes` (an immutable value) and allocates and frees its own
+    /// `uv_fs_t`, as the synchronous call does.
     public static func writeAtomically(path: String, bytes: [UInt8], on loop: UVLoop, completion: @escaping (UVError?) -> Void) {
         writeAtomically(path: path, bytes: bytes, on: loop, beforeSync: nil, completion: completion)
     }

@@ -38,6 +38,7 @@ public final class UVLoop: @unchecked Sendable {
         var queue: [@Sendable () -> Void] = []
         var wakePending = false
         var phase = Phase.running
+        var closeStatus: Int32 = 1
     }
 
     let loop: UnsafeMutablePointer<uv_loop_t>
@@ -61,7 +62,7 @@ public final class UVLoop: @unchecked Sendable {
     public let name: String
     /// What `uv_loop_close` returned at shutdown: 0 when nothing was left open. Read it after
     /// `shutdown()` returns.
-    public private(set) var closeStatus: Int32 = 1
+    public var closeStatus: Int32 { shared.withLock { $0.closeStatus } }
 
     /// Starts a loop on a new thread.
     public init(name: String = "uv-loop") throws(UVError) {
@@ -116,7 +117,7 @@ public final class UVLoop: @unchecked Sendable {
             uv_run(loop, UV_RUN_NOWAIT)
             status = uv_loop_close(loop)
         }
-        closeStatus = status
+        shared.withLock { $0.closeStatus = status }  // under the lock: read from any thread
     }
 
     /// True on the loop's own thread.

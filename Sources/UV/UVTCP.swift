@@ -313,10 +313,11 @@ public final class UVTCPConnection: UVHandle {
 
     /// Pauses reading: no more `onRead` until `resumeReading()`; the kernel buffers what
     /// arrives, and once its buffer is full the peer's sends stall (TCP flow control). Keeps the
-    /// callbacks given to `startReading`.
+    /// callbacks given to `startReading`. Does nothing after `closeAfterFlush` (input is then
+    /// read and dropped until the close).
     public func pauseReading() {
         loop.preconditionInEventLoop()
-        guard !isClosing, isReading else { return }
+        guard !isClosing, !flushing, isReading else { return }
         uv_read_stop(stream)
         isReading = false
     }

@@ -267,7 +267,10 @@ struct RuntimeLimitTests {
         let client = try await WireClient.connect(port: port, json: true)
         client.setBuffers(8 << 10)
         client.stopReading()
-        let count = 3_000
+        // ~100 KB of replies: far more than the two 8 KiB socket buffers hold, so most are still
+        // queued in the node when it closes; small enough to drain within the 2 s grace period
+        // (tiny buffers make loopback TCP slow: delayed acknowledgements).
+        let count = 500
         client.send(Array((String(repeating: #"{"message_type":"status"}"# + "\n", count: count) + "not json\n").utf8))
         #expect(await eventually(timeout: .seconds(10)) { node.stats.protocolErrors >= 1 })
         // Read fast from now on: the node's grace period for a closing connection is 2 s.
@@ -292,5 +295,45 @@ struct RuntimeLimitTests {
         // minQuorumSize 1: with the strangers as voters a quorum would be 26.
         try node.startElection()
         #expect(await eventually(timeout: .seconds(5)) { node.isLeader })
+    }
+}
+
+@Suite("Durable state in a cluster", .serialized, .timeLimit(.minutes(1)))
+struct DurableClusterTests {
+    @Test("a node restarted from its data directory in a 3-node cluster keeps its term and follows the primary")
+    func restartFromDataDirectory() async throws {
+        let cluster = try TestCluster(size: 3, durable: true)
+        defer { cluster.shutdown() }
+        let leader = try #require(await cluster.waitForAgreedLeader(among: cluster.ids))
+        let follower = cluster.ids.first { $0 != leader }!
+        let term = try #require(cluster.manager(follower)).currentTerm
+        cluster.stopNode(follower)
+        try cluster.startNode(follower)
+        // Read back from disk before it hears anyone: the term it had.
+        #expect(try #require(cluster.manager(follower)).currentTerm >= term)
+        let again = await cluster.waitForAgreedLeader(among: cluster.ids)
+        #expect(again != nil)
+        #expect(cluster.watch.doubleLeaderTerms.isEmpty)
+    }
+
+    @Test("a corrupt state file is reported with its path, and the node neither starts nor votes")
+    func corruptStateFile() throws {
+        let dir = NSTemporaryDirectory() + "cluster-corrupt-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data("{\"term\": 3, \"voted".utf8).write(to: URL(fileURLWithPath: dir + "/election-state.json"))
+        let membership = ClusterMembership(localNodeID: "n1", localAddr: "127.0.0.1:0")
+        let node = ElectionManager(
+            config: ClusterConfig(nodeID: "n1", nodeAddr: "127.0.0.1:0"), membership: membership,
+            options: NodeOptions(dataDirectory: dir, logger: quietLogger))
+        do {
+            try node.start()
+            Issue.record("a node with a corrupt state file started")
+        } catch {
+            #expect("\(error)".contains("election-state.json"), "\(error)")
+        }
+        let answer = node.handleVoteRequest(VoteRequest(candidateID: "c", term: 9))
+        #expect(!answer.voteGranted)
+        #expect(node.currentTerm == 0)
     }
 }

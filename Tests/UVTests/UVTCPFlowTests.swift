@@ -14,10 +14,10 @@ func writeUntilQueued(_ conn: UVTCPConnection, chunk: [UInt8], limit: Int = 256 
 
 @Suite("UVTCP read buffer", .timeLimit(.minutes(1)))
 struct UVReadBufferTests {
-    @Test("memory per connection: 300 connections accepted and closed share one read buffer")
+    @Test("memory per connection: 200 connections accepted and closed share one read buffer")
     func oneReadBufferForManyConnections() async throws {
         let loop = try UVLoop()
-        let total = 300
+        let total = 200
         let result: (closed: Int, buffers: Int) = await onLoop(loop) { done in
             var closed = 0
             var listener: UVTCPListener!
