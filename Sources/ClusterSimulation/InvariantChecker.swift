@@ -96,9 +96,13 @@ package struct InvariantChecker: Sendable {
     private var highestAppEpoch: [String: UInt64] = [:]
     /// Every epoch a leader held.
     private var leaderEpochs: Set<UInt64> = []
-    /// The last vote request of each (voter, candidate, term, kind): its sender (nil: vouched for
-    /// by the application) and the voter's state when it arrived.
-    private var requests: [RequestKey: (request: VoteRequest, sender: String?, before: NodeSnapshot)] = [:]
+    /// The vote request whose grant is withheld until the vote is durable, for each (voter,
+    /// candidate, term, kind): its sender (nil: vouched for by the application) and the voter's
+    /// state when it arrived. Removed when the grant is sent.
+    private var requests: [RequestKey: NoteRequest] = [:]
+    /// The vote request being stepped (see ``noteVoteRequest(node:from:_:before:)``), and whether
+    /// a grant answered it at once.
+    private var stepped: (key: RequestKey, note: NoteRequest, answered: Bool)?
     /// When each node last accepted a heartbeat from the primary of its term.
     private var lastPrimaryContact: [String: UInt64] = [:]
     /// The highest term any honest candidacy (or in-reach hostile request) made.
@@ -109,6 +113,12 @@ package struct InvariantChecker: Sendable {
     private struct VoterTerm: Hashable {
         var voter: String
         var term: UInt64
+    }
+
+    private struct NoteRequest {
+        var request: VoteRequest
+        var sender: String?
+        var before: NodeSnapshot
     }
 
     private struct RequestKey: Hashable {
@@ -203,11 +213,23 @@ package struct InvariantChecker: Sendable {
         checkTerm(node: node, term: state.term, atNanoseconds: now)
     }
 
-    /// A vote request reached `node`, whose state was `before`: the vote is decided now. `sender`
-    /// is the transport's sender, nil when the application vouched for the request.
+    /// A vote request reaches `node`, whose state is `before`: the vote is decided in the step
+    /// that follows. `sender` is the transport's sender, nil when the application vouched for the
+    /// request. A grant sent in that step is judged against this request; call
+    /// ``noteVoteRequestOutcome(withheld:)`` after the step.
     package mutating func noteVoteRequest(node: String, from sender: String?, _ request: VoteRequest, before: NodeSnapshot) {
         let key = RequestKey(voter: node, candidate: request.candidateID, term: request.term, preVote: request.preVote)
-        requests[key] = (request, sender, before)
+        stepped = (key, NoteRequest(request: request, sender: sender, before: before), false)
+    }
+
+    /// The step of the request noted last is over. `withheld`: the node gave its vote, which goes
+    /// out once durable, so a later grant is judged against this request (or against an earlier
+    /// one still withheld: the grant released is the first decision's). A refused or dropped
+    /// request leaves nothing behind.
+    package mutating func noteVoteRequestOutcome(withheld: Bool) {
+        defer { stepped = nil }
+        guard let stepped, withheld, !stepped.answered, requests[stepped.key] == nil else { return }
+        requests[stepped.key] = stepped.note
     }
 
     /// `node` gave its vote in `term` to `candidate` (itself, as a candidate): once per term, ever.
@@ -258,10 +280,17 @@ package struct InvariantChecker: Sendable {
             noteVote(node: node, term: request.term, for: node, atNanoseconds: now)
         case .voteResponse(let response) where response.voteGranted:
             let key = RequestKey(voter: node, candidate: peer, term: response.term, preVote: response.preVote)
-            guard let (request, sender, before) = requests[key] else {
+            let note: NoteRequest
+            if let stepped, stepped.key == key {
+                note = stepped.note  // answered at once
+                self.stepped?.answered = true
+            } else if let withheld = requests.removeValue(forKey: key) {
+                note = withheld  // released by the write
+            } else {
                 report("\(node) granted \(peer) a vote that nobody asked for", atNanoseconds: now)
                 return
             }
+            let (request, sender, before) = (note.request, note.sender, note.before)
             if let sender {
                 if sender != request.candidateID {
                     report("\(node) granted \(request.candidateID) a vote asked for by \(sender)", atNanoseconds: now)

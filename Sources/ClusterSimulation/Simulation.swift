@@ -330,6 +330,18 @@ public struct Simulation {
             }
         }
         let after = nodes[index].core
+        switch event {
+        case .receive(_, .voteRequest(let request)), .vouchedVoteRequest(let request):
+            // Given and not refused in this step: the grant waits for the write.
+            let refused = directives.contains {
+                if case .send(let to, .voteResponse(let r)) = $0 { to == request.candidateID && !r.voteGranted } else { false }
+            }
+            let withheld = !request.preVote && !refused && after.term == request.term
+                && after.votedFor == request.candidateID
+            checker.noteVoteRequestOutcome(withheld: withheld)
+        default:
+            break
+        }
         if case .receive(let sender, let message) = event {
             switch message {
             case .voteRequest(let request):

@@ -131,6 +131,26 @@ struct CheckerHistoryTests {
         #expect(found[2].contains("before persisting the promised epoch 1"))
     }
 
+    @Test("a grant released by its write is judged against the request it was withheld for, not a later copy or forgery")
+    func withheldGrantJudgedAgainstItsRequest() {
+        let voters: Set<String> = ["v", "a", "b"]
+        let request = VoteRequest(candidateID: "a", term: 2, lastLSN: 4)
+        let found = violations { c in
+            c.noteVoteRequest(node: "v", from: "a", request, before: NodeSnapshot(term: 1, localLSN: 4, voters: voters))
+            c.noteVoteRequestOutcome(withheld: true)
+            // A copy after the LSN moved (refused by the core), and a forgery sent by b: nothing left behind.
+            c.noteVoteRequest(node: "v", from: "a", request, before: NodeSnapshot(term: 2, votedFor: "a", localLSN: 5, voters: voters))
+            c.noteVoteRequestOutcome(withheld: false)
+            c.noteVoteRequest(node: "v", from: "b", request, before: NodeSnapshot(term: 2, votedFor: "a", localLSN: 5, voters: voters))
+            c.noteVoteRequestOutcome(withheld: false)
+            let grant = ElectionMessage.voteResponse(VoteResponse(voterID: "v", term: 2, voteGranted: true))
+            c.noteSend(node: "v", to: "a", grant, disk: DurableElectionState(term: 2, votedFor: "a", epoch: 1), atNanoseconds: 1)
+            // Sent once: a second grant has no request behind it.
+            c.noteSend(node: "v", to: "a", grant, disk: DurableElectionState(term: 2, votedFor: "a", epoch: 1), atNanoseconds: 2)
+        }
+        #expect(found.count == 1 && found[0].contains("v granted a a vote that nobody asked for"), "\(found)")
+    }
+
     @Test("the liveness bound: elected too late, no single leader, a node not following")
     func livenessBound() {
         let healed: UInt64 = 1_000 * msNs
