@@ -78,11 +78,12 @@ fuzz: fuzz-build
 	$(FUZZ_BIN) $(FUZZ_FLAGS) -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_ARGS) \
 		.build-fuzz/corpus Fuzz/corpus Fuzz/regressions
 
-# Rebuilds Fuzz/corpus: the seeds, the corpus and what `make fuzz` found, minimized (-merge=1).
+# Rebuilds Fuzz/corpus: the seeds, the corpus and what `make fuzz` found, minimized (-merge=1) to
+# the fewest inputs that reach every edge (-use_counters=0: hit counts do not count).
 fuzz-corpus: fuzz-build
-	rm -rf .build-fuzz/seeds .build-fuzz/merged && mkdir -p .build-fuzz/merged .build-fuzz/corpus
+	rm -rf .build-fuzz/seeds .build-fuzz/merged && mkdir -p .build-fuzz/merged .build-fuzz/corpus Fuzz/corpus
 	$(FUZZ_BIN) --write-seeds .build-fuzz/seeds
-	$(FUZZ_BIN) $(FUZZ_FLAGS) -merge=1 .build-fuzz/merged .build-fuzz/seeds Fuzz/corpus .build-fuzz/corpus
+	$(FUZZ_BIN) $(FUZZ_FLAGS) -merge=1 -use_counters=0 .build-fuzz/merged .build-fuzz/seeds Fuzz/corpus .build-fuzz/corpus
 	rm -rf Fuzz/corpus && mv .build-fuzz/merged Fuzz/corpus
 
 clean:
