@@ -6,7 +6,7 @@ SCHEDULES ?= 2000
 SEED ?= 1
 NODES ?= 3
 
-.PHONY: all setup build test run sim bench test-asan test-tsan clean
+.PHONY: all setup build test run sim bench test-asan test-tsan fuzz fuzz-build fuzz-corpus clean
 
 all: build
 
@@ -58,5 +58,33 @@ test-tsan: setup
 	TSAN_OPTIONS=halt_on_error=1:suppressions=$(CURDIR)/sanitizers/tsan.supp \
 		$(SWIFT) test --sanitize=thread --scratch-path .build-tsan --filter "UVTests|ClusterTests"
 
+# libFuzzer on the wire decoders, fed the way the runtime feeds them (Fuzz/README.md), built with
+# the fuzzer and AddressSanitizer in .build-fuzz. A bounded run by default: FUZZ_RUNS inputs
+# (-1: no limit), FUZZ_SECONDS (0: no limit), FUZZ_ARGS for any other libFuzzer flag; e.g.
+#   make fuzz FUZZ_RUNS=-1 FUZZ_SECONDS=3600
+# New inputs go to .build-fuzz/corpus, crashes to .build-fuzz/artifacts; Fuzz/corpus is only read.
+FUZZ_RUNS ?= 500000
+FUZZ_SECONDS ?= 0
+FUZZ_ARGS ?=
+FUZZ_BIN = .build-fuzz/release/cluster-fuzz
+FUZZ_FLAGS = -dict=Fuzz/wire.dict -max_len=4096 -timeout=10 -artifact_prefix=.build-fuzz/artifacts/
+fuzz-build: setup
+	$(SWIFT) build -c release --product cluster-fuzz --scratch-path .build-fuzz \
+		-Xswiftc -sanitize=fuzzer,address -Xswiftc -DCLUSTER_FUZZ \
+		-Xswiftc -enable-experimental-feature -Xswiftc Extern
+
+fuzz: fuzz-build
+	@mkdir -p .build-fuzz/corpus .build-fuzz/artifacts Fuzz/regressions
+	$(FUZZ_BIN) $(FUZZ_FLAGS) -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_ARGS) \
+		.build-fuzz/corpus Fuzz/corpus Fuzz/regressions
+
+# Rebuilds Fuzz/corpus: the seeds, the corpus and what `make fuzz` found, minimized (-merge=1) to
+# the fewest inputs that reach every edge (-use_counters=0: hit counts do not count).
+fuzz-corpus: fuzz-build
+	rm -rf .build-fuzz/seeds .build-fuzz/merged && mkdir -p .build-fuzz/merged .build-fuzz/corpus Fuzz/corpus
+	$(FUZZ_BIN) --write-seeds .build-fuzz/seeds
+	$(FUZZ_BIN) $(FUZZ_FLAGS) -merge=1 -use_counters=0 .build-fuzz/merged .build-fuzz/seeds Fuzz/corpus .build-fuzz/corpus
+	rm -rf Fuzz/corpus && mv .build-fuzz/merged Fuzz/corpus
+
 clean:
-	rm -rf .build .build-asan .build-tsan
+	rm -rf .build .build-asan .build-tsan .build-fuzz

@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "cluster-demo", targets: ["ClusterDemo"]),
         .executable(name: "cluster-sim", targets: ["ClusterSim"]),
         .executable(name: "cluster-bench", targets: ["ClusterBench"]),
+        .executable(name: "cluster-fuzz", targets: ["ClusterFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -58,6 +59,9 @@ let package = Package(
         ),
         // A child process for UVTests: a peer closes mid-write while SIGPIPE is at its default.
         .executableTarget(name: "uv-pipe-check", dependencies: ["UV"], path: "Sources/UVPipeCheck", swiftSettings: strict),
+        // The libFuzzer target of the wire decoders (`make fuzz`); built plainly, it replays inputs.
+        .executableTarget(name: "ClusterFuzz", dependencies: ["ClusterCore"], path: "Fuzz/Harness", swiftSettings: strict),
+        .testTarget(name: "ClusterFuzzTests", dependencies: ["ClusterFuzz", "ClusterCore"], path: "Fuzz/Tests", swiftSettings: strict),
         .testTarget(name: "UVTests", dependencies: ["UV"], swiftSettings: strict),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: strict),
         .testTarget(name: "ClusterSimulationTests", dependencies: ["ClusterSimulation", "ClusterCore"], swiftSettings: strict),
