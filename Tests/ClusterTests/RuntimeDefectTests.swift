@@ -198,19 +198,30 @@ struct RuntimeDefectTests {
 /// Issue 6 #6, #8 and #15 at the node's port: write limits, closing, voters.
 @Suite("Runtime limits", .timeLimit(.minutes(1)))
 struct RuntimeLimitTests {
-    @Test("a client that sends status lines and never reads makes the node pause reading, not grow; resumed, it loses nothing (issue 6 #6)")
-    func statusFloodWithoutReadingIsBounded() async throws {
+    /// A node with 8 KiB socket buffers and the given write limits, and a JSON client with 8 KiB
+    /// buffers that has stopped reading: the node's replies to it pile up early.
+    func stalledClient(soft: Int, hard: Int) async throws -> (ElectionManager, WireClient) {
         var options = NodeOptions(logger: quietLogger)
-        options.maxQueuedBytes = 64 << 10
-        options.maxQueuedBytesHard = 64 << 20
+        options.maxQueuedBytes = soft
+        options.maxQueuedBytesHard = hard
         options.socketBufferBytes = 8 << 10
         let (node, port) = try soloNode(options: options)
-        defer { try? node.stop() }
         let client = try await WireClient.connect(port: port, json: true)
         client.setBuffers(8 << 10)
         client.stopReading()
+        return (node, client)
+    }
+
+    func statusLines(_ count: Int) -> [UInt8] {
+        Array(String(repeating: #"{"message_type":"status"}"# + "\n", count: count).utf8)
+    }
+    @Test("a client that sends status lines and never reads makes the node pause reading, not grow; resumed, it loses nothing (issue 6 #6)")
+    func statusFloodWithoutReadingIsBounded() async throws {
+        let (node, client) = try await stalledClient(soft: 64 << 10, hard: 64 << 20)
+        defer { try? node.stop() }
+        let port = node.listenAddress!.port
         let count = 5_000
-        client.send(Array(String(repeating: #"{"message_type":"status"}"# + "\n", count: count).utf8))
+        client.send(statusLines(count))
         #expect(await eventually(timeout: .seconds(10)) { node.stats.readsPaused >= 1 })
         // The node stopped reading: its backlog stays near the soft limit, far below the hard one.
         #expect(node.stats.writeOverflows == 0)
@@ -226,16 +237,10 @@ struct RuntimeLimitTests {
 
     @Test("a client over the hard limit is closed (issue 6 #6)")
     func clientOverTheHardLimitIsClosed() async throws {
-        var options = NodeOptions(logger: quietLogger)
-        options.maxQueuedBytes = 1 << 20  // reading goes on well past the hard limit…
-        options.maxQueuedBytesHard = 32 << 10  // …which closes the connection
-        options.socketBufferBytes = 8 << 10
-        let (node, port) = try soloNode(options: options)
+        // Reading goes on well past the hard limit, which closes the connection.
+        let (node, client) = try await stalledClient(soft: 1 << 20, hard: 32 << 10)
         defer { try? node.stop() }
-        let client = try await WireClient.connect(port: port, json: true)
-        client.setBuffers(8 << 10)
-        client.stopReading()
-        client.send(Array(String(repeating: #"{"message_type":"status"}"# + "\n", count: 5_000).utf8))
+        client.send(statusLines(5_000))
         #expect(await eventually(timeout: .seconds(10)) { node.stats.writeOverflows == 1 })
         #expect(await eventually(timeout: .seconds(10)) { node.stats.openConnections == 0 })
     }
@@ -261,20 +266,13 @@ struct RuntimeLimitTests {
 
     @Test("closing a client sends what was queued first: every reply, then the error, then EOF (issue 6 #8)")
     func closingFlushesQueuedOutput() async throws {
-        var options = NodeOptions(logger: quietLogger)
-        options.maxQueuedBytes = 64 << 20
-        options.maxQueuedBytesHard = 128 << 20
-        options.socketBufferBytes = 8 << 10
-        let (node, port) = try soloNode(options: options)
+        let (node, client) = try await stalledClient(soft: 64 << 20, hard: 128 << 20)
         defer { try? node.stop() }
-        let client = try await WireClient.connect(port: port, json: true)
-        client.setBuffers(8 << 10)
-        client.stopReading()
         // ~100 KB of replies: far more than the two 8 KiB socket buffers hold, so most are still
         // queued in the node when it closes; small enough to drain within the 2 s grace period
         // (tiny buffers make loopback TCP slow: delayed acknowledgements).
         let count = 500
-        client.send(Array((String(repeating: #"{"message_type":"status"}"# + "\n", count: count) + "not json\n").utf8))
+        client.send(statusLines(count) + Array("not json\n".utf8))
         #expect(await eventually(timeout: .seconds(10)) { node.stats.protocolErrors >= 1 })
         // Read fast from now on: the node's grace period for a closing connection is 2 s.
         client.setBuffers(1 << 20)
