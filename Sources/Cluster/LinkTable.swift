@@ -320,7 +320,7 @@ final class LinkTable {
     // MARK: - Closing
 
     /// Closes a link. A peer link gets `goodbye` first (if given); queued output is flushed and
-    /// the stream shut down before it closes, within `closeGraceMs`.
+    /// the stream shut down before it closes, within `NodeOptions.closeGracePeriod`.
     func close(_ link: Link, goodbye: String? = nil) {
         guard !link.isClosed else { return }
         if let goodbye, link.kind == .binary, link.peerID != nil {
@@ -328,12 +328,9 @@ final class LinkTable {
         }
         node.outbox.flush(link)
         link.isClosed = true
-        link.conn.closeAfterFlush(timeoutMs: Self.closeGraceMs)
+        link.conn.closeAfterFlush(timeoutMs: max(1, node.options.closeGracePeriod.nanoseconds / 1_000_000))
         detach(link)
     }
-
-    /// How long a closing connection may take to send what was queued on it.
-    static let closeGraceMs: UInt64 = 2_000
 
     private func closed(_ link: Link) {
         link.isClosed = true

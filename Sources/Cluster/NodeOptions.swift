@@ -22,6 +22,9 @@ public struct NodeOptions: Sendable {
     public var maxQueuedBytesHard: Int
     /// A JSON client that sends nothing for this long is disconnected.
     public var clientIdleTimeout: Duration
+    /// How long a closing connection may take to send what is queued on it before it is closed
+    /// anyway.
+    public var closeGracePeriod: Duration = .seconds(2)
     /// The kernel's send and receive buffer size for every connection (`SO_SNDBUF`,
     /// `SO_RCVBUF`); nil: the system's default. Small buffers make back-pressure show early.
     public var socketBufferBytes: Int32?
