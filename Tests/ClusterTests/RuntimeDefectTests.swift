@@ -32,7 +32,7 @@ struct RuntimeDefectTests {
     @Test("a vote response on a peer's link that names another voter is a violation, and forged votes do not elect")
     func forgedVoteResponsesDoNotElect() async throws {
         let members = ["f": nowhere, "x": nowhere, "y": nowhere, "z": nowhere]
-        let (node, port) = try soloNode(members: members)
+        let (node, port) = try soloNode(members: members, electionTimeout: .seconds(30))  // no silence timeout under load
         defer { try? node.stop() }
         let fake = try await WireClient.connect(port: port)
         fake.hello(as: "f")
