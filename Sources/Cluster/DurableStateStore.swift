@@ -4,9 +4,8 @@ import UV
 /// Keeps a node's election state (term, vote, epoch) on disk, so that a restarted node never
 /// votes twice in one term.
 ///
-/// `save` replaces `<directory>/election-state.json` atomically and durably (temporary file,
-/// fsync, rename, fsync of the directory) and returns only once that is done: the caller answers
-/// a vote only after `save` returned.
+/// A write replaces `<directory>/election-state.json` atomically and durably (temporary file,
+/// fsync, rename, fsync of the directory); the node answers a vote only once its write is done.
 struct DurableStateStore: Sendable {
     let directory: String
     var path: String { directory + "/election-state.json" }
@@ -36,19 +35,14 @@ struct DurableStateStore: Sendable {
         }
     }
 
-    func save(_ state: DurableElectionState) throws(ClusterError) {
-        let bytes: [UInt8]
+    /// The file's content for `state` (sorted keys: the same state gives the same bytes).
+    func encode(_ state: DurableElectionState) throws(ClusterError) -> [UInt8] {
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            bytes = Array(try encoder.encode(state))
+            return Array(try encoder.encode(state))
         } catch {
             throw .storage("cannot encode election state: \(error)")
-        }
-        do {
-            try UVFile.writeAtomically(path: path, bytes: bytes)
-        } catch {
-            throw .storage("cannot write \(path): \(error)")
         }
     }
 }

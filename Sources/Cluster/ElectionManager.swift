@@ -62,11 +62,30 @@ public final class ElectionManager: Sendable {
 
     /// Answers a vote request (the seed's `HandleVoteRequest`): refuses a stale term, adopts a
     /// higher one (becoming follower), refuses a second candidate in one term and a candidate
-    /// whose LSN (or epoch) is behind. With a data directory the vote is durable before this
-    /// returns.
+    /// whose LSN (or epoch) is behind. With a data directory a grant is durable before this
+    /// returns: the call waits for the write, which runs off the event loop. Called on the event
+    /// loop's own thread (a shared loop), it cannot wait: a grant that needs a write is then
+    /// answered as a refusal (the vote may still be recorded; refusing is always safe).
     public func handleVoteRequest(_ request: VoteRequest) -> VoteResponse {
-        runtime.sync { $0.answerVoteRequest(request, vouched: true) }
-            ?? VoteResponse(voterID: config.nodeID, term: currentTerm, voteGranted: false, reason: "node is shut down")
+        let runtime = self.runtime
+        let shutDown = VoteResponse(voterID: config.nodeID, term: currentTerm, voteGranted: false, reason: "node is shut down")
+        if runtime.loop.inEventLoop {
+            let answer = UVLocked<VoteResponse?>(nil)
+            runtime.answerVoteRequest(request, vouched: true) { response in answer.withLock { $0 = response } }
+            return answer.withLock { $0 } ?? VoteResponse(
+                voterID: config.nodeID, term: runtime.core.term, voteGranted: false,
+                reason: "the vote waits for a durable write; call handleVoteRequest off the event loop's thread")
+        }
+        let answer = UVLocked<VoteResponse?>(nil)
+        let answered = UVSemaphore()
+        guard runtime.loop.execute({
+            runtime.answerVoteRequest(request, vouched: true) { response in
+                answer.withLock { $0 = response }
+                answered.signal()
+            }
+        }) else { return shutDown }
+        answered.wait()  // the runtime answers every request exactly once (a write always reports)
+        return answer.withLock { $0 } ?? shutDown
     }
 
     /// Restarts the election timeout, as a heartbeat from the leader does.

@@ -47,8 +47,46 @@ final class JSONService {
         node.links.close(link)
     }
 
+    /// Replies go out in the order of the requests: behind a reply still being made (a vote
+    /// waiting for its write), they are held, up to the outbox's soft limit in bytes.
     private func reply(_ message: JSONMessage, on link: Link) {
-        node.outbox.append(message.encodeLine(), to: link)
+        if link.heldReplies.isEmpty {
+            node.outbox.append(message.encodeLine(), to: link)
+        } else {
+            hold(message.encodeLine(), on: link)
+        }
+    }
+
+    private func hold(_ bytes: [UInt8], on link: Link) {
+        link.heldReplies.append(bytes)
+        link.heldBytes += bytes.count
+        if link.heldBytes > node.outbox.softLimit {
+            link.heldReplies.removeAll()
+            close(link, "too many requests while a vote is being made durable")
+        }
+    }
+
+    /// A place for a reply not known yet; `fill` puts it there.
+    private func holdReply(on link: Link) -> Int {
+        link.heldReplies.append(nil)
+        return link.heldRepliesBase + link.heldReplies.count - 1
+    }
+
+    private func fill(_ slot: Int, with message: JSONMessage, on link: Link) {
+        let index = slot - link.heldRepliesBase
+        guard !link.isClosed, link.heldReplies.indices.contains(index) else { return }
+        let bytes = message.encodeLine()
+        link.heldReplies[index] = bytes
+        link.heldBytes += bytes.count
+        var ready = 0
+        while ready < link.heldReplies.count, let bytes = link.heldReplies[ready] {
+            node.outbox.append(bytes, to: link)
+            link.heldBytes -= bytes.count
+            ready += 1
+        }
+        link.heldReplies.removeFirst(ready)
+        link.heldRepliesBase += ready
+        node.outbox.flush()
     }
 
     /// A client error: an `error` line, and the connection closed after too many.
@@ -81,7 +119,11 @@ final class JSONService {
                 refuse("vote request for \(request.candidateID) on a connection identified as \(identified)", on: link)
                 return
             }
-            reply(.voteResponse(node.answerVoteRequest(request, vouched: false)), on: link)
+            // A grant is answered once it is durable; the replies to later lines wait behind it.
+            let slot = holdReply(on: link)
+            node.answerVoteRequest(request, vouched: false) { [weak self] response in
+                self?.fill(slot, with: .voteResponse(response), on: link)
+            }
         case .announcement(let announcement):
             reply(.nodeList(node.handleAnnouncement(announcement)), on: link)
         case .heartbeat(let hb):

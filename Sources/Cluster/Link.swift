@@ -27,6 +27,11 @@ final class Link {
     var readingPaused = false
     /// Protocol errors seen on a JSON link; more than `JSONService.maxClientErrors` close it.
     var jsonErrors = 0
+    /// JSON replies held back behind one not known yet (nil: a vote waiting for its write), in
+    /// request order; `heldRepliesBase` numbers the first. See `JSONService.reply`.
+    var heldReplies: [[UInt8]?] = []
+    var heldRepliesBase = 0
+    var heldBytes = 0
     let id: Int
     /// When the connection was made, when it became a peer's link, and when anything last arrived
     /// on it (loop time in nanoseconds, see `NodeRuntime.nowNs`): the link table's timeouts.

@@ -38,6 +38,9 @@ public struct NodeOptions: Sendable {
     /// A loop to run on, shared with other nodes or discoveries of this process; the caller
     /// keeps it and shuts it down after them. nil: the node starts a loop (a thread) of its own.
     public var loop: UVLoop?
+    /// Test hook: runs on the thread-pool thread of each durable write, before its first fsync
+    /// (a slow or stuck disk).
+    package var persistBeforeSync: (@Sendable () -> Void)?
 
     public init(
         dataDirectory: String? = nil,

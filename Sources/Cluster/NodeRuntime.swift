@@ -42,6 +42,9 @@ final class NodeRuntime: @unchecked Sendable {
     var faults = NetworkFaults()
     var stats = NodeStats()
     private var membershipObserver: MembershipObserverToken?
+    /// Vote requests from outside the peer links (the API, JSON clients) waiting for the core's
+    /// answer: a grant goes out only once it is durable.
+    private var voteWaiters: [(candidate: String, answer: (VoteResponse) -> Void)] = []
 
     init(config: ClusterConfig, membership: ClusterMembership, options: NodeOptions) {
         self.config = config
@@ -62,7 +65,7 @@ final class NodeRuntime: @unchecked Sendable {
             do {
                 let store = try DurableStateStore(directory: dir)
                 durable = try store.load()
-                persister = Persister(store: store)
+                persister = Persister(store: store, loop: loop, beforeSync: options.persistBeforeSync)
             } catch {
                 storeError = error
             }
@@ -168,12 +171,16 @@ final class NodeRuntime: @unchecked Sendable {
 
     // MARK: - Election core
 
-    /// Feeds one event to the core and carries out what it says, with what the core releases when
-    /// its writes are reported. Returns the event's own directives; `intercept` sees every one.
+    /// Feeds one event to the core and carries out what it says. Returns the event's own
+    /// directives.
     @discardableResult
-    func step(_ event: ElectionEvent, intercept: ((ElectionDirective) -> Bool)? = nil) -> [ElectionDirective] {
+    func step(_ event: ElectionEvent) -> [ElectionDirective] {
         let directives = core.step(event, now: now)
-        if !directives.isEmpty { apply(directives, intercept: intercept) }
+        if !directives.isEmpty {
+            carryOut(directives)
+            outbox.flush()
+        }
+        if !voteWaiters.isEmpty { settleVoteWaiters() }
         if core.term != lastPublished.term || core.state != lastPublished.state || core.leaderID != lastPublished.leaderID
             || core.fencingEpoch != lastPublished.epoch {
             publish()
@@ -182,32 +189,21 @@ final class NodeRuntime: @unchecked Sendable {
         return directives
     }
 
-    private func apply(_ directives: [ElectionDirective], intercept: ((ElectionDirective) -> Bool)?) {
-        carryOut(directives, intercept: intercept)
-        outbox.flush()
-    }
-
-    /// Carries out directives in order. A write is synchronous here: its outcome goes back to the
-    /// core at once, and what the core then releases (or refuses) is carried out in its place, so
-    /// that `intercept` sees a vote response released by the write too.
-    private func carryOut(_ directives: [ElectionDirective], intercept: ((ElectionDirective) -> Bool)?) {
+    /// Carries out directives in order. A durable write runs off the loop and reports to
+    /// ``persistDone(_:_:)``; without a data directory a write is done at once, and what the core
+    /// then releases is carried out in its place.
+    private func carryOut(_ directives: [ElectionDirective]) {
         for directive in directives {
-            if let intercept, intercept(directive) { continue }
             switch directive {
             case .persist(let state):
                 if let persister {
-                    do {
-                        try persister.save(state)
-                    } catch {
-                        // The core refuses votes and does not stand until a retried write succeeds.
-                        stats.persistFailures += 1
-                        logger.error("cannot persist election state, not voting: \(error)")
-                        carryOut(core.step(.persistFailed(state), now: now), intercept: intercept)
-                        continue
-                    }
+                    persister.write(state) { [weak self] error in self?.persistDone(state, error) }
+                } else {
+                    membership.setLocalTerm(state.term)
+                    carryOut(core.step(.persisted(state), now: now))
                 }
-                membership.setLocalTerm(state.term)
-                carryOut(core.step(.persisted(state), now: now), intercept: intercept)
+            case .send(let to, .voteResponse(let response)) where voteWaiters.contains(where: { $0.candidate == to }):
+                answerVoteWaiters(for: to, with: response)
             case .send(let to, let message):
                 peerProtocol.send(message, to: to)
             case .broadcastHeartbeat:
@@ -231,6 +227,19 @@ final class NodeRuntime: @unchecked Sendable {
                 stats.dualPrimaryDetected += 1
                 logger.critical("\(ClusterError.dualPrimaryDetected): term \(term), primaries \(primaries.joined(separator: ", "))")
             }
+        }
+    }
+
+    /// The outcome of a durable write, on the loop thread.
+    private func persistDone(_ state: DurableElectionState, _ error: ClusterError?) {
+        if let error {
+            // The core refuses votes and does not stand until a retried write succeeds.
+            stats.persistFailures += 1
+            logger.error("cannot persist election state, not voting: \(error)")
+            step(.persistFailed(state))
+        } else {
+            membership.setLocalTerm(state.term)
+            step(.persisted(state))
         }
     }
 
@@ -290,29 +299,40 @@ final class NodeRuntime: @unchecked Sendable {
 
     /// Answers a vote request that came from outside the peer links: the public API
     /// (`vouched`: the application vouches for the candidate, the seed's rules) or a JSON client
-    /// (the network's rules).
-    func answerVoteRequest(_ request: VoteRequest, vouched: Bool) -> VoteResponse {
+    /// (the network's rules). `answer` runs on the loop thread exactly once: at once, or, for a
+    /// grant, once the vote is durable (a refusal if its write failed).
+    func answerVoteRequest(_ request: VoteRequest, vouched: Bool, answer: @escaping (VoteResponse) -> Void) {
         stats.voteRequestsReceived += 1
         if let storageError {
-            return VoteResponse(voterID: config.nodeID, term: core.term, voteGranted: false, reason: storageError.description)
+            return answer(VoteResponse(voterID: config.nodeID, term: core.term, voteGranted: false, reason: storageError.description))
         }
         guard ElectionCore.isInRange(.voteRequest(request)) else {
-            return VoteResponse(voterID: config.nodeID, term: core.term, voteGranted: false, reason: "term or epoch out of range")
+            return answer(VoteResponse(voterID: config.nodeID, term: core.term, voteGranted: false, reason: "term or epoch out of range"))
         }
         refreshLSN()
-        var answer: VoteResponse?
-        let event: ElectionEvent = vouched
-            ? .vouchedVoteRequest(request) : .receive(from: request.candidateID, .voteRequest(request))
-        step(event) { directive in
-            if case .send(let to, .voteResponse(let response)) = directive, to == request.candidateID, answer == nil {
-                answer = response
-                return true
-            }
-            return false
+        voteWaiters.append((request.candidateID, answer))
+        step(vouched ? .vouchedVoteRequest(request) : .receive(from: request.candidateID, .voteRequest(request)))
+    }
+
+    private func answerVoteWaiters(for candidate: String, with response: VoteResponse) {
+        var answers: [(VoteResponse) -> Void] = []
+        voteWaiters.removeAll { waiter in
+            guard waiter.candidate == candidate else { return false }
+            answers.append(waiter.answer)
+            return true
         }
-        return answer ?? VoteResponse(
-            voterID: config.nodeID, term: core.term, voteGranted: false,
-            reason: stats.persistFailures > 0 ? "vote could not be made durable" : "no answer")
+        for answer in answers { answer(response) }
+    }
+
+    /// Waiters the core will not answer (it ignored the request, or dropped a withheld grant when
+    /// the term moved on) get a refusal; those whose grant waits for its write keep waiting.
+    private func settleVoteWaiters() {
+        let withheld = core.withheldVoteCandidate
+        for candidate in Set(voteWaiters.map(\.candidate)) where candidate != withheld {
+            let reason = core.lastWriteFailed ? ElectionCore.notDurableReason : "no answer"
+            answerVoteWaiters(
+                for: candidate, with: VoteResponse(voterID: config.nodeID, term: core.term, voteGranted: false, reason: reason))
+        }
     }
 
     /// A peer's link is up (hello exchanged): it counts as a voter from now on.

@@ -319,6 +319,71 @@ struct DurableClusterTests {
         #expect(cluster.watch.doubleLeaderTerms.isEmpty)
     }
 
+    // Issue 6 #3: durable writes ran on the loop thread, stalling every heartbeat behind fsync.
+    @Test("a slow durable write does not stall the loop: heartbeats go on, and the vote is answered once durable, in order")
+    func slowWriteDoesNotStallTheLoop() async throws {
+        let dir = NSTemporaryDirectory() + "cluster-slow-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let gate = DispatchSemaphore(value: 0)
+        let (writes, wrote) = AsyncStream<Void>.makeStream()
+        var options = NodeOptions(dataDirectory: dir, logger: quietLogger)
+        options.persistBeforeSync = {
+            wrote.yield()
+            _ = gate.wait(timeout: .now() + 30)  // the disk is stuck until the test lets it go
+        }
+        let (node, port) = try soloNode(
+            members: ["f": nowhere], electionTimeout: .seconds(30), heartbeat: .milliseconds(20), options: options)
+        defer {
+            gate.signal()
+            try? node.stop()
+        }
+        let peer = try await WireClient.connect(port: port)
+        peer.hello(as: "f")
+        let client = try await WireClient.connect(port: port, json: true)
+        client.send(line: #"{"message_type":"vote_request","candidate_id":"f","term":5,"last_lsn":0,"epoch":0,"priority":1}"#)
+        client.send(line: #"{"message_type":"status"}"#)
+        for await _ in writes { break }  // the write of the vote is stuck before its fsync
+        @Sendable func heartbeats(_ record: WireClient.Record) -> Int {
+            record.frames.count { if case .heartbeat = $0 { true } else { false } }
+        }
+        let before = heartbeats(peer.current)
+        #expect(await peer.wait(timeout: .seconds(10)) { heartbeats($0) >= before + 5 }, "the loop stalled behind the write")
+        // Neither the vote nor the status behind it is answered while the vote is not durable.
+        #expect(client.current.lines.isEmpty)
+        gate.signal()
+        #expect(await client.wait(timeout: .seconds(10)) { $0.lines.count == 2 })
+        let lines = client.current.lines
+        #expect(lines.first?.contains(#""message_type":"vote_response""#) == true && lines.first?.contains(#""vote_granted":true"#) == true)
+        #expect(lines.last?.contains(#""message_type":"status_response""#) == true)
+        let saved = try String(contentsOfFile: dir + "/election-state.json", encoding: .utf8)
+        #expect(saved.contains(#""votedFor":"f""#) && saved.contains(#""term":5"#), "\(saved)")
+    }
+
+    @Test("a failed durable write refuses the vote with the reason; once the disk is back the vote is granted and saved")
+    func failedWriteRefusesTheVote() async throws {
+        let dir = NSTemporaryDirectory() + "cluster-failing-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (node, _) = try soloNode(
+            electionTimeout: .milliseconds(200), options: NodeOptions(dataDirectory: dir, logger: quietLogger))
+        defer { try? node.stop() }
+        // A directory where the temporary file goes: its open fails, even for root.
+        let obstacle = dir + "/election-state.json.tmp"
+        try FileManager.default.createDirectory(atPath: obstacle, withIntermediateDirectories: true)
+        let refused = node.handleVoteRequest(VoteRequest(candidateID: "c", term: 3))
+        #expect(!refused.voteGranted)
+        #expect(refused.reason == ElectionCore.notDurableReason)
+        #expect(node.stats.persistFailures >= 1)
+        try FileManager.default.removeItem(atPath: obstacle)
+        // The core retries its write (term 3, no vote) a quarter of an election timeout later.
+        #expect(await eventually(timeout: .seconds(10)) { FileManager.default.fileExists(atPath: dir + "/election-state.json") })
+        // The epoch the failed grant promised stays (epochs only rise): the candidate asks again
+        // with the epoch the refusal carried, as a candidate's core does.
+        let granted = node.handleVoteRequest(VoteRequest(candidateID: "c", term: 3, epoch: refused.epoch))
+        #expect(granted.voteGranted, "\(granted.reason)")
+        let saved = try String(contentsOfFile: dir + "/election-state.json", encoding: .utf8)
+        #expect(saved.contains(#""votedFor":"c""#), "\(saved)")
+    }
+
     @Test("a corrupt state file is reported with its path, and the node neither starts nor votes")
     func corruptStateFile() throws {
         let dir = NSTemporaryDirectory() + "cluster-corrupt-\(UUID().uuidString)"

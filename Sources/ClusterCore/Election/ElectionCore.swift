@@ -301,6 +301,9 @@ public struct ElectionCore: Sendable {
     private var retryWriteAt: CoreInstant = .zero
     /// A vote granted but not yet durable: its response goes out when it is.
     private var withheldGrant: WithheldGrant?
+    /// The candidate of a vote granted but not yet durable: its response goes out once the write
+    /// in flight is reported (a refusal if it failed), or never if the term moves on first.
+    public var withheldVoteCandidate: String? { withheldGrant?.candidate }
     /// The epoch of an election this candidate won, while that epoch is not yet durable.
     package private(set) var pendingLeaderEpoch: UInt64?
 
