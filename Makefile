@@ -29,19 +29,19 @@ test: setup
 	$(SWIFT) test
 
 run: setup
-	$(SWIFT) run cluster-demo --nodes $(NODES)
+	$(SWIFT) run cluster demo --nodes $(NODES)
 
 sim: setup
-	$(SWIFT) run -c release cluster-sim --schedules $(SCHEDULES) --seed $(SEED)
+	$(SWIFT) run -c release cluster sim --schedules $(SCHEDULES) --seed $(SEED)
 
 # A cluster at rest, measured (release build), next to the plain C yardstick when ../shared/bench
 # is there: one JSON line per run. BENCH_SECONDS sets the measured window.
 BENCH_SECONDS ?= 5
 YARDSTICK ?= ../shared/bench
 bench: setup
-	$(SWIFT) build -c release --product cluster-bench
+	$(SWIFT) build -c release --product cluster
 	@for cfg in "16 10" "64 100"; do set -- $$cfg; \
-		.build/release/cluster-bench --nodes $$1 --interval-ms $$2 --seconds $(BENCH_SECONDS) --threads 1 || exit 1; \
+		.build/release/cluster bench steady --nodes $$1 --interval-ms $$2 --seconds $(BENCH_SECONDS) --threads 1 || exit 1; \
 		if [ -f $(YARDSTICK)/uvmesh.c ]; then \
 			[ .build/uvmesh -nt $(YARDSTICK)/uvmesh.c ] || cc -O2 -Wall -o .build/uvmesh $(YARDSTICK)/uvmesh.c $$(pkg-config --cflags --libs libuv) -pthread; \
 			.build/uvmesh --nodes $$1 --interval-ms $$2 --seconds $(BENCH_SECONDS); \

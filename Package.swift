@@ -10,14 +10,15 @@ let package = Package(
     name: "Cluster",
     products: [
         .library(name: "Cluster", targets: ["Cluster"]),
-        .executable(name: "cluster-demo", targets: ["ClusterDemo"]),
-        .executable(name: "cluster-sim", targets: ["ClusterSim"]),
-        .executable(name: "cluster-bench", targets: ["ClusterBench"]),
+        .executable(name: "cluster", targets: ["ClusterCLI"]),
         .executable(name: "cluster-fuzz", targets: ["ClusterFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // libuv, found with pkg-config; the header adds a few inline helpers.
@@ -37,24 +38,24 @@ let package = Package(
             dependencies: [
                 "ClusterCore", "UV",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
         // A deterministic simulator of many election cores.
         .target(name: "ClusterSimulation", dependencies: ["ClusterCore"], swiftSettings: strict),
+        // `cluster`: agent, members, transfer, demo, sim, bench.
         .executableTarget(
-            name: "ClusterDemo",
-            dependencies: ["Cluster", "UV", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
-            swiftSettings: strict
-        ),
-        .executableTarget(
-            name: "ClusterBench",
-            dependencies: ["Cluster", "UV", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
-            swiftSettings: strict
-        ),
-        .executableTarget(
-            name: "ClusterSim",
-            dependencies: ["ClusterSimulation", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            name: "ClusterCLI",
+            dependencies: [
+                "Cluster", "UV", "ClusterSimulation",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
         // A child process for UVTests: a peer closes mid-write while SIGPIPE is at its default.
@@ -65,6 +66,12 @@ let package = Package(
         .testTarget(name: "UVTests", dependencies: ["UV"], swiftSettings: strict),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: strict),
         .testTarget(name: "ClusterSimulationTests", dependencies: ["ClusterSimulation", "ClusterCore"], swiftSettings: strict),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "UV", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: [
+                "Cluster", "UV", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict),
     ]
 )

@@ -108,7 +108,7 @@ final class FuzzLink {
             switch Wire.classify(firstByte: read[0]) {
             case .json: kind = .json
             case .binary: kind = .binary
-            case .stranger:
+            case .stranger, .http:  // HTTP is a metrics scrape, not decoded here
                 close()
                 return
             }

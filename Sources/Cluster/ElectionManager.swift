@@ -114,7 +114,22 @@ public final class ElectionManager: Sendable {
     /// Adds an observer, told (on the callback queue, in order) the new status after every change
     /// of state, term, known leader or epoch.
     public func addObserver(_ observer: @escaping @Sendable (ElectionStatus) -> Void) {
-        runtime.publisher.observers.withLock { $0.append(observer) }
+        runtime.publisher.addObserver(observer)
+    }
+
+    /// The status now, then after every change of state, term, known leader or epoch, as an
+    /// `AsyncSequence` (what `addObserver` is told). The stream keeps the newest
+    /// `bufferingNewest` statuses a slow reader has not taken; it ends when the reading task is
+    /// cancelled or the stream is dropped.
+    public func statusUpdates(bufferingNewest: Int = 64) -> AsyncStream<ElectionStatus> {
+        let (stream, continuation) = AsyncStream<ElectionStatus>.makeStream(bufferingPolicy: .bufferingNewest(max(1, bufferingNewest)))
+        let publisher = runtime.publisher
+        // Registered and read under the publisher's order: the first element is the status now,
+        // and every change after it follows on the callback queue.
+        let id = publisher.addObserver { continuation.yield($0) }
+        continuation.yield(status)
+        continuation.onTermination = { _ in publisher.removeObserver(id) }
+        return stream
     }
 
     /// The current status (state, term, leader, epoch) in one consistent read.

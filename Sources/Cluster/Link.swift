@@ -4,7 +4,7 @@ import UV
 /// One TCP connection of a node, of any kind: a peer link (binary frames after a hello) or a
 /// client speaking JSON lines. Loop thread only.
 final class Link {
-    enum Kind { case undecided, json, binary }
+    enum Kind { case undecided, json, binary, http }
 
     let conn: UVTCPConnection
     /// True when this node dialled the connection.
@@ -32,6 +32,8 @@ final class Link {
     var heldReplies: [[UInt8]?] = []
     var heldRepliesBase = 0
     var heldBytes = 0
+    /// An HTTP request head as it arrives (see `MetricsHTTP`).
+    var httpHead: [UInt8] = []
     let id: Int
     /// When the connection was made, when it became a peer's link, and when anything last arrived
     /// on it (loop time in nanoseconds, see `NodeRuntime.nowNs`): the link table's timeouts.

@@ -300,6 +300,7 @@ final class LinkTable {
         for link in Array(links.values) where !link.isClosed {
             switch link.kind {
             case .undecided where now &- link.openedNs >= helloTimeoutNs,
+                 .http where now &- link.openedNs >= helloTimeoutNs,
                  .binary where link.peerID == nil && now &- link.openedNs >= helloTimeoutNs:
                 node.stats.connectionsTimedOut += 1
                 node.peerProtocol.violation(on: link, "no hello within \(node.options.helloTimeout)")
@@ -342,7 +343,7 @@ final class LinkTable {
         guard let peerID = link.peerID ?? link.expectedPeer, let peer = peers[peerID] else { return }
         if peer.link === link {
             peer.link = nil
-            logger.debug("link \(link.description) lost")
+            logger.info("lost the link to \(peerID)")
             node.peerLost(peerID)
             scheduleRedial(peer)
         } else if link.outbound && peer.link == nil && peer.dialing == nil {

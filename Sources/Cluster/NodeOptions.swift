@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import UV
 
@@ -38,6 +39,12 @@ public struct NodeOptions: Sendable {
     /// A loop to run on, shared with other nodes or discoveries of this process; the caller
     /// keeps it and shuts it down after them. nil: the node starts a loop (a thread) of its own.
     public var loop: UVLoop?
+    /// Where the node records its metrics (see the README's metrics table); nil: the factory
+    /// the application bootstrapped with `MetricsSystem.bootstrap` (by default, none).
+    public var metricsFactory: (any MetricsFactory)?
+    /// What a `GET /metrics` on the node's own port answers (Prometheus text, for instance
+    /// `PrometheusCollectorRegistry.emitToBuffer`); nil: such requests get 404.
+    public var metricsExporter: (@Sendable () -> [UInt8])?
     /// Test hook: runs on the thread-pool thread of each durable write, before its first fsync
     /// (a slow or stuck disk).
     package var persistBeforeSync: (@Sendable () -> Void)?

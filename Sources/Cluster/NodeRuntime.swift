@@ -1,4 +1,5 @@
 import ClusterCore
+import CoreMetrics
 import Logging
 import UV
 
@@ -29,6 +30,8 @@ final class NodeRuntime: @unchecked Sendable {
     private(set) lazy var peerProtocol = PeerProtocol(node: self)
     private(set) lazy var jsonService = JSONService(node: self)
     let persister: Persister?
+    let metrics: NodeMetrics
+    private var metricsTimer: UVTimer?
     /// Set when durable state could not be read: the node then refuses to vote or stand.
     let storageError: ClusterError?
 
@@ -45,6 +48,8 @@ final class NodeRuntime: @unchecked Sendable {
     /// Vote requests from outside the peer links (the API, JSON clients) waiting for the core's
     /// answer: a grant goes out only once it is durable.
     private var voteWaiters: [(candidate: String, answer: (VoteResponse) -> Void)] = []
+    /// Answers decided during a step, given once the step is done (see `step`).
+    private var readyAnswers: [() -> Void] = []
 
     init(config: ClusterConfig, membership: ClusterMembership, options: NodeOptions) {
         self.config = config
@@ -55,6 +60,7 @@ final class NodeRuntime: @unchecked Sendable {
         self.logger = logger
         (loop, ownsLoop) = options.resolveLoop(name: "cluster-\(config.nodeID)")
         publisher = StatusPublisher(label: "cluster.callbacks.\(config.nodeID)")
+        metrics = NodeMetrics(nodeID: config.nodeID, factory: options.metricsFactory ?? MetricsSystem.factory)
         outbox = Outbox(softLimit: options.maxQueuedBytes, hardLimit: options.maxQueuedBytesHard)
         originNs = UVLoop.hrtimeNs()
         seed = options.randomSeed ?? UInt64.random(in: .min ... .max)
@@ -121,6 +127,9 @@ final class NodeRuntime: @unchecked Sendable {
             }
             heartbeatTimer = hb
             tickTimer = try UVTimer(loop: loop)
+            let reporter = try UVTimer(loop: loop)
+            try reporter.start(timeoutMs: 1000, repeatMs: 1000) { [weak self] in self?.reportMetrics() }
+            metricsTimer = reporter
         } catch {
             stopOnLoop()
             throw .io("cannot start timers: \(error)")
@@ -157,6 +166,8 @@ final class NodeRuntime: @unchecked Sendable {
         heartbeatTimer = nil
         tickTimer?.close()
         tickTimer = nil
+        metricsTimer?.close()
+        metricsTimer = nil
         tickArmedFor = nil
         links.stop()
         outbox.flush()
@@ -180,12 +191,18 @@ final class NodeRuntime: @unchecked Sendable {
             carryOut(directives)
             outbox.flush()
         }
-        if !voteWaiters.isEmpty { settleVoteWaiters() }
         if core.term != lastPublished.term || core.state != lastPublished.state || core.leaderID != lastPublished.leaderID
             || core.fencingEpoch != lastPublished.epoch {
             publish()
         }
         armTick()
+        if !voteWaiters.isEmpty { settleVoteWaiters() }
+        // Answers go out last: whoever waits for one reads a status that already shows its effect.
+        while !readyAnswers.isEmpty {
+            let answers = readyAnswers
+            readyAnswers.removeAll()
+            for answer in answers { answer() }
+        }
         return directives
     }
 
@@ -197,7 +214,12 @@ final class NodeRuntime: @unchecked Sendable {
             switch directive {
             case .persist(let state):
                 if let persister {
-                    persister.write(state) { [weak self] error in self?.persistDone(state, error) }
+                    let startedNs = nowNs
+                    persister.write(state) { [weak self] error in
+                        guard let self else { return }
+                        if error == nil { metrics.persisted(tookNs: nowNs &- startedNs) }
+                        persistDone(state, error)
+                    }
                 } else {
                     membership.setLocalTerm(state.term)
                     carryOut(core.step(.persisted(state), now: now))
@@ -212,6 +234,7 @@ final class NodeRuntime: @unchecked Sendable {
                 membership.setLocalRole(state.role)
                 membership.setLocalTerm(term)
                 logger.info("became \(state) in term \(term)")
+                metrics.stateChanged(to: state, nowNs: nowNs)
                 publisher.transition(to: state)
             case .leaderChanged(let leader):
                 logger.debug("leader is now \(leader ?? "unknown")")
@@ -225,6 +248,7 @@ final class NodeRuntime: @unchecked Sendable {
                 logger.info("fencing epoch \(epoch)")
             case .dualPrimaryDetected(let term, let primaries):
                 stats.dualPrimaryDetected += 1
+                metrics.dualPrimaryDetected()
                 logger.critical("\(ClusterError.dualPrimaryDetected): term \(term), primaries \(primaries.joined(separator: ", "))")
             }
         }
@@ -321,7 +345,7 @@ final class NodeRuntime: @unchecked Sendable {
             answers.append(waiter.answer)
             return true
         }
-        for answer in answers { answer(response) }
+        for answer in answers { readyAnswers.append { answer(response) } }
     }
 
     /// Waiters the core will not answer (it ignored the request, or dropped a withheld grant when
@@ -362,6 +386,14 @@ final class NodeRuntime: @unchecked Sendable {
         outbox.flush()
     }
 
+    private func reportMetrics() {
+        let timeout = config.electionTimeout
+        metrics.report(
+            stats: currentStats(), role: core.role, term: core.term, epoch: core.fencingEpoch,
+            nodes: membership.nodeCount, healthy: membership.healthyNodeCount(timeout: timeout),
+            quorum: membership.hasQuorum(minQuorum: config.minQuorumSize, healthTimeout: timeout))
+    }
+
     private func onHeartbeatTimer() {
         refreshLSN()
         peerProtocol.sendHeartbeatRound()
@@ -377,7 +409,8 @@ final class NodeRuntime: @unchecked Sendable {
     func status() -> StatusResponse {
         StatusResponse(
             nodeID: config.nodeID, role: core.role, state: core.state, term: core.term, epoch: core.fencingEpoch,
-            leaderID: core.leaderID, lsn: core.localLSN, members: membership.allNodes)
+            leaderID: core.leaderID, lsn: core.localLSN, members: membership.allNodes,
+            time: membership.currentTime, healthTimeoutMs: config.electionTimeout.nanoseconds / 1_000_000)
     }
 
     // MARK: - Commands from the API

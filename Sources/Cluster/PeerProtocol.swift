@@ -37,6 +37,7 @@ final class PeerProtocol {
             switch Wire.classify(firstByte: first) {
             case .json: link.kind = .json
             case .binary: link.kind = .binary
+            case .http: link.kind = .http
             case .stranger:
                 violation(on: link, "not a cluster protocol (first byte \(first))")
                 return
@@ -45,8 +46,18 @@ final class PeerProtocol {
         switch link.kind {
         case .binary: receivedFrames(bytes, on: link)
         case .json: node.jsonService.received(bytes, on: link)
+        case .http: receivedHTTP(bytes, on: link)
         case .undecided: break
         }
+    }
+
+    /// A metrics scraper: one `GET /metrics` answered, then the connection closed.
+    private func receivedHTTP(_ bytes: RawSpan, on link: Link) {
+        bytes.withUnsafeBytes { link.httpHead += $0 }
+        guard case .respond(let response) = MetricsHTTP.step(link.httpHead, exporter: node.options.metricsExporter) else { return }
+        link.httpHead = []
+        node.outbox.append(response, to: link)
+        node.links.close(link)
     }
 
     private func receivedFrames(_ bytes: RawSpan, on link: Link) {
@@ -83,6 +94,7 @@ final class PeerProtocol {
             if hb.reply && hb.ackSeq == peer.probeSeq && peer.probeSentNs != 0 {
                 peer.roundTripNs = node.nowNs &- peer.probeSentNs
                 node.stats.lastRoundTripNs = peer.roundTripNs
+                node.metrics.roundTrip(peer.roundTripNs)
                 peer.probeSentNs = 0
             }
             let message = HeartbeatMessage(
@@ -127,6 +139,7 @@ final class PeerProtocol {
         link.peerTag = peer.tag
         switch node.links.attach(link, to: peer) {
         case .attached:
+            logger.info("linked to \(peer.id)")
             if !link.outbound { node.outbox.append(helloBytes(), to: link) }
             node.peerLinked(peer)
             sendHeartbeat(to: peer, reply: false)
@@ -146,7 +159,7 @@ final class PeerProtocol {
         switch link.kind {
         case .json: node.jsonService.close(link, reason)
         case .binary: goodbye(link, reason)
-        case .undecided: node.links.close(link)
+        case .undecided, .http: node.links.close(link)
         }
     }
 

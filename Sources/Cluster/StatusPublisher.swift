@@ -19,6 +19,13 @@ public struct ElectionStatus: Sendable, Equatable, CustomStringConvertible {
     /// The fencing epoch: the newest primary's epoch this node knows. Never decreases.
     public var epoch: UInt64
 
+    public init(state: ElectionState, term: UInt64, leaderID: String?, epoch: UInt64) {
+        self.state = state
+        self.term = term
+        self.leaderID = leaderID
+        self.epoch = epoch
+    }
+
     public var description: String { "\(state) term \(term) leader \(leaderID ?? "-") epoch \(epoch)" }
 }
 
@@ -35,7 +42,9 @@ struct TransitionCallbacks: Sendable {
 final class StatusPublisher: Sendable {
     let snapshot = UVLocked(ElectionSnapshot())
     let callbacks = UVLocked(TransitionCallbacks())
-    let observers = UVLocked([@Sendable (ElectionStatus) -> Void]())
+    /// Observers by registration number, told in that order.
+    let observers = UVLocked([(id: Int, observe: @Sendable (ElectionStatus) -> Void)]())
+    private let nextObserver = UVLocked(0)
     private let last = UVLocked(ElectionStatus(state: .follower, term: 0, leaderID: nil, epoch: 0))
     private let queue: DispatchQueue
 
@@ -55,8 +64,23 @@ final class StatusPublisher: Sendable {
         guard changed else { return }
         let observers = observers.withLock { $0 }
         if !observers.isEmpty {
-            queue.async { for observer in observers { observer(status) } }
+            queue.async { for observer in observers { observer.observe(status) } }
         }
+    }
+
+    /// Adds an observer; returns its number, for `removeObserver`.
+    @discardableResult
+    func addObserver(_ observe: @escaping @Sendable (ElectionStatus) -> Void) -> Int {
+        let id = nextObserver.withLock { n -> Int in
+            n += 1
+            return n
+        }
+        observers.withLock { $0.append((id, observe)) }
+        return id
+    }
+
+    func removeObserver(_ id: Int) {
+        observers.withLock { $0.removeAll { $0.id == id } }
     }
 
     /// Runs the callback registered for a transition to `state`.

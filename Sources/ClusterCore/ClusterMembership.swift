@@ -42,6 +42,9 @@ public final class ClusterMembership: Sendable {
     private let now: @Sendable () -> Date
     private let state: LockedMembershipState
 
+    /// The time on the membership's clock (the one `lastSeen` is measured on).
+    public var currentTime: Date { now() }
+
     /// Creates a membership holding only the local node (a replica, epoch 0, priority 1), reading
     /// time from the system clock.
     public convenience init(localNodeID: String, localAddr: String) {

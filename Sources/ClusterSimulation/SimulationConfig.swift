@@ -166,7 +166,7 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
 
     /// The command that replays this schedule.
     public var replayCommand: String {
-        let base = "swift run cluster-sim --schedules 1 --seed \(seed) --nodes \(nodes)"
+        let base = "swift run cluster sim --schedules 1 --seed \(seed) --nodes \(nodes)"
         return knowledge == .full ? base : base + " --knowledge \(knowledge)"
     }
 }

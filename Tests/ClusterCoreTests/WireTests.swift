@@ -65,7 +65,7 @@ struct WireTests {
     @Test func classifyFirstByte() {
         for b in 0...255 {
             let kind = WireKind.classify(firstByte: UInt8(b))
-            #expect(kind == (b == 0x7B ? .json : b == 0 ? .binary : .stranger))
+            #expect(kind == (b == 0x7B ? .json : b == 0 ? .binary : b == 0x47 ? .http : .stranger))
             #expect(Wire.classify(firstByte: UInt8(b)) == kind)
         }
         // A hello's first byte is always 0: its length is far below 2^24.

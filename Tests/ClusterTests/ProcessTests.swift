@@ -20,7 +20,7 @@ func productsDirectory() -> URL {
     let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     var dir = bundle.deletingLastPathComponent()
     // `swift test` runs …/debug/ClusterPackageTests.xctest; the products sit in …/debug.
-    while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("cluster-bench").path), dir.path != "/" {
+    while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("cluster").path), dir.path != "/" {
         dir = dir.deletingLastPathComponent()
     }
     return dir
@@ -80,10 +80,10 @@ func runChild(_ executable: String, _ arguments: [String], timeoutSeconds: Int) 
 
 @Suite("Executables as a user runs them", .serialized, .timeLimit(.minutes(2)))
 struct ProcessTests {
-    @Test("cluster-bench with SIGPIPE at its default survives peers closing mid-write (issue 6 #1)")
+    @Test("cluster bench with SIGPIPE at its default survives peers closing mid-write (issue 6 #1)")
     func benchSurvivesSIGPIPE() throws {
         // Many nodes on one loop, stopped together at the end: links close while frames are queued.
-        let result = try runChild("cluster-bench", ["--nodes", "32", "--interval-ms", "20", "--seconds", "1", "--threads", "1"], timeoutSeconds: 90)
+        let result = try runChild("cluster", ["bench", "steady", "--nodes", "32", "--interval-ms", "20", "--seconds", "1", "--threads", "1"], timeoutSeconds: 90)
         #expect(result.signal == nil, "\(result)")
         #expect(result.exitCode == 0, "\(result)")
         #expect(result.output.contains("heartbeats"), "\(result)")

@@ -128,8 +128,12 @@ struct WireIntegrationTests {
         let node = try singleNode()
         defer { try? node.stop() }
         let port = node.listenAddress!.port
-        let (_, closed) = try exchange(port: port, send: Array("GET / HTTP/1.1\r\n\r\n".utf8), lines: 0)
+        let (_, closed) = try exchange(port: port, send: Array("SSH-2.0-OpenSSH_9.6\r\n".utf8), lines: 0)
         #expect(closed)
+        // HTTP is only a metrics scrape: anything but GET /metrics is answered 404 and closed.
+        let (http, closedHTTP) = try exchange(port: port, send: Array("GET / HTTP/1.1\r\n\r\n".utf8), lines: 0)
+        #expect(closedHTTP)
+        #expect(http.hasPrefix("HTTP/1.1 404"), "\(http.prefix(200))")
         // Malformed JSON: an error line, then the connection is closed.
         let (reply, closed2) = try exchange(port: port, send: Array("{not json\n".utf8), lines: 0)
         #expect(closed2)

@@ -6,6 +6,8 @@ public enum WireKind: Sendable, Equatable, Hashable {
     case json
     /// Binary frames (the first byte is 0: the high byte of the opening hello's length).
     case binary
+    /// HTTP (the first byte is `G`, of `GET `): a metrics scraper.
+    case http
     /// Anything else: not a node or client of this protocol; close the connection.
     case stranger
 
@@ -14,6 +16,7 @@ public enum WireKind: Sendable, Equatable, Hashable {
     public static func classify(firstByte: UInt8) -> WireKind {
         switch firstByte {
         case 0x7B: return .json
+        case 0x47: return .http
         case 0x00: return .binary
         default: return .stranger
         }

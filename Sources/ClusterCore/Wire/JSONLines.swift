@@ -112,11 +112,18 @@ public struct StatusResponse: Sendable, Equatable, Codable {
     public var lsn: UInt64
     /// The members the node knows of, itself included, in the seed's Go form.
     public var members: [NodeInfo]
+    /// The node's clock when it answered (`time`, optional): members' `LastSeen` is on this clock.
+    public var time: Date?
+    /// A member heard from within this many milliseconds counts as healthy
+    /// (`health_timeout_ms`, optional; the node's election timeout).
+    public var healthTimeoutMs: UInt64?
 
     public init(
         nodeID: String, role: NodeRole, state: ElectionState, term: UInt64, epoch: UInt64, leaderID: String? = nil,
-        lsn: UInt64, members: [NodeInfo] = []
+        lsn: UInt64, members: [NodeInfo] = [], time: Date? = nil, healthTimeoutMs: UInt64? = nil
     ) {
+        self.time = time
+        self.healthTimeoutMs = healthTimeoutMs
         self.nodeID = nodeID
         self.role = role
         self.state = state
@@ -129,7 +136,7 @@ public struct StatusResponse: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case messageType = "message_type", nodeID = "node_id", role, state, term, epoch, leaderID = "leader_id", lsn
-        case members
+        case members, time, healthTimeoutMs = "health_timeout_ms"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -147,6 +154,8 @@ public struct StatusResponse: Sendable, Equatable, Codable {
         leaderID = try c.decodeIfPresent(String.self, forKey: .leaderID)
         lsn = try c.decode(UInt64.self, forKey: .lsn)
         members = try c.decodeIfPresent([NodeInfo].self, forKey: .members) ?? []
+        time = try c.decodeIfPresent(String.self, forKey: .time).flatMap(GoTime.parse)
+        healthTimeoutMs = try c.decodeIfPresent(UInt64.self, forKey: .healthTimeoutMs)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -160,6 +169,8 @@ public struct StatusResponse: Sendable, Equatable, Codable {
         try c.encodeIfPresent(leaderID, forKey: .leaderID)
         try c.encode(lsn, forKey: .lsn)
         try c.encode(members, forKey: .members)
+        try c.encodeIfPresent(time.map(GoTime.format), forKey: .time)
+        try c.encodeIfPresent(healthTimeoutMs, forKey: .healthTimeoutMs)
     }
 }
 

@@ -8,10 +8,9 @@ import UV
 /// `make run`: a loopback cluster you can watch. N nodes on 127.0.0.1, each knowing only the
 /// seed's address (n1), find each other through it, elect a primary; the primary is stopped; the
 /// rest elect another. Every change is printed, and a summary at the end.
-@main
-struct ClusterDemo: ParsableCommand {
+struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cluster-demo",
+        commandName: "demo",
         abstract: "Run a loopback cluster, stop its primary, and watch the failover.")
 
     @Option(help: "Number of nodes.") var nodes = 3

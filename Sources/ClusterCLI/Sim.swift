@@ -1,4 +1,4 @@
-// cluster-sim: runs randomised schedules of the election simulator and checks every invariant.
+// `cluster sim`: runs randomised schedules of the election simulator and checks every invariant.
 // Schedule i uses seed S+i and the i-th node count of --nodes (cycling). A failure prints the
 // seed, the schedule parameters and the command that replays it, and the exit status is 1.
 
@@ -6,9 +6,9 @@ import ArgumentParser
 import ClusterSimulation
 import Foundation
 
-struct ClusterSimCommand: ParsableCommand {
+struct Sim: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cluster-sim",
+        commandName: "sim",
         abstract: "Deterministic simulation of the cluster's leader election, with invariant checks.")
 
     @Option(help: "How many schedules to run.")
@@ -74,7 +74,7 @@ struct ClusterSimCommand: ParsableCommand {
         let seconds = Date().timeIntervalSince(started)
         let bound = SimulationConfig(seed: seed, nodes: sizes[0]).electionBoundNanoseconds
         print(
-            "cluster-sim: \(schedules) schedules from seed \(seed), nodes \(sizes.map(String.init).joined(separator: ",")):"
+            "cluster sim: \(schedules) schedules from seed \(seed), nodes \(sizes.map(String.init).joined(separator: ",")):"
                 + " \(leaders) leaders elected, \(steps) core steps, slowest election after heal"
                 + " \(Double(worstElection) / 1e6)ms (bound \(Double(bound) / 1e6)ms),"
                 + " \(String(format: "%.2f", seconds))s")
@@ -83,4 +83,3 @@ struct ClusterSimCommand: ParsableCommand {
     }
 }
 
-ClusterSimCommand.main()

@@ -9,10 +9,9 @@ import UV
 /// loop threads (node i on loop i mod T; T = 0: a loop of its own per node), every node
 /// heartbeating every other every M ms, as `uvmesh --interval-ms M --threads T` does with plain C.
 /// Prints one JSON line: heartbeats per second, the CPU they cost, the RSS.
-@main
-struct ClusterBench: ParsableCommand {
+struct BenchSteady: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cluster-bench", abstract: "Measure a loopback cluster at rest: heartbeats per second and their CPU cost.")
+        commandName: "steady", abstract: "Measure a loopback cluster at rest: heartbeats per second and their CPU cost.")
 
     @Option(help: "Number of nodes.") var nodes = 16
     @Option(help: "Heartbeat interval in milliseconds.") var intervalMs = 10
@@ -55,7 +54,7 @@ struct ClusterBench: ParsableCommand {
             let leaders = Set(managers.compactMap(\.leaderID))
             if allLinked && leaders.count == 1 { break }
             guard DispatchTime.now() < setupDeadline else {
-                FileHandle.standardError.write(Data("cluster-bench: the cluster did not form within 30 s\n".utf8))
+                FileHandle.standardError.write(Data("cluster bench: the cluster did not form within 30 s\n".utf8))
                 throw ExitCode.failure
             }
             Thread.sleep(forTimeInterval: 0.05)

@@ -1,0 +1,132 @@
+import ArgumentParser
+import Cluster
+import CoreMetrics
+import Foundation
+import Logging
+import Prometheus
+import ServiceLifecycle
+
+/// `cluster agent`: one node (election and discovery) running until SIGINT or SIGTERM; then it
+/// leaves gracefully (a primary hands over first) and exits 0.
+struct Agent: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one cluster node until SIGINT or SIGTERM, then leave gracefully.")
+
+    @Option(help: "This node's id (letters, digits, '-', '_', '.').") var id: String
+    @Option(help: "Address to listen on and to be reached at (HOST:PORT; port 0: a free port, logged and announced).")
+    var listen: HostPort
+    @Option(help: "Seed addresses, comma-separated (HOST:PORT,…).") var seeds: String = ""
+    @Option(help: "Election priority: a higher priority stands sooner and wins ties.") var priority = 1
+    @Option(help: "Directory for the durable election state (term, vote, epoch).") var dataDir: String?
+    @Option(help: "Interval between heartbeats.") var heartbeatInterval = DurationArgument(.milliseconds(100), text: "100ms")
+    @Option(help: "Time without a primary before an election.") var electionTimeout = DurationArgument(.seconds(1), text: "1s")
+    @Option(help: "Floor on the votes an election needs (set it to a majority of the full cluster).") var minQuorum: Int?
+    @Flag(inversion: .prefixedNo, help: "Elect a new primary when the primary is lost.") var autoFailover = true
+    @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: Logger.Level = .info
+    @Option(help: "text or json.") var logFormat: LogFormat = .text
+    @Option(help: "Serve Prometheus metrics at GET /metrics on this address (HOST:PORT); the node's own port serves them too.")
+    var metrics: HostPort?
+
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+    var seedList: [String] {
+        seeds.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    func validate() throws {
+        for seed in seedList where (try? HostPort(parsing: seed)) == nil {
+            throw ValidationError("--seeds: '\(seed)' is not HOST:PORT")
+        }
+        if let problem = NodeInfo.idProblem(id) { throw ValidationError("--id: \(problem)") }
+        guard heartbeatInterval.duration < electionTimeout.duration else {
+            throw ValidationError("--heartbeat-interval (\(heartbeatInterval)) must be shorter than --election-timeout (\(electionTimeout))")
+        }
+        if let minQuorum, minQuorum < 1 { throw ValidationError("--min-quorum must be at least 1") }
+        if !(1...1000).contains(priority) { throw ValidationError("--priority must be 1...1000") }
+    }
+
+    func run() async throws {
+        let format = logFormat
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                return JSONLogHandler(label: label, level: level)
+            }
+        }
+        let logger = Logger(label: "cluster")
+        let registry = PrometheusCollectorRegistry()
+        let config = ClusterConfig(
+            nodeID: id, nodeAddr: listen.description, seedNodes: seedList,
+            electionTimeout: electionTimeout.duration, heartbeatInterval: heartbeatInterval.duration,
+            minQuorumSize: minQuorum ?? ClusterConfig.default.minQuorumSize, priority: priority,
+            enableAutoFailover: autoFailover, voteRequestTimeout: electionTimeout.duration)
+        do {
+            try config.validate()
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        var options = NodeOptions(dataDirectory: dataDir, logger: logger)
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Round trips and fsyncs on one host take microseconds to milliseconds.
+        let fine: [Duration] = [50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000].map { .microseconds($0) }
+        factory.durationHistogramBuckets["cluster_probe_rtt_seconds"] = fine
+        factory.durationHistogramBuckets["cluster_persist_duration_seconds"] = fine
+        options.metricsFactory = factory
+        options.metricsExporter = { registry.emitToBuffer() }
+        let membership = ClusterMembership(localNodeID: id, localAddr: listen.description)
+        let node = ClusterNode(config: config, membership: membership, options: options)
+        var endpoint: MetricsEndpoint?
+        if let metrics {
+            endpoint = try MetricsEndpoint(address: metrics, exporter: { registry.emitToBuffer() })
+            logger.info("metrics at http://\(endpoint!.boundAddress)/metrics")
+        }
+        defer { endpoint?.stop() }
+        let group = ServiceGroup(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        do {
+            try await group.run()
+        } catch let error as ClusterError {
+            printError("cluster agent: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// Log lines as JSON objects, one per line, on standard error: `time`, `level`, `label`,
+/// `message`, and the metadata's keys.
+struct JSONLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+
+    init(label: String, level: Logger.Level) {
+        self.label = label
+        logLevel = level
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var object: [String: String] = [:]
+        for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { object[key] = "\(value)" }
+        object["time"] = ISO8601DateFormatter.string(from: Date(), timeZone: .gmt, formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+        object["level"] = event.level.rawValue
+        object["label"] = label
+        object["message"] = "\(event.message)"
+        if let error = event.error { object["error"] = "\(error)" }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard var bytes = try? encoder.encode(object) else { return }
+        bytes.append(UInt8(ascii: "\n"))
+        FileHandle.standardError.write(bytes)
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

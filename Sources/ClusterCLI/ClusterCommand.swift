@@ -1,0 +1,60 @@
+import ArgumentParser
+import Cluster
+import Foundation
+
+/// `cluster`: run a node, look at a cluster, hand leadership over, and the demo, simulator and
+/// benchmarks, in one command family.
+@main
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "Cluster membership and leader election on libuv.",
+        subcommands: [Agent.self, Members.self, Demo.self, Sim.self, Bench.self])
+}
+
+/// `cluster bench …`: loopback benchmarks.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Loopback cluster benchmarks.", subcommands: [BenchSteady.self], defaultSubcommand: BenchSteady.self)
+}
+
+/// A duration on the command line: `250ms`, `1s`, `1.5s`, `2m`, `500us`.
+struct DurationArgument: ExpressibleByArgument, Sendable, CustomStringConvertible {
+    let duration: Duration
+    let text: String
+
+    init(_ duration: Duration, text: String) {
+        self.duration = duration
+        self.text = text
+    }
+
+    init?(argument: String) {
+        let units: [(String, Double)] = [("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("ns", 1e-9), ("s", 1), ("m", 60), ("h", 3600)]
+        guard let (suffix, scale) = units.first(where: { argument.hasSuffix($0.0) }),
+              let value = Double(argument.dropLast(suffix.count)), value.isFinite, value > 0, value * scale <= 86_400
+        else { return nil }
+        duration = .nanoseconds(Int64((value * scale * 1e9).rounded()))
+        text = argument
+    }
+
+    var description: String { text }
+    var defaultValueDescription: String { text }
+    static var defaultCompletionKind: CompletionKind { .default }
+}
+
+extension HostPort: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let parsed = try? HostPort(parsing: argument) else { return nil }
+        self = parsed
+    }
+}
+
+/// Writes `text` to standard output at once, unbuffered (piped output arrives as it is made).
+func writeOut(_ text: String) {
+    try? FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
+}
+
+/// Prints to standard error.
+func printError(_ text: String) {
+    try? FileHandle.standardError.write(contentsOf: Data((text + "\n").utf8))
+}
