@@ -15,7 +15,7 @@ struct Agent: AsyncParsableCommand {
     @Option(help: "This node's id (letters, digits, '-', '_', '.').") var id: String
     @Option(help: "Address to listen on and to be reached at (HOST:PORT; port 0: a free port, logged and announced).")
     var listen: HostPort
-    @Option(help: "Seed addresses, comma-separated (HOST:PORT,…).") var seeds: String = ""
+    @Option(help: "Seed addresses, comma-separated (HOST:PORT,…); none: this node is the first.") var seeds: String = ""
     @Option(help: "Election priority: a higher priority stands sooner and wins ties.") var priority = 1
     @Option(help: "Directory for the durable election state (term, vote, epoch).") var dataDir: String?
     @Option(help: "Interval between heartbeats.") var heartbeatInterval = DurationArgument(.milliseconds(100), text: "100ms")
@@ -61,7 +61,9 @@ struct Agent: AsyncParsableCommand {
         let logger = Logger(label: "cluster")
         let registry = PrometheusCollectorRegistry()
         let config = ClusterConfig(
-            nodeID: id, nodeAddr: listen.description, seedNodes: seedList,
+            // A first node, named by no seed list, is its own seed (the seed's rule: auto-failover
+            // needs seeds); it announces to no one and is announced to.
+            nodeID: id, nodeAddr: listen.description, seedNodes: seedList.isEmpty ? [listen.description] : seedList,
             electionTimeout: electionTimeout.duration, heartbeatInterval: heartbeatInterval.duration,
             minQuorumSize: minQuorum ?? ClusterConfig.default.minQuorumSize, priority: priority,
             enableAutoFailover: autoFailover, voteRequestTimeout: electionTimeout.duration)

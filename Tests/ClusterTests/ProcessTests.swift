@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import UV
 
 /// Runs an executable of this package as a user's shell would: SIGPIPE (and every other signal)
 /// at its default disposition and unblocked, whatever the test runner set, stdout and stderr piped
@@ -26,56 +27,97 @@ func productsDirectory() -> URL {
     return dir
 }
 
+/// A child process of this package's products, started as a user's shell would start it
+/// (SIGPIPE and every other signal at its default disposition and unblocked, whatever the test
+/// runner set), its stdout and stderr piped into one record read to the end by a thread of its
+/// own. Killed (SIGKILL) and reaped when dropped, if still running.
+final class ChildProcess: @unchecked Sendable {
+    let pid: pid_t
+    let name: String
+    private let state = UVLocked((output: [UInt8](), status: Int32?.none))
+    private let exited = DispatchSemaphore(value: 0)
+
+    init(_ executable: String, _ arguments: [String]) throws {
+        name = ([executable] + arguments).joined(separator: " ")
+        let path = productsDirectory().appendingPathComponent(executable).path
+        var pipe: [Int32] = [0, 0]
+        guard Glibc.pipe(&pipe) == 0 else { throw POSIXError(.EIO) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
+        posix_spawn_file_actions_addclose(&actions, pipe[0])
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        sigdelset(&defaults, SIGKILL)
+        sigdelset(&defaults, SIGSTOP)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attr, &mask)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, path, &actions, &attr, argv, environ)
+        close(pipe[1])
+        guard status == 0 else {
+            close(pipe[0])
+            throw POSIXError(POSIXErrorCode(rawValue: status) ?? .EIO)
+        }
+        self.pid = pid
+        let child = pid
+        let readEnd = pipe[0]
+        // Reads to EOF (every writer gone), then reaps the child.
+        let state = self.state
+        let exited = self.exited
+        Thread {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = read(readEnd, &buffer, buffer.count)
+                if n <= 0 { break }
+                state.withLock { $0.output += buffer[0..<n] }
+            }
+            close(readEnd)
+            var wstatus: Int32 = 0
+            waitpid(child, &wstatus, 0)
+            state.withLock { $0.status = wstatus }
+            exited.signal()
+            exited.signal()  // one for `waitForExit`, one for `deinit`
+        }.start()
+    }
+
+    deinit {
+        if state.withLock({ $0.status }) == nil { kill(pid, SIGKILL) }
+        exited.wait()
+    }
+
+    var output: String { String(decoding: state.withLock { $0.output }, as: UTF8.self) }
+
+    func signal(_ sig: Int32) { kill(pid, sig) }
+
+    /// Waits up to `seconds` for the child to end; nil if it is still running then.
+    func waitForExit(seconds: Int) -> ChildResult? {
+        guard exited.wait(timeout: .now() + .seconds(seconds)) == .success else { return nil }
+        exited.signal()
+        let wstatus = state.withLock { $0.status } ?? 0
+        let termsig = wstatus & 0x7f
+        return termsig == 0
+            ? ChildResult(exitCode: (wstatus >> 8) & 0xff, signal: nil, output: output)
+            : ChildResult(exitCode: nil, signal: termsig, output: output)
+    }
+}
+
+/// Runs a product to its end (killed after `timeoutSeconds`) and returns how it ended.
 func runChild(_ executable: String, _ arguments: [String], timeoutSeconds: Int) throws -> ChildResult {
-    let path = productsDirectory().appendingPathComponent(executable).path
-    var pipe: [Int32] = [0, 0]
-    guard Glibc.pipe(&pipe) == 0 else { throw POSIXError(.EIO) }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
-    posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
-    posix_spawn_file_actions_addclose(&actions, pipe[0])
-    var attr = posix_spawnattr_t()
-    posix_spawnattr_init(&attr)
-    defer { posix_spawnattr_destroy(&attr) }
-    var defaults = sigset_t()
-    sigemptyset(&defaults)
-    sigaddset(&defaults, SIGPIPE)
-    posix_spawnattr_setsigdefault(&attr, &defaults)
-    var mask = sigset_t()
-    sigemptyset(&mask)
-    posix_spawnattr_setsigmask(&attr, &mask)
-    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-    let argv = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { for a in argv { free(a) } }
-    var pid: pid_t = 0
-    let status = posix_spawn(&pid, path, &actions, &attr, argv, environ)
-    close(pipe[1])
-    guard status == 0 else {
-        close(pipe[0])
-        throw POSIXError(POSIXErrorCode(rawValue: status) ?? .EIO)
-    }
-    // Read everything; a watchdog kills the child if it runs too long.
-    let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-    DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(timeoutSeconds), execute: watchdog)
-    var output = [UInt8]()
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = read(pipe[0], &buffer, buffer.count)
-        if n <= 0 { break }
-        output += buffer[0..<n]
-    }
-    close(pipe[0])
-    var wstatus: Int32 = 0
-    waitpid(pid, &wstatus, 0)
-    watchdog.cancel()
-    let text = String(decoding: output, as: UTF8.self)
-    let termsig = wstatus & 0x7f
-    if termsig == 0 {
-        return ChildResult(exitCode: (wstatus >> 8) & 0xff, signal: nil, output: text)
-    }
-    return ChildResult(exitCode: nil, signal: termsig, output: text)
+    let child = try ChildProcess(executable, arguments)
+    if let result = child.waitForExit(seconds: timeoutSeconds) { return result }
+    child.signal(SIGKILL)
+    return child.waitForExit(seconds: 10) ?? ChildResult(exitCode: nil, signal: SIGKILL, output: child.output)
 }
 
 @Suite("Executables as a user runs them", .serialized, .timeLimit(.minutes(2)))
