@@ -1,133 +1,252 @@
 import ArgumentParser
 import Cluster
-import Dispatch
 import Foundation
-import Logging
 import UV
 
-/// `make run`: a loopback cluster you can watch. N nodes on 127.0.0.1, each knowing only the
-/// seed's address (n1), find each other through it, elect a primary; the primary is stopped; the
-/// rest elect another. Every change is printed, and a summary at the end.
+/// `cluster demo` (`make run`): a loopback cluster of `cluster agent` processes you can watch.
+/// It forms, hands leadership over on SIGTERM to the primary, brings the stopped node back as a
+/// replica, then kills the new primary with SIGKILL (a crash) and brings that one back too,
+/// measuring each change. On a terminal the members table is redrawn in place with the events
+/// under it; piped, each event is one line written as it happens. Ends by itself.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "demo",
-        abstract: "Run a loopback cluster, stop its primary, and watch the failover.")
+        abstract: "Run a loopback cluster of agents, hand over and crash its primary, and watch.")
 
-    @Option(help: "Number of nodes.") var nodes = 3
-    @Option(help: "Heartbeat interval in milliseconds.") var heartbeatMs = 100
-    @Option(help: "Election timeout in milliseconds.") var electionTimeoutMs = 1000
-    @Option(help: "Seconds to run after the failover before stopping.") var settleSeconds = 2.0
-    @Option(help: "How many primaries to stop, one after another (at most nodes - majority).") var failovers = 1
+    @Option(help: "Number of nodes (3...9).") var nodes = 3
+    @Option(help: "Interval between heartbeats.") var heartbeatInterval = DurationArgument(.milliseconds(100), text: "100ms")
+    @Option(help: "Time without a primary before an election.") var electionTimeout = DurationArgument(.seconds(1), text: "1s")
 
     func validate() throws {
-        guard (1...64).contains(nodes) else { throw ValidationError("--nodes must be 1...64") }
-        guard heartbeatMs >= 1, electionTimeoutMs > heartbeatMs else {
-            throw ValidationError("--election-timeout-ms must exceed --heartbeat-ms")
+        guard (3...9).contains(nodes) else { throw ValidationError("--nodes must be 3...9") }
+        guard heartbeatInterval.duration < electionTimeout.duration, electionTimeout.duration <= .seconds(3) else {
+            throw ValidationError("--heartbeat-interval must be shorter than --election-timeout, which is at most 3s")
         }
     }
 
     func run() throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .warning
-            return handler
-        }
-        let start = DispatchTime.now().uptimeNanoseconds
-        @Sendable func stamp() -> String { String(format: "[%7.3fs]", Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
-
+        let show = DemoDisplay(terminal: isatty(STDOUT_FILENO) == 1)
+        let root = NSTemporaryDirectory() + "cluster-demo-\(ProcessInfo.processInfo.processIdentifier)"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
         let ids = (1...nodes).map { "n\($0)" }
-        let ports = try LoopbackPorts.reserve(nodes)
-        let addrs = Dictionary(uniqueKeysWithValues: zip(ids, ports.map { "127.0.0.1:\($0)" }))
-        let events = DispatchSemaphore(value: 0)
-        let leaders = UVLocked<[UInt64: Set<String>]>([:])
-        var managers: [String: ElectionManager] = [:]
-        var discoveries: [NodeDiscovery] = []
-        var memberships: [ClusterMembership] = []
-        let seed = addrs["n1"]!
-        print("\(stamp()) starting \(nodes) nodes on 127.0.0.1: " + ids.map { "\($0)=\(addrs[$0]!)" }.joined(separator: " "))
-        print("\(stamp()) each knows only the seed n1 (\(seed)); minQuorumSize \(nodes / 2 + 1), a majority of \(nodes)")
-        for id in ids {
-            let membership = ClusterMembership(localNodeID: id, localAddr: addrs[id]!)
-            let config = ClusterConfig(
-                nodeID: id, nodeAddr: addrs[id]!, seedNodes: [seed],
-                electionTimeout: .milliseconds(electionTimeoutMs), heartbeatInterval: .milliseconds(heartbeatMs),
-                minQuorumSize: nodes / 2 + 1, priority: 1, enableAutoFailover: true,
-                voteRequestTimeout: .milliseconds(max(electionTimeoutMs / 2, heartbeatMs)))
-            let manager = ElectionManager(config: config, membership: membership)
-            manager.addObserver { status in
-                switch status.state {
-                case .leader:
-                    _ = leaders.withLock { $0[status.term, default: []].insert(id) }
-                    print("\(stamp()) \(id) is PRIMARY (term \(status.term), epoch \(status.epoch))")
-                    events.signal()
-                case .candidate:
-                    print("\(stamp()) \(id) stands for election (term \(status.term))")
-                case .follower:
-                    print("\(stamp()) \(id) follows \(status.leaderID ?? "nobody yet") (term \(status.term))")
-                }
-            }
-            try manager.start()
-            let discovery = NodeDiscovery(config: config, membership: membership, options: NodeOptions(announceInterval: .milliseconds(200)))
-            try discovery.start()
-            managers[id] = manager
-            discoveries.append(discovery)
-            memberships.append(membership)
+        var agents: [String: DemoAgent] = [:]
+        defer { for agent in agents.values { agent.stop() } }
+        let timeoutMs = Double(electionTimeout.duration.nanoseconds) / 1e6
+        let common = ["--heartbeat-interval", heartbeatInterval.text, "--election-timeout", electionTimeout.text,
+                      "--min-quorum", "\(nodes / 2 + 1)"]
+        func start(_ id: String, seeds: [HostPort]) throws {
+            agents[id] = try DemoAgent.start(id: id, dataDir: root + "/" + id, seeds: seeds, arguments: common)
         }
-        // Discovery fills the memberships; report once every node knows every other.
-        let knowDeadline = DispatchTime.now() + .seconds(10)
-        while !memberships.allSatisfy({ $0.nodeCount == nodes }) && DispatchTime.now() < knowDeadline {
-            _ = events.wait(timeout: .now() + .milliseconds(20))
-        }
-        print("\(stamp()) discovery: " + memberships.map { "\($0.localNodeID) knows \($0.nodeCount)" }.joined(separator: ", "))
+        let watch = DemoWatch(show: show)
+        show.event("starting \(nodes) agents on 127.0.0.1, heartbeat \(heartbeatInterval), election timeout \(electionTimeout), data in \(root)")
+        try start(ids[0], seeds: [])
+        for id in ids.dropFirst() { try start(id, seeds: [agents[ids[0]]!.address]) }
+        show.event("agents listening: " + ids.map { "\($0)=\(agents[$0]!.address)" }.joined(separator: " "))
 
-        func waitForPrimary(excluding gone: Set<String>) -> String? {
-            let deadline = DispatchTime.now() + .milliseconds(electionTimeoutMs * 20)
-            while true {
-                let up = managers.filter { !gone.contains($0.key) }
-                let primaries = up.filter { $0.value.isLeader }.map(\.key)
-                if primaries.count == 1,
-                   up.values.allSatisfy({ $0.leaderID == primaries[0] }) {
-                    return primaries[0]
-                }
-                if events.wait(timeout: min(deadline, .now() + .milliseconds(heartbeatMs))) == .timedOut,
-                   DispatchTime.now() >= deadline {
-                    return nil
-                }
-            }
-        }
+        guard let first = watch.agreedLeader(agents, among: ids, within: 20) else { throw show.fail("no primary elected within 20 s") }
+        show.event("all \(nodes) agree: \(first.nodeID) is primary (term \(first.term), epoch \(first.epoch))")
+        show.table(agents)
 
-        var gone: Set<String> = []
-        guard var primary = waitForPrimary(excluding: gone) else {
-            print("\(stamp()) no primary elected in time")
-            throw ExitCode.failure
-        }
-        print("\(stamp()) all \(nodes) nodes agree: \(primary) is primary")
-        let failoverCount = min(failovers, nodes - (nodes / 2 + 1))
-        var failoverMs: [Double] = []
-        for _ in 0..<failoverCount {
-            print("\(stamp()) stopping primary \(primary)")
-            let stoppedAt = DispatchTime.now().uptimeNanoseconds
-            try managers[primary]!.stop()
-            gone.insert(primary)
-            guard let next = waitForPrimary(excluding: gone) else {
-                print("\(stamp()) no new primary in time")
-                throw ExitCode.failure
-            }
-            let ms = Double(DispatchTime.now().uptimeNanoseconds - stoppedAt) / 1e6
-            failoverMs.append(ms)
-            print("\(stamp()) \(next) took over after \(String(format: "%.0f", ms)) ms")
-            primary = next
-        }
-        Thread.sleep(forTimeInterval: settleSeconds)  // let the watcher see the cluster at rest
-        for (id, manager) in managers.sorted(by: { $0.key < $1.key }) where !gone.contains(id) {
-            let s = manager.stats
-            print("\(stamp()) \(id): \(manager.status), heartbeats sent \(s.heartbeatsSent), received \(s.heartbeatsReceived), last RTT \(String(format: "%.0f", Double(s.lastRoundTripNs) / 1000)) µs")
-        }
-        for discovery in discoveries { try? discovery.stop() }
-        for manager in managers.values { try? manager.stop() }
-        let doubles = leaders.withLock { $0.filter { $0.value.count > 1 } }
-        print("\(stamp()) summary: \(failoverMs.count) failover(s)\(failoverMs.isEmpty ? "" : " in " + failoverMs.map { String(format: "%.0f ms", $0) }.joined(separator: ", ")); terms with two primaries: \(doubles.isEmpty ? "none" : "\(doubles)")")
+        // A planned stop: SIGTERM makes the primary hand over before it leaves.
+        show.event("SIGTERM to the primary \(first.nodeID): it hands over, then leaves")
+        let handoverStart = Date()
+        agents[first.nodeID]!.signal(SIGTERM)
+        guard let second = watch.agreedLeader(agents, among: ids.filter { $0 != first.nodeID }, other: first.nodeID, within: 10)
+        else { throw show.fail("no new primary within 10 s of the SIGTERM") }
+        let handoverMs = Date().timeIntervalSince(handoverStart) * 1000
+        show.event(String(format: "%@ is primary after %.0f ms (%.2f election timeouts): term %llu, epoch %llu",
+                          second.nodeID, handoverMs, handoverMs / timeoutMs, second.term, second.epoch))
+        let exit = agents[first.nodeID]!.waitForExit(seconds: 10)
+        show.event("\(first.nodeID) exited with \(exit.map { "status \($0)" } ?? "no exit within 10 s")")
+
+        show.event("restarting \(first.nodeID) on its data directory")
+        try start(first.nodeID, seeds: [agents[second.nodeID]!.address])
+        guard watch.agreedLeader(agents, among: ids, within: 10)?.nodeID == second.nodeID else { throw show.fail("\(first.nodeID) did not rejoin as a replica") }
+        show.event("\(first.nodeID) is back, a replica following \(second.nodeID)")
+        show.table(agents)
+
+        // A crash: SIGKILL, no goodbye; the others notice the silence.
+        show.event("SIGKILL to the primary \(second.nodeID): a crash")
+        let crashStart = Date()
+        agents[second.nodeID]!.signal(SIGKILL)
+        guard let third = watch.agreedLeader(agents, among: ids.filter { $0 != second.nodeID }, other: second.nodeID, within: 15)
+        else { throw show.fail("no new primary within 15 s of the crash") }
+        let failoverMs = Date().timeIntervalSince(crashStart) * 1000
+        show.event(String(format: "%@ is primary after %.0f ms (%.2f election timeouts): term %llu, epoch %llu",
+                          third.nodeID, failoverMs, failoverMs / timeoutMs, third.term, third.epoch))
+        _ = agents[second.nodeID]!.waitForExit(seconds: 10)
+        show.event("restarting \(second.nodeID) on its data directory")
+        try start(second.nodeID, seeds: [agents[third.nodeID]!.address])
+        guard watch.agreedLeader(agents, among: ids, within: 10)?.nodeID == third.nodeID else { throw show.fail("\(second.nodeID) did not rejoin as a replica") }
+        show.event("\(second.nodeID) is back, a replica following \(third.nodeID)")
+        show.table(agents)
+
+        let doubles = watch.doublePrimaries
+        show.event(String(format: "summary: handover %.0f ms, crash failover %.0f ms; terms with two primaries: %@",
+                          handoverMs, failoverMs, doubles.isEmpty ? "none" : "\(doubles)"))
+        for agent in agents.values { agent.signal(SIGTERM) }
+        for agent in agents.values { _ = agent.waitForExit(seconds: 10) }
         if !doubles.isEmpty { throw ExitCode.failure }
     }
 }
 
+/// One agent process of the demo. Its output is kept (the demo reads its address from it).
+final class DemoAgent: @unchecked Sendable {
+    let id: String
+    let process: Process
+    let address: HostPort
+    /// Everything the agent wrote (stdout and stderr).
+    let output: UVLocked<[UInt8]>
+
+    private init(id: String, process: Process, address: HostPort, output: UVLocked<[UInt8]>) {
+        self.id = id
+        self.process = process
+        self.address = address
+        self.output = output
+    }
+
+    static func start(id: String, dataDir: String, seeds: [HostPort], arguments: [String]) throws -> DemoAgent {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = ["agent", "--id", id, "--listen", "127.0.0.1:0", "--data-dir", dataDir]
+            + (seeds.isEmpty ? [] : ["--seeds", seeds.map(\.description).joined(separator: ",")]) + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let output = UVLocked([UInt8]())
+        let listening = DispatchSemaphore(value: 0)
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                listening.signal()
+                return
+            }
+            let seen = output.withLock { bytes -> Bool in
+                let before = String(decoding: bytes, as: UTF8.self).contains("listening on ")
+                bytes += data
+                return !before && String(decoding: bytes, as: UTF8.self).contains("listening on ")
+            }
+            if seen { listening.signal() }
+        }
+        try process.run()
+        _ = listening.wait(timeout: .now() + 20)
+        let log = String(decoding: output.withLock { $0 }, as: UTF8.self)
+        guard let range = log.range(of: "listening on "),
+              let address = try? HostPort(parsing: String(log[range.upperBound...].prefix { !$0.isWhitespace }))
+        else {
+            process.terminate()
+            throw ValidationError("agent \(id) did not start: \(log.suffix(500))")
+        }
+        return DemoAgent(id: id, process: process, address: address, output: output)
+    }
+
+    func signal(_ sig: Int32) {
+        if process.isRunning { kill(process.processIdentifier, sig) }
+    }
+
+    /// The exit status, or nil if it is still running after `seconds`.
+    func waitForExit(seconds: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    /// Kills the agent if it is still running (the demo's last resort).
+    func stop() {
+        signal(SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func status() -> StatusResponse? { try? ClusterClient.status(of: address, timeout: .milliseconds(300)) }
+}
+
+/// What the demo polls: each agent's status, the primaries seen per term.
+final class DemoWatch {
+    let show: DemoDisplay
+    private var primariesByTerm: [UInt64: Set<String>] = [:]
+
+    init(show: DemoDisplay) { self.show = show }
+
+    var doublePrimaries: [UInt64: Set<String>] { primariesByTerm.filter { $0.value.count > 1 } }
+
+    /// Polls every 20 ms until every agent of `ids` names the same primary (not `other`), which
+    /// says it leads; redraws the table on a terminal meanwhile.
+    func agreedLeader(_ agents: [String: DemoAgent], among ids: [String], other: String? = nil, within seconds: Double) -> StatusResponse? {
+        let deadline = Date().addingTimeInterval(seconds)
+        var lastDraw = Date.distantPast
+        while Date() < deadline {
+            var statuses: [String: StatusResponse] = [:]
+            for id in ids { if let status = agents[id]?.status() { statuses[id] = status } }
+            for (id, status) in statuses where status.state == .leader { primariesByTerm[status.term, default: []].insert(id) }
+            if Date().timeIntervalSince(lastDraw) > 0.1 {
+                show.live(agents, statuses)
+                lastDraw = Date()
+            }
+            if statuses.count == ids.count, let leader = statuses.values.first?.leaderID, leader != other,
+               statuses.values.allSatisfy({ $0.leaderID == leader }), let status = statuses[leader], status.state == .leader {
+                return status
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return nil
+    }
+}
+
+/// The demo's output: a live table redrawn in place with the latest events on a terminal;
+/// plain event lines, each written as it happens, when piped.
+final class DemoDisplay {
+    let terminal: Bool
+    private let start = Date()
+    private var events: [String] = []
+    private var lastTable = ""
+
+    init(terminal: Bool) { self.terminal = terminal }
+
+    func event(_ text: String) {
+        let line = String(format: "[%6.2fs] ", Date().timeIntervalSince(start)) + text
+        events.append(line)
+        if terminal { redraw() } else { writeOut(line + "\n") }
+    }
+
+    func fail(_ reason: String) -> ExitCode {
+        event("FAILED: " + reason)
+        return ExitCode.failure
+    }
+
+    /// The table now (piped: printed whole, at the demo's milestones).
+    func table(_ agents: [String: DemoAgent]) {
+        var statuses: [String: StatusResponse] = [:]
+        for (id, agent) in agents { if let status = agent.status() { statuses[id] = status } }
+        lastTable = Self.render(agents, statuses)
+        if terminal { redraw() } else { writeOut(lastTable) }
+    }
+
+    /// A fresh view while polling: redrawn on a terminal, nothing when piped.
+    func live(_ agents: [String: DemoAgent], _ statuses: [String: StatusResponse]) {
+        guard terminal else { return }
+        lastTable = Self.render(agents, statuses)
+        redraw()
+    }
+
+    private func redraw() {
+        writeOut("\u{1B}[H\u{1B}[2J" + lastTable + "\n" + events.suffix(14).joined(separator: "\n") + "\n")
+    }
+
+    static func render(_ agents: [String: DemoAgent], _ statuses: [String: StatusResponse]) -> String {
+        var rows = [["NODE", "ADDRESS", "STATE", "TERM", "EPOCH", "LEADER", "MEMBERS"]]
+        for id in agents.keys.sorted() {
+            let agent = agents[id]!
+            if let s = statuses[id] {
+                rows.append([id, agent.address.description, s.state.description, "\(s.term)", "\(s.epoch)", s.leaderID ?? "-", "\(s.members.count)"])
+            } else {
+                rows.append([id, agent.address.description, "down", "-", "-", "-", "-"])
+            }
+        }
+        let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+        return rows.map { row in
+            zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                .trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n") + "\n"
+    }
+}
