@@ -37,9 +37,14 @@ final class ChildProcess: @unchecked Sendable {
     private let state = UVLocked((output: [UInt8](), status: Int32?.none))
     private let exited = DispatchSemaphore(value: 0)
 
-    init(_ executable: String, _ arguments: [String]) throws {
-        name = ([executable] + arguments).joined(separator: " ")
-        let path = productsDirectory().appendingPathComponent(executable).path
+    /// Starts a product of this package.
+    convenience init(_ executable: String, _ arguments: [String]) throws {
+        try self.init(path: productsDirectory().appendingPathComponent(executable).path, arguments)
+    }
+
+    /// Starts the program at `path`.
+    init(path: String, _ arguments: [String]) throws {
+        name = ([path] + arguments).joined(separator: " ")
         var pipe: [Int32] = [0, 0]
         guard Glibc.pipe(&pipe) == 0 else { throw POSIXError(.EIO) }
         var actions = posix_spawn_file_actions_t()
