@@ -122,7 +122,11 @@ final class NodeRuntime: @unchecked Sendable {
         do {
             let hb = try UVTimer(loop: loop)
             let intervalMs = max(1, config.heartbeatInterval.nanoseconds / 1_000_000)
-            try hb.start(timeoutMs: intervalMs, repeatMs: intervalMs) { [weak self] in
+            // The first round at a point of the interval of this node's own (from its seed), as
+            // the phases of a real cluster's nodes are spread: nodes started together do not
+            // all send at the same instant.
+            let phaseMs = 1 + (seed ^ (seed >> 29)) % intervalMs
+            try hb.start(timeoutMs: phaseMs, repeatMs: intervalMs) { [weak self] in
                 self?.onHeartbeatTimer()
             }
             heartbeatTimer = hb
