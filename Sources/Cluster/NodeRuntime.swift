@@ -226,6 +226,8 @@ final class NodeRuntime: @unchecked Sendable {
             case .dualPrimaryDetected(let term, let primaries):
                 stats.dualPrimaryDetected += 1
                 logger.critical("\(ClusterError.dualPrimaryDetected): term \(term), primaries \(primaries.joined(separator: ", "))")
+            case .transferStarted, .transferEnded:
+                break  // leadership transfer is not wired into the runtime yet (never asked for)
             }
         }
     }

@@ -85,6 +85,7 @@ struct SimulationTests {
                 config.lossMaxPercent = 0
                 config.membershipChanges = false
                 config.oneWayPartitions = false
+                config.transfers = false  // a transfer changes the primary on purpose
                 config.writeFailurePercent = 0  // healthy storage too: a failed or slow write is a fault
                 config.slowWritePercent = 0
                 config.hostilePeers = true

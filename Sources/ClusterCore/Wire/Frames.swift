@@ -27,6 +27,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case voteRequest = 3
     case voteResponse = 4
     case goodbye = 5
+    /// A leader tells the target of its leadership transfer to stand now.
+    case timeoutNow = 6
 
     public var description: String {
         switch self {
@@ -35,6 +37,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .voteRequest: return "vote request"
         case .voteResponse: return "vote response"
         case .goodbye: return "goodbye"
+        case .timeoutNow: return "timeout now"
         }
     }
 }
@@ -127,6 +130,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
     case voteResponse(VoteResponse)
     /// Why the sender is about to close the connection.
     case goodbye(String)
+    case timeoutNow(TimeoutNowMessage)
 
     public var type: FrameType {
         switch self {
@@ -135,6 +139,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .voteRequest: return .voteRequest
         case .voteResponse: return .voteResponse
         case .goodbye: return .goodbye
+        case .timeoutNow: return .timeoutNow
         }
     }
 
@@ -144,6 +149,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .voteRequest(let r): self = .voteRequest(r)
         case .voteResponse(let r): self = .voteResponse(r)
         case .heartbeat(let h): self = .heartbeat(HeartbeatFrame(h))
+        case .timeoutNow(let t): self = .timeoutNow(t)
         }
     }
 
@@ -154,6 +160,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .voteRequest(let r): return .voteRequest(r)
         case .voteResponse(let r): return .voteResponse(r)
         case .heartbeat(let h): return .heartbeat(h.message(from: sender))
+        case .timeoutNow(let t): return .timeoutNow(t)
         case .hello, .goodbye: return nil
         }
     }
