@@ -73,8 +73,8 @@ package struct LivenessView: Sendable {
 ///   votes marked `transfer` only after a TimeoutNow from the leader of the term before; a vote
 ///   request is exempt from the lease only as the core's rule says (marked, for the voter's term
 ///   + 1, and on a leader from the target it told to stand); every transfer started ends within
-///   one election timeout (unless its node crashes); a transfer reported successful really made
-///   its target leader of a later term;
+///   one election timeout while its node still leads, two at most (unless its node crashes); a
+///   transfer reported successful really made its target leader of a later term;
 /// - liveness, at the end: one leader, followed by every node, elected within the bound after the heal.
 package struct InvariantChecker: Sendable {
     package struct LeaderRecord: Sendable {
@@ -210,13 +210,19 @@ package struct InvariantChecker: Sendable {
         }
     }
 
-    /// Every transfer under way started at most one election timeout ago (its end is reported
-    /// by then: the core is ticked at its deadline).
-    package mutating func checkTransfersEnd(atNanoseconds now: UInt64) {
-        for (node, transfer) in transfers where now > transfer.atNanoseconds + electionTimeoutNanoseconds {
+    /// Every transfer under way started at most two election timeouts ago (its end is reported
+    /// by then: the core is ticked at its deadline), at most one while its node still leads.
+    package mutating func checkTransfersEnd(node: String, leads: Bool, atNanoseconds now: UInt64) {
+        if leads, let transfer = transfers[node], now > transfer.atNanoseconds + electionTimeoutNanoseconds {
+            report(
+                "\(node) still leads and its transfer to \(transfer.target), started at"
+                    + " \(Double(transfer.atNanoseconds) / 1e6)ms, has not ended within an election timeout", atNanoseconds: now)
+            transfers[node] = nil
+        }
+        for (node, transfer) in transfers where now > transfer.atNanoseconds + 2 * electionTimeoutNanoseconds {
             report(
                 "\(node)'s transfer to \(transfer.target), started at \(Double(transfer.atNanoseconds) / 1e6)ms, has not"
-                    + " ended within an election timeout", atNanoseconds: now)
+                    + " ended within two election timeouts", atNanoseconds: now)
             transfers[node] = nil
         }
     }

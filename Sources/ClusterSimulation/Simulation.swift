@@ -34,6 +34,8 @@ public struct SimulationResult: Sendable {
     public var transfersStarted = 0
     public var transfersSucceeded = 0
     public var transfersFailed = 0
+    /// How many refusals and failures each reason ended.
+    public var transferEndReasons: [String: Int] = [:]
     /// For each transfer whose target became leader (before it was abandoned): the time from
     /// the request to the target's leadership.
     public var transferLatenciesNanoseconds: [UInt64] = []
@@ -125,10 +127,12 @@ public struct Simulation {
     private var dropsTimeoutNow: Set<Int> = []
     private var afterTimeoutNow: [Int: TransferFault] = [:]
     private var failsNextWrite: Set<Int> = []
-    /// Started transfers whose target has not led yet: the term they started in and when, by target.
-    private var awaitingTransferLeader: [String: (term: UInt64, atNanoseconds: UInt64)] = [:]
+    /// Started transfers whose target has not led yet, by target: the node asked, the term they
+    /// started in and when.
+    private var awaitingTransferLeader: [String: (leader: Int, term: UInt64, atNanoseconds: UInt64)] = [:]
     private var transferStats = (requested: 0, refused: 0, started: 0, succeeded: 0, failed: 0)
     private var transferLatencies: [UInt64] = []
+    private var transferEndReasons: [String: Int] = [:]
 
     /// What happens to a transfer's target right after it gets a TimeoutNow.
     private enum TransferFault { case crash, cutOff }
@@ -223,7 +227,7 @@ public struct Simulation {
             leaderElectedAfterHealNanoseconds: electedAfterHeal, transfersRequested: transferStats.requested,
             transfersRefused: transferStats.refused, transfersStarted: transferStats.started,
             transfersSucceeded: transferStats.succeeded, transfersFailed: transferStats.failed,
-            transferLatenciesNanoseconds: transferLatencies, trace: trace)
+            transferEndReasons: transferEndReasons, transferLatenciesNanoseconds: transferLatencies, trace: trace)
     }
 
     private var electedAfterHeal: UInt64?
@@ -249,9 +253,11 @@ public struct Simulation {
             }
             if case .heartbeat(let heartbeat) = message, heartbeat.role == .primary,
                nodes[to].up, nodes[to].core.leaderID == heartbeat.from, heartbeat.lsn > nodes[to].lsn,
-               rng.uniform(2) == 0
+               nodes[from].core.transfer?.target == nodes[to].id || rng.uniform(2) == 0
             {
-                setLSN(to, heartbeat.lsn)  // replication caught up with the leader
+                // Replication caught up with the leader (at once for the target of its transfer:
+                // the application brings it up to date, as etcd's leader sends it appends at once).
+                setLSN(to, heartbeat.lsn)
             }
         case .tick(let index, let incarnation):
             guard nodes[index].up, nodes[index].incarnation == incarnation,
@@ -384,8 +390,9 @@ public struct Simulation {
             case .transferStarted(let target):
                 transferStats.started += 1
                 checker.noteTransferStarted(node: id, target: target, term: before.term, atNanoseconds: now)
-                awaitingTransferLeader[target] = (before.term, now)
-            case .transferEnded(let target, let succeeded, _):
+                awaitingTransferLeader[target] = (index, before.term, now)
+            case .transferEnded(let target, let succeeded, let reason):
+                if let reason { transferEndReasons[reason, default: 0] += 1 }
                 if case .transferLeadership = event {
                     transferStats.refused += 1  // refused in the step of the request
                     continue
@@ -431,7 +438,7 @@ public struct Simulation {
             }
         }
         checker.checkLiveTerm(node: id, term: after.term, atNanoseconds: now)
-        checker.checkTransfersEnd(atNanoseconds: now)
+        checker.checkTransfersEnd(node: id, leads: after.state == .leader, atNanoseconds: now)
         checker.checkNode(
             node: id, term: after.term, epoch: after.epoch, fencingEpoch: after.fencingEpoch, leaderID: after.leaderID,
             atNanoseconds: now)
@@ -541,6 +548,7 @@ public struct Simulation {
         nodes[index].up = false
         nodes[index].tickAtNanoseconds = nil
         checker.noteCrash(node: nodes[index].id)
+        awaitingTransferLeader = awaitingTransferLeader.filter { $0.value.leader != index }  // its transfer ends unreported
         var lost: DurableElectionState?
         if let state = nodes[index].writing {
             nodes[index].writing = nil
@@ -718,16 +726,16 @@ extension Simulation {
 
     /// A leadership transfer request: to a random up leader (one time in eight to another up
     /// node, which must refuse), to a random node (itself included, which it must refuse) or to
-    /// none named. One time in two it fails halfway: the leader's TimeoutNow messages are lost,
-    /// or the target crashes or is cut off right after it gets one, or the leader's or the
-    /// target's next write fails.
+    /// none named. ``SimulationConfig/transferFaultPercent`` of them fail halfway, in one of five
+    /// ways: the leader's TimeoutNow messages are lost, the target crashes or is cut off right
+    /// after it gets one, the leader's or the target's next write fails.
     private mutating func requestTransfer() {
         let up = nodes.indices.filter { nodes[$0].up }
         guard !up.isEmpty else { return }
         let leaders = up.filter { nodes[$0].core.state == .leader }
         let asked = leaders.isEmpty || rng.uniform(8) == 0 ? up[rng.index(up.count)] : leaders[rng.index(leaders.count)]
         let named: String? = rng.uniform(2) == 0 ? nil : nodes[rng.index(nodes.count)].id
-        let fault = rng.uniform(10)
+        let fault = rng.uniform(100) < UInt64(config.transferFaultPercent) ? rng.uniform(5) : 5
         if fault == 0 { dropsTimeoutNow.insert(asked) }
         transferStats.requested += 1
         if isTracing { note("\(nodes[asked].id) asked to transfer to \(named ?? "the best voter"), fault \(fault)") }

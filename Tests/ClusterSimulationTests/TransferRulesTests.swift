@@ -387,7 +387,7 @@ struct TransferRules {
         #expect(target.state == .follower)
     }
 
-    @Test("a failed write of the old leader's grant: the target gets a refusal, and the transfer ends at its deadline")
+    @Test("a failed write of the old leader's grant: the target gets a refusal, and the transfer ends T after the old leader stepped down")
     func leaderGrantWriteFails() {
         var leader = makeLeader("a", voters: ["a", "b", "c"], grantedBy: ["b"]).core
         _ = leader.step(heartbeat(from: "b", term: 1, role: .replica), now: at(milliseconds: 1))
@@ -404,8 +404,11 @@ struct TransferRules {
             VoteResponse(voterID: "a", term: 2, voteGranted: false, reason: ElectionCore.notDurableReason, epoch: 2)
         ])
         #expect(leader.transfer?.target == "b")
-        #expect(leader.nextDeadline! <= at(milliseconds: 102))
-        #expect(leader.step(.tick, now: at(milliseconds: 102)).transferEnds
+        // It stopped leading at 3 ms, after b was told to stand: it waits T from then to hear the winner.
+        #expect(leader.transfer?.deadline == at(milliseconds: 103))
+        #expect(leader.nextDeadline! <= at(milliseconds: 103))
+        #expect(leader.step(.tick, now: at(milliseconds: 102)).transferEnds.isEmpty)
+        #expect(leader.step(.tick, now: at(milliseconds: 103)).transferEnds
             == [TransferEnd(target: "b", succeeded: false, reason: ElectionCore.transferTimedOutReason)])
     }
 }

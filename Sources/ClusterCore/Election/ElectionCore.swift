@@ -151,7 +151,10 @@ public struct ElectionCore: Sendable {
         public var term: UInt64
         /// When the transfer was asked for.
         public var startedAt: CoreInstant
-        /// One election timeout after `startedAt`: a transfer not completed by then is abandoned.
+        /// When the transfer is given up if not completed: one election timeout after
+        /// `startedAt` (a leader then abandons it and goes on leading), moved to one election
+        /// timeout after the node stopped leading, if it stopped once its target was told to stand
+        /// (it waits that long to hear who won). So at most two election timeouts after `startedAt`.
         public var deadline: CoreInstant
         /// True once a TimeoutNow went to the target (it may stand at any moment from then on).
         public var timeoutNowSent: Bool
@@ -460,8 +463,10 @@ public struct ElectionCore: Sendable {
     /// when this node hears the target lead a later term; failure when another node does, when the
     /// node stops leading before any TimeoutNow went out, when the target leaves the voter set,
     /// or one election timeout after the request (etcd's abort after an election timeout): a
-    /// leader that still leads then simply goes on. A TimeoutNow delivered after that may still
-    /// make the target stand: a later, ordinary change of leader.
+    /// leader that still leads then simply goes on. A node that stopped leading after its target
+    /// was told to stand (it voted for it, most likely) instead waits one election timeout from
+    /// then to hear who won (``Transfer/deadline``). A TimeoutNow delivered after an abandonment
+    /// may still make the target stand: a later, ordinary change of leader.
     ///
     /// Who may set `transfer`: like etcd-io/raft and hashicorp/raft, this core honours the flag
     /// from any known voter (through ``ElectionEvent/receive(from:_:)``, whose `from` the transport
@@ -780,9 +785,14 @@ public struct ElectionCore: Sendable {
         state = .follower
         campaign = nil
         pendingLeaderEpoch = nil
-        if previous == .leader, let transfer, !transfer.timeoutNowSent {
-            // Nobody was told to stand: nothing can complete it (etcd aborts it on any step-down).
-            endTransfer(succeeded: false, reason: Self.transferLostLeadershipReason, &directives)
+        if previous == .leader, let transfer {
+            if !transfer.timeoutNowSent {
+                // Nobody was told to stand: nothing can complete it (etcd aborts it on any step-down).
+                endTransfer(succeeded: false, reason: Self.transferLostLeadershipReason, &directives)
+            } else {
+                // Most likely it voted for its target: it waits an election timeout to hear the winner.
+                self.transfer?.deadline = Swift.max(transfer.deadline, now + settings.electionTimeout)
+            }
         }
         resetElectionTimer(now: now)
         if previous != .follower {

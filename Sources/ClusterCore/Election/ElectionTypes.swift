@@ -189,7 +189,8 @@ public enum ElectionDirective: Sendable, Equatable {
     /// request, `target` nil when none was named and none could be chosen). `succeeded`: this
     /// node learned that `target` leads a newer term. Otherwise `reason` says why not: one of the
     /// `ElectionCore.transfer…Reason` constants. Every `transferStarted` is followed by exactly
-    /// one `transferEnded` for it, within one election timeout, unless the node restarts first.
+    /// one `transferEnded` for it, by ``ElectionCore/Transfer/deadline`` (within one election
+    /// timeout of the request while the node leads, two at most), unless the node restarts first.
     case transferEnded(target: String?, succeeded: Bool, reason: String?)
 }
 
