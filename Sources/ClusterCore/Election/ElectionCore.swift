@@ -27,6 +27,11 @@
 ///   ``ElectionDirective/broadcastHeartbeat``, built from ``term``, ``epoch``, ``localLSN`` and
 ///   ``role``: the core decides, the driver sends.
 /// - MUST construct a restarted core from the last persisted ``DurableElectionState``.
+/// - For leadership transfer: SHOULD report each voter's priority
+///   (``ElectionEvent/setVoterPriority(_:_:)``, from its hello); SHOULD hold new writes while a
+///   leader's ``transfer`` is set, so that the target catches up; answers whoever asked for a
+///   transfer from ``ElectionDirective/transferEnded(target:succeeded:reason:)`` (a restart ends a
+///   transfer unreported).
 ///
 /// Persist before send (etcd's `Ready` contract, with the waiting done by the core): at most one
 /// write is in flight; changes made meanwhile go out as the next `.persist` once it is reported.
@@ -413,8 +418,8 @@ public struct ElectionCore: Sendable {
     /// Feeds one event into the core, at time `now`, and returns what the driver must do, in order.
     ///
     /// Terms (Raft §5.1): a node MUST adopt any higher term it sees in any message (PreVote
-    /// requests and responses excepted: they change no state) and become follower; a message of
-    /// a lower term is stale.
+    /// requests and responses excepted: they change no state; and a TimeoutNow, which acts only
+    /// in the receiver's own term) and become follower; a message of a lower term is stale.
     ///
     /// Voting (Raft §5.2, §5.4.1): in one term a node MUST grant at most one vote (durably: the
     /// response is withheld until the state holding the vote is reported written). It grants a
@@ -983,18 +988,18 @@ public struct ElectionCore: Sendable {
         directives.append(.transferEnded(target: transfer.target, succeeded: succeeded, reason: reason))
     }
 
-    /// A TimeoutNow (etcd-io/raft's `MsgTimeoutNow`, stepped by a follower: `hup(campaignTransfer)`).
-    /// Its term is adopted if higher, as any message's (Raft §5.1); it makes this node stand only
-    /// if it comes from the leader this node follows, in this node's term. A leader, a candidate,
-    /// and a node whose last write failed ignore it.
+    /// A TimeoutNow (etcd-io/raft's `MsgTimeoutNow`, stepped by a follower: `hup(campaignTransfer)`)
+    /// makes this node stand only if it comes from the leader this node follows, in this node's
+    /// term; otherwise it changes nothing. Unlike etcd, its term is not adopted when higher: a
+    /// node that adopted it would know no leader in that term and ignore the message anyway, and
+    /// heartbeats carry terms already, so it would only give a peer one more way to move terms.
+    /// A leader, a candidate, and a node whose last write failed ignore it.
     private mutating func stepTimeoutNow(
         _ message: TimeoutNowMessage, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
-        guard message.from != id else { return }
-        if message.term > term {
-            adoptTerm(message.term, now: now, &directives)  // no known leader then: ignored below
-        }
-        guard message.term == term, state == .follower, leaderID == message.from, !lastWriteFailed else { return }
+        guard message.term == term, state == .follower, leaderID == message.from, message.from != id,
+              !lastWriteFailed
+        else { return }
         becomeCandidate(now: now, transfer: true, &directives)  // no PreVote: the leader vouches for the cluster
     }
 
