@@ -482,7 +482,7 @@ public struct ElectionCore: Sendable {
     /// which the lease does not guard. The lease guards against honest members that stand
     /// needlessly (a node back from a partition, a forced election), and those never set the
     /// flag. A driver whose transport does not vouch for the sender (a JSON line claiming a
-    /// member's id) should clear `transfer` before stepping the request.
+    /// member's id) must clear `transfer` before stepping the request (the node runtime does).
     ///
     /// Heartbeats are the hot path: a heartbeat that changes nothing allocates nothing and does
     /// only dictionary updates.
