@@ -301,6 +301,8 @@ final class FuzzLink {
             reason = r.reason
         case .goodbye(let r):
             reason = r
+        case .timeoutNow(let t):
+            checkID(t.from, "timeout now sender id")
         }
 
         var encoded: [UInt8] = []

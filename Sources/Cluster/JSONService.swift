@@ -114,7 +114,9 @@ final class JSONService {
             return
         }
         switch message {
-        case .voteRequest(let request):
+        case .voteRequest(var request):
+            // A JSON line only claims its candidate: it never skips the lease as a transfer.
+            request.transfer = false
             if let identified = link.peerID, identified != request.candidateID {
                 refuse("vote request for \(request.candidateID) on a connection identified as \(identified)", on: link)
                 return

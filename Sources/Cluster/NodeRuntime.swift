@@ -254,6 +254,8 @@ final class NodeRuntime: @unchecked Sendable {
                 stats.dualPrimaryDetected += 1
                 metrics.dualPrimaryDetected()
                 logger.critical("\(ClusterError.dualPrimaryDetected): term \(term), primaries \(primaries.joined(separator: ", "))")
+            case .transferStarted, .transferEnded:
+                break  // leadership transfer is not wired into the runtime yet (never asked for)
             }
         }
     }

@@ -47,6 +47,8 @@ struct Sim: ParsableCommand {
         var steps = 0
         var leaders = 0
         var worstElection: UInt64 = 0
+        var transfers = (requested: 0, refused: 0, started: 0, succeeded: 0, failed: 0)
+        var transferLatencies: [UInt64] = []
         for i in 0..<max(0, schedules) {
             let config0 = SimulationConfig(seed: seed &+ UInt64(i), nodes: sizes[i % sizes.count], knowledge: voterKnowledge)
             var config = config0
@@ -56,6 +58,12 @@ struct Sim: ParsableCommand {
             steps += result.steps
             leaders += result.leaders.count
             worstElection = max(worstElection, result.leaderElectedAfterHealNanoseconds ?? 0)
+            transfers.requested += result.transfersRequested
+            transfers.refused += result.transfersRefused
+            transfers.started += result.transfersStarted
+            transfers.succeeded += result.transfersSucceeded
+            transfers.failed += result.transfersFailed
+            transferLatencies += result.transferLatenciesNanoseconds
             for line in result.trace { print(line) }
             if result.passed {
                 passed += 1
@@ -78,6 +86,16 @@ struct Sim: ParsableCommand {
                 + " \(leaders) leaders elected, \(steps) core steps, slowest election after heal"
                 + " \(Double(worstElection) / 1e6)ms (bound \(Double(bound) / 1e6)ms),"
                 + " \(String(format: "%.2f", seconds))s")
+        transferLatencies.sort()
+        func latency(_ percent: Int) -> String {
+            guard !transferLatencies.isEmpty else { return "-" }
+            let index = min(transferLatencies.count - 1, transferLatencies.count * percent / 100)
+            return "\(Double(transferLatencies[index]) / 1e6)ms"
+        }
+        print(
+            "transfers: \(transfers.requested) asked, \(transfers.refused) refused, \(transfers.started) started,"
+                + " \(transfers.succeeded) succeeded, \(transfers.failed) failed; request to new leader: median \(latency(50)),"
+                + " p90 \(latency(90)), max \(latency(100))")
         print("\(passed) passed, \(failed) failed")
         if failed > 0 { throw ExitCode.failure }
     }

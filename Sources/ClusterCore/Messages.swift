@@ -104,10 +104,15 @@ public struct VoteRequest: Sendable, Equatable, Hashable, Codable {
     /// Added by this project: a PreVote probe ("could you vote for me at `term`?"), which
     /// changes no state on the voter. JSON key `pre_vote`, omitted when false.
     public var preVote: Bool
+    /// Added by this project: the candidate stands because its leader handed leadership over to
+    /// it (a `TimeoutNow`), so voters that still hear that leader do not refuse it for that
+    /// reason (see `ElectionCore.step(_:now:)`, "Leadership transfer"). Ignored on a PreVote.
+    /// JSON key `transfer`, omitted when false.
+    public var transfer: Bool
 
     public init(
         messageType: String = "vote_request", candidateID: String, term: UInt64, lastLSN: UInt64 = 0,
-        epoch: UInt64 = 0, priority: Int = 1, preVote: Bool = false
+        epoch: UInt64 = 0, priority: Int = 1, preVote: Bool = false, transfer: Bool = false
     ) {
         self.messageType = messageType
         self.candidateID = candidateID
@@ -116,11 +121,12 @@ public struct VoteRequest: Sendable, Equatable, Hashable, Codable {
         self.epoch = epoch
         self.priority = priority
         self.preVote = preVote
+        self.transfer = transfer
     }
 
     enum CodingKeys: String, CodingKey {
         case messageType = "message_type", candidateID = "candidate_id", term, lastLSN = "last_lsn", epoch, priority
-        case preVote = "pre_vote"
+        case preVote = "pre_vote", transfer
     }
 
     public init(from decoder: any Decoder) throws {
@@ -132,6 +138,7 @@ public struct VoteRequest: Sendable, Equatable, Hashable, Codable {
         epoch = try c.decodeIfPresent(UInt64.self, forKey: .epoch) ?? 0
         priority = try c.decodeIfPresent(Int.self, forKey: .priority) ?? 0
         preVote = try c.decodeIfPresent(Bool.self, forKey: .preVote) ?? false
+        transfer = try c.decodeIfPresent(Bool.self, forKey: .transfer) ?? false
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -143,6 +150,7 @@ public struct VoteRequest: Sendable, Equatable, Hashable, Codable {
         try c.encode(epoch, forKey: .epoch)
         try c.encode(priority, forKey: .priority)
         if preVote { try c.encode(true, forKey: .preVote) }
+        if transfer { try c.encode(true, forKey: .transfer) }
     }
 }
 

@@ -26,6 +26,8 @@ enum SimulationEvent: Sendable {
     case hostile
     /// A hostile message arrives at `to`, sent as `from` (whatever the partitions).
     case inject(from: String, to: Int, ElectionMessage)
+    /// The next leadership transfer request (``SimulationConfig/transfers``).
+    case transfer
 }
 
 /// A min-heap of events by (time, insertion order): equal times pop first in, first out, so a

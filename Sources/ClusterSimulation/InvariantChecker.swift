@@ -13,10 +13,12 @@ package struct NodeSnapshot: Sendable {
     package var leaderID: String?
     /// The voters this node knows (its driver's view), itself included.
     package var voters: Set<String>
+    /// As leader: the target of its transfer under way that it told to stand (TimeoutNow sent).
+    package var toldToStand: String?
 
     package init(
         term: UInt64, votedFor: String? = nil, epoch: UInt64 = 0, localLSN: UInt64 = 0, state: ElectionState = .follower,
-        leaderID: String? = nil, voters: Set<String> = []
+        leaderID: String? = nil, voters: Set<String> = [], toldToStand: String? = nil
     ) {
         self.term = term
         self.votedFor = votedFor
@@ -25,6 +27,7 @@ package struct NodeSnapshot: Sendable {
         self.state = state
         self.leaderID = leaderID
         self.voters = voters
+        self.toldToStand = toldToStand
     }
 }
 
@@ -66,6 +69,12 @@ package struct LivenessView: Sendable {
 ///   requests) made: a stranger's or a forger's term never spreads;
 /// - a node follows only the leader elected in its term;
 /// - no core reports a dual primary;
+/// - leadership transfer: only the leader of a term sends a TimeoutNow for it; a node asks for
+///   votes marked `transfer` only after a TimeoutNow from the leader of the term before; a vote
+///   request is exempt from the lease only as the core's rule says (marked, for the voter's term
+///   + 1, and on a leader from the target it told to stand); every transfer started ends within
+///   one election timeout while its node still leads, two at most (unless its node crashes); a
+///   transfer reported successful really made its target leader of a later term;
 /// - liveness, at the end: one leader, followed by every node, elected within the bound after the heal.
 package struct InvariantChecker: Sendable {
     package struct LeaderRecord: Sendable {
@@ -109,6 +118,10 @@ package struct InvariantChecker: Sendable {
     private var termCeiling: UInt64 = 0
     /// The highest epoch any honest leader made or any honest candidacy may make.
     private var epochCeiling: UInt64 = 0
+    /// The terms in which each node got a TimeoutNow from that term's elected leader.
+    private var toldToStandIn: [String: Set<UInt64>] = [:]
+    /// The transfer under way on each node: target, the term it started in, when.
+    private var transfers: [String: (target: String, term: UInt64, atNanoseconds: UInt64)] = [:]
 
     private struct VoterTerm: Hashable {
         var voter: String
@@ -154,6 +167,64 @@ package struct InvariantChecker: Sendable {
         fencingEpoch[node] = 0
         highestAppEpoch[node] = nil
         lastPrimaryContact[node] = nil
+        transfers[node] = nil
+    }
+
+    /// A node crashed: a transfer it had under way ends with it, unreported.
+    package mutating func noteCrash(node: String) {
+        transfers[node] = nil
+    }
+
+    // MARK: Leadership transfer
+
+    /// A TimeoutNow from `sender` for `term` reached `node` (over the network, or forged): it may
+    /// make `node` stand only if `sender` is the leader elected in `term`.
+    package mutating func noteTimeoutNowDelivered(node: String, from sender: String, term: UInt64) {
+        if leaderByTerm[term]?.node == sender { toldToStandIn[node, default: []].insert(term) }
+    }
+
+    /// `node` (the leader of `term`) started a transfer to `target`.
+    package mutating func noteTransferStarted(node: String, target: String, term: UInt64, atNanoseconds now: UInt64) {
+        if transfers[node] != nil {
+            report("\(node) started a transfer to \(target) while one was under way", atNanoseconds: now)
+        }
+        if leaderByTerm[term]?.node != node {
+            report("\(node) started a transfer in term \(term), which it does not lead", atNanoseconds: now)
+        }
+        transfers[node] = (target, term, now)
+    }
+
+    /// `node` reported the end of its transfer to `target` (not a refused request).
+    package mutating func noteTransferEnded(node: String, target: String?, succeeded: Bool, atNanoseconds now: UInt64) {
+        guard let started = transfers.removeValue(forKey: node) else {
+            report("\(node) reported the end of a transfer it had not started", atNanoseconds: now)
+            return
+        }
+        if started.target != target {
+            report("\(node) started a transfer to \(started.target) but reported one to \(target ?? "-")", atNanoseconds: now)
+        }
+        if succeeded, !leaderByTerm.contains(where: { $0.key > started.term && $0.value.node == started.target }) {
+            report(
+                "\(node) reported its transfer to \(started.target) done, but it led no term after \(started.term)",
+                atNanoseconds: now)
+        }
+    }
+
+    /// Every transfer under way started at most two election timeouts ago (its end is reported
+    /// by then: the core is ticked at its deadline), at most one while its node still leads.
+    package mutating func checkTransfersEnd(node: String, leads: Bool, atNanoseconds now: UInt64) {
+        if leads, let transfer = transfers[node], now > transfer.atNanoseconds + electionTimeoutNanoseconds {
+            report(
+                "\(node) still leads and its transfer to \(transfer.target), started at"
+                    + " \(Double(transfer.atNanoseconds) / 1e6)ms, has not ended within an election timeout", atNanoseconds: now)
+            transfers[node] = nil
+        }
+        for (node, transfer) in transfers where now > transfer.atNanoseconds + 2 * electionTimeoutNanoseconds {
+            report(
+                "\(node)'s transfer to \(transfer.target), started at \(Double(transfer.atNanoseconds) / 1e6)ms, has not"
+                    + " ended within two election timeouts", atNanoseconds: now)
+            transfers[node] = nil
+        }
     }
 
     /// A node's core stepped: its term must not have gone down since its last (re)start.
@@ -257,6 +328,12 @@ package struct InvariantChecker: Sendable {
             || (lastPrimaryContact[node].map { now < $0 + electionTimeoutNanoseconds } ?? false)
         guard live else { return }
         if request.term == before.term && before.votedFor == request.candidateID { return }
+        // A leadership transfer's request (see ElectionCore, "Leadership transfer").
+        if request.transfer, request.term == before.term + 1,
+           before.state != .leader || before.toldToStand == request.candidateID
+        {
+            return
+        }
         if afterTerm != before.term {
             report(
                 "\(node) adopted term \(afterTerm) from \(sender)'s vote request while hearing primary \(leader)",
@@ -273,9 +350,18 @@ package struct InvariantChecker: Sendable {
         node: String, to peer: String, _ message: ElectionMessage, disk: DurableElectionState, atNanoseconds now: UInt64
     ) {
         switch message {
+        case .timeoutNow(let message):
+            if leaderByTerm[message.term]?.node != node || message.from != node {
+                report("\(node) sent \(peer) a TimeoutNow for term \(message.term), which it does not lead", atNanoseconds: now)
+            }
         case .voteRequest(let request) where !request.preVote:
             if checksPersistBeforeSend, disk.term != request.term || disk.votedFor != node {
                 report("\(node) asked for votes in term \(request.term) before persisting its own vote", atNanoseconds: now)
+            }
+            if request.transfer, !(toldToStandIn[node]?.contains(request.term &- 1) ?? false) {
+                report(
+                    "\(node) asked for transfer votes in term \(request.term) without a TimeoutNow from the leader of"
+                        + " term \(request.term &- 1)", atNanoseconds: now)
             }
             noteVote(node: node, term: request.term, for: node, atNanoseconds: now)
         case .voteResponse(let response) where response.voteGranted:

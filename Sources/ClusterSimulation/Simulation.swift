@@ -27,6 +27,18 @@ public struct SimulationResult: Sendable {
     /// How long after the heal the final leader was elected (nil: no stable leader, or liveness
     /// not checked in this configuration; 0: the leader was elected before the heal and stayed).
     public var leaderElectedAfterHealNanoseconds: UInt64?
+    /// Leadership transfers asked for (``SimulationConfig/transfers``), refused at once, started,
+    /// and how the started ones ended (a transfer whose leader crashed has no end).
+    public var transfersRequested = 0
+    public var transfersRefused = 0
+    public var transfersStarted = 0
+    public var transfersSucceeded = 0
+    public var transfersFailed = 0
+    /// How many refusals and failures each reason ended.
+    public var transferEndReasons: [String: Int] = [:]
+    /// For each transfer whose target became leader (before it was abandoned): the time from
+    /// the request to the target's leadership.
+    public var transferLatenciesNanoseconds: [UInt64] = []
 
     /// The trace of the run, when ``SimulationConfig/traceFromNanoseconds`` asked for one.
     public var trace: [String]
@@ -78,6 +90,14 @@ public struct Simulation {
         var won: (term: UInt64, voters: Set<String>, quorumSize: Int)?
         /// The core has not been told the driver's LSN yet (``SimulationConfig/Sabotage/staleLSN``).
         var lsnUntold = false
+
+        /// What the checker judges the node's next step against.
+        func snapshot() -> NodeSnapshot {
+            NodeSnapshot(
+                term: core.term, votedFor: core.votedFor, epoch: core.epoch, localLSN: lsn, state: core.state,
+                leaderID: core.leaderID, voters: Set(voters),
+                toldToStand: core.transfer.flatMap { $0.timeoutNowSent ? $0.target : nil })
+        }
     }
 
     private var rng: SplitMix64
@@ -102,6 +122,20 @@ public struct Simulation {
     private var messagesDelivered = 0
     private var events = 0
     private var finished = false
+    /// Transfer faults (``SimulationConfig/transfers``): leaders whose TimeoutNow messages are lost,
+    /// targets that crash or are cut off right after they get one, nodes whose next write fails.
+    private var dropsTimeoutNow: Set<Int> = []
+    private var afterTimeoutNow: [Int: TransferFault] = [:]
+    private var failsNextWrite: Set<Int> = []
+    /// Started transfers whose target has not led yet, by target: the node asked, the term they
+    /// started in and when.
+    private var awaitingTransferLeader: [String: (leader: Int, term: UInt64, atNanoseconds: UInt64)] = [:]
+    private var transferStats = (requested: 0, refused: 0, started: 0, succeeded: 0, failed: 0)
+    private var transferLatencies: [UInt64] = []
+    private var transferEndReasons: [String: Int] = [:]
+
+    /// What happens to a transfer's target right after it gets a TimeoutNow.
+    private enum TransferFault { case crash, cutOff }
 
     /// A simulation of `config`; nothing runs until ``run()``.
     public init(config: SimulationConfig) {
@@ -172,6 +206,7 @@ public struct Simulation {
             queue.push(.adversity, atNanoseconds: nextChaosGap())
         }
         if config.hostilePeers { queue.push(.hostile, atNanoseconds: nextHostileGap()) }
+        if config.transfers, config.chaosDurationNanoseconds > 0 { queue.push(.transfer, atNanoseconds: nextTransferGap()) }
         while !finished, checker.violations.isEmpty, let (time, event) = queue.pop() {
             events += 1
             if events > config.maxEvents {
@@ -189,7 +224,10 @@ public struct Simulation {
             config: config, violations: checker.violations, leaders: leaders, steps: steps, writes: writes,
             writesFailed: writesFailed,
             messagesSent: messagesSent, messagesDelivered: messagesDelivered, healedAtNanoseconds: healedAtNanoseconds,
-            leaderElectedAfterHealNanoseconds: electedAfterHeal, trace: trace)
+            leaderElectedAfterHealNanoseconds: electedAfterHeal, transfersRequested: transferStats.requested,
+            transfersRefused: transferStats.refused, transfersStarted: transferStats.started,
+            transfersSucceeded: transferStats.succeeded, transfersFailed: transferStats.failed,
+            transferEndReasons: transferEndReasons, transferLatenciesNanoseconds: transferLatencies, trace: trace)
     }
 
     private var electedAfterHeal: UInt64?
@@ -203,12 +241,23 @@ public struct Simulation {
             guard nodes[to].up, group[from] == group[to], !blockedOneWay.contains(from * nodes.count + to) else { return }
             if config.sabotage.contains(.dropVotesAfterHeal), healed, case .voteResponse = message { return }
             messagesDelivered += 1
+            if case .timeoutNow(let timeoutNow) = message {
+                checker.noteTimeoutNowDelivered(node: nodes[to].id, from: nodes[from].id, term: timeoutNow.term)
+            }
             step(to, .receive(from: nodes[from].id, message))
+            if case .timeoutNow = message, let fault = afterTimeoutNow.removeValue(forKey: to) {
+                switch fault {
+                case .crash: crash(to)
+                case .cutOff: for i in group.indices { group[i] = i == to ? 1 : 0 }
+                }
+            }
             if case .heartbeat(let heartbeat) = message, heartbeat.role == .primary,
                nodes[to].up, nodes[to].core.leaderID == heartbeat.from, heartbeat.lsn > nodes[to].lsn,
-               rng.uniform(2) == 0
+               nodes[from].core.transfer?.target == nodes[to].id || rng.uniform(2) == 0
             {
-                setLSN(to, heartbeat.lsn)  // replication caught up with the leader
+                // Replication caught up with the leader (at once for the target of its transfer:
+                // the application brings it up to date, as etcd's leader sends it appends at once).
+                setLSN(to, heartbeat.lsn)
             }
         case .tick(let index, let incarnation):
             guard nodes[index].up, nodes[index].incarnation == incarnation,
@@ -222,8 +271,9 @@ public struct Simulation {
                 nodes[index].lsnUntold = false
                 step(index, .setLocalLSN(nodes[index].lsn))
             }
-            if nodes[index].core.state == .leader, rng.uniform(2) == 0 {
-                setLSN(index, nodes[index].lsn + 1 + rng.uniform(3))  // the primary took writes
+            // The primary took writes; not while it hands over (the application holds them).
+            if nodes[index].core.state == .leader, nodes[index].core.transfer == nil, rng.uniform(2) == 0 {
+                setLSN(index, nodes[index].lsn + 1 + rng.uniform(3))
             }
             sendHeartbeats(index)
             queue.push(.heartbeat(node: index, incarnation: incarnation), atNanoseconds: nowNanoseconds + config.heartbeatIntervalNanoseconds)
@@ -261,7 +311,14 @@ public struct Simulation {
             queue.push(.hostile, atNanoseconds: nowNanoseconds + nextHostileGap())
         case .inject(let from, let to, let message):
             guard nodes[to].up else { return }
+            if case .timeoutNow(let timeoutNow) = message {
+                checker.noteTimeoutNowDelivered(node: nodes[to].id, from: from, term: timeoutNow.term)
+            }
             step(to, .receive(from: from, message))
+        case .transfer:
+            guard !healed else { return }
+            requestTransfer()
+            queue.push(.transfer, atNanoseconds: nowNanoseconds + nextTransferGap())
         }
     }
 
@@ -269,10 +326,9 @@ public struct Simulation {
     private mutating func step(_ index: Int, _ event: ElectionEvent) {
         let now = nowNanoseconds
         let id = nodes[index].id
-        let core = nodes[index].core
-        let before = NodeSnapshot(
-            term: core.term, votedFor: core.votedFor, epoch: core.epoch, localLSN: nodes[index].lsn, state: core.state,
-            leaderID: core.leaderID, voters: Set(nodes[index].voters))
+        // Read in place: a copy of the core held across its step would make every dictionary the
+        // step writes (one per heartbeat) copy itself whole.
+        let before = nodes[index].snapshot()
         switch event {
         case .receive(let sender, .voteRequest(let request)):
             checker.noteVoteRequest(node: id, from: sender, request, before: before)
@@ -319,6 +375,10 @@ public struct Simulation {
                     checker.noteLeader(
                         node: id, term: term, epoch: after.fencingEpoch, voters: won.voters, quorumSize: won.quorumSize,
                         disk: nodes[index].disk, atNanoseconds: now)
+                    if let awaited = awaitingTransferLeader[id], term > awaited.term {
+                        awaitingTransferLeader[id] = nil
+                        transferLatencies.append(now - awaited.atNanoseconds)
+                    }
                 }
             case .epochChanged(let epoch):
                 let core = nodes[index].core
@@ -327,6 +387,23 @@ public struct Simulation {
                 break
             case .dualPrimaryDetected(let term, let primaries):
                 checker.report("\(id) detected two primaries in term \(term): \(primaries)", atNanoseconds: now)
+            case .transferStarted(let target):
+                transferStats.started += 1
+                checker.noteTransferStarted(node: id, target: target, term: before.term, atNanoseconds: now)
+                awaitingTransferLeader[target] = (index, before.term, now)
+            case .transferEnded(let target, let succeeded, let reason):
+                if let reason { transferEndReasons[reason, default: 0] += 1 }
+                if case .transferLeadership = event {
+                    transferStats.refused += 1  // refused in the step of the request
+                    continue
+                }
+                if succeeded { transferStats.succeeded += 1 } else { transferStats.failed += 1 }
+                checker.noteTransferEnded(node: id, target: target, succeeded: succeeded, atNanoseconds: now)
+                if !succeeded, let target { awaitingTransferLeader[target] = nil }
+                dropsTimeoutNow.remove(index)
+                if let target, let targetIndex = indexByID[target] {
+                    afterTimeoutNow[targetIndex] = nil
+                }
             }
         }
         let after = nodes[index].core
@@ -356,11 +433,12 @@ public struct Simulation {
                 {
                     checker.notePrimaryContact(node: id, atNanoseconds: now)
                 }
-            case .voteResponse:
+            case .voteResponse, .timeoutNow:
                 break
             }
         }
         checker.checkLiveTerm(node: id, term: after.term, atNanoseconds: now)
+        checker.checkTransfersEnd(node: id, leads: after.state == .leader, atNanoseconds: now)
         checker.checkNode(
             node: id, term: after.term, epoch: after.epoch, fencingEpoch: after.fencingEpoch, leaderID: after.leaderID,
             atNanoseconds: now)
@@ -381,7 +459,8 @@ public struct Simulation {
         } else {
             delay = rng.uniform(config.writeDelayMaxNanoseconds + 1)
         }
-        let fails = !healed && config.writeFailurePercent > 0 && rng.uniform(100) < UInt64(config.writeFailurePercent)
+        let forced = failsNextWrite.remove(index) != nil  // a transfer fault
+        let fails = !healed && (forced || config.writeFailurePercent > 0 && rng.uniform(100) < UInt64(config.writeFailurePercent))
         if fails { writesFailed += 1 }
         queue.push(
             .writeDone(node: index, incarnation: nodes[index].incarnation, fails: fails),
@@ -416,6 +495,7 @@ public struct Simulation {
     /// own random delay (so messages reorder).
     private mutating func transmit(from: Int, to: Int, _ message: ElectionMessage) {
         messagesSent += 1
+        if case .timeoutNow = message, dropsTimeoutNow.contains(from) { return }  // a transfer fault
         if lossPercent > 0, rng.uniform(100) < UInt64(lossPercent) { return }
         var copies = 1
         if config.duplicatePercent > 0, rng.uniform(100) < UInt64(config.duplicatePercent) { copies = 2 }
@@ -467,6 +547,8 @@ public struct Simulation {
     private mutating func crash(_ index: Int) {
         nodes[index].up = false
         nodes[index].tickAtNanoseconds = nil
+        checker.noteCrash(node: nodes[index].id)
+        awaitingTransferLeader = awaitingTransferLeader.filter { $0.value.leader != index }  // its transfer ends unreported
         var lost: DurableElectionState?
         if let state = nodes[index].writing {
             nodes[index].writing = nil
@@ -514,6 +596,9 @@ public struct Simulation {
         healed = true
         healedAtNanoseconds = nowNanoseconds
         lossPercent = 0
+        dropsTimeoutNow.removeAll()
+        afterTimeoutNow.removeAll()
+        failsNextWrite.removeAll()
         for i in group.indices { group[i] = 0 }
         blockedOneWay.removeAll()
         for index in nodes.indices where !nodes[index].up { restart(index) }
@@ -569,7 +654,7 @@ extension Simulation {
         guard !up.isEmpty else { return }
         let index = up[rng.index(up.count)]
         if nodes[index].core.state == .leader {
-            setLSN(index, nodes[index].lsn + 1 + rng.uniform(3))
+            if nodes[index].core.transfer == nil { setLSN(index, nodes[index].lsn + 1 + rng.uniform(3)) }
         } else if !healed {
             setLSN(index, nodes[index].lsn + 1 + rng.uniform(2))
         }
@@ -634,6 +719,42 @@ extension Simulation {
         }
     }
 
+    private mutating func nextTransferGap() -> UInt64 {
+        let gap = max(8, config.transferGapMaxNanoseconds)
+        return gap / 8 + rng.uniform(gap - gap / 8)
+    }
+
+    /// A leadership transfer request: to a random up leader (one time in eight to another up
+    /// node, which must refuse), to a random node (itself included, which it must refuse) or to
+    /// none named. ``SimulationConfig/transferFaultPercent`` of them fail halfway, in one of five
+    /// ways: the leader's TimeoutNow messages are lost, the target crashes or is cut off right
+    /// after it gets one, the leader's or the target's next write fails.
+    private mutating func requestTransfer() {
+        let up = nodes.indices.filter { nodes[$0].up }
+        guard !up.isEmpty else { return }
+        let leaders = up.filter { nodes[$0].core.state == .leader }
+        let asked = leaders.isEmpty || rng.uniform(8) == 0 ? up[rng.index(up.count)] : leaders[rng.index(leaders.count)]
+        let named: String? = rng.uniform(2) == 0 ? nil : nodes[rng.index(nodes.count)].id
+        let fault = rng.uniform(100) < UInt64(config.transferFaultPercent) ? rng.uniform(5) : 5
+        if fault == 0 { dropsTimeoutNow.insert(asked) }
+        transferStats.requested += 1
+        if isTracing { note("\(nodes[asked].id) asked to transfer to \(named ?? "the best voter"), fault \(fault)") }
+        step(asked, .transferLeadership(to: named))
+        guard let target = nodes[asked].core.transfer?.target, let targetIndex = indexByID[target],
+              nodes[asked].core.transfer?.startedAt.nanoseconds == nowNanoseconds
+        else {
+            dropsTimeoutNow.remove(asked)  // refused: nothing to lose
+            return
+        }
+        switch fault {
+        case 1: afterTimeoutNow[targetIndex] = .crash
+        case 2: afterTimeoutNow[targetIndex] = .cutOff
+        case 3: failsNextWrite.insert(asked)
+        case 4: failsNextWrite.insert(targetIndex)
+        default: break
+        }
+    }
+
     private mutating func nextHostileGap() -> UInt64 {
         1 + rng.uniform(config.electionTimeoutNanoseconds / 2)
     }
@@ -657,7 +778,7 @@ extension Simulation {
         let highLSN = UInt64(1) << 40
         var from = stranger
         let message: ElectionMessage
-        switch rng.uniform(others.isEmpty ? 3 : 8) {
+        switch rng.uniform(others.isEmpty ? 3 : config.transfers ? 10 : 8) {
         case 0:  // a stranger asks for votes, near or far
             let term = rng.uniform(2) == 0 ? nearTerm : farTerm
             let epoch = rng.uniform(2) == 0 ? core.epoch : top
@@ -693,6 +814,16 @@ extension Simulation {
             } else {
                 message = .heartbeat(HeartbeatMessage(from: from, seq: 1, epoch: core.epoch, term: farTerm, lsn: 0, role: .replica))
             }
+        case 8:  // a member tells the node to stand now: ignored unless it is the node's leader (only while faults last)
+            from = others[rng.index(others.count)]
+            guard !healed else { return }
+            message = .timeoutNow(TimeoutNowMessage(from: from, term: core.term))
+        case 9:  // a member forges a transfer-marked vote request: honoured from a voter (only while faults last)
+            from = others[rng.index(others.count)]
+            guard !healed else { return }
+            checker.noteHostileRequest(term: core.term + 1, epoch: core.epoch)
+            message = .voteRequest(VoteRequest(
+                candidateID: from, term: core.term + 1, lastLSN: highLSN, epoch: core.epoch, transfer: true))
         default:  // a member asks for votes with rising terms (only while faults last)
             from = others[rng.index(others.count)]
             guard !healed else { return }

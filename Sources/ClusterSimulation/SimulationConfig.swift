@@ -69,6 +69,16 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
     public var hostilePeers: Bool
     /// One-way partitions: some directed links drop everything while the reverse direction works.
     public var oneWayPartitions: Bool
+    /// Leadership transfers while faults last: now and then a random leader (or, to be refused, a
+    /// random other node) is asked to hand over, to a named or an unnamed target, and some
+    /// transfers fail halfway (the TimeoutNow lost, the target crashed or cut off right after it
+    /// got it, the leader's or the target's next write failing). With hostile peers, members also
+    /// forge TimeoutNow messages and transfer-marked vote requests.
+    public var transfers: Bool
+    /// Longest gap between two transfer requests (gaps are uniform in [gap/8, gap]).
+    public var transferGapMaxNanoseconds: UInt64
+    /// The percentage of transfer requests given a fault that makes them fail halfway.
+    public var transferFaultPercent: Int
     /// A deliberately broken driver, or core rules switched off: for tests that show the checker
     /// catches what a working run never shows.
     package var sabotage: Sabotage = []
@@ -146,6 +156,12 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         membershipChanges = more.uniform(3) != 0
         hostilePeers = more.uniform(4) != 0
         oneWayPartitions = more.uniform(3) != 0
+        var third = SplitMix64(seed: seed ^ 0x7EA5_F3E5_0000_0007)  // leadership transfers (issue 7)
+        // Not with the deliberate misconfiguration: it is there to show two leaders in one term,
+        // and transfers move one half's terms away from the other's.
+        transfers = third.uniform(3) != 0 && knowledge != .disjointGroups
+        transferGapMaxNanoseconds = (2 + third.uniform(4)) * electionTimeoutNanoseconds
+        transferFaultPercent = 50
         electionBoundNanoseconds = 10 * electionTimeoutNanoseconds
         stabilityWindowNanoseconds = 5 * electionTimeoutNanoseconds
         maxEvents = 2_000_000
@@ -158,7 +174,8 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
             + " lossMax=\(lossMaxPercent)% dup=\(duplicatePercent)% chaos=\(f(chaosDurationNanoseconds))"
             + " gapMax=\(f(chaosGapMaxNanoseconds)) partitions=\(partitions) crashes=\(crashes)"
             + " forced=\(forcedElections) lsn=\(lsnChanges) churn=\(membershipChanges) hostile=\(hostilePeers)"
-            + " oneWay=\(oneWayPartitions) writes=0-\(f(writeDelayMaxNanoseconds))"
+            + " oneWay=\(oneWayPartitions) transfers=\(transfers)(gap \(f(transferGapMaxNanoseconds)), faults \(transferFaultPercent)%)"
+            + " writes=0-\(f(writeDelayMaxNanoseconds))"
             + " slow=\(slowWritePercent)%(max \(f(slowWriteMaxNanoseconds))) failed=\(writeFailurePercent)%"
             + (reportsFailedWritesAsDurable ? " BROKEN-DRIVER" : "") + " T=\(f(electionTimeoutNanoseconds))"
             + " heartbeat=\(f(heartbeatIntervalNanoseconds)) voteTimeout=\(f(voteRequestTimeoutNanoseconds))"

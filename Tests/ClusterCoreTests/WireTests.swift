@@ -25,6 +25,10 @@ struct WireTests {
         .voteResponse(VoteResponse(voterID: "n3", term: 9, voteGranted: false, reason: "stale term ✗", preVote: true, epoch: 4)),
         .goodbye("duplicate connection"),
         .goodbye(""),
+        .voteRequest(VoteRequest(candidateID: "n4", term: 8, lastLSN: 7, epoch: 6, priority: -2, transfer: true)),
+        .voteRequest(VoteRequest(candidateID: "t", term: 1, preVote: true, transfer: true)),
+        .timeoutNow(TimeoutNowMessage(from: "n1", term: 3)),
+        .timeoutNow(TimeoutNowMessage(from: String(repeating: "é", count: 127), term: .max)),
     ]
 
     static func encoded(_ frames: [WireFrame]) throws -> [UInt8] {
@@ -285,7 +289,7 @@ struct WireTests {
     }
 
     @Test func unknownTypeIsAnError() {
-        for type: UInt8 in [0, 6, 7, 0x7B, 255] {
+        for type: UInt8 in [0, 7, 8, 0x7B, 255] {
             #expect(throws: WireError.unknownType(type)) { _ = try Self.decodeOne([0, 0, 0, 1, type]) }
             #expect(throws: WireError.unknownType(type)) { _ = try Self.decodeOne([0, 0, 0, 3, type, 1, 2]) }
         }
@@ -360,8 +364,8 @@ struct WireTests {
         // Vote request and response with reserved flag bits, and a bad UTF-8 reason.
         let request = try Self.encoded([Self.samples[6]])
         bad = request
-        bad[37] = 2
-        #expect(throws: WireError.malformed("vote request flags 2 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
+        bad[37] = 4  // bit 1 is the transfer flag (TransferWireTests)
+        #expect(throws: WireError.malformed("vote request flags 4 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
         let response = try Self.encoded([.voteResponse(VoteResponse(voterID: "v", term: 1, voteGranted: false, reason: "r"))])
         bad = response
         bad[21] = 4
@@ -509,6 +513,7 @@ struct WireTests {
         return [
             .voteRequest(VoteRequest(candidateID: "n2", term: 3, lastLSN: 120, epoch: 2, priority: 1)),
             .voteRequest(VoteRequest(candidateID: "n2", term: .max, lastLSN: .max, epoch: .max, priority: .min, preVote: true)),
+            .voteRequest(VoteRequest(candidateID: "n3", term: 4, lastLSN: 120, epoch: 2, priority: 1, transfer: true)),
             .voteResponse(VoteResponse(voterID: "n1", term: 3, voteGranted: true)),
             .voteResponse(VoteResponse(voterID: "n1", term: .max, voteGranted: false, reason: "stale \"term\"\n", preVote: true, epoch: .max)),
             .announcement(AnnouncementMessage(nodeID: "n2", nodeAddr: "127.0.0.1:7002", role: .candidate, epoch: .max, term: 4, priority: 3, timestamp: seen)),

@@ -41,7 +41,8 @@ struct SimulationTests {
         let slowest = results.compactMap(\.leaderElectedAfterHealNanoseconds).max() ?? 0
         print(
             "simulation: 500 schedules, \(leaders) leaders, \(steps) core steps, slowest election after heal"
-                + " \(Double(slowest) / 1e6)ms (bound \(Double(results[0].config.electionBoundNanoseconds) / 1e6)ms), \(elapsed)")
+                + " \(Double(slowest) / 1e6)ms (bound \(Double(results[0].config.electionBoundNanoseconds) / 1e6)ms), \(elapsed);"
+                + " \(TransferSummary(results))")
         #expect(results.allSatisfy { $0.leaderElectedAfterHealNanoseconds != nil })
         #expect(leaders > 500, "the schedules must exercise elections")
     }
@@ -85,6 +86,7 @@ struct SimulationTests {
                 config.lossMaxPercent = 0
                 config.membershipChanges = false
                 config.oneWayPartitions = false
+                config.transfers = false  // a transfer changes the primary on purpose
                 config.writeFailurePercent = 0  // healthy storage too: a failed or slow write is a fault
                 config.slowWritePercent = 0
                 config.hostilePeers = true

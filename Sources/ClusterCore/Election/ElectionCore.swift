@@ -6,8 +6,10 @@
 // References used in comments and tests:
 // - Raft paper: Ongaro & Ousterhout, "In Search of an Understandable Consensus Algorithm"
 //   (§5.1 terms, §5.2 leader election, §5.4.1 election restriction).
-// - Raft thesis: Ongaro, "Consensus: Bridging Theory and Practice" (§6.2 CheckQuorum and the
-//   leader lease, §9.6 PreVote).
+// - Raft thesis: Ongaro, "Consensus: Bridging Theory and Practice" (§3.10 leadership transfer,
+//   §6.2 CheckQuorum and the leader lease, §9.6 PreVote).
+// - etcd-io/raft (raft.go): leadership transfer (`MsgTransferLeader`, `MsgTimeoutNow`,
+//   `leadTransferee`, `campaignTransfer`, the `force` that skips the lease check).
 
 /// The election state machine of one node.
 ///
@@ -25,6 +27,11 @@
 ///   ``ElectionDirective/broadcastHeartbeat``, built from ``term``, ``epoch``, ``localLSN`` and
 ///   ``role``: the core decides, the driver sends.
 /// - MUST construct a restarted core from the last persisted ``DurableElectionState``.
+/// - For leadership transfer: SHOULD report each voter's priority
+///   (``ElectionEvent/setVoterPriority(_:_:)``, from its hello); SHOULD hold new writes while a
+///   leader's ``transfer`` is set, so that the target catches up; answers whoever asked for a
+///   transfer from ``ElectionDirective/transferEnded(target:succeeded:reason:)`` (a restart ends a
+///   transfer unreported).
 ///
 /// Persist before send (etcd's `Ready` contract, with the waiting done by the core): at most one
 /// write is in flight; changes made meanwhile go out as the next `.persist` once it is reported.
@@ -135,6 +142,46 @@ public struct ElectionCore: Sendable {
         /// False while a candidacy's term and self-vote are not yet durable: its vote requests are
         /// withheld (and `deadline` runs from when they are sent). Always true for a PreVote round.
         var requestsSent = true
+        /// A candidacy started by a leader's TimeoutNow: its vote requests carry `transfer`.
+        var transfer = false
+    }
+
+    /// A leadership transfer under way on this node (etcd-io/raft's `leadTransferee`), from the
+    /// accepted ``ElectionEvent/transferLeadership(to:)`` to its
+    /// ``ElectionDirective/transferEnded(target:succeeded:reason:)``.
+    public struct Transfer: Sendable, Equatable {
+        /// The voter that is to lead next.
+        public var target: String
+        /// The term this node led when the transfer started; success is the target leading a later one.
+        public var term: UInt64
+        /// When the transfer was asked for.
+        public var startedAt: CoreInstant
+        /// When the transfer is given up if not completed: one election timeout after
+        /// `startedAt` (a leader then abandons it and goes on leading), moved to one election
+        /// timeout after the node stopped leading, if it stopped once its target was told to stand
+        /// (it waits that long to hear who won). So at most two election timeouts after `startedAt`.
+        public var deadline: CoreInstant
+        /// True once a TimeoutNow went to the target (it may stand at any moment from then on).
+        public var timeoutNowSent: Bool
+    }
+
+    /// What this node knows of another voter (one dictionary, so that a heartbeat costs one
+    /// lookup).
+    struct PeerView: Sendable {
+        /// When it was last heard from, by any message (nil: not since it became a voter).
+        var heardAt: CoreInstant?
+        /// The term and LSN its last heartbeat reported (nil: none yet): what a leader picks and
+        /// waits for a transfer target by.
+        var reportedTerm: UInt64?
+        var reportedLSN: UInt64 = 0
+        /// Its priority, as the driver reported it (``ElectionEvent/setVoterPriority(_:_:)``).
+        var priority = 1
+
+        mutating func heard(at now: CoreInstant, term: UInt64, lsn: UInt64) {
+            heardAt = now
+            reportedTerm = term
+            reportedLSN = lsn
+        }
     }
 
     /// A granted vote whose response waits for the write that makes it durable.
@@ -178,6 +225,26 @@ public struct ElectionCore: Sendable {
     /// The refusal reason while the node's last durable write failed, and for a vote whose write
     /// failed.
     public static let notDurableReason = "vote could not be made durable"
+    /// A transfer refused: this node is not the leader (a candidate whose epoch is not yet durable
+    /// is not leader either).
+    public static let transferNotLeaderReason = "not the leader"
+    /// A transfer refused: another one is under way (at most one at a time).
+    public static let transferUnderWayReason = "a leadership transfer is already under way"
+    /// A transfer refused: the named target is this node.
+    public static let transferToSelfReason = "the transfer target is this node"
+    /// A transfer refused: the named target is not a voter here.
+    public static let transferUnknownTargetReason = "the transfer target is not a known voter"
+    /// A transfer refused: no target named, and no other voter was heard within an election timeout.
+    public static let transferNoTargetReason = "no other live voter to transfer to"
+    /// A transfer abandoned: not completed within one election timeout of the request.
+    public static let transferTimedOutReason = "the transfer did not complete within an election timeout"
+    /// A transfer ended because this node stopped leading before the target was told to stand.
+    public static let transferLostLeadershipReason = "leadership was lost before the target was told to stand"
+    /// A transfer ended because its target left the voter set.
+    public static let transferTargetRemovedReason = "the transfer target left the voter set"
+    /// A transfer ended because a node other than the target was elected in a later term.
+    public static let transferOtherLeaderReason = "a node other than the target was elected"
+
     /// Terms and epochs at or above this bound (2^63) are out of range: no cluster gets there by
     /// elections, so a message carrying one is dropped (and a vote request refused by the driver).
     /// This keeps every `+ 1` on terms and epochs far from overflow, whatever arrives.
@@ -189,6 +256,7 @@ public struct ElectionCore: Sendable {
         case .heartbeat(let h): return h.term < maxAcceptedTerm && h.epoch < maxAcceptedTerm
         case .voteRequest(let r): return r.term < maxAcceptedTerm && r.epoch < maxAcceptedTerm
         case .voteResponse(let r): return r.term < maxAcceptedTerm && r.epoch < maxAcceptedTerm
+        case .timeoutNow(let t): return t.term < maxAcceptedTerm
         }
     }
 
@@ -222,6 +290,12 @@ public struct ElectionCore: Sendable {
     public private(set) var leaderID: String?
     /// The local log position, as last set by ``ElectionEvent/setLocalLSN(_:)``.
     public private(set) var localLSN: UInt64 = 0
+    /// The leadership transfer under way on this node, if any: set by an accepted
+    /// ``ElectionEvent/transferLeadership(to:)``, cleared when
+    /// ``ElectionDirective/transferEnded(target:succeeded:reason:)`` reports its end. It outlives
+    /// this node's leadership once the target was told to stand (the old leader waits to hear who
+    /// won). While it is set on a leader, the application should hold new writes.
+    public private(set) var transfer: Transfer?
     /// The members whose votes count, this node included. Changes only by
     /// ``ElectionEvent/addVoter(_:)`` and ``ElectionEvent/removeVoter(_:)``.
     public private(set) var voters: Set<String>
@@ -261,8 +335,12 @@ public struct ElectionCore: Sendable {
                 timer = nil
             }
         }
-        guard lastWriteFailed, writing == nil else { return timer }
-        return timer.map { Swift.min($0, retryWriteAt) } ?? retryWriteAt  // the retry of a failed write
+        var deadline = timer
+        if let transfer {  // a transfer is abandoned on time
+            deadline = deadline.map { Swift.min($0, transfer.deadline) } ?? transfer.deadline
+        }
+        guard lastWriteFailed, writing == nil else { return deadline }
+        return deadline.map { Swift.min($0, retryWriteAt) } ?? retryWriteAt  // the retry of a failed write
     }
 
     /// The heartbeat this node sends now (to any voter): its id, term, epoch, LSN and role. The
@@ -286,8 +364,9 @@ public struct ElectionCore: Sendable {
     private var campaign: Campaign?
     /// Failed attempts in a row (PreVote rounds and candidacies) with no leader heard in between.
     private var consecutiveFailures = 0
-    /// When each voter was last heard from (any message).
-    private var lastHeard: [String: CoreInstant] = [:]
+    /// What this node knows of the other voters: when each was last heard from (any message),
+    /// what its last heartbeat reported, its priority.
+    private var peers: [String: PeerView] = [:]
     /// When the current leader was last heard from (meaningful while `leaderID` is a peer).
     private var lastLeaderContact: CoreInstant = .zero
     /// The first node seen claiming primary in the current term (itself when it won).
@@ -339,8 +418,8 @@ public struct ElectionCore: Sendable {
     /// Feeds one event into the core, at time `now`, and returns what the driver must do, in order.
     ///
     /// Terms (Raft §5.1): a node MUST adopt any higher term it sees in any message (PreVote
-    /// requests and responses excepted: they change no state) and become follower; a message of
-    /// a lower term is stale.
+    /// requests and responses excepted: they change no state; and a TimeoutNow, which acts only
+    /// in the receiver's own term) and become follower; a message of a lower term is stale.
     ///
     /// Voting (Raft §5.2, §5.4.1): in one term a node MUST grant at most one vote (durably: the
     /// response is withheld until the state holding the vote is reported written). It grants a
@@ -369,12 +448,51 @@ public struct ElectionCore: Sendable {
     ///
     /// While its last write failed, a node refuses every vote and PreVote (``notDurableReason``).
     ///
+    /// Leadership transfer (Raft thesis §3.10, as etcd-io/raft does it): a leader asked by
+    /// ``ElectionEvent/transferLeadership(to:)`` picks its target (named, or the voter heard within
+    /// T with the highest reported LSN, then priority, then the smallest id), and waits until a
+    /// heartbeat of the target, in the leader's term, reports an LSN at least the leader's
+    /// ``localLSN`` (the application replicates meanwhile); it then sends the target a
+    /// ``TimeoutNowMessage``, and again at each such heartbeat while it still leads (etcd resends
+    /// on every up-to-date append response: a lost TimeoutNow costs a heartbeat interval, a
+    /// duplicate is ignored by a target that already stood). A target that gets a TimeoutNow from
+    /// the leader it follows, in its own term, stands at once: no PreVote (the leader vouches that
+    /// the cluster is healthy), term + 1, its vote requests marked `transfer`, even without
+    /// `autoFailover` (the application asked), but not while its last write failed. A voter exempts
+    /// such a request from the disruptive-server rule only (etcd's `force`), and only when its term
+    /// is exactly the voter's term + 1 (a transfer candidate comes from the voter's own term) and,
+    /// on a leader, only for the target it told to stand (a leader knows its own transfer); the
+    /// range, known-voter, one-vote-per-term, LSN, epoch and durability rules all still hold. The
+    /// old leader grants the target's request like any voter and steps down on its term. A
+    /// transfer ends with ``ElectionDirective/transferEnded(target:succeeded:reason:)``: success
+    /// when this node hears the target lead a later term; failure when another node does, when the
+    /// node stops leading before any TimeoutNow went out, when the target leaves the voter set,
+    /// or one election timeout after the request (etcd's abort after an election timeout): a
+    /// leader that still leads then simply goes on. A node that stopped leading after its target
+    /// was told to stand (it voted for it, most likely) instead waits one election timeout from
+    /// then to hear who won (``Transfer/deadline``). A TimeoutNow delivered after an abandonment
+    /// may still make the target stand: a later, ordinary change of leader.
+    ///
+    /// Who may set `transfer`: like etcd-io/raft and hashicorp/raft, this core honours the flag
+    /// from any known voter (through ``ElectionEvent/receive(from:_:)``, whose `from` the transport
+    /// vouches for; strangers and removed members are refused before the lease is looked at). A
+    /// voter cannot check that the candidate really got a TimeoutNow, so a hostile member can use
+    /// the flag to force an election on a healthy primary. That gives it no power it lacks: any
+    /// voter's heartbeat of a higher term deposes a leader already (Raft §5.1, the term rule),
+    /// which the lease does not guard. The lease guards against honest members that stand
+    /// needlessly (a node back from a partition, a forced election), and those never set the
+    /// flag. A driver whose transport does not vouch for the sender (a JSON line claiming a
+    /// member's id) must clear `transfer` before stepping the request (the node runtime does).
+    ///
     /// Heartbeats are the hot path: a heartbeat that changes nothing allocates nothing and does
     /// only dictionary updates.
     public mutating func step(_ event: ElectionEvent, now: CoreInstant) -> [ElectionDirective] {
         var directives: [ElectionDirective] = []
         switch event {
         case .tick:
+            if let transfer, now >= transfer.deadline {
+                endTransfer(succeeded: false, reason: Self.transferTimedOutReason, &directives)  // etcd's abortLeaderTransfer
+            }
             switch state {
             case .leader: tickCheckQuorum(now: now, &directives)
             case .candidate, .follower: tickElection(now: now, &directives)
@@ -403,6 +521,10 @@ public struct ElectionCore: Sendable {
                 } else {
                     stepVoteResponse(response, now: now, &directives)
                 }
+            case .timeoutNow(let timeoutNow):
+                guard isWithinReach(term: timeoutNow.term, epoch: epoch) else { break }
+                noteHeard(from: from, now: now)
+                stepTimeoutNow(timeoutNow, now: now, &directives)
             }
         case .vouchedVoteRequest(let request):
             if request.preVote {
@@ -417,6 +539,10 @@ public struct ElectionCore: Sendable {
             stepDown(term: Swift.min(newTerm, Self.maxAcceptedTerm - 1, term + Self.maxTermJump), now: now, &directives)
         case .setLocalLSN(let lsn):
             localLSN = lsn
+        case .transferLeadership(let requested):
+            startTransfer(to: requested, now: now, &directives)
+        case .setVoterPriority(let voter, let priority):
+            peers[voter, default: PeerView()].priority = priority
         case .addVoter(let voter):
             addVoter(voter)
         case .removeVoter(let voter):
@@ -468,7 +594,7 @@ public struct ElectionCore: Sendable {
         var heard = 1  // itself
         var earliestExpiry: CoreInstant?
         for voter in voterList where voter != id {
-            guard let at = lastHeard[voter] else { continue }
+            guard let at = peers[voter]?.heardAt else { continue }
             let expiry = at + settings.electionTimeout
             if now < expiry {
                 heard += 1
@@ -489,7 +615,9 @@ public struct ElectionCore: Sendable {
         _ heartbeat: HeartbeatMessage, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
         guard heartbeat.from != id else { return }
-        noteHeard(from: heartbeat.from, now: now)
+        if voters.contains(heartbeat.from) {  // noteHeard, and what it reports, in one lookup
+            peers[heartbeat.from, default: PeerView()].heard(at: now, term: heartbeat.term, lsn: heartbeat.lsn)
+        }
         if heartbeat.term > term {
             adoptTerm(heartbeat.term, now: now, &directives)
         }
@@ -500,6 +628,9 @@ public struct ElectionCore: Sendable {
             raiseFencingEpoch(heartbeat.epoch, &directives)  // a newer primary than any known
         }
         guard heartbeat.term == term else { return }  // stale sender: it adopts our term from our heartbeats
+        if let transfer, heartbeat.from == transfer.target {
+            sendTimeoutNowIfCaughtUp(&directives)  // the target may have caught up
+        }
         if heartbeat.role == .primary {
             acceptPrimary(heartbeat.from, now: now, &directives)
         } else if heartbeat.from == leaderID {
@@ -517,6 +648,11 @@ public struct ElectionCore: Sendable {
             return
         }
         termPrimary = primary
+        if let transfer, term > transfer.term {
+            // A later term's leader: the transfer worked if it is the target.
+            let succeeded = primary == transfer.target
+            endTransfer(succeeded: succeeded, reason: succeeded ? nil : Self.transferOtherLeaderReason, &directives)
+        }
         if state == .candidate {
             becomeFollower(now: now, leader: primary, &directives)  // Raft §5.2: a candidate yields
         }
@@ -654,6 +790,15 @@ public struct ElectionCore: Sendable {
         state = .follower
         campaign = nil
         pendingLeaderEpoch = nil
+        if previous == .leader, let transfer {
+            if !transfer.timeoutNowSent {
+                // Nobody was told to stand: nothing can complete it (etcd aborts it on any step-down).
+                endTransfer(succeeded: false, reason: Self.transferLostLeadershipReason, &directives)
+            } else {
+                // Most likely it voted for its target: it waits an election timeout to hear the winner.
+                self.transfer?.deadline = Swift.max(transfer.deadline, now + settings.electionTimeout)
+            }
+        }
         resetElectionTimer(now: now)
         if previous != .follower {
             directives.append(.stateChanged(.follower, term: term, leader: leader))
@@ -681,7 +826,9 @@ public struct ElectionCore: Sendable {
     /// Starts a candidacy (Raft §5.2): term + 1, vote for itself, persist; once that is durable,
     /// ask every voter (see `releaseWithheld`). Reached from a successful PreVote round, or at once
     /// by ``ElectionEvent/startElection``. A node whose last write failed does not stand.
-    private mutating func becomeCandidate(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+    private mutating func becomeCandidate(
+        now: CoreInstant, transfer: Bool = false, _ directives: inout [ElectionDirective]
+    ) {
         guard !lastWriteFailed else {
             campaign = nil
             return
@@ -696,7 +843,7 @@ public struct ElectionCore: Sendable {
         state = .candidate
         campaign = Campaign(
             kind: .vote, term: term, epoch: epoch, deadline: now + settings.voteRequestTimeout,
-            grants: [id: epoch], requestsSent: false)
+            grants: [id: epoch], requestsSent: false, transfer: transfer)
         directives.append(.stateChanged(.candidate, term: term, leader: nil))
         setLeader(nil, &directives)
     }
@@ -719,6 +866,9 @@ public struct ElectionCore: Sendable {
     private mutating func assumeLeadership(now: CoreInstant, _ directives: inout [ElectionDirective]) {
         pendingLeaderEpoch = nil
         state = .leader
+        if transfer != nil {  // this node won a later term than its transfer's: not the target
+            endTransfer(succeeded: false, reason: Self.transferOtherLeaderReason, &directives)
+        }
         consecutiveFailures = 0
         termPrimary = id
         checkQuorumDeadline = now + settings.electionTimeout
@@ -770,6 +920,89 @@ public struct ElectionCore: Sendable {
         }
     }
 
+    // MARK: Leadership transfer
+
+    /// ``ElectionEvent/transferLeadership(to:)`` (etcd-io/raft's `MsgTransferLeader` on a leader):
+    /// refuses at once, or starts the transfer and tells the target to stand if it is caught up.
+    /// Unlike etcd, a second request while one is under way is refused rather than replacing it:
+    /// the first may already have a target standing.
+    private mutating func startTransfer(
+        to requested: String?, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        let refusal: String?
+        if state != .leader {
+            refusal = Self.transferNotLeaderReason
+        } else if transfer != nil {
+            refusal = Self.transferUnderWayReason
+        } else if let requested, requested == id {
+            refusal = Self.transferToSelfReason
+        } else if let requested, !voters.contains(requested) {
+            refusal = Self.transferUnknownTargetReason
+        } else {
+            refusal = nil
+        }
+        if let refusal {
+            directives.append(.transferEnded(target: requested, succeeded: false, reason: refusal))
+            return
+        }
+        guard let target = requested ?? bestTransferTarget(now: now) else {
+            directives.append(.transferEnded(target: nil, succeeded: false, reason: Self.transferNoTargetReason))
+            return
+        }
+        // As etcd resets electionElapsed: the transfer has one election timeout from now.
+        transfer = Transfer(
+            target: target, term: term, startedAt: now, deadline: now + settings.electionTimeout, timeoutNowSent: false)
+        directives.append(.transferStarted(target: target))
+        sendTimeoutNowIfCaughtUp(&directives)
+    }
+
+    /// The voter heard within an election timeout whose heartbeats reported the highest LSN, then
+    /// the highest priority, then the smallest id (nil: none).
+    private func bestTransferTarget(now: CoreInstant) -> String? {
+        var best: (id: String, lsn: UInt64, priority: Int)?
+        for voter in voterList where voter != id {  // sorted: the first of equals is the smallest id
+            guard let peer = peers[voter], let heard = peer.heardAt, now < heard + settings.electionTimeout else { continue }
+            let lsn = peer.reportedLSN
+            let priority = peer.priority
+            if let b = best, (lsn, priority) <= (b.lsn, b.priority) { continue }
+            best = (voter, lsn, priority)
+        }
+        return best?.id
+    }
+
+    /// Sends the target a TimeoutNow if this node still leads and the target's last heartbeat, of
+    /// this term, reported an LSN at least ``localLSN`` (the thesis's "brings it up to date",
+    /// etcd's `pr.Match == lastIndex`): the target then wins the voters this leader would.
+    private mutating func sendTimeoutNowIfCaughtUp(_ directives: inout [ElectionDirective]) {
+        guard state == .leader, let target = transfer?.target, let peer = peers[target],
+              peer.reportedTerm == term, peer.reportedLSN >= localLSN
+        else { return }
+        transfer?.timeoutNowSent = true
+        send(to: target, .timeoutNow(TimeoutNowMessage(from: id, term: term)), &directives)
+    }
+
+    /// Reports the end of the transfer under way and forgets it.
+    private mutating func endTransfer(succeeded: Bool, reason: String?, _ directives: inout [ElectionDirective]) {
+        guard let transfer else { return }
+        self.transfer = nil
+        directives.append(.transferEnded(target: transfer.target, succeeded: succeeded, reason: reason))
+    }
+
+    /// A TimeoutNow (etcd-io/raft's `MsgTimeoutNow`, stepped by a follower: `hup(campaignTransfer)`)
+    /// makes this node stand only if it comes from the leader this node follows, in this node's
+    /// term; otherwise it changes nothing. Unlike etcd, its term is not adopted when higher: a
+    /// node that adopted it would know no leader in that term and ignore the message anyway, and
+    /// heartbeats carry terms already, so it would only give a peer one more way to move terms.
+    /// A leader, a candidate, and a node whose last write failed ignore it.
+    private mutating func stepTimeoutNow(
+        _ message: TimeoutNowMessage, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        guard message.term == term, state == .follower, leaderID == message.from, message.from != id,
+              !lastWriteFailed
+        else { return }
+        becomeCandidate(now: now, transfer: true, &directives)  // no PreVote: the leader vouches for the cluster
+    }
+
     // MARK: Membership
 
     private mutating func addVoter(_ voter: String) {
@@ -784,7 +1017,11 @@ public struct ElectionCore: Sendable {
         guard voter != id, voters.contains(voter) else { return }
         voters.remove(voter)
         voterList.removeAll { $0 == voter }
-        lastHeard[voter] = nil
+        peers[voter]?.heardAt = nil  // its priority stays, should it come back
+        peers[voter]?.reportedTerm = nil
+        if transfer?.target == voter {  // as etcd aborts a transfer to a removed voter
+            endTransfer(succeeded: false, reason: Self.transferTargetRemovedReason, &directives)
+        }
         tallyCampaign(now: now, &directives)
     }
 
@@ -828,8 +1065,7 @@ public struct ElectionCore: Sendable {
     /// by heartbeats, not by votes) while a live primary is heard (thesis §4.2.3: the lease of a
     /// healthy primary); the repeated grant of this term's vote to the same candidate (a retry)
     /// is not refused.
-    /// A leadership transfer (a later issue) is the one exception to the lease: its requests will
-    /// carry a mark (as etcd-io/raft's transfer context does) that skips the `hasLiveLeader` test.
+    /// A leadership transfer's request is the one exception to the lease (`isTransferExempt`).
     private func disruptionRefusal(_ request: VoteRequest, vouched: Bool, now: CoreInstant) -> String? {
         let candidate = request.candidateID
         if !isWithinReach(term: request.term, epoch: request.epoch, candidateEpoch: true) {
@@ -838,10 +1074,22 @@ public struct ElectionCore: Sendable {
         if vouched { return nil }
         if !isKnownVoter(candidate) { return Self.unknownCandidateReason }
         let repeatedGrant = request.term == term && votedFor == candidate
-        if !repeatedGrant, !disabledRules.contains(.lease), hasLiveLeader(now: now) {
+        if !repeatedGrant, !disabledRules.contains(.lease), !isTransferExempt(request), hasLiveLeader(now: now) {
             return Self.liveLeaderReason
         }
         return nil
+    }
+
+    /// A vote request the lease does not refuse because it comes from a leadership transfer
+    /// (etcd-io/raft's `force`, hashicorp/raft's `LeadershipTransfer`): marked `transfer`, not a
+    /// PreVote, for exactly this node's term + 1 (the term a target of this node's leader stands
+    /// in), and, on a leader, from the target this leader told to stand. Who may set the mark, and
+    /// why that is safe enough: "Leadership transfer" on ``step(_:now:)``.
+    private func isTransferExempt(_ request: VoteRequest) -> Bool {
+        guard request.transfer, !request.preVote, request.term == term + 1 else { return false }
+        guard state == .leader else { return true }
+        guard let transfer else { return false }
+        return transfer.timeoutNowSent && transfer.target == request.candidateID
     }
 
     /// A candidate the network door may vote for: a voter here.
@@ -867,6 +1115,7 @@ public struct ElectionCore: Sendable {
         case .heartbeat(let h): claimed = h.from
         case .voteRequest(let r): claimed = r.candidateID
         case .voteResponse(let r): claimed = r.voterID
+        case .timeoutNow(let t): claimed = t.from
         }
         if !disabledRules.contains(.senderBinding), claimed != from { return false }
         if case .voteRequest = message { return true }
@@ -880,7 +1129,7 @@ public struct ElectionCore: Sendable {
     }
 
     private mutating func noteHeard(from peer: String, now: CoreInstant) {
-        if peer != id, voters.contains(peer) { lastHeard[peer] = now }
+        if peer != id, voters.contains(peer) { peers[peer, default: PeerView()].heardAt = now }
     }
 
     private mutating func reportDualPrimary(_ a: String, _ b: String, _ directives: inout [ElectionDirective]) {
@@ -952,7 +1201,8 @@ public struct ElectionCore: Sendable {
             campaign.deadline = now + settings.voteRequestTimeout  // the campaign's time starts now
             self.campaign = campaign
             let request = VoteRequest(
-                candidateID: id, term: term, lastLSN: localLSN, epoch: campaign.epoch, priority: settings.priority)
+                candidateID: id, term: term, lastLSN: localLSN, epoch: campaign.epoch, priority: settings.priority,
+                transfer: campaign.transfer)
             for voter in voterList where voter != id {
                 send(to: voter, .voteRequest(request), &directives)
             }

@@ -82,11 +82,29 @@ public struct HeartbeatMessage: Sendable, Equatable, Hashable {
     }
 }
 
+/// Sent by a leader to the target of a leadership transfer: stand now (etcd-io/raft's
+/// `MsgTimeoutNow`; Raft thesis §3.10). The target acts on it only if `from` is the leader it
+/// follows and `term` is its own current term; it then skips PreVote and stands at term + 1, its
+/// vote requests marked `transfer` (see ``ElectionCore/step(_:now:)``, "Leadership transfer").
+public struct TimeoutNowMessage: Sendable, Equatable, Hashable {
+    /// The sending leader's node id.
+    public var from: String
+    /// The sending leader's term.
+    public var term: UInt64
+
+    public init(from: String, term: UInt64) {
+        self.from = from
+        self.term = term
+    }
+}
+
 /// A message between two election cores.
 public enum ElectionMessage: Sendable, Equatable, Hashable {
     case voteRequest(VoteRequest)
     case voteResponse(VoteResponse)
     case heartbeat(HeartbeatMessage)
+    /// A leader tells the target of its leadership transfer to stand now.
+    case timeoutNow(TimeoutNowMessage)
 }
 
 /// What goes into a core. Every event comes with the current time.
@@ -110,6 +128,17 @@ public enum ElectionEvent: Sendable, Equatable {
     case stepDown(term: UInt64)
     /// The local log position moved.
     case setLocalLSN(UInt64)
+    /// The application asks this node, as leader, to hand its leadership over (a planned
+    /// switchover; etcd-io/raft's `MsgTransferLeader`, Raft thesis §3.10): to the voter `to`, or
+    /// with nil to the most up-to-date voter heard within an election timeout (the highest LSN
+    /// its heartbeats reported, then the highest priority, then the smallest id). The answer comes
+    /// as ``ElectionDirective/transferStarted(target:)``, or at once as
+    /// ``ElectionDirective/transferEnded(target:succeeded:reason:)`` with the refusal's reason.
+    /// See ``ElectionCore/step(_:now:)``, "Leadership transfer".
+    case transferLeadership(to: String?)
+    /// The priority a voter announced (its hello): the leader prefers the higher one when it picks
+    /// a transfer target among voters of equal LSN. A voter never reported counts as priority 1.
+    case setVoterPriority(String, Int)
     /// A member joined the voter set (idempotent).
     case addVoter(String)
     /// A member left the voter set (idempotent; never the local node).
@@ -151,6 +180,18 @@ public enum ElectionDirective: Sendable, Equatable {
     /// Two different nodes claimed to be primary in the same term. The rules make this
     /// impossible; seeing it means misconfiguration.
     case dualPrimaryDetected(term: UInt64, primaries: [String])
+    /// A leadership transfer to `target` started (``ElectionEvent/transferLeadership(to:)`` was
+    /// accepted): ``ElectionCore/transfer`` holds it until it ends. While it lasts the
+    /// application should hold new writes, so that the target can catch up (etcd drops proposals
+    /// meanwhile).
+    case transferStarted(target: String)
+    /// A leadership transfer ended, or a request for one was refused (then in the step of the
+    /// request, `target` nil when none was named and none could be chosen). `succeeded`: this
+    /// node learned that `target` leads a newer term. Otherwise `reason` says why not: one of the
+    /// `ElectionCore.transfer…Reason` constants. Every `transferStarted` is followed by exactly
+    /// one `transferEnded` for it, by ``ElectionCore/Transfer/deadline`` (within one election
+    /// timeout of the request while the node leads, two at most), unless the node restarts first.
+    case transferEnded(target: String?, succeeded: Bool, reason: String?)
 }
 
 /// A seeded pseudo-random generator (SplitMix64): passed explicitly to whatever needs

@@ -30,6 +30,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case voteRequest = 3
     case voteResponse = 4
     case goodbye = 5
+    /// A leader tells the target of its leadership transfer to stand now.
+    case timeoutNow = 6
 
     public var description: String {
         switch self {
@@ -38,6 +40,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .voteRequest: return "vote request"
         case .voteResponse: return "vote response"
         case .goodbye: return "goodbye"
+        case .timeoutNow: return "timeout now"
         }
     }
 }
@@ -130,6 +133,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
     case voteResponse(VoteResponse)
     /// Why the sender is about to close the connection.
     case goodbye(String)
+    case timeoutNow(TimeoutNowMessage)
 
     public var type: FrameType {
         switch self {
@@ -138,6 +142,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .voteRequest: return .voteRequest
         case .voteResponse: return .voteResponse
         case .goodbye: return .goodbye
+        case .timeoutNow: return .timeoutNow
         }
     }
 
@@ -147,6 +152,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .voteRequest(let r): self = .voteRequest(r)
         case .voteResponse(let r): self = .voteResponse(r)
         case .heartbeat(let h): self = .heartbeat(HeartbeatFrame(h))
+        case .timeoutNow(let t): self = .timeoutNow(t)
         }
     }
 
@@ -157,6 +163,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .voteRequest(let r): return .voteRequest(r)
         case .voteResponse(let r): return .voteResponse(r)
         case .heartbeat(let h): return .heartbeat(h.message(from: sender))
+        case .timeoutNow(let t): return .timeoutNow(t)
         case .hello, .goodbye: return nil
         }
     }

@@ -100,9 +100,20 @@ public enum Wire {
         out.appendBE(r.lastLSN)
         out.appendBE(r.epoch)
         out.appendBE(UInt64(bitPattern: Int64(r.priority)))
-        out.append(r.preVote ? 1 : 0)
+        out.append((r.preVote ? 1 : 0) | (r.transfer ? 2 : 0))
         out.appendBE(UInt16(id))
         out.append(contentsOf: r.candidateID.utf8)
+    }
+
+    /// Appends a TIMEOUT_NOW frame. Throws (appending nothing) when the sender id is not 1...255
+    /// bytes.
+    public static func encodeTimeoutNow(_ t: TimeoutNowMessage, into out: inout [UInt8]) throws(WireError) {
+        let id = try checkedID(t.from, "timeout now sender id")
+        out.appendHeader(length: 1 + 1 + 8 + 2 + id, type: .timeoutNow)
+        out.append(0)  // flags
+        out.appendBE(t.term)
+        out.appendBE(UInt16(id))
+        out.append(contentsOf: t.from.utf8)
     }
 
     /// Appends a VOTE_RESPONSE frame (the reason cut to `maxReasonBytes`). Throws (appending
@@ -136,6 +147,7 @@ public enum Wire {
         case .voteRequest(let r): try encodeVoteRequest(r, into: &out)
         case .voteResponse(let r): try encodeVoteResponse(r, into: &out)
         case .goodbye(let reason): encodeGoodbye(reason, into: &out)
+        case .timeoutNow(let t): try encodeTimeoutNow(t, into: &out)
         }
     }
 
@@ -172,6 +184,7 @@ public enum Wire {
         case FrameType.voteRequest.rawValue: return .voteRequest(try decodeVoteRequest(frame))
         case FrameType.voteResponse.rawValue: return .voteResponse(try decodeVoteResponse(frame))
         case FrameType.goodbye.rawValue: return .goodbye(try decodeGoodbye(frame))
+        case FrameType.timeoutNow.rawValue: return .timeoutNow(try decodeTimeoutNow(frame))
         default: throw .unknownType(type)
         }
     }
@@ -221,12 +234,24 @@ public enum Wire {
         let epoch = try WireRead.u64(frame, &o, "the vote request epoch")
         let priority = try WireRead.u64(frame, &o, "the vote request priority")
         let flags = try WireRead.u8(frame, &o, "the vote request flags")
-        guard flags & ~1 == 0 else { throw .malformed("vote request flags \(flags) set reserved bits") }
+        // Bit 1 (transfer) was reserved before leadership transfer: an older sender leaves it 0.
+        guard flags & ~3 == 0 else { throw .malformed("vote request flags \(flags) set reserved bits") }
         let id = try WireRead.id(frame, &o, "the vote request candidate id")
         try WireRead.end(frame, o, .voteRequest)
         return VoteRequest(
             candidateID: id, term: term, lastLSN: lastLSN, epoch: epoch,
-            priority: Int(truncatingIfNeeded: Int64(bitPattern: priority)), preVote: flags & 1 != 0)
+            priority: Int(truncatingIfNeeded: Int64(bitPattern: priority)), preVote: flags & 1 != 0,
+            transfer: flags & 2 != 0)
+    }
+
+    static func decodeTimeoutNow(_ frame: RawSpan) throws(WireError) -> TimeoutNowMessage {
+        var o = 5
+        let flags = try WireRead.u8(frame, &o, "the timeout now flags")
+        guard flags == 0 else { throw .malformed("timeout now flags \(flags) set reserved bits") }
+        let term = try WireRead.u64(frame, &o, "the timeout now term")
+        let id = try WireRead.id(frame, &o, "the timeout now sender id")
+        try WireRead.end(frame, o, .timeoutNow)
+        return TimeoutNowMessage(from: id, term: term)
     }
 
     static func decodeVoteResponse(_ frame: RawSpan) throws(WireError) -> VoteResponse {
