@@ -236,7 +236,9 @@ final class FuzzLink {
             answer(.hello(HelloMessage(nodeID: Self.localID, nodeAddr: "127.0.0.1:1", priority: 1)))
         case .goodbye:
             close()
-        case .voteResponse, .nodeList, .statusResponse, .error:
+        case .transfer:
+            answer(.transferResponse(TransferResponse(success: false, leaderID: nil, error: "fuzz")))
+        case .voteResponse, .nodeList, .statusResponse, .error, .transferResponse:
             jsonErrors += 1
             answer(.error("unexpected message from a client"))
         }

@@ -45,8 +45,8 @@ public final class ClusterNode: Service, Sendable {
     /// cluster does not wait out an election timeout; then discovery and the node stop (each
     /// link gets a goodbye).
     public func leave() async {
+        let successor = await manager.leave()
         try? discovery?.stop()
-        try? manager.stop()
-        logger.info("left the cluster")
+        logger.info("left the cluster\(successor.map { ", handing over to \($0)" } ?? "")")
     }
 }

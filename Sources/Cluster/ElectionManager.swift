@@ -170,6 +170,42 @@ public final class ElectionManager: Sendable {
         if refused { throw .notLeader }
     }
 
+    /// Hands leadership over (a planned switchover, Patroni's `switchover`, MongoDB's
+    /// `rs.stepDown()`): this node, the primary, picks `target` (or the most up-to-date voter:
+    /// highest LSN from its heartbeats, then priority), waits until the target's LSN has caught
+    /// up with its own (the application replicates meanwhile), tells it to stand at once, and
+    /// steps down when it wins. Returns the new primary's id once this node has heard it lead;
+    /// throws `.transferFailed` with the reason when the node is not the primary, the target is
+    /// not a voter, a transfer is already under way, or it did not complete within an election
+    /// timeout (the old primary then goes on leading). While it runs, `transferTarget` names the
+    /// target: an application should hold new writes, as etcd does.
+    public func transferLeadership(to target: String? = nil) async throws(ClusterError) -> String {
+        let runtime = self.runtime
+        let result: Result<String, ClusterError> = await withCheckedContinuation { continuation in
+            let started = runtime.loop.execute {
+                runtime.transferLeadership(to: target) { continuation.resume(returning: $0) }
+            }
+            if !started { continuation.resume(returning: .failure(.invalidState("the node's event loop has stopped"))) }
+        }
+        return try result.get()
+    }
+
+    /// The target of the leadership transfer under way, if any.
+    public var transferTarget: String? { runtime.publisher.snapshot.withLock { $0.transferTarget } }
+
+    /// Leaves the cluster on purpose: a primary hands over first (see `transferLeadership`), so
+    /// that the others need not wait out an election timeout; then the node stops (every link
+    /// gets a goodbye). Returns the new primary when there was a handover.
+    @discardableResult
+    public func leave() async -> String? {
+        var successor: String?
+        if isLeader {
+            successor = try? await transferLeadership()
+        }
+        runtime.stop()
+        return successor
+    }
+
     /// Stops the node: a leader steps down first (a stopped node cannot hear a quorum), then the
     /// listener and every link are closed. The term and vote are kept; `start()` may be called again.
     public func stop() throws(ClusterError) {

@@ -147,12 +147,32 @@ final class JSONService {
             }
         case .status:
             reply(.statusResponse(node.status()), on: link)
+        case .transfer(let target):
+            guard node.options.remoteTransfers || link.conn.peerAddress?.isLoopback == true else {
+                refuse("transfer is accepted from this node's own host only", on: link)
+                return
+            }
+            let slot = holdReply(on: link)
+            let startedNs = node.nowNs
+            node.transferLeadership(to: target) { [weak self] result in
+                guard let self else { return }
+                let tookMs = Double(node.nowNs &- startedNs) / 1e6
+                let response: TransferResponse
+                switch result {
+                case .success(let leader): response = TransferResponse(success: true, leaderID: leader, tookMs: tookMs)
+                case .failure(let error):
+                    let reason: String
+                    if case .transferFailed(let why) = error { reason = why } else { reason = error.description }
+                    response = TransferResponse(success: false, leaderID: node.core.leaderID, error: reason, tookMs: tookMs)
+                }
+                fill(slot, with: .transferResponse(response), on: link)
+            }
         case .hello(let hello):
             identify(link, as: hello.nodeID)
             reply(.hello(HelloMessage(nodeID: node.config.nodeID, nodeAddr: node.membership.localNode.addr, priority: node.config.priority)), on: link)
         case .goodbye:
             node.links.close(link)
-        case .voteResponse, .nodeList, .statusResponse, .error:
+        case .voteResponse, .nodeList, .statusResponse, .error, .transferResponse:
             refuse("unexpected message from a client", on: link)
         }
     }

@@ -45,6 +45,10 @@ public struct NodeOptions: Sendable {
     /// What a `GET /metrics` on the node's own port answers (Prometheus text, for instance
     /// `PrometheusCollectorRegistry.emitToBuffer`); nil: such requests get 404.
     public var metricsExporter: (@Sendable () -> [UInt8])?
+    /// Accept JSON `transfer` requests (a switchover) from other hosts. Off by default: only a
+    /// client on the node's own host (a loopback address) may move the primary; anyone who can
+    /// reach the port could otherwise do it.
+    public var remoteTransfers = false
     /// Test hook: runs on the thread-pool thread of each durable write, before its first fsync
     /// (a slow or stuck disk).
     package var persistBeforeSync: (@Sendable () -> Void)?

@@ -50,6 +50,8 @@ final class NodeRuntime: @unchecked Sendable {
     private var voteWaiters: [(candidate: String, answer: (VoteResponse) -> Void)] = []
     /// Answers decided during a step, given once the step is done (see `step`).
     private var readyAnswers: [() -> Void] = []
+    /// Who waits for the outcome of the leadership transfer under way.
+    private var transferWaiters: [(Result<String, ClusterError>) -> Void] = []
 
     init(config: ClusterConfig, membership: ClusterMembership, options: NodeOptions) {
         self.config = config
@@ -161,6 +163,9 @@ final class NodeRuntime: @unchecked Sendable {
         guard running else { return }
         // A stopped node hears no one and no timer runs: it must not go on claiming to lead.
         if core.state == .leader { step(.stepDown(term: core.term)) }
+        let waiters = transferWaiters
+        transferWaiters.removeAll()
+        for waiter in waiters { waiter(.failure(.transferFailed("the node stopped"))) }
         running = false
         if let membershipObserver {
             membership.removeObserver(membershipObserver)
@@ -196,7 +201,7 @@ final class NodeRuntime: @unchecked Sendable {
             outbox.flush()
         }
         if core.term != lastPublished.term || core.state != lastPublished.state || core.leaderID != lastPublished.leaderID
-            || core.fencingEpoch != lastPublished.epoch {
+            || core.fencingEpoch != lastPublished.epoch || core.transfer?.target != lastPublished.transferTarget {
             publish()
         }
         armTick()
@@ -254,8 +259,20 @@ final class NodeRuntime: @unchecked Sendable {
                 stats.dualPrimaryDetected += 1
                 metrics.dualPrimaryDetected()
                 logger.critical("\(ClusterError.dualPrimaryDetected): term \(term), primaries \(primaries.joined(separator: ", "))")
-            case .transferStarted, .transferEnded:
-                break  // leadership transfer is not wired into the runtime yet (never asked for)
+            case .transferStarted(let target):
+                logger.info("handing leadership over to \(target)")
+            case .transferEnded(let target, let succeeded, let reason):
+                metrics.transferEnded(succeeded: succeeded)
+                if succeeded {
+                    logger.info("handed leadership over to \(target ?? "?")")
+                } else {
+                    logger.warning("leadership transfer\(target.map { " to \($0)" } ?? "") failed: \(reason ?? "unknown reason")")
+                }
+                let outcome: Result<String, ClusterError> = succeeded
+                    ? .success(target ?? "") : .failure(.transferFailed(reason ?? "unknown reason"))
+                let waiters = transferWaiters
+                transferWaiters.removeAll()
+                for waiter in waiters { readyAnswers.append { waiter(outcome) } }
             }
         }
     }
@@ -276,7 +293,7 @@ final class NodeRuntime: @unchecked Sendable {
     func publish() {
         let snap = ElectionSnapshot(
             state: core.state, term: core.term, leaderID: core.leaderID, epoch: core.fencingEpoch,
-            listenAddress: links.boundAddress)
+            listenAddress: links.boundAddress, transferTarget: core.transfer?.target)
         lastPublished = snap
         publisher.publish(snap)
     }
@@ -366,8 +383,22 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     /// A peer's link is up (hello exchanged): it counts as a voter from now on.
-    func peerLinked(_ peer: Peer) {
+    func peerLinked(_ peer: Peer, priority: Int) {
         if !core.voters.contains(peer.id) { step(.addVoter(peer.id)) }
+        step(.setVoterPriority(peer.id, priority))  // a transfer with no target named weighs it
+    }
+
+    /// Hands leadership over (see `ElectionManager.transferLeadership`); `answer` gets the new
+    /// leader's id or why it did not happen, on the loop thread, exactly once.
+    func transferLeadership(to target: String?, answer: @escaping (Result<String, ClusterError>) -> Void) {
+        guard running else { return answer(.failure(.invalidState("the node is not running"))) }
+        refreshLSN()
+        transferWaiters.append(answer)
+        step(.transferLeadership(to: target))
+        // A request the core neither started nor refused (it always does one or the other).
+        if core.transfer == nil, let waiter = transferWaiters.popLast() {
+            waiter(.failure(.transferFailed("the transfer did not start")))
+        }
     }
 
     /// A peer's link is gone.

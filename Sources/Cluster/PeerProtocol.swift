@@ -115,8 +115,14 @@ final class PeerProtocol {
             }
             guard !node.faults.blocks(peerID) else { return }
             node.step(.receive(from: peerID, .voteResponse(response)))
-        case .hello, .goodbye, .timeoutNow:
-            break  // TIMEOUT_NOW: leadership transfer is not wired into the runtime yet
+        case .timeoutNow(let message):
+            guard message.from == peerID else {
+                throw .malformed("timeout-now from \(message.from) on the link of \(peerID)")
+            }
+            guard !node.faults.blocks(peerID) else { return }
+            node.step(.receive(from: peerID, .timeoutNow(message)))
+        case .hello, .goodbye:
+            break
         }
     }
 
@@ -141,7 +147,7 @@ final class PeerProtocol {
         case .attached:
             logger.info("linked to \(peer.id)")
             if !link.outbound { node.outbox.append(helloBytes(), to: link) }
-            node.peerLinked(peer)
+            node.peerLinked(peer, priority: hello.priority)
             sendHeartbeat(to: peer, reply: false)
         case .refused(let reason):
             node.stats.connectionsRefused += 1
@@ -199,8 +205,10 @@ final class PeerProtocol {
             }
         case .heartbeat:
             sendHeartbeat(to: peer, reply: false)
-        case .timeoutNow:
-            break  // leadership transfer is not wired into the runtime yet (the core sends none unasked)
+        case .timeoutNow(let message):
+            node.outbox.append(to: link) { out in
+                do { try Wire.encodeTimeoutNow(message, into: &out) } catch { logger.error("cannot encode \(message): \(error)") }
+            }
         }
     }
 

@@ -9,6 +9,7 @@ struct ElectionSnapshot: Sendable, Equatable {
     var leaderID: String?
     var epoch: UInt64 = 0
     var listenAddress: HostPort?
+    var transferTarget: String?
 }
 
 /// What an observer of `ElectionManager.addObserver` is told after each change.

@@ -33,6 +33,8 @@ public enum ClusterError: Error, Equatable, Hashable, Sendable, CustomStringConv
     case storage(String)
     /// The component was used in a state that does not allow the call (e.g. started twice).
     case invalidState(String)
+    /// A leadership transfer did not happen, with the reason.
+    case transferFailed(String)
 
     public var description: String {
         switch self {
@@ -58,6 +60,7 @@ public enum ClusterError: Error, Equatable, Hashable, Sendable, CustomStringConv
         case .io(let why): return "I/O error: \(why)"
         case .protocolViolation(let why): return "protocol violation: \(why)"
         case .storage(let why): return "storage error: \(why)"
+        case .transferFailed(let why): return "leadership transfer failed: \(why)"
         case .invalidState(let why): return "invalid state: \(why)"
         }
     }

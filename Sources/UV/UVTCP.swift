@@ -23,6 +23,11 @@ public struct UVSocketAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (::ffff:127.x.x.x): this host.
+    public var isLoopback: Bool {
+        host.hasPrefix("127.") || host == "::1" || host.lowercased().hasPrefix("::ffff:127.")
+    }
 }
 
 /// A listening TCP socket. Loop thread only.

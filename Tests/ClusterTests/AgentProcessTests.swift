@@ -208,16 +208,40 @@ struct AgentProcessTests {
         #expect(epochs.isEmpty, "two primaries with one epoch: \(epochs)")
     }
 
-    @Test("SIGTERM the primary: it leaves gracefully (exit 0) and the rest elect another")
+    @Test("SIGTERM the primary: it hands over before leaving (exit 0), and the new primary leads the next term, before an election timeout could have elapsed")
     func terminateThePrimary() async throws {
         let cluster = try await AgentCluster.start()
         let first = try #require(await cluster.agreedLeader(among: cluster.ids))
+        let term = try #require(cluster.agent(first).status()).term
+        let signalled = ContinuousClock.now
         cluster.agent(first).child.signal(SIGTERM)
+        let survivors = cluster.ids.filter { $0 != first }
+        let next = try #require(await cluster.agreedLeader(among: survivors, other: first))
+        let took = ContinuousClock.now - signalled
         let ended = try #require(cluster.agent(first).child.waitForExit(seconds: 20))
         #expect(ended.exitCode == 0, "\(ended)")
-        #expect(ended.output.contains("left the cluster"))
-        let survivors = cluster.ids.filter { $0 != first }
-        #expect(await cluster.agreedLeader(among: survivors, other: first) != nil)
+        // A handover, not a failover: the old primary logged it, and the successor won the very
+        // next term (a failover would first wait out an election timeout, then go through PreVote).
+        #expect(ended.output.contains("handed leadership over to \(next)"), "\(ended.output.suffix(1500))")
+        #expect(ended.output.contains("left the cluster, handing over to \(next)"))
+        #expect(try #require(cluster.agent(next).status()).term == term + 1)
+        print("SIGTERM handover to \(next): \(took) (election timeout \(AgentProcess.electionTimeoutMs) ms)")
+    }
+
+    @Test("cluster transfer --to a named replica makes it primary, asked through any node")
+    func transferCommand() async throws {
+        let cluster = try await AgentCluster.start()
+        let first = try #require(await cluster.agreedLeader(among: cluster.ids))
+        let replicas = cluster.ids.filter { $0 != first }
+        let target = replicas[1]
+        let result = try runChild(
+            "cluster", ["transfer", "--addr", cluster.agent(replicas[0]).address.description, "--to", target], timeoutSeconds: 60)
+        #expect(result.exitCode == 0, "\(result)")
+        #expect(result.output.contains("\(target) is the primary now"), "\(result)")
+        #expect(await cluster.agreedLeader(among: cluster.ids) == target)
+        // To a node that is not a member: the reason, exit 1.
+        let refused = try runChild("cluster", ["transfer", "--addr", cluster.agent(target).address.description, "--to", "nobody"], timeoutSeconds: 60)
+        #expect(refused.exitCode == 1 && refused.output.contains("cluster transfer: "), "\(refused)")
     }
 
     @Test("cluster members lists every member, as a table and as JSON")

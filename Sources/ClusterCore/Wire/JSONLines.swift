@@ -189,6 +189,10 @@ public enum JSONMessage: Sendable, Equatable {
     case statusResponse(StatusResponse)
     /// The answer to a line that could not be understood.
     case error(String)
+    /// A request for a planned switchover (`to`: the target, or nil for the node's choice);
+    /// answered with `.transferResponse` once it is done or has failed.
+    case transfer(to: String?)
+    case transferResponse(TransferResponse)
 
     static let statusResponseType = "status_response"
 
@@ -205,6 +209,8 @@ public enum JSONMessage: Sendable, Equatable {
         case .status: return "status"
         case .statusResponse: return Self.statusResponseType
         case .error: return "error"
+        case .transfer: return "transfer"
+        case .transferResponse: return "transfer_response"
         }
     }
 
@@ -250,6 +256,11 @@ public enum JSONMessage: Sendable, Equatable {
         case "status": return .status
         case statusResponseType: return .statusResponse(try json(StatusResponse.self, data, context: type))
         case "error": return .error(try json(ErrorJSON.self, data, context: type).error ?? "")
+        case "transfer":
+            let to = try json(TransferJSON.self, data, context: type).to
+            if let to { _ = try Wire.checkedID(to, "transfer to") }
+            return .transfer(to: to)
+        case "transfer_response": return .transferResponse(try json(TransferResponse.self, data, context: type))
         default: throw .unknownMessageType(type)
         }
     }
@@ -294,6 +305,8 @@ public enum JSONMessage: Sendable, Equatable {
         case .status: return try encoder.encode(Envelope(messageType: messageType))
         case .statusResponse(let s): return try encoder.encode(s)
         case .error(let why): return try encoder.encode(ErrorJSON(error: why))
+        case .transfer(let to): return try encoder.encode(TransferJSON(to: to))
+        case .transferResponse(let r): return try encoder.encode(r)
         }
     }
 
@@ -392,6 +405,51 @@ private struct GoodbyeJSON: Codable {
     var reason: String?
     init(reason: String) { self.reason = reason }
     enum CodingKeys: String, CodingKey { case messageType = "message_type", reason }
+}
+
+private struct TransferJSON: Codable {
+    var messageType = "transfer"
+    var to: String?
+    init(to: String?) { self.to = to }
+    enum CodingKeys: String, CodingKey { case messageType = "message_type", to }
+}
+
+/// The answer to a `transfer` request: `success` with the new primary's id in `leader_id`, or
+/// the reason in `error` (and in `leader_id` the primary the node knows, if any).
+public struct TransferResponse: Sendable, Equatable, Codable {
+    public var success: Bool
+    public var leaderID: String?
+    public var error: String?
+    /// Milliseconds from the request to the answer.
+    public var tookMs: Double?
+
+    public init(success: Bool, leaderID: String?, error: String? = nil, tookMs: Double? = nil) {
+        self.success = success
+        self.leaderID = leaderID
+        self.error = error
+        self.tookMs = tookMs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case messageType = "message_type", success, leaderID = "leader_id", error, tookMs = "took_ms"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        success = try c.decode(Bool.self, forKey: .success)
+        leaderID = try c.decodeIfPresent(String.self, forKey: .leaderID)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        tookMs = try c.decodeIfPresent(Double.self, forKey: .tookMs)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode("transfer_response", forKey: .messageType)
+        try c.encode(success, forKey: .success)
+        try c.encodeIfPresent(leaderID, forKey: .leaderID)
+        try c.encodeIfPresent(error, forKey: .error)
+        try c.encodeIfPresent(tookMs, forKey: .tookMs)
+    }
 }
 
 private struct ErrorJSON: Codable {
