@@ -242,7 +242,12 @@ final class NodeRuntime: @unchecked Sendable {
             case .stateChanged(let state, let term, _):
                 membership.setLocalRole(state.role)
                 membership.setLocalTerm(term)
-                logger.info("became \(state) in term \(term)")
+                switch state {
+                case .candidate: logger.info("stood for election in term \(term)")
+                case .leader: logger.info("elected primary in term \(term), epoch \(core.fencingEpoch)")
+                case .follower where lastPublished.state == .leader: logger.info("stepped down in term \(term)")
+                case .follower: logger.info("following \(core.leaderID ?? "no one yet") in term \(term)")
+                }
                 metrics.stateChanged(to: state, nowNs: nowNs)
                 publisher.transition(to: state)
             case .leaderChanged(let leader):

@@ -10,6 +10,25 @@ struct ClusterCommand: AsyncParsableCommand {
         commandName: "cluster",
         abstract: "Cluster membership and leader election on libuv.",
         subcommands: [Agent.self, Members.self, Transfer.self, Demo.self, Sim.self, Bench.self])
+
+    /// Runs the command; a bad flag gets a one-line reason on stderr and exit code 64 (EX_USAGE),
+    /// help and every other outcome are ArgumentParser's.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                printError("cluster: \(message(for: error)) (see --help)")
+                Foundation.exit(ExitCode.validationFailure.rawValue)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// `cluster bench …`: loopback benchmarks.

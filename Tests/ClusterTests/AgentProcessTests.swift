@@ -274,7 +274,7 @@ struct AgentProcessTests {
         ] {
             let result = try runChild("cluster", arguments, timeoutSeconds: 30)
             #expect(result.exitCode == 64, "\(arguments): \(result)")
-            #expect(result.output.hasPrefix("Error: "), "\(result)")
+            #expect(result.output.hasPrefix("cluster: ") && result.output.split(separator: "\n").count == 1, "\(result)")
         }
     }
 }
