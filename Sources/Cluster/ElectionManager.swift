@@ -218,6 +218,17 @@ public final class ElectionManager: Sendable {
         _ = runtime.sync { $0.setLocalLSN(lsn) }
     }
 
+    /// `cluster bench mesh`: starts this node's probes in flight (see `BenchHooks`).
+    package func startMeshProbes() {
+        _ = runtime.sync { rt in
+            rt.peerProtocol.startMesh()
+            rt.outbox.flush()
+        }
+    }
+
+    /// `cluster bench failover --mode crash`: stops as a killed process does (no goodbye).
+    package func crash() { runtime.crash() }
+
     /// Fault injection for tests: drop peer traffic (see `NetworkFaults`).
     public func injectFaults(_ faults: NetworkFaults) {
         _ = runtime.sync { $0.faults = faults }

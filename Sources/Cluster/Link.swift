@@ -82,6 +82,8 @@ final class Peer {
     var probeSentNs: UInt64 = 0
     /// The last round trip measured to this peer, in nanoseconds.
     var roundTripNs: UInt64 = 0
+    /// Bench mesh mode: when each probe in flight to this peer was sent (hrtime), oldest first.
+    var meshSentNs: [UInt64] = []
 
     init(id: String, addr: HostPort?) {
         self.id = id

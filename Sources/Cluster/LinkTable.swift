@@ -79,14 +79,23 @@ final class LinkTable {
         return boundAddress ?? addr
     }
 
-    /// Closes the listener and every connection (a goodbye to each peer first).
-    func stop() {
+    /// Closes the listener and every connection: a goodbye to each peer first, or, `crashing`,
+    /// at once with nothing more sent (what a killed process's kernel does).
+    func stop(crashing: Bool = false) {
         running = false
         listener?.close()
         listener = nil
         sweepTimer?.close()
         sweepTimer = nil
-        for link in Array(links.values) { close(link, goodbye: "node stopping") }
+        for link in Array(links.values) {
+            if crashing {
+                link.isClosed = true
+                link.conn.close()
+                detach(link)
+            } else {
+                close(link, goodbye: "node stopping")
+            }
+        }
         for peer in peers.values {
             peer.redialTimer?.close()
             peer.redialTimer = nil

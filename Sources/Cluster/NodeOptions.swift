@@ -49,6 +49,8 @@ public struct NodeOptions: Sendable {
     /// client on the node's own host (a loopback address) may move the primary; anyone who can
     /// reach the port could otherwise do it.
     public var remoteTransfers = false
+    /// `cluster bench`'s probes (see `BenchHooks`); nil everywhere else.
+    package var benchHooks: BenchHooks?
     /// Test hook: runs on the thread-pool thread of each durable write, before its first fsync
     /// (a slow or stuck disk).
     package var persistBeforeSync: (@Sendable () -> Void)?

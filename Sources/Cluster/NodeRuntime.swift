@@ -31,6 +31,8 @@ final class NodeRuntime: @unchecked Sendable {
     private(set) lazy var jsonService = JSONService(node: self)
     let persister: Persister?
     let metrics: NodeMetrics
+    /// `cluster bench`'s probes, or nil.
+    let benchHooks: BenchHooks?
     private var metricsTimer: UVTimer?
     /// Set when durable state could not be read: the node then refuses to vote or stand.
     let storageError: ClusterError?
@@ -63,6 +65,7 @@ final class NodeRuntime: @unchecked Sendable {
         (loop, ownsLoop) = options.resolveLoop(name: "cluster-\(config.nodeID)")
         publisher = StatusPublisher(label: "cluster.callbacks.\(config.nodeID)")
         metrics = NodeMetrics(nodeID: config.nodeID, factory: options.metricsFactory ?? MetricsSystem.factory)
+        benchHooks = options.benchHooks
         outbox = Outbox(softLimit: options.maxQueuedBytes, hardLimit: options.maxQueuedBytesHard)
         originNs = UVLoop.hrtimeNs()
         seed = options.randomSeed ?? UInt64.random(in: .min ... .max)
@@ -157,6 +160,17 @@ final class NodeRuntime: @unchecked Sendable {
 
     func stop() {
         _ = sync { rt in rt.stopOnLoop() }
+    }
+
+    /// `cluster bench failover --mode crash`: every connection closed at once, no goodbye, no
+    /// step-down message (as when the process is killed); the core then steps down unheard, so
+    /// that `start()` brings the node back as a follower.
+    func crash() {
+        _ = sync { rt in
+            guard rt.running else { return }
+            rt.links.stop(crashing: true)
+            rt.stopOnLoop()
+        }
     }
 
     private func stopOnLoop() {

@@ -91,7 +91,9 @@ final class PeerProtocol {
         case .heartbeat(let hb):
             guard hb.senderTag == link.peerTag else { throw .malformed("heartbeat sender tag does not match the hello") }
             guard !node.faults.blocks(peerID) else { return }
-            if hb.reply && hb.ackSeq == peer.probeSeq && peer.probeSentNs != 0 {
+            if let hooks = node.benchHooks {
+                benchReceived(hb, from: peer, hooks)
+            } else if hb.reply && hb.ackSeq == peer.probeSeq && peer.probeSentNs != 0 {
                 peer.roundTripNs = node.nowNs &- peer.probeSentNs
                 node.stats.lastRoundTripNs = peer.roundTripNs
                 node.metrics.roundTrip(peer.roundTripNs)
@@ -212,6 +214,36 @@ final class PeerProtocol {
         }
     }
 
+    // MARK: - Benchmark
+
+    /// What `cluster bench` measures of an arriving heartbeat (see `BenchHooks`): the delivery
+    /// of a probe, the round trip of an answer; in mesh mode the next probe goes out at once.
+    private func benchReceived(_ hb: HeartbeatFrame, from peer: Peer, _ hooks: BenchHooks) {
+        let now = UVLoop.hrtimeNs()
+        if hb.probe { hooks.probeDelivered(from: hb.senderTag, to: localTag, at: now) }
+        guard hb.reply else { return }
+        if hooks.meshInflight > 0 {
+            // Answers come back in the order the probes went (one TCP stream, answered at once).
+            guard !peer.meshSentNs.isEmpty else { return }
+            let sent = peer.meshSentNs.removeFirst()
+            hooks.roundTrip(now &- sent)
+            sendHeartbeat(to: peer, reply: false, probe: true)
+        } else if hb.ackSeq == peer.probeSeq, peer.probeSentNs != 0 {
+            peer.roundTripNs = node.nowNs &- peer.probeSentNs
+            node.stats.lastRoundTripNs = peer.roundTripNs
+            hooks.roundTrip(peer.roundTripNs)
+            peer.probeSentNs = 0
+        }
+    }
+
+    /// Mesh mode: `meshInflight` probes to every linked peer, each answer sending the next.
+    func startMesh() {
+        guard let hooks = node.benchHooks, hooks.meshInflight > 0 else { return }
+        for peer in node.links.peers.values where peer.link != nil {
+            for _ in peer.meshSentNs.count..<hooks.meshInflight { sendHeartbeat(to: peer, reply: false, probe: true) }
+        }
+    }
+
     /// One round: a heartbeat to every linked peer.
     func sendHeartbeatRound() {
         heartbeatSeq &+= 1
@@ -243,6 +275,11 @@ final class PeerProtocol {
         if probe {
             peer.probeSeq = seq
             peer.probeSentNs = node.nowNs
+            if let hooks = node.benchHooks {
+                let now = UVLoop.hrtimeNs()
+                hooks.probeSent(from: localTag, to: peer.tag, at: now)
+                if hooks.meshInflight > 0 { peer.meshSentNs.append(now) }
+            }
         }
         node.stats.heartbeatsSent &+= 1
     }

@@ -2,64 +2,176 @@ import ArgumentParser
 import Cluster
 import Dispatch
 import Foundation
+import Histogram
 import Logging
 import UV
 
-/// `make bench`: a cluster at rest, measured. N real nodes on 127.0.0.1, spread over T shared
-/// loop threads (node i on loop i mod T; T = 0: a loop of its own per node), every node
-/// heartbeating every other every M ms, as `uvmesh --interval-ms M --threads T` does with plain C.
-/// Prints one JSON line: heartbeats per second, the CPU they cost, the RSS.
+/// `cluster bench …`: loopback benchmarks of real nodes, each printing one JSON line (the keys of
+/// `uvmesh`, the plain C yardstick in `../shared/bench`, where they mean the same) or, with
+/// `--table`, a readable table; a progress line goes to stderr while it runs.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Loopback cluster benchmarks.",
+        subcommands: [BenchSteady.self, BenchMesh.self, BenchFailover.self, BenchJoin.self],
+        defaultSubcommand: BenchSteady.self)
+}
+
+/// Options every benchmark shares.
+struct BenchOutput: ParsableArguments {
+    @Flag(help: "Print a readable table instead of one JSON line.") var table = false
+
+    func emit(_ fields: [(String, String)]) {
+        if table {
+            let width = fields.map(\.0.count).max() ?? 0
+            writeOut(fields.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1.replacingOccurrences(of: "\"", with: "") }
+                .joined(separator: "\n") + "\n")
+        } else {
+            writeOut("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}\n")
+        }
+    }
+}
+
+/// Percentiles of nanosecond samples, in microseconds (hdrhistogram-swift, 3 significant digits).
+struct LatencySummary {
+    var count = 0
+    var p50us = 0.0
+    var p99us = 0.0
+    var maxus = 0.0
+
+    init(_ samplesNs: [UInt64]) {
+        guard !samplesNs.isEmpty else { return }
+        var histogram = Histogram<UInt64>(highestTrackableValue: 3_600_000_000_000, numberOfSignificantValueDigits: .three)
+        for ns in samplesNs { _ = histogram.record(max(1, ns)) }
+        count = samplesNs.count
+        p50us = Double(histogram.valueAtPercentile(50)) / 1000
+        p99us = Double(histogram.valueAtPercentile(99)) / 1000
+        maxus = Double(histogram.max) / 1000
+    }
+}
+
+func format(_ value: Double, _ decimals: Int = 1) -> String { String(format: "%.\(decimals)f", value) }
+
+func progress(_ text: String) {
+    try? FileHandle.standardError.write(contentsOf: Data(("\r\u{1B}[K" + text).utf8))
+}
+
+func progressDone() { try? FileHandle.standardError.write(contentsOf: Data("\r\u{1B}[K".utf8)) }
+
+/// N real nodes on 127.0.0.1 in this process, spread over T shared loop threads (node i on loop
+/// i mod T; T = 0: a loop of its own per node), every one a member of every other's membership.
+final class BenchCluster {
+    let ids: [String]
+    private(set) var managers: [String: ElectionManager] = [:]
+    let loops: [UVLoop]
+    let hooks: BenchHooks
+    private let make: (String, UVLoop?) throws -> ElectionManager
+
+    init(nodes: Int, threads: Int, heartbeat: Duration, electionTimeout: Duration, hooks: BenchHooks,
+         dataRoot: String? = nil) throws {
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        ids = (1...nodes).map { "n\($0)" }
+        loops = try (0..<threads).map { try UVLoop(name: "bench-\($0)") }
+        self.hooks = hooks
+        let ids = self.ids
+        let seedValue = UInt64.random(in: 1 ... .max)
+        make = { id, loop in
+            let membership = ClusterMembership(localNodeID: id, localAddr: "127.0.0.1:0")
+            let config = ClusterConfig(
+                nodeID: id, nodeAddr: "127.0.0.1:0", seedNodes: ["127.0.0.1:0"],
+                electionTimeout: electionTimeout, heartbeatInterval: heartbeat,
+                minQuorumSize: ids.count / 2 + 1, enableAutoFailover: true, voteRequestTimeout: electionTimeout)
+            var options = NodeOptions(
+                dataDirectory: dataRoot.map { "\($0)/\(id)" }, randomSeed: seedValue &+ UInt64(id.hashValue & 0xffff),
+                logger: logger, loop: loop)
+            options.benchHooks = hooks
+            let manager = ElectionManager(config: config, membership: membership, options: options)
+            try manager.start()
+            return manager
+        }
+        for (i, id) in ids.enumerated() { managers[id] = try make(id, loops.isEmpty ? nil : loops[i % loops.count]) }
+        // Each learns the others' bound addresses through its membership, and dials them.
+        for id in ids {
+            let membership = managers[id]!.membership
+            for other in ids where other != id {
+                try membership.addNode(NodeInfo(id: other, addr: managers[other]!.listenAddress!.description))
+            }
+        }
+    }
+
+    deinit {
+        for manager in managers.values { try? manager.stop() }
+        managers.removeAll()
+        for loop in loops { loop.shutdown() }
+    }
+
+    func manager(_ id: String) -> ElectionManager { managers[id]! }
+
+    /// Starts a stopped node again (on a port of the kernel's choice) and tells the others its
+    /// new address, as its announcement to a seed would.
+    func restart(_ id: String) throws {
+        let manager = managers[id]!
+        try manager.start()
+        let addr = manager.listenAddress!.description
+        for other in ids where other != id { try managers[other]!.membership.updateNodeAddr(id, addr: addr) }
+    }
+
+    /// Waits (bounded) until every node of `among` is linked to all others and they agree on one
+    /// primary (not `other`), which says it leads; returns it.
+    func agreedLeader(among: [String]? = nil, other: String? = nil, linked: Bool = false, timeout: Double = 30,
+                      pollSeconds: Double = 0.0005) -> String? {
+        let nodes = among ?? ids
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            let statuses = nodes.map { managers[$0]!.status }
+            if let leader = statuses.first?.leaderID, leader != other, statuses.allSatisfy({ $0.leaderID == leader }),
+               managers[leader]?.isLeader == true,
+               !linked || nodes.allSatisfy({ managers[$0]!.stats.peersConnected == ids.count - 1 }) {
+                return leader
+            }
+            Thread.sleep(forTimeInterval: pollSeconds)
+        }
+        return nil
+    }
+}
+
+/// `cluster bench steady`: a cluster at rest, measured. Every node heartbeats every other at the
+/// interval, phases spread, as `uvmesh --interval-ms M` does with plain C.
 struct BenchSteady: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "steady", abstract: "Measure a loopback cluster at rest: heartbeats per second and their CPU cost.")
+        commandName: "steady", abstract: "A cluster at rest: heartbeats per second, their CPU cost and latency.")
 
     @Option(help: "Number of nodes.") var nodes = 16
-    @Option(help: "Heartbeat interval in milliseconds.") var intervalMs = 10
+    @Option(help: "Heartbeat interval.") var interval = DurationArgument(.milliseconds(10), text: "10ms")
+    @Option(help: "Heartbeat interval in milliseconds (overrides --interval).") var intervalMs: Int?
     @Option(help: "Seconds measured (after 1 s of warm-up).") var seconds = 5.0
     @Option(help: "Loop threads shared by the nodes (0: one per node).") var threads = 1
+    @OptionGroup var output: BenchOutput
+
+    var heartbeat: Duration { intervalMs.map { .milliseconds($0) } ?? interval.duration }
 
     func validate() throws {
         guard (2...128).contains(nodes) else { throw ValidationError("--nodes must be 2...128") }
-        guard intervalMs >= 1 else { throw ValidationError("--interval-ms must be at least 1") }
+        guard heartbeat >= .milliseconds(1) else { throw ValidationError("--interval must be at least 1ms") }
         guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
         guard threads >= 0 && threads <= 64 else { throw ValidationError("--threads must be 0...64") }
     }
 
     func run() throws {
-        var logger = Logger(label: "bench")
-        logger.logLevel = .error
-        let ids = (1...nodes).map { "n\($0)" }
-        let ports = try LoopbackPorts.reserve(nodes)
-        let addrs = Dictionary(uniqueKeysWithValues: zip(ids, ports.map { "127.0.0.1:\($0)" }))
-        let electionMs = max(20 * intervalMs, 500)
-        let loops = try (0..<threads).map { try UVLoop(name: "bench-\($0)") }
-        defer { for loop in loops { loop.shutdown() } }
-        var managers: [ElectionManager] = []
-        for (i, id) in ids.enumerated() {
-            let membership = ClusterMembership(localNodeID: id, localAddr: addrs[id]!)
-            for other in ids where other != id { try membership.addNode(NodeInfo(id: other, addr: addrs[other]!)) }
-            let config = ClusterConfig(
-                nodeID: id, nodeAddr: addrs[id]!, seedNodes: ids.filter { $0 != id }.map { addrs[$0]! },
-                electionTimeout: .milliseconds(electionMs), heartbeatInterval: .milliseconds(intervalMs),
-                minQuorumSize: nodes / 2 + 1, enableAutoFailover: true, voteRequestTimeout: .milliseconds(electionMs / 2))
-            let options = NodeOptions(logger: logger, loop: loops.isEmpty ? nil : loops[i % loops.count])
-            let manager = ElectionManager(config: config, membership: membership, options: options)
-            try manager.start()
-            managers.append(manager)
+        let intervalMs = Double(heartbeat.nanoseconds) / 1e6
+        progress("steady: starting \(nodes) nodes")
+        let hooks = BenchHooks()
+        let cluster = try BenchCluster(
+            nodes: nodes, threads: threads, heartbeat: heartbeat,
+            electionTimeout: .milliseconds(max(20 * Int64(intervalMs), 500)), hooks: hooks)
+        guard cluster.agreedLeader(linked: true, pollSeconds: 0.05) != nil else {
+            progressDone()
+            printError("cluster bench: the cluster did not form within 30 s")
+            throw ExitCode.failure
         }
-        // Wait (bounded) until every link is up and one primary is known to all.
-        let setupDeadline = DispatchTime.now() + .seconds(30)
-        while true {
-            let allLinked = managers.allSatisfy { $0.stats.peersConnected == nodes - 1 }
-            let leaders = Set(managers.compactMap(\.leaderID))
-            if allLinked && leaders.count == 1 { break }
-            guard DispatchTime.now() < setupDeadline else {
-                FileHandle.standardError.write(Data("cluster bench: the cluster did not form within 30 s\n".utf8))
-                throw ExitCode.failure
-            }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        Thread.sleep(forTimeInterval: 1)  // warm-up
+        progress("steady: warming up")
+        Thread.sleep(forTimeInterval: 1)
+        let managers = cluster.ids.map { cluster.manager($0) }
         func totals() -> (received: UInt64, skipped: UInt64, sent: UInt64) {
             managers.reduce((0, 0, 0)) { acc, m in
                 let s = m.stats
@@ -67,37 +179,290 @@ struct BenchSteady: ParsableCommand {
             }
         }
         let before = totals()
+        hooks.setRecording(true)
         let cpuBefore = UVResourceUsage.current()!.cpuSeconds
         let wallBefore = UVLoop.hrtimeNs()
+        progress("steady: measuring \(format(seconds, 0)) s")
         Thread.sleep(forTimeInterval: seconds)
         let wall = Double(UVLoop.hrtimeNs() - wallBefore) / 1e9
         let usage = UVResourceUsage.current()!
+        hooks.setRecording(false)
         let after = totals()
-        let rtts = managers.map { Double($0.stats.lastRoundTripNs) / 1000 }.filter { $0 > 0 }.sorted()
+        let (roundTrips, latencies) = hooks.samples()
         let leaders = Set(managers.compactMap(\.leaderID))
         let dual = managers.reduce(0) { $0 + $1.stats.dualPrimaryDetected }
-        for m in managers { try? m.stop() }
+        progressDone()
 
         let received = after.received - before.received
         let cpu = usage.cpuSeconds - cpuBefore
-        let perSecond = Double(received) / wall
-        let nominal = Double(nodes * (nodes - 1)) * 1000 / Double(intervalMs)
-        let line: [(String, String)] = [
-            ("impl", "\"swift-cluster\""), ("nodes", "\(nodes)"), ("threads", "\(threads == 0 ? nodes : threads)"),
-            ("seconds", "\(seconds)"), ("interval_ms", "\(intervalMs)"),
-            ("nominal_per_s", String(format: "%.0f", nominal)),
-            ("heartbeats_per_s", String(format: "%.0f", perSecond)),
-            ("sent_per_s", String(format: "%.0f", Double(after.sent - before.sent) / wall)),
-            ("cpu_s", String(format: "%.3f", cpu)),
-            ("cpu_pct", String(format: "%.1f", cpu / wall * 100)),
-            ("cpu_us_per_heartbeat", String(format: "%.2f", received > 0 ? cpu * 1e6 / Double(received) : 0)),
-            ("heartbeats_per_cpu_s", String(format: "%.0f", cpu > 0 ? Double(received) / cpu : 0)),
-            ("probe_rtt_p50_us", String(format: "%.1f", rtts.isEmpty ? 0 : rtts[rtts.count / 2])),
+        let rtt = LatencySummary(roundTrips)
+        let latency = LatencySummary(latencies)
+        let nominal = Double(nodes * (nodes - 1)) * 1000 / intervalMs
+        output.emit([
+            ("impl", "\"swift-cluster\""), ("mode", "\"steady\""), ("nodes", "\(nodes)"),
+            ("threads", "\(threads == 0 ? nodes : threads)"), ("seconds", "\(seconds)"), ("interval_ms", format(intervalMs, 0)),
+            ("nominal_per_s", format(nominal, 0)),
+            ("heartbeats_per_s", format(Double(received) / wall, 0)),
+            ("sent_per_s", format(Double(after.sent - before.sent) / wall, 0)),
+            ("cpu_s", format(cpu, 3)), ("cpu_pct", format(cpu / wall * 100)),
+            ("cpu_us_per_heartbeat", format(received > 0 ? cpu * 1e6 / Double(received) : 0, 2)),
+            ("heartbeats_per_cpu_s", format(cpu > 0 ? Double(received) / cpu : 0, 0)),
+            ("latency_p50_us", format(latency.p50us)), ("latency_p99_us", format(latency.p99us)),
+            ("rtt_p50_us", format(rtt.p50us)), ("rtt_p99_us", format(rtt.p99us)), ("rtt_samples", "\(rtt.count)"),
             ("skipped", "\(after.skipped - before.skipped)"),
-            ("leaders", "\(leaders.count)"), ("dual_primary", "\(dual)"),
-            ("rss_kb", "\(usage.maxRSSKiB)"),
-        ]
-        print("{" + line.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+            ("leaders", "\(leaders.count)"), ("dual_primary", "\(dual)"), ("rss_kb", "\(usage.maxRSSKiB)"),
+        ])
         if leaders.count != 1 || dual != 0 { throw ExitCode.failure }
+    }
+}
+
+/// `cluster bench mesh`: the yardstick's flat-out workload with real nodes and real heartbeat
+/// frames: K probes in flight per ordered pair, each answered at once with the receiver's LSN,
+/// decoded and applied to the membership; the next goes out when one is answered.
+struct BenchMesh: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mesh", abstract: "Flat out: probes in flight between every pair, round trips per CPU second.")
+
+    @Option(help: "Number of nodes.") var nodes = 8
+    @Option(help: "Probes in flight per ordered pair.") var inflight = 16
+    @Option(help: "Seconds measured (after 1 s of warm-up).") var seconds = 5.0
+    @Option(help: "Loop threads shared by the nodes (0: one per node).") var threads = 1
+    @OptionGroup var output: BenchOutput
+
+    func validate() throws {
+        guard (2...64).contains(nodes) else { throw ValidationError("--nodes must be 2...64") }
+        guard (1...256).contains(inflight) else { throw ValidationError("--inflight must be 1...256") }
+        guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
+        guard threads >= 0 && threads <= 64 else { throw ValidationError("--threads must be 0...64") }
+    }
+
+    func run() throws {
+        progress("mesh: starting \(nodes) nodes")
+        let hooks = BenchHooks(meshInflight: inflight)
+        // Heartbeat rounds are rare here: the probes are the load.
+        let cluster = try BenchCluster(
+            nodes: nodes, threads: threads, heartbeat: .seconds(1), electionTimeout: .seconds(30), hooks: hooks)
+        // No election is needed: the probes flow between linked nodes whatever their roles.
+        let managers = cluster.ids.map { cluster.manager($0) }
+        let formed = Date().addingTimeInterval(30)
+        while !managers.allSatisfy({ $0.stats.peersConnected == nodes - 1 }) && Date() < formed { Thread.sleep(forTimeInterval: 0.02) }
+        guard managers.allSatisfy({ $0.stats.peersConnected == nodes - 1 }) else {
+            progressDone()
+            printError("cluster bench: the mesh did not link within 30 s")
+            throw ExitCode.failure
+        }
+        for manager in managers { manager.startMeshProbes() }
+        progress("mesh: warming up")
+        Thread.sleep(forTimeInterval: 1)
+        hooks.setRecording(true)
+        let cpuBefore = UVResourceUsage.current()!.cpuSeconds
+        let wallBefore = UVLoop.hrtimeNs()
+        progress("mesh: measuring \(format(seconds, 0)) s")
+        Thread.sleep(forTimeInterval: seconds)
+        let wall = Double(UVLoop.hrtimeNs() - wallBefore) / 1e9
+        let usage = UVResourceUsage.current()!
+        hooks.setRecording(false)
+        let (roundTrips, _) = hooks.samples()
+        progressDone()
+        let cpu = usage.cpuSeconds - cpuBefore
+        let rtt = LatencySummary(roundTrips)
+        output.emit([
+            ("impl", "\"swift-cluster\""), ("mode", "\"mesh\""), ("nodes", "\(nodes)"), ("inflight", "\(inflight)"),
+            ("threads", "\(threads == 0 ? nodes : threads)"), ("seconds", "\(seconds)"),
+            ("roundtrips_per_s", format(Double(rtt.count) / wall, 0)),
+            ("rtt_p50_us", format(rtt.p50us)), ("rtt_p99_us", format(rtt.p99us)),
+            ("cpu_s", format(cpu, 3)), ("roundtrips_per_cpu_s", format(cpu > 0 ? Double(rtt.count) / cpu : 0, 0)),
+            ("rss_kb", "\(usage.maxRSSKiB)"),
+        ])
+    }
+}
+
+/// `cluster bench failover`: how long a cluster takes to replace its primary, trial after trial.
+struct BenchFailover: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "failover", abstract: "From a primary's fault until every survivor names the same new primary.")
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable {
+        /// The primary's sockets close without a goodbye, as a killed process's kernel does.
+        case crash
+        /// The primary stops answering with its sockets open, as a frozen process or a partition.
+        case silent
+        /// A graceful stop: the primary hands over, then leaves.
+        case leave
+    }
+
+    @Option(help: "Number of nodes.") var nodes = 5
+    @Option(help: "Trials.") var trials = 50
+    @Option(help: "crash, silent or leave.") var mode: Mode = .crash
+    @Option(help: "Heartbeat interval.") var heartbeatInterval = DurationArgument(.milliseconds(20), text: "20ms")
+    @Option(help: "Election timeout.") var electionTimeout = DurationArgument(.milliseconds(200), text: "200ms")
+    @Option(help: "Write each trial's time (ms), one per line, to this file.") var samplesFile: String?
+    @OptionGroup var output: BenchOutput
+
+    func validate() throws {
+        guard (3...15).contains(nodes) else { throw ValidationError("--nodes must be 3...15") }
+        guard (1...10_000).contains(trials) else { throw ValidationError("--trials must be 1...10000") }
+        guard heartbeatInterval.duration < electionTimeout.duration else {
+            throw ValidationError("--heartbeat-interval must be shorter than --election-timeout")
+        }
+    }
+
+    func run() throws {
+        let root = NSTemporaryDirectory() + "cluster-bench-failover-\(ProcessInfo.processInfo.processIdentifier)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let cluster = try BenchCluster(
+            nodes: nodes, threads: 1, heartbeat: heartbeatInterval.duration, electionTimeout: electionTimeout.duration,
+            hooks: BenchHooks(), dataRoot: root)
+        // Every primary every node reports, by term: two in one term is the failure that matters.
+        let primaries = UVLocked([UInt64: Set<String>]())
+        for id in cluster.ids {
+            cluster.manager(id).addObserver { status in
+                if status.state == .leader { _ = primaries.withLock { $0[status.term, default: []].insert(id) } }
+            }
+        }
+        let timeoutMs = Double(electionTimeout.duration.nanoseconds) / 1e6
+        var times: [Double] = []
+        var failed = 0
+        for trial in 1...trials {
+            progress("failover \(mode.rawValue): trial \(trial) of \(trials)")
+            guard let primary = cluster.agreedLeader(linked: true, timeout: 30) else {
+                failed += 1
+                continue
+            }
+            // Let the cluster settle: a heartbeat or two after everyone agrees.
+            Thread.sleep(forTimeInterval: 3 * Double(heartbeatInterval.duration.nanoseconds) / 1e9)
+            let survivors = cluster.ids.filter { $0 != primary }
+            let manager = cluster.manager(primary)
+            let start = UVLoop.hrtimeNs()
+            let leaving = DispatchSemaphore(value: 0)
+            switch mode {
+            case .crash: manager.crash()
+            case .silent: manager.injectFaults(NetworkFaults(isolated: true))
+            case .leave:
+                Task {  // measured meanwhile, from here
+                    await manager.leave()
+                    leaving.signal()
+                }
+            }
+            let next = cluster.agreedLeader(among: survivors, other: primary, timeout: 20 * timeoutMs / 1000)
+            let ms = Double(UVLoop.hrtimeNs() - start) / 1e6
+            if mode == .leave { leaving.wait() }
+            if next != nil { times.append(ms) } else { failed += 1 }
+            // Bring the old primary back as a follower for the next trial.
+            switch mode {
+            case .crash, .leave: try cluster.restart(primary)
+            case .silent: manager.injectFaults(NetworkFaults())
+            }
+        }
+        progressDone()
+        if let samplesFile {
+            try times.map { format($0, 3) }.joined(separator: "\n").appending("\n").write(toFile: samplesFile, atomically: true, encoding: .utf8)
+        }
+        let sorted = times.sorted()
+        func pct(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)] }
+        let dual = primaries.withLock { $0.values.filter { $0.count > 1 }.count }
+        output.emit([
+            ("impl", "\"swift-cluster\""), ("mode", "\"failover-\(mode.rawValue)\""), ("nodes", "\(nodes)"),
+            ("heartbeat_ms", format(Double(heartbeatInterval.duration.nanoseconds) / 1e6, 0)),
+            ("election_timeout_ms", format(timeoutMs, 0)),
+            ("trials", "\(times.count)"), ("failed_trials", "\(failed)"),
+            ("p50_ms", format(pct(50))), ("p99_ms", format(pct(99))), ("max_ms", format(sorted.last ?? 0)),
+            ("p50_ratio", format(pct(50) / timeoutMs, 3)), ("p99_ratio", format(pct(99) / timeoutMs, 3)),
+            ("dual_primaries", "\(dual)"),
+        ])
+        if dual > 0 || failed > 0 { throw ExitCode.failure }
+    }
+}
+
+/// `cluster bench join`: from a new node's first announcement to a seed until every member
+/// lists it.
+struct BenchJoin: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "join", abstract: "From a new node's first announcement until every member lists it.")
+
+    @Option(help: "Nodes in the cluster before the joins.") var nodes = 5
+    @Option(help: "Joins measured (one new node each).") var trials = 20
+    @Option(help: "Heartbeat interval (and discovery's announce interval).") var heartbeatInterval = DurationArgument(.milliseconds(20), text: "20ms")
+    @OptionGroup var output: BenchOutput
+
+    func validate() throws {
+        guard (2...64).contains(nodes) else { throw ValidationError("--nodes must be 2...64") }
+        guard (1...200).contains(trials) else { throw ValidationError("--trials must be 1...200") }
+    }
+
+    func run() throws {
+        let heartbeat = heartbeatInterval.duration
+        let cluster = try BenchCluster(nodes: nodes, threads: 1, heartbeat: heartbeat, electionTimeout: heartbeat * 10, hooks: BenchHooks())
+        guard cluster.agreedLeader(linked: true, timeout: 30) != nil else {
+            printError("cluster bench: the cluster did not form within 30 s")
+            throw ExitCode.failure
+        }
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        let seed = cluster.manager(cluster.ids[0]).listenAddress!.description
+        // Every member announces to the seed at the heartbeat interval: that is how they learn.
+        var discoveries: [NodeDiscovery] = []
+        var members = cluster.ids.map { cluster.manager($0) }
+        for manager in members {
+            let discovery = NodeDiscovery(
+                config: manager.config.withSeeds([seed]), membership: manager.membership,
+                options: NodeOptions(announceInterval: heartbeat, logger: logger))
+            try discovery.start()
+            discoveries.append(discovery)
+        }
+        defer { for d in discoveries { try? d.stop() } }
+        var times: [Double] = []
+        var joined: [ElectionManager] = []
+        defer { for m in joined { try? m.stop() } }
+        for trial in 1...trials {
+            progress("join: trial \(trial) of \(trials)")
+            let id = "j\(trial)"
+            let membership = ClusterMembership(localNodeID: id, localAddr: "127.0.0.1:0")
+            let config = ClusterConfig(
+                nodeID: id, nodeAddr: "127.0.0.1:0", seedNodes: [seed], electionTimeout: heartbeat * 10,
+                heartbeatInterval: heartbeat, minQuorumSize: nodes / 2 + 1, enableAutoFailover: true)
+            let manager = ElectionManager(config: config, membership: membership, options: NodeOptions(logger: logger))
+            try manager.start()
+            let discovery = NodeDiscovery(
+                config: config.withAddress(manager.listenAddress!.description), membership: membership,
+                options: NodeOptions(announceInterval: heartbeat, logger: logger))
+            let start = UVLoop.hrtimeNs()
+            try discovery.start()
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline && !members.allSatisfy({ (try? $0.membership.node(id)) != nil }) {
+                Thread.sleep(forTimeInterval: 0.0002)
+            }
+            if members.allSatisfy({ (try? $0.membership.node(id)) != nil }) {
+                times.append(Double(UVLoop.hrtimeNs() - start) / 1e6)
+            }
+            discoveries.append(discovery)
+            joined.append(manager)
+            members.append(manager)
+        }
+        progressDone()
+        let sorted = times.sorted()
+        func pct(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)] }
+        let heartbeatMs = Double(heartbeat.nanoseconds) / 1e6
+        output.emit([
+            ("impl", "\"swift-cluster\""), ("mode", "\"join\""), ("nodes", "\(nodes)"), ("heartbeat_ms", format(heartbeatMs, 0)),
+            ("trials", "\(times.count)"), ("failed_trials", "\(trials - times.count)"),
+            ("p50_ms", format(pct(50))), ("p99_ms", format(pct(99))), ("max_ms", format(sorted.last ?? 0)),
+            ("p99_heartbeats", format(pct(99) / heartbeatMs, 2)),
+        ])
+        if times.count < trials { throw ExitCode.failure }
+    }
+}
+
+extension ClusterConfig {
+    func withSeeds(_ seeds: [String]) -> ClusterConfig {
+        var copy = self
+        copy.seedNodes = seeds
+        return copy
+    }
+
+    func withAddress(_ addr: String) -> ClusterConfig {
+        var copy = self
+        copy.nodeAddr = addr
+        return copy
     }
 }

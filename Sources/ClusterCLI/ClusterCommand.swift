@@ -31,12 +31,6 @@ struct ClusterCommand: AsyncParsableCommand {
     }
 }
 
-/// `cluster bench …`: loopback benchmarks.
-struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Loopback cluster benchmarks.", subcommands: [BenchSteady.self], defaultSubcommand: BenchSteady.self)
-}
-
 /// A duration on the command line: `250ms`, `1s`, `1.5s`, `2m`, `500us`.
 struct DurationArgument: ExpressibleByArgument, Sendable, CustomStringConvertible {
     let duration: Duration
