@@ -34,19 +34,36 @@ run: setup
 sim: setup
 	$(SWIFT) run -c release cluster sim --schedules $(SCHEDULES) --seed $(SEED)
 
-# A cluster at rest, measured (release build), next to the plain C yardstick when ../shared/bench
-# is there: one JSON line per run. BENCH_SECONDS sets the measured window.
+# The benchmarks (release build), each paired with the plain C yardstick (../shared/bench/uvmesh)
+# on the same settings, one after the other, BENCH_REPEAT times: steady at N = 8…128, mesh flat
+# out; then failover (three modes) and join. Results: .build/bench/results.jsonl, a summary with
+# the median ratios on stdout, SVG plots in docs/bench. BENCH_SECONDS sets each measured window.
 BENCH_SECONDS ?= 5
+BENCH_REPEAT ?= 3
+BENCH_NODES ?= 8 16 32 64 128
+BENCH_TRIALS ?= 50
 YARDSTICK ?= ../shared/bench
+BENCH_OUT ?= .build/bench
 bench: setup
 	$(SWIFT) build -c release --product cluster
-	@for cfg in "16 10" "64 100"; do set -- $$cfg; \
-		.build/release/cluster bench steady --nodes $$1 --interval-ms $$2 --seconds $(BENCH_SECONDS) --threads 1 || exit 1; \
-		if [ -f $(YARDSTICK)/uvmesh.c ]; then \
-			[ .build/uvmesh -nt $(YARDSTICK)/uvmesh.c ] || cc -O2 -Wall -o .build/uvmesh $(YARDSTICK)/uvmesh.c $$(pkg-config --cflags --libs libuv) -pthread; \
-			.build/uvmesh --nodes $$1 --interval-ms $$2 --seconds $(BENCH_SECONDS); \
-		fi; \
+	@[ -f $(YARDSTICK)/uvmesh.c ] || { echo "bench: $(YARDSTICK)/uvmesh.c not found (set YARDSTICK)"; exit 1; }
+	@[ .build/uvmesh -nt $(YARDSTICK)/uvmesh.c ] || cc -O2 -Wall -o .build/uvmesh $(YARDSTICK)/uvmesh.c $$(pkg-config --cflags --libs libuv) -pthread
+	@mkdir -p $(BENCH_OUT) && rm -f $(BENCH_OUT)/results.jsonl
+	@for n in $(BENCH_NODES); do for r in $$(seq $(BENCH_REPEAT)); do \
+		.build/uvmesh --nodes $$n --interval-ms 100 --seconds $(BENCH_SECONDS) | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
+		.build/release/cluster bench steady --nodes $$n --interval 100ms --seconds $(BENCH_SECONDS) --threads 1 | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
+	done; done
+	@for cfg in "8 16" "16 4"; do set -- $$cfg; for r in $$(seq $(BENCH_REPEAT)); do \
+		.build/uvmesh --nodes $$1 --inflight $$2 --threads 1 --seconds $(BENCH_SECONDS) | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
+		.build/release/cluster bench mesh --nodes $$1 --inflight $$2 --threads 1 --seconds $(BENCH_SECONDS) | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
+	done; done
+	@for mode in crash silent leave; do \
+		.build/release/cluster bench failover --mode $$mode --trials $(BENCH_TRIALS) --samples-file $(BENCH_OUT)/failover-$$mode.txt | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 	done
+	@.build/release/cluster bench join --trials 20 | tee -a $(BENCH_OUT)/results.jsonl
+	@echo; .build/release/cluster bench report $(BENCH_OUT)/results.jsonl --plots docs/bench \
+		--samples crash=$(BENCH_OUT)/failover-crash.txt --samples silent=$(BENCH_OUT)/failover-silent.txt \
+		--samples leave=$(BENCH_OUT)/failover-leave.txt
 
 # The libuv-layer tests under the sanitizers, each in a build folder of its own.
 # sanitizers/lsan.supp lists the leak suppressions (see README).

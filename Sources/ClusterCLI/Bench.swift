@@ -12,7 +12,7 @@ import UV
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Loopback cluster benchmarks.",
-        subcommands: [BenchSteady.self, BenchMesh.self, BenchFailover.self, BenchJoin.self],
+        subcommands: [BenchSteady.self, BenchMesh.self, BenchFailover.self, BenchJoin.self, BenchReport.self],
         defaultSubcommand: BenchSteady.self)
 }
 

@@ -1,0 +1,170 @@
+import ArgumentParser
+import Foundation
+
+/// `cluster bench report`: reads the JSON lines `make bench` collected (this project's and
+/// `uvmesh`'s, run in pairs), prints each pair's medians and their ratio, and writes SVG plots:
+/// CPU and latency against N for both programs, and the failover time distribution per mode.
+struct BenchReport: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Summarise `make bench` results and draw them as SVG.")
+
+    @Argument(help: "The results: one JSON object per line.") var results: String
+    @Option(help: "Folder for the SVG plots.") var plots: String = "docs/bench"
+    @Option(help: "Failover samples, MODE=FILE (one time in ms per line), repeatable.") var samples: [String] = []
+
+    typealias Row = [String: Any]
+
+    func run() throws {
+        let text = try String(contentsOfFile: results, encoding: .utf8)
+        let rows: [Row] = text.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? Row
+        }
+        try FileManager.default.createDirectory(atPath: plots, withIntermediateDirectories: true)
+        var out = ""
+        // Steady pairs: by N at each interval.
+        func number(_ row: Row, _ key: String) -> Double? { (row[key] as? NSNumber)?.doubleValue }
+        func median(_ values: [Double]) -> Double {
+            let s = values.sorted()
+            return s.isEmpty ? .nan : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
+        }
+        let steady = rows.filter { ($0["mode"] as? String) == "steady" || ($0["impl"] as? String == "c-libuv" && $0["interval_ms"] != nil) }
+        let intervals = Set(steady.compactMap { number($0, "interval_ms") }).sorted()
+        var cpuSeries: [String: [(Double, Double)]] = [:]
+        var rttSeries: [String: [(Double, Double)]] = [:]
+        for interval in intervals {
+            let atInterval = steady.filter { number($0, "interval_ms") == interval }
+            let ns = Set(atInterval.compactMap { number($0, "nodes") }).sorted()
+            out += "steady, heartbeat every \(Int(interval)) ms, one loop thread: medians of the runs\n"
+            out += "    N  swift cpu%  C cpu%  ratio  swift µs/hb  C µs/rt  swift rtt p50/p99 µs   C rtt p50/p99 µs\n"
+            for n in ns {
+                let swift = atInterval.filter { number($0, "nodes") == n && ($0["impl"] as? String) == "swift-cluster" }
+                let c = atInterval.filter { number($0, "nodes") == n && ($0["impl"] as? String) == "c-libuv" }
+                let sCPU = median(swift.compactMap { number($0, "cpu_pct") })
+                let cCPU = median(c.compactMap { number($0, "cpu_pct") })
+                let sPer = median(swift.compactMap { number($0, "cpu_us_per_heartbeat") })
+                let cPer = median(c.compactMap { number($0, "cpu_us_per_roundtrip") })
+                let sP50 = median(swift.compactMap { number($0, "rtt_p50_us") })
+                let sP99 = median(swift.compactMap { number($0, "rtt_p99_us") })
+                let cP50 = median(c.compactMap { number($0, "rtt_p50_us") })
+                let cP99 = median(c.compactMap { number($0, "rtt_p99_us") })
+                out += String(format: "  %3.0f  %10.1f  %6.1f  %5.2f  %11.2f  %7.2f  %9.0f / %-9.0f  %7.0f / %-7.0f\n",
+                              n, sCPU, cCPU, sCPU / cCPU, sPer, cPer, sP50, sP99, cP50, cP99)
+                if interval == intervals.last {
+                    cpuSeries["swift-cluster", default: []].append((n, sCPU))
+                    cpuSeries["uvmesh (C)", default: []].append((n, cCPU))
+                    rttSeries["swift-cluster", default: []].append((n, sP50 / 1000))
+                    rttSeries["uvmesh (C)", default: []].append((n, cP50 / 1000))
+                }
+            }
+        }
+        if let interval = intervals.last {
+            try Plot.lines(title: "CPU of a cluster at rest (heartbeat every \(Int(interval)) ms, one loop)", x: "nodes", y: "% of a core",
+                           series: cpuSeries).write(toFile: plots + "/steady-cpu.svg", atomically: true, encoding: .utf8)
+            try Plot.lines(title: "Probe round trip p50 (heartbeat every \(Int(interval)) ms)", x: "nodes", y: "ms",
+                           series: rttSeries).write(toFile: plots + "/steady-rtt.svg", atomically: true, encoding: .utf8)
+        }
+        // Mesh pairs.
+        let mesh = rows.filter { ($0["mode"] as? String) == "mesh" || ($0["impl"] as? String == "c-libuv" && $0["interval_ms"] == nil) }
+        let meshKeys = Set(mesh.compactMap { row -> String? in
+            guard let n = number(row, "nodes"), let k = number(row, "inflight"), let t = number(row, "threads") else { return nil }
+            return "\(Int(n))/\(Int(k))/\(Int(t))"
+        }).sorted()
+        if !meshKeys.isEmpty {
+            out += "\nmesh, flat out: medians of the runs\n"
+            out += "  N/K/threads  swift rt/cpu-s  C rt/cpu-s  ratio  swift rtt p50 µs  C rtt p50 µs\n"
+        }
+        for key in meshKeys {
+            let parts = key.split(separator: "/").compactMap { Double($0) }
+            let match = mesh.filter { number($0, "nodes") == parts[0] && number($0, "inflight") == parts[1] && number($0, "threads") == parts[2] }
+            let s = median(match.filter { ($0["impl"] as? String) == "swift-cluster" }.compactMap { number($0, "roundtrips_per_cpu_s") })
+            let c = median(match.filter { ($0["impl"] as? String) == "c-libuv" }.compactMap { number($0, "roundtrips_per_cpu_s") })
+            let sr = median(match.filter { ($0["impl"] as? String) == "swift-cluster" }.compactMap { number($0, "rtt_p50_us") })
+            let cr = median(match.filter { ($0["impl"] as? String) == "c-libuv" }.compactMap { number($0, "rtt_p50_us") })
+            out += String(format: "  %-11@  %14.0f  %10.0f  %5.2f  %16.0f  %12.0f\n", key as NSString, s, c, s / c, sr, cr)
+        }
+        // Failover and join lines as they are.
+        let others = rows.filter { (($0["mode"] as? String) ?? "").hasPrefix("failover") || ($0["mode"] as? String) == "join" }
+        if !others.isEmpty { out += "\nfailover and join\n" }
+        for row in others {
+            out += String(format: "  %-16@ trials %3.0f  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms%@\n",
+                          (row["mode"] as? String ?? "?") as NSString, number(row, "trials") ?? 0, number(row, "p50_ms") ?? 0,
+                          number(row, "p99_ms") ?? 0, number(row, "max_ms") ?? 0,
+                          (number(row, "p50_ratio").map { String(format: "  (p50 %.2f T, p99 %.2f T)", $0, number(row, "p99_ratio") ?? 0) } ?? "") as NSString)
+        }
+        var distributions: [String: [Double]] = [:]
+        for spec in samples {
+            let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let body = try? String(contentsOfFile: parts[1], encoding: .utf8) else { continue }
+            distributions[parts[0]] = body.split(separator: "\n").compactMap { Double($0) }
+        }
+        if !distributions.isEmpty {
+            try Plot.cdf(title: "Failover time, from the fault until every survivor names the new primary", x: "ms",
+                         series: distributions).write(toFile: plots + "/failover.svg", atomically: true, encoding: .utf8)
+        }
+        writeOut(out)
+    }
+}
+
+/// Small SVG line charts, written by hand: enough for the README's plots.
+enum Plot {
+    static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+
+    static func lines(title: String, x: String, y: String, series: [String: [(Double, Double)]]) -> String {
+        let points = series.values.flatMap { $0 }.filter { $0.1.isFinite }
+        let xMax = max(points.map(\.0).max() ?? 1, 1)
+        let yMax = niceCeiling(points.map(\.1).max() ?? 1)
+        return chart(title: title, x: x, y: y, xMax: xMax, yMax: yMax, series: series.mapValues { $0.filter { $0.1.isFinite } }, markers: true)
+    }
+
+    /// Cumulative distributions: for each series, the share of trials done by each time.
+    static func cdf(title: String, x: String, series: [String: [Double]]) -> String {
+        var curves: [String: [(Double, Double)]] = [:]
+        for (name, values) in series {
+            let sorted = values.sorted()
+            curves[name] = sorted.enumerated().map { ($0.element, Double($0.offset + 1) / Double(sorted.count) * 100) }
+        }
+        let xMax = niceCeiling(series.values.flatMap { $0 }.max() ?? 1)
+        return chart(title: title, x: x, y: "% of trials done", xMax: xMax, yMax: 100, series: curves, markers: false)
+    }
+
+    private static func niceCeiling(_ v: Double) -> Double {
+        guard v > 0 else { return 1 }
+        let magnitude = pow(10, floor(log10(v)))
+        for step in [1.0, 2, 2.5, 5, 10] where step * magnitude >= v { return step * magnitude }
+        return 10 * magnitude
+    }
+
+    private static func chart(title: String, x: String, y: String, xMax: Double, yMax: Double,
+                              series: [String: [(Double, Double)]], markers: Bool) -> String {
+        let w = 640.0, h = 400.0, left = 60.0, right = 20.0, top = 40.0, bottom = 50.0
+        func px(_ v: Double) -> Double { left + v / xMax * (w - left - right) }
+        func py(_ v: Double) -> Double { h - bottom - v / yMax * (h - top - bottom) }
+        var svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">\n"
+        svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        svg += "<text x=\"\(w / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">\(escape(title))</text>\n"
+        for i in 0...5 {
+            let yv = yMax * Double(i) / 5, xv = xMax * Double(i) / 5
+            svg += "<line x1=\"\(left)\" y1=\"\(py(yv))\" x2=\"\(w - right)\" y2=\"\(py(yv))\" stroke=\"#ddd\"/>\n"
+            svg += "<text x=\"\(left - 6)\" y=\"\(py(yv) + 4)\" text-anchor=\"end\">\(label(yv))</text>\n"
+            svg += "<text x=\"\(px(xv))\" y=\"\(h - bottom + 16)\" text-anchor=\"middle\">\(label(xv))</text>\n"
+        }
+        svg += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - right)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
+        svg += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"black\"/>\n"
+        svg += "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 12)\" text-anchor=\"middle\">\(escape(x))</text>\n"
+        svg += "<text x=\"14\" y=\"\((top + h - bottom) / 2)\" text-anchor=\"middle\" transform=\"rotate(-90 14 \((top + h - bottom) / 2))\">\(escape(y))</text>\n"
+        for (i, name) in series.keys.sorted().enumerated() {
+            let color = colors[i % colors.count]
+            let pts = series[name]!.sorted { $0.0 < $1.0 }
+            svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"" + pts.map { "\(px($0.0)),\(py($0.1))" }.joined(separator: " ") + "\"/>\n"
+            if markers { for p in pts { svg += "<circle cx=\"\(px(p.0))\" cy=\"\(py(p.1))\" r=\"3\" fill=\"\(color)\"/>\n" } }
+            svg += "<text x=\"\(left + 12)\" y=\"\(top + 16 + Double(i) * 16)\" fill=\"\(color)\">\(escape(name))</text>\n"
+        }
+        return svg + "</svg>\n"
+    }
+
+    private static func label(_ v: Double) -> String { v >= 10 || v == 0 ? String(format: "%.0f", v) : String(format: "%.1f", v) }
+
+    private static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+}
