@@ -95,6 +95,13 @@ final class NodeRuntime: @unchecked Sendable {
         publish()
     }
 
+    /// What a heartbeat carries, read from the core in place (reading `core.epoch` from another
+    /// type copies the whole core first).
+    @inline(__always)
+    func heartbeatState() -> (epoch: UInt64, term: UInt64, lsn: UInt64, role: NodeRole) {
+        (core.epoch, core.term, core.localLSN, core.role)
+    }
+
     /// Loop time: nanoseconds since the runtime was made.
     var nowNs: UInt64 { UVLoop.hrtimeNs() &- originNs }
     var now: CoreInstant { CoreInstant(nanoseconds: nowNs) }
@@ -318,8 +325,10 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     private func armTick() {
-        guard running, let timer = tickTimer, let deadline = core.nextDeadline else { return }
+        // The common case first, touching no object: the timer armed already fires in time.
+        guard running, let deadline = core.nextDeadline else { return }
         if let armed = tickArmedFor, armed <= deadline.nanoseconds { return }
+        guard let timer = tickTimer else { return }
         let nowNs = self.nowNs
         let delayMs = deadline.nanoseconds > nowNs ? (deadline.nanoseconds - nowNs + 999_999) / 1_000_000 : 0
         tickArmedFor = deadline.nanoseconds

@@ -224,7 +224,7 @@ final class PeerProtocol {
     /// of a probe, the round trip of an answer; in mesh mode the next probe goes out at once.
     private func benchReceived(_ hb: HeartbeatFrame, from peer: Peer, _ hooks: BenchHooks) {
         let now = UVLoop.hrtimeNs()
-        if hb.probe { hooks.probeDelivered(from: hb.senderTag, to: localTag, at: now) }
+        if hb.probe, hooks.meshInflight == 0 { hooks.probeDelivered(from: hb.senderTag, to: localTag, at: now) }
         guard hb.reply else { return }
         if hooks.meshInflight > 0 {
             // Answers come back in the order the probes went (one TCP stream, answered at once).
@@ -272,8 +272,9 @@ final class PeerProtocol {
             heartbeatSeq &+= 1
             return heartbeatSeq
         }()
+        let state = node.heartbeatState()
         let frame = HeartbeatFrame(
-            seq: seq, epoch: node.core.epoch, term: node.core.term, lsn: node.core.localLSN, role: node.core.role,
+            seq: seq, epoch: state.epoch, term: state.term, lsn: state.lsn, role: state.role,
             ackSeq: peer.lastSeqReceived, senderTag: localTag, probe: probe, reply: reply)
         guard node.outbox.append(to: link, { Wire.encodeHeartbeat(frame, into: &$0) }) else { return }
         if probe {
@@ -281,8 +282,11 @@ final class PeerProtocol {
             peer.probeSentNs = node.nowNs
             if let hooks = node.benchHooks {
                 let now = UVLoop.hrtimeNs()
-                hooks.probeSent(from: localTag, to: peer.tag, at: now)
-                if hooks.meshInflight > 0 { peer.meshSentNs.append(now) }
+                if hooks.meshInflight > 0 {
+                    peer.meshSentNs.append(now)  // mesh mode measures round trips only
+                } else {
+                    hooks.probeSent(from: localTag, to: peer.tag, at: now)
+                }
             }
         }
         node.stats.heartbeatsSent &+= 1
