@@ -63,7 +63,7 @@ func seedInputs() -> [(name: String, input: [UInt8])] {
     // Binary violations.
     add("bin-heartbeat-before-hello", [frames([heartbeat])])
     add("bin-second-hello", [frames([hello, hello])])
-    add("bin-hello-from-itself", [frames([.hello(HelloMessage(nodeID: FuzzLink.localID))])])
+    add("bin-hello-from-itself", [frames([.hello(HelloMessage(nodeID: FuzzNode.localID))])])
     add("bin-wrong-tag", [frames([hello, .heartbeat(HeartbeatFrame(seq: 1, epoch: 0, term: 0, lsn: 0, role: .replica, senderTag: 1))])])
     add("bin-too-large", [frames([hello]), [0, 1, 0, 1, 1]])
     add("bin-zero-length", [[0, 0, 0, 0, 1]])
