@@ -1,8 +1,9 @@
 import ClusterCore
 
 /// Seed inputs for the fuzzer, by name: binary streams from the encoders (every frame type, in a
-/// connection that opens with a HELLO), the JSON lines of every message type in PROTOCOL.md, each
-/// whole and cut into reads at awkward places, and a few violations and strangers.
+/// connection that opens with a HELLO from the member `n1`), the JSON lines of every message type
+/// in PROTOCOL.md, each whole and cut into reads at awkward places, a member speaking JSON, floods
+/// of requests, and a few violations and strangers.
 func seedInputs() -> [(name: String, input: [UInt8])] {
     var seeds: [(String, [UInt8])] = []
     func add(_ name: String, _ reads: [[UInt8]]) { seeds.append((name, fuzzInput(reads))) }
@@ -106,6 +107,21 @@ func seedInputs() -> [(name: String, input: [UInt8])] {
     let crlf = Array((messages[8] + "\r\n").utf8)
     add("json-crlf-cut-between", [Array(crlf.dropLast()), [0x0A]])
     add("json-bytewise", Array((messages[6] + "\n").utf8).map { [$0] })
+
+    // JSON on the node's state: a member identified by its hello sends heartbeats; a vote
+    // request with lines behind it (their replies wait for the vote); requests over many reads
+    // (reading pauses and resumes) and in one read (the hard limit).
+    let identified = [
+        #"{"message_type":"hello","version":1,"node_id":"n1","node_addr":"127.0.0.1:7001","priority":1}"#,
+        #"{"message_type":"heartbeat","node_id":"n1","seq":7,"epoch":2,"term":3,"lsn":120,"role":2,"ack_seq":6,"probe":true}"#,
+        #"{"message_type":"heartbeat","node_id":"n2","seq":8,"term":3}"#,
+        #"{"message_type":"vote_request","candidate_id":"n1","term":4,"last_lsn":120,"epoch":2,"priority":1}"#,
+    ]
+    add("json-identified-heartbeats", [Array((identified.joined(separator: "\n") + "\n").utf8)])
+    add("json-vote-then-status", [Array((messages[2] + "\n" + messages[8] + "\n" + messages[11] + "\n").utf8)])
+    let status = Array((messages[8] + "\n").utf8)
+    add("json-status-many-reads", Array(repeating: status, count: 40))
+    add("json-status-one-read", [Array(repeating: status, count: 150).flatMap { $0 }])
 
     // Strangers.
     add("stranger-http", [Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)])
