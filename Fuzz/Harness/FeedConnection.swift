@@ -40,20 +40,31 @@ func fuzzInput(_ reads: [[UInt8]]) -> [UInt8] {
 }
 
 /// Runs one fuzz input (the stream cut into reads by `chunkCut`) and returns every broken
-/// expectation (none when all is well).
+/// expectation (none when all is well). `thorough`: see `feedConnection(reads:thorough:)`.
 ///
 /// The harness's only unsafe pointer: `bytes` is libFuzzer's input, borrowed for this call and
 /// copied at once.
 @discardableResult
-func feedConnection(_ bytes: UnsafeRawBufferPointer) -> [String] {
-    feedConnection(reads: chunks(of: [UInt8](bytes))).problems
+func feedConnection(_ bytes: UnsafeRawBufferPointer, thorough: Bool = false) -> [String] {
+    feedConnection(reads: chunks(of: [UInt8](bytes)), thorough: thorough).problems
 }
 
-/// Decodes the reads (the pure checks), then hands them to the node as one accepted connection
-/// (the runtime checks): what both found, and what the node did.
-func feedConnection(reads: [[UInt8]]) -> ConnectionReport {
-    let decoded = decodeConnection(reads: reads)
-    var report = FuzzNode.shared.run(reads: reads, claims: decoded.claims, announced: decoded.announced)
+/// Hands the reads to the node as one accepted connection (the runtime checks), then feeds them
+/// to fresh decoders (the pure checks): what both found, and what the node did. The fuzzer
+/// decodes the JSON messages again only when the node's state changed (the state check needs
+/// what the input claims), and round-trips them through the encoder for one input in four (by
+/// length): JSON decoding is most of a run's cost. `thorough` (replays and tests) does both for
+/// every input.
+func feedConnection(reads: [[UInt8]], thorough: Bool = true) -> ConnectionReport {
+    let node = FuzzNode.shared
+    var report = node.run(reads: reads)
+    let length = reads.reduce(0) { $0 + $1.count }
+    let decoded = decodeConnection(
+        reads: reads, messages: thorough || report.stateChange != nil, roundTrips: thorough || length % 4 == 0)
+    if let change = report.stateChange {
+        report.problems += node.checkState(
+            before: change.before, after: change.after, claims: decoded.claims, announced: decoded.announced)
+    }
     report.problems = decoded.problems + report.problems
     return report
 }
