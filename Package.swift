@@ -62,9 +62,15 @@ let package = Package(
         ),
         // A child process for UVTests: a peer closes mid-write while SIGPIPE is at its default.
         .executableTarget(name: "uv-pipe-check", dependencies: ["UV"], path: "Sources/UVPipeCheck", swiftSettings: strict),
-        // The libFuzzer target of the wire decoders (`make fuzz`); built plainly, it replays inputs.
-        .executableTarget(name: "ClusterFuzz", dependencies: ["ClusterCore"], path: "Fuzz/Harness", swiftSettings: strict),
-        .testTarget(name: "ClusterFuzzTests", dependencies: ["ClusterFuzz", "ClusterCore"], path: "Fuzz/Tests", swiftSettings: strict),
+        // The libFuzzer target (`make fuzz`): inputs are connections to a real node runtime, and
+        // go through the wire decoders too; built plainly, it replays inputs.
+        .executableTarget(
+            name: "ClusterFuzz",
+            dependencies: ["Cluster", "ClusterCore", "UV", .product(name: "Logging", package: "swift-log")],
+            path: "Fuzz/Harness", swiftSettings: strict),
+        .testTarget(
+            name: "ClusterFuzzTests", dependencies: ["ClusterFuzz", "Cluster", "ClusterCore"], path: "Fuzz/Tests",
+            swiftSettings: strict),
         .testTarget(name: "UVTests", dependencies: ["UV"], swiftSettings: strict),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: strict),
         .testTarget(name: "ClusterSimulationTests", dependencies: ["ClusterSimulation", "ClusterCore"], swiftSettings: strict),

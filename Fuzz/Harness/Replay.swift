@@ -54,7 +54,7 @@ enum Replay {
         var failed = 0
         for file in files {
             guard let data = FileManager.default.contents(atPath: file) else { fail("cannot read \(file)") }
-            let problems = [UInt8](data).withUnsafeBytes { feedConnection($0) }
+            let problems = [UInt8](data).withUnsafeBytes { feedConnection($0, thorough: true) }
             if !problems.isEmpty {
                 failed += 1
                 print("\(file):\n  " + problems.joined(separator: "\n  "))

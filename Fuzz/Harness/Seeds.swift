@@ -1,8 +1,9 @@
 import ClusterCore
 
 /// Seed inputs for the fuzzer, by name: binary streams from the encoders (every frame type, in a
-/// connection that opens with a HELLO), the JSON lines of every message type in PROTOCOL.md, each
-/// whole and cut into reads at awkward places, and a few violations and strangers.
+/// connection that opens with a HELLO from the member `n1`), the JSON lines of every message type
+/// in PROTOCOL.md, each whole and cut into reads at awkward places, a member speaking JSON, floods
+/// of requests, and a few violations and strangers.
 func seedInputs() -> [(name: String, input: [UInt8])] {
     var seeds: [(String, [UInt8])] = []
     func add(_ name: String, _ reads: [[UInt8]]) { seeds.append((name, fuzzInput(reads))) }
@@ -38,7 +39,10 @@ func seedInputs() -> [(name: String, input: [UInt8])] {
     let refused = WireFrame.voteResponse(
         VoteResponse(voterID: "n1", term: 4, voteGranted: false, reason: "stale term ✗", preVote: true, epoch: 3))
     let goodbye = WireFrame.goodbye("shutting down")
-    let all = frames([hello, heartbeat, reply, request, preVote, granted, refused, goodbye])
+    let timeoutNow = WireFrame.timeoutNow(TimeoutNowMessage(from: "n1", term: 3))
+    let transferRequest = WireFrame.voteRequest(
+        VoteRequest(candidateID: "n1", term: 4, lastLSN: 120, epoch: 2, priority: 1, transfer: true))
+    let all = frames([hello, heartbeat, reply, request, preVote, granted, refused, timeoutNow, transferRequest, goodbye])
     add("bin-hello", [frames([hello])])
     add("bin-all", [all])
     add("bin-all-bytewise", all.map { [$0] })
@@ -46,7 +50,7 @@ func seedInputs() -> [(name: String, input: [UInt8])] {
     add("bin-all-cut-in-bodies", cut(all, [10, 40, 17, 200]))
     for (name, frame) in [
         ("heartbeat", heartbeat), ("vote-request", request), ("pre-vote", preVote), ("vote-granted", granted),
-        ("vote-refused", refused), ("goodbye", goodbye),
+        ("vote-refused", refused), ("goodbye", goodbye), ("timeout-now", timeoutNow), ("transfer-vote", transferRequest),
     ] {
         add("bin-hello-\(name)", [frames([hello, frame])])
     }
@@ -60,10 +64,15 @@ func seedInputs() -> [(name: String, input: [UInt8])] {
         into: &ids)
     add("bin-hello-longest-ids", [ids])
 
+    // HTTP: a metrics scrape, whole or cut; a long head.
+    add("http-metrics", [Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8)])
+    add("http-cut", cut(Array("GET /metrics?x=1 HTTP/1.0\r\n\r\n".utf8), [1, 3, 9]))
+    add("http-post", [Array("GET  HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\n\r\n".utf8)])
+
     // Binary violations.
     add("bin-heartbeat-before-hello", [frames([heartbeat])])
     add("bin-second-hello", [frames([hello, hello])])
-    add("bin-hello-from-itself", [frames([.hello(HelloMessage(nodeID: FuzzLink.localID))])])
+    add("bin-hello-from-itself", [frames([.hello(HelloMessage(nodeID: FuzzNode.localID))])])
     add("bin-wrong-tag", [frames([hello, .heartbeat(HeartbeatFrame(seq: 1, epoch: 0, term: 0, lsn: 0, role: .replica, senderTag: 1))])])
     add("bin-too-large", [frames([hello]), [0, 1, 0, 1, 1]])
     add("bin-zero-length", [[0, 0, 0, 0, 1]])
@@ -85,6 +94,10 @@ func seedInputs() -> [(name: String, input: [UInt8])] {
         #"{"message_type":"heartbeat","node_id":"n1","seq":7,"epoch":2,"term":3,"lsn":120,"role":2,"ack_seq":6,"probe":true}"#,
         #"{"message_type":"hello","version":1,"node_id":"n1","node_addr":"127.0.0.1:7001","priority":1}"#,
         #"{"message_type":"goodbye","reason":"shutting down"}"#,
+        #"{"message_type":"transfer","to":"n2"}"#,
+        #"{"message_type":"transfer"}"#,
+        #"{"message_type":"transfer_response","success":true,"leader_id":"n2","took_ms":18.4}"#,
+        #"{"message_type":"vote_request","candidate_id":"n2","term":3,"last_lsn":120,"epoch":2,"priority":1,"transfer":true}"#,
         #"{"message_type":"status"}"#,
         #"{"message_type":"status_response","node_id":"n1","role":2,"state":"leader","term":3,"epoch":2,"leader_id":"n1","lsn":120,"members":[{"ID":"n1","Addr":"127.0.0.1:7001","Role":2,"LastSeen":"2026-11-26T10:00:00Z","LastHeartbeatSeq":0,"Epoch":2,"Term":3,"LastLSN":120,"Priority":1}]}"#,
         #"{"message_type":"error","error":"unknown message_type \"gossip\""}"#,
@@ -106,6 +119,21 @@ func seedInputs() -> [(name: String, input: [UInt8])] {
     let crlf = Array((messages[8] + "\r\n").utf8)
     add("json-crlf-cut-between", [Array(crlf.dropLast()), [0x0A]])
     add("json-bytewise", Array((messages[6] + "\n").utf8).map { [$0] })
+
+    // JSON on the node's state: a member identified by its hello sends heartbeats; a vote
+    // request with lines behind it (their replies wait for the vote); requests over many reads
+    // (reading pauses and resumes) and in one read (the hard limit).
+    let identified = [
+        #"{"message_type":"hello","version":1,"node_id":"n1","node_addr":"127.0.0.1:7001","priority":1}"#,
+        #"{"message_type":"heartbeat","node_id":"n1","seq":7,"epoch":2,"term":3,"lsn":120,"role":2,"ack_seq":6,"probe":true}"#,
+        #"{"message_type":"heartbeat","node_id":"n2","seq":8,"term":3}"#,
+        #"{"message_type":"vote_request","candidate_id":"n1","term":4,"last_lsn":120,"epoch":2,"priority":1}"#,
+    ]
+    add("json-identified-heartbeats", [Array((identified.joined(separator: "\n") + "\n").utf8)])
+    add("json-vote-then-status", [Array((messages[2] + "\n" + messages[8] + "\n" + messages[11] + "\n").utf8)])
+    let status = Array((messages[8] + "\n").utf8)
+    add("json-status-many-reads", Array(repeating: status, count: 40))
+    add("json-status-one-read", [Array(repeating: status, count: 150).flatMap { $0 }])
 
     // Strangers.
     add("stranger-http", [Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)])

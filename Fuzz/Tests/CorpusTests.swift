@@ -17,7 +17,7 @@ struct CorpusTests {
 
     @Test func seedsPass() {
         for seed in seedInputs() {
-            let problems = seed.input.withUnsafeBytes { feedConnection($0) }
+            let problems = seed.input.withUnsafeBytes { feedConnection($0, thorough: true) }
             #expect(problems.isEmpty, "seed \(seed.name): \(problems)")
         }
     }
@@ -28,7 +28,7 @@ struct CorpusTests {
         #expect(dir != "corpus" || files.count >= 10, "the corpus is missing")
         for file in files {
             let bytes = [UInt8](try Data(contentsOf: file))
-            let problems = bytes.withUnsafeBytes { feedConnection($0) }
+            let problems = bytes.withUnsafeBytes { feedConnection($0, thorough: true) }
             #expect(problems.isEmpty, "\(file.lastPathComponent): \(problems)")
         }
     }

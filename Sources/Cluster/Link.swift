@@ -6,7 +6,7 @@ import UV
 final class Link {
     enum Kind { case undecided, json, binary, http }
 
-    let conn: UVTCPConnection
+    let conn: any LinkConnection
     /// True when this node dialled the connection.
     let outbound: Bool
     /// For an outbound link: the peer it was dialled for.
@@ -41,7 +41,7 @@ final class Link {
     var attachedNs: UInt64 = 0
     var lastHeardNs: UInt64
 
-    init(conn: UVTCPConnection, outbound: Bool, expectedPeer: String?, id: Int, nowNs: UInt64) {
+    init(conn: any LinkConnection, outbound: Bool, expectedPeer: String?, id: Int, nowNs: UInt64) {
         self.conn = conn
         self.outbound = outbound
         self.expectedPeer = expectedPeer

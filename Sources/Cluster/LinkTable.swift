@@ -214,7 +214,9 @@ final class LinkTable {
 
     // MARK: - Accepting and reading
 
-    private func accept(_ conn: UVTCPConnection) {
+    /// A connection the listener accepted (or a test handed over, see `ElectionManager.accept`):
+    /// a link of no kind yet, reading, or closed at once when the table is full or stopped.
+    func accept(_ conn: any LinkConnection) {
         node.stats.connectionsAccepted += 1
         guard running, links.count < node.options.maxConnections else {
             node.stats.connectionsRefused += 1
@@ -238,20 +240,32 @@ final class LinkTable {
         }
         do {
             try link.conn.startReading(onRead: { [weak self, weak link] bytes in
-                guard let self, let link, !link.isClosed else { return }
-                link.lastHeardNs = node.nowNs
-                node.peerProtocol.received(bytes, on: link)
-                node.outbox.flush()
+                guard let self, let link else { return }
+                read(bytes, on: link)
             }, onEnd: { [weak self, weak link] error in
                 guard let self, let link else { return }
-                if let error, error.code != UVError.connectionReset {
-                    logger.debug("link \(link.description) ended: \(error)")
-                }
-                close(link)
+                readEnded(link, error)
             })
         } catch {
             close(link)
         }
+    }
+
+    /// Bytes read from `link`'s connection (valid during the call only): every read of every
+    /// link comes here, then goes out through the outbox in one write per link.
+    private func read(_ bytes: RawSpan, on link: Link) {
+        guard !link.isClosed else { return }
+        link.lastHeardNs = node.nowNs
+        node.peerProtocol.received(bytes, on: link)
+        node.outbox.flush()
+    }
+
+    /// Reading from `link` ended: end of stream (nil) or an error.
+    private func readEnded(_ link: Link, _ error: UVError?) {
+        if let error, error.code != UVError.connectionReset {
+            logger.debug("link \(link.description) ended: \(error)")
+        }
+        close(link)
     }
 
     // MARK: - Hello and the one link per pair
@@ -364,5 +378,31 @@ final class LinkTable {
             // its hello): try again later, as after a failed dial.
             scheduleRedial(peer)
         }
+    }
+}
+
+// MARK: - A connection without a socket
+
+extension ElectionManager {
+    /// Hands the started runtime `conn` as if its listener had just accepted it: from here on the
+    /// link takes every step a socket's does (slots, the hello timeout, reads through the
+    /// callbacks `conn` gets in `startReading`, writes through the outbox, closing). For tests
+    /// and the fuzz harness. Loop thread only.
+    package func accept(_ conn: any LinkConnection) {
+        runtime.loop.preconditionInEventLoop()
+        runtime.links.accept(conn)
+    }
+
+    /// The connections the runtime has open (peer links, clients, links of no kind yet). Loop
+    /// thread only.
+    package var openLinkCount: Int {
+        runtime.loop.preconditionInEventLoop()
+        return runtime.links.links.count
+    }
+
+    /// A copy of the runtime's election core: term, vote, epochs, leader, voters. Loop thread only.
+    package var electionCore: ElectionCore {
+        runtime.loop.preconditionInEventLoop()
+        return runtime.core
     }
 }
