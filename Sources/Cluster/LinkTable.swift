@@ -151,20 +151,20 @@ final class LinkTable {
         let id = nextLinkID
         nextLinkID += 1
         do {
-            // The completion may run after this table is gone (a shared loop outlives a node):
-            // it holds the table weakly and the link through a box filled below.
-            final class Pending { weak var link: Link? }
-            let pending = Pending()
+            // The completion may run after this table is gone (a shared loop outlives a node): it
+            // holds the table weakly, and finds the peer and its dial by id. (No weak reference to
+            // a peer or a link is ever made: one would send every retain and release of it down
+            // the runtime's slow path, on the heartbeat path.)
+            let peerID = peer.id
             let conn = try UVTCPConnection.connect(loop: loop, host: addr.host, port: addr.port, timeoutMs: timeoutMs) {
-                [weak self, weak peer] result in
-                guard let self, let peer, let link = pending.link else {
+                [weak self] result in
+                guard let self, let peer = peers[peerID], let link = peer.dialing, link.id == id else {
                     if case .success(let conn) = result { conn.close() }
                     return
                 }
                 dialFinished(result, link: link, peer: peer)
             }
             let link = Link(conn: conn, outbound: true, expectedPeer: peer.id, id: id, nowNs: node.nowNs)
-            pending.link = link
             peer.dialing = link
         } catch {
             node.stats.dialFailures += 1
@@ -183,8 +183,9 @@ final class LinkTable {
             }
             links[link.id] = link
             link.kind = .binary
-            link.conn.onClose = { [weak self, weak link] in
-                if let self, let link { closed(link) }
+            let linkID = link.id
+            link.conn.onClose = { [weak self] in
+                if let self, let link = links[linkID] { closed(link) }
             }
             node.outbox.append(node.peerProtocol.helloBytes(), to: link)
             startReading(link)
@@ -204,11 +205,12 @@ final class LinkTable {
             capNs: node.options.reconnectBackoffMax.nanoseconds, using: &random)
         guard let timer = try? UVTimer(loop: loop) else { return }
         peer.redialTimer = timer
-        try? timer.start(timeoutMs: max(1, delayNs / 1_000_000)) { [weak self, weak peer, weak timer] in
+        let peerID = peer.id
+        try? timer.start(timeoutMs: max(1, delayNs / 1_000_000)) { [weak self, weak timer] in
             timer?.close()
-            guard let self, let peer else { return }
+            guard let self, let peer = peers[peerID] else { return }
             peer.redialTimer = nil
-            if peers[peer.id] === peer { dial(peer) }
+            dial(peer)
         }
     }
 
@@ -227,8 +229,9 @@ final class LinkTable {
         let link = Link(conn: conn, outbound: false, expectedPeer: nil, id: nextLinkID, nowNs: node.nowNs)
         nextLinkID += 1
         links[link.id] = link
-        conn.onClose = { [weak self, weak link] in
-            if let self, let link { closed(link) }
+        let linkID = link.id
+        conn.onClose = { [weak self] in
+            if let self, let link = links[linkID] { closed(link) }
         }
         startReading(link)
     }
@@ -238,12 +241,13 @@ final class LinkTable {
             try? link.conn.setSendBufferSize(bytes)
             try? link.conn.setReceiveBufferSize(bytes)
         }
+        let linkID = link.id
         do {
-            try link.conn.startReading(onRead: { [weak self, weak link] bytes in
-                guard let self, let link else { return }
+            try link.conn.startReading(onRead: { [weak self] bytes in
+                guard let self, let link = links[linkID] else { return }
                 read(bytes, on: link)
-            }, onEnd: { [weak self, weak link] error in
-                guard let self, let link else { return }
+            }, onEnd: { [weak self] error in
+                guard let self, let link = links[linkID] else { return }
                 readEnded(link, error)
             })
         } catch {

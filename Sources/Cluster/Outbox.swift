@@ -17,6 +17,8 @@ final class Outbox {
     private var dirty: [Link] = []
     /// Called for a link over the hard limit; the link table closes it.
     var onOverflow: (Link) -> Void = { _ in }
+    /// The open link with this id (the link table's), for callbacks that must not hold a link.
+    var findLink: (Int) -> Link? = { _ in nil }
     /// Counters, read into `NodeStats`.
     private(set) var readsPaused: UInt64 = 0
     private(set) var overflowsClosed: UInt64 = 0
@@ -96,8 +98,9 @@ final class Outbox {
         readsPaused &+= 1
         link.conn.pauseReading()
         link.conn.writeLowWaterMark = softLimit / 2
-        link.conn.onWriteDrained = { [weak link] in
-            guard let link, !link.isClosed, link.readingPaused else { return }
+        let linkID = link.id
+        link.conn.onWriteDrained = { [weak self] in
+            guard let link = self?.findLink(linkID), !link.isClosed, link.readingPaused else { return }
             link.readingPaused = false
             link.conn.onWriteDrained = nil
             link.conn.resumeReading()

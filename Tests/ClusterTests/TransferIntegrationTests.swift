@@ -17,7 +17,9 @@ struct TransferIntegrationTests {
         let newLeader = try await old.transferLeadership(to: target)
         let took = ContinuousClock.now - started
         #expect(newLeader == target)
-        #expect(try #require(cluster.manager(target)).isLeader)
+        // The old primary heard the target lead; the target's own status is published on its loop.
+        let targetManager = try #require(cluster.manager(target))
+        #expect(await eventually(timeout: .seconds(5)) { targetManager.isLeader })
         #expect(try #require(cluster.manager(target)).currentTerm == term + 1)
         #expect(!old.isLeader)
         #expect(await cluster.waitForAgreedLeader(among: cluster.ids) == target)
@@ -74,6 +76,7 @@ struct TransferIntegrationTests {
         let answer = try ClusterClient.request(.transfer(to: follower), to: leaderAddr, timeout: .seconds(10))
         guard case .transferResponse(let done) = answer else { Issue.record("\(answer)"); return }
         #expect(done.success && done.leaderID == follower, "\(done)")
-        #expect(try #require(cluster.manager(follower)).isLeader)
+        let followerManager = try #require(cluster.manager(follower))
+        #expect(await eventually(timeout: .seconds(5)) { followerManager.isLeader })
     }
 }
