@@ -19,6 +19,9 @@ final class LinkTable {
     /// the runtime through its side table (it has weak references), a fifth of the CPU of a
     /// heartbeat in the mesh benchmark's profile.
     unowned(unsafe) let node: NodeRuntime
+    // Callbacks reach this table through a weak reference to the runtime, never to the table:
+    // an object with a weak reference pays a slow path on every retain and release, and the
+    // table is touched by every heartbeat.
     private let loop: UVLoop
     private var logger: Logger { node.logger }
     private(set) var peers: [String: Peer] = [:]
@@ -59,11 +62,11 @@ final class LinkTable {
     /// Listens on `addr`; returns the bound address.
     func start(listeningOn addr: HostPort) throws(ClusterError) -> HostPort {
         do {
-            listener = try UVTCPListener(loop: loop, host: addr.host, port: addr.port, onAcceptError: { [weak self] error in
-                self?.logger.warning("accept failed: \(error)")
-            }) { [weak self] conn in
-                guard let self else { conn.close(); return }
-                accept(conn)
+            listener = try UVTCPListener(loop: loop, host: addr.host, port: addr.port, onAcceptError: { [weak runtime = node] error in
+                runtime?.links.logger.warning("accept failed: \(error)")
+            }) { [weak runtime = node] conn in
+                guard let table = runtime?.links else { conn.close(); return }
+                table.accept(conn)
             }
         } catch {
             throw .io("cannot listen on \(addr): \(error)")
@@ -72,8 +75,8 @@ final class LinkTable {
         do {
             let timer = try UVTimer(loop: loop)
             let periodNs = max(5_000_000, min(helloTimeoutNs, clientIdleNs, silenceNs) / 4)
-            try timer.start(timeoutMs: periodNs / 1_000_000, repeatMs: periodNs / 1_000_000) { [weak self] in
-                self?.sweep()
+            try timer.start(timeoutMs: periodNs / 1_000_000, repeatMs: periodNs / 1_000_000) { [weak runtime = node] in
+                runtime?.links.sweep()
             }
             sweepTimer = timer
         } catch {
@@ -157,12 +160,12 @@ final class LinkTable {
             // the runtime's slow path, on the heartbeat path.)
             let peerID = peer.id
             let conn = try UVTCPConnection.connect(loop: loop, host: addr.host, port: addr.port, timeoutMs: timeoutMs) {
-                [weak self] result in
-                guard let self, let peer = peers[peerID], let link = peer.dialing, link.id == id else {
+                [weak runtime = node] result in
+                guard let table = runtime?.links, let peer = table.peers[peerID], let link = peer.dialing, link.id == id else {
                     if case .success(let conn) = result { conn.close() }
                     return
                 }
-                dialFinished(result, link: link, peer: peer)
+                table.dialFinished(result, link: link, peer: peer)
             }
             let link = Link(conn: conn, outbound: true, expectedPeer: peer.id, id: id, nowNs: node.nowNs)
             peer.dialing = link
@@ -184,8 +187,8 @@ final class LinkTable {
             links[link.id] = link
             link.kind = .binary
             let linkID = link.id
-            link.conn.onClose = { [weak self] in
-                if let self, let link = links[linkID] { closed(link) }
+            link.conn.onClose = { [weak runtime = node] in
+                if let table = runtime?.links, let link = table.links[linkID] { table.closed(link) }
             }
             node.outbox.append(node.peerProtocol.helloBytes(), to: link)
             startReading(link)
@@ -206,11 +209,11 @@ final class LinkTable {
         guard let timer = try? UVTimer(loop: loop) else { return }
         peer.redialTimer = timer
         let peerID = peer.id
-        try? timer.start(timeoutMs: max(1, delayNs / 1_000_000)) { [weak self, weak timer] in
+        try? timer.start(timeoutMs: max(1, delayNs / 1_000_000)) { [weak runtime = node, weak timer] in
             timer?.close()
-            guard let self, let peer = peers[peerID] else { return }
+            guard let table = runtime?.links, let peer = table.peers[peerID] else { return }
             peer.redialTimer = nil
-            dial(peer)
+            table.dial(peer)
         }
     }
 
@@ -230,8 +233,8 @@ final class LinkTable {
         nextLinkID += 1
         links[link.id] = link
         let linkID = link.id
-        conn.onClose = { [weak self] in
-            if let self, let link = links[linkID] { closed(link) }
+        conn.onClose = { [weak runtime = node] in
+            if let table = runtime?.links, let link = table.links[linkID] { table.closed(link) }
         }
         startReading(link)
     }
@@ -243,12 +246,12 @@ final class LinkTable {
         }
         let linkID = link.id
         do {
-            try link.conn.startReading(onRead: { [weak self] bytes in
-                guard let self, let link = links[linkID] else { return }
-                read(bytes, on: link)
-            }, onEnd: { [weak self] error in
-                guard let self, let link = links[linkID] else { return }
-                readEnded(link, error)
+            try link.conn.startReading(onRead: { [weak runtime = node] bytes in
+                guard let table = runtime?.links, let link = table.links[linkID] else { return }
+                table.read(bytes, on: link)
+            }, onEnd: { [weak runtime = node] error in
+                guard let table = runtime?.links, let link = table.links[linkID] else { return }
+                table.readEnded(link, error)
             })
         } catch {
             close(link)

@@ -87,7 +87,7 @@ final class NodeRuntime: @unchecked Sendable {
             id: config.nodeID, settings: ElectionCore.Settings(config: config), durable: durable,
             voters: membership.allNodes.map(\.id), seed: seed, now: CoreInstant(nanoseconds: 0))
         membership.setLocalTerm(durable.term)
-        outbox.findLink = { [unowned(unsafe) self] id in links.links[id] }
+        outbox.findLink = { [weak self] id in self?.links.links[id] }
         outbox.onOverflow = { [unowned self] link in
             stats.writeOverflows &+= 1
             logger.warning("closing \(link.description): more than \(outbox.hardLimit) bytes queued")

@@ -17,7 +17,8 @@ final class Outbox {
     private var dirty: [Link] = []
     /// Called for a link over the hard limit; the link table closes it.
     var onOverflow: (Link) -> Void = { _ in }
-    /// The open link with this id (the link table's), for callbacks that must not hold a link.
+    /// The open link with this id (the link table's), for callbacks that must not hold a link;
+    /// nil once the runtime is gone.
     var findLink: (Int) -> Link? = { _ in nil }
     /// Counters, read into `NodeStats`.
     private(set) var readsPaused: UInt64 = 0
@@ -99,8 +100,9 @@ final class Outbox {
         link.conn.pauseReading()
         link.conn.writeLowWaterMark = softLimit / 2
         let linkID = link.id
-        link.conn.onWriteDrained = { [weak self] in
-            guard let link = self?.findLink(linkID), !link.isClosed, link.readingPaused else { return }
+        let findLink = self.findLink  // not `self`: no weak reference to the outbox is ever made
+        link.conn.onWriteDrained = {
+            guard let link = findLink(linkID), !link.isClosed, link.readingPaused else { return }
             link.readingPaused = false
             link.conn.onWriteDrained = nil
             link.conn.resumeReading()
