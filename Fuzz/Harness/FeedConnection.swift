@@ -238,7 +238,9 @@ final class FuzzLink {
             close()
         case .transfer:
             answer(.transferResponse(TransferResponse(success: false, leaderID: nil, error: "fuzz")))
-        case .voteResponse, .nodeList, .statusResponse, .error, .transferResponse:
+        case .keyring:
+            answer(.keyringResponse(KeyringResponse(success: false, error: "fuzz")))
+        case .voteResponse, .nodeList, .statusResponse, .error, .transferResponse, .keyringResponse:
             jsonErrors += 1
             answer(.error("unexpected message from a client"))
         }

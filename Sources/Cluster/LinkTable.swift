@@ -173,7 +173,7 @@ final class LinkTable {
             link.conn.onClose = { [weak self, weak link] in
                 if let self, let link { closed(link) }
             }
-            node.outbox.append(node.peerProtocol.helloBytes(), to: link)
+            node.outbox.append(node.peerProtocol.helloBytes(for: link), to: link)
             startReading(link)
             node.outbox.flush()
         case .failure(let error):
@@ -325,7 +325,7 @@ final class LinkTable {
     func close(_ link: Link, goodbye: String? = nil) {
         guard !link.isClosed else { return }
         if let goodbye, link.kind == .binary, link.peerID != nil {
-            node.outbox.append(to: link) { Wire.encodeGoodbye(goodbye, into: &$0) }
+            node.peerProtocol.appendGoodbye(goodbye, to: link)
         }
         node.outbox.flush(link)
         link.isClosed = true

@@ -164,3 +164,35 @@ public final class ClusterKeyring: @unchecked Sendable, CustomStringConvertible 
             .joined(separator: ", ") + "]"
     }
 }
+
+/// A JSON `keyring` request (PROTOCOL.md): `op` is `list`, `install` (with `key`, the key's
+/// text), `use` or `remove` (with `key_id`). A node accepts it from its own host only.
+public struct KeyringRequest: Sendable, Equatable, Codable {
+    public var op: String
+    public var key: String?
+    public var keyID: String?
+
+    public init(op: String, key: String? = nil, keyID: String? = nil) {
+        self.op = op
+        self.key = key
+        self.keyID = keyID
+    }
+
+    enum CodingKeys: String, CodingKey { case op, key, keyID = "key_id" }
+}
+
+/// The answer to a `keyring` request: the keyring's key ids after it (the primary first), or
+/// why it failed.
+public struct KeyringResponse: Sendable, Equatable, Codable {
+    public var success: Bool
+    public var primary: String?
+    public var keys: [String]
+    public var error: String?
+
+    public init(success: Bool, primary: String? = nil, keys: [String] = [], error: String? = nil) {
+        self.success = success
+        self.primary = primary
+        self.keys = keys
+        self.error = error
+    }
+}
