@@ -17,6 +17,7 @@ struct BenchSteady: ParsableCommand {
     @Option(help: "Heartbeat interval in milliseconds.") var intervalMs = 10
     @Option(help: "Seconds measured (after 1 s of warm-up).") var seconds = 5.0
     @Option(help: "Loop threads shared by the nodes (0: one per node).") var threads = 1
+    @Flag(help: "Give the nodes a cluster key: every frame is authenticated.") var key = false
 
     func validate() throws {
         guard (2...128).contains(nodes) else { throw ValidationError("--nodes must be 2...128") }
@@ -32,6 +33,7 @@ struct BenchSteady: ParsableCommand {
         let ports = try LoopbackPorts.reserve(nodes)
         let addrs = Dictionary(uniqueKeysWithValues: zip(ids, ports.map { "127.0.0.1:\($0)" }))
         let electionMs = max(20 * intervalMs, 500)
+        let benchKey = ClusterKey.generate()
         let loops = try (0..<threads).map { try UVLoop(name: "bench-\($0)") }
         defer { for loop in loops { loop.shutdown() } }
         var managers: [ElectionManager] = []
@@ -42,7 +44,8 @@ struct BenchSteady: ParsableCommand {
                 nodeID: id, nodeAddr: addrs[id]!, seedNodes: ids.filter { $0 != id }.map { addrs[$0]! },
                 electionTimeout: .milliseconds(electionMs), heartbeatInterval: .milliseconds(intervalMs),
                 minQuorumSize: nodes / 2 + 1, enableAutoFailover: true, voteRequestTimeout: .milliseconds(electionMs / 2))
-            let options = NodeOptions(logger: logger, loop: loops.isEmpty ? nil : loops[i % loops.count])
+            var options = NodeOptions(logger: logger, loop: loops.isEmpty ? nil : loops[i % loops.count])
+            if key { options.keyring = ClusterKeyring(primary: benchKey) }
             let manager = ElectionManager(config: config, membership: membership, options: options)
             try manager.start()
             managers.append(manager)
@@ -83,7 +86,7 @@ struct BenchSteady: ParsableCommand {
         let perSecond = Double(received) / wall
         let nominal = Double(nodes * (nodes - 1)) * 1000 / Double(intervalMs)
         let line: [(String, String)] = [
-            ("impl", "\"swift-cluster\""), ("nodes", "\(nodes)"), ("threads", "\(threads == 0 ? nodes : threads)"),
+            ("impl", "\"swift-cluster\""), ("keyed", "\(key)"), ("nodes", "\(nodes)"), ("threads", "\(threads == 0 ? nodes : threads)"),
             ("seconds", "\(seconds)"), ("interval_ms", "\(intervalMs)"),
             ("nominal_per_s", String(format: "%.0f", nominal)),
             ("heartbeats_per_s", String(format: "%.0f", perSecond)),

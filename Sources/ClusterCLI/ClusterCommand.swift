@@ -9,7 +9,7 @@ struct ClusterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "Cluster membership and leader election on libuv.",
-        subcommands: [Agent.self, Members.self, Transfer.self, Demo.self, Sim.self, Bench.self])
+        subcommands: [Agent.self, Members.self, Transfer.self, Keygen.self, Keyring.self, Demo.self, Sim.self, Bench.self])
 }
 
 /// `cluster bench …`: loopback benchmarks.
