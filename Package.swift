@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // libuv, found with pkg-config; the header adds a few inline helpers.
@@ -32,7 +33,8 @@ let package = Package(
         // The libuv wrapper: loop thread, timers, TCP. Knows nothing of clusters.
         .target(name: "UV", dependencies: ["CLibUV"], swiftSettings: strict),
         // The pure cluster logic: types, membership, election core, wire codec. No I/O, no clock.
-        .target(name: "ClusterCore", swiftSettings: strict),
+        // Crypto: the cluster key's MACs and key derivation (pure functions, no I/O).
+        .target(name: "ClusterCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
         // The node: joins the core and the libuv layer, offers the public API.
         .target(
             name: "Cluster",

@@ -238,4 +238,32 @@ public final class ElectionManager: Sendable {
     public func statusReport() -> StatusResponse? {
         runtime.sync { $0.status() }
     }
+
+    // MARK: - Cluster keys
+
+    /// The node's cluster keys (`NodeOptions.keyring`); nil: the node has no key.
+    public var keyring: ClusterKeyring? { runtime.options.keyring }
+
+    /// Adds a key to the keyring: accepted from now on (rotation, step 1, on every node).
+    public func installKey(_ key: ClusterKey) throws(ClusterError) {
+        try changeKeyring { $0.install(key) }
+    }
+
+    /// Makes the key with this id primary: every link switches to it at once, without closing
+    /// (rotation, step 2, once every node holds it).
+    public func useKey(id: UInt64) throws(ClusterError) {
+        try changeKeyring { keyring throws(ClusterError) in try keyring.use(id: id) }
+    }
+
+    /// Removes the key with this id (never the primary): links still under it are closed
+    /// (rotation, step 3, once every node uses the new key).
+    public func removeKey(id: UInt64) throws(ClusterError) {
+        try changeKeyring { keyring throws(ClusterError) in try keyring.remove(id: id) }
+    }
+
+    private func changeKeyring(_ change: (ClusterKeyring) throws(ClusterError) -> Void) throws(ClusterError) {
+        guard let keyring = runtime.options.keyring else { throw .invalidState("this node has no cluster key") }
+        try change(keyring)
+        _ = runtime.sync { $0.checkKeyring() }
+    }
 }

@@ -14,6 +14,9 @@ import UV
 ///   itself, only for its own id;
 /// - `heartbeat`: only on a connection that identified itself with `hello` as that member, and
 ///   only while that member has no live binary link.
+/// With a cluster key (`NodeOptions.keyring`) and without `allowUnauthenticatedJSON`, JSON is
+/// read-only: `vote_request`, `heartbeat` and `hello` are refused with an `error` line, and
+/// announcements must carry the cluster's name and a MAC under one of its keys.
 /// An unknown or unexpected message is answered with an `error` line; after
 /// ``maxClientErrors`` such lines the connection is closed. A line that is not JSON or is too
 /// long closes it at once (with an `error` line first).
@@ -117,6 +120,17 @@ final class JSONService {
             }
             return
         }
+        if node.options.keyring != nil, !node.options.allowUnauthenticatedJSON {
+            switch message {
+            case .voteRequest, .heartbeat, .hello:
+                refuse(
+                    "this node requires the cluster key: \(message.messageType) is refused on JSON (peers link with binary frames "
+                        + "and a key; NodeOptions.allowUnauthenticatedJSON re-enables the seed's exchanges)", on: link)
+                return
+            default:
+                break
+            }
+        }
         switch message {
         case .voteRequest(var request):
             // A JSON line only claims its candidate: it never skips the lease as a transfer.
@@ -171,12 +185,18 @@ final class JSONService {
                 }
                 fill(slot, with: .transferResponse(response), on: link)
             }
+        case .keyring(let request):
+            guard link.conn.peerAddress?.isLoopback == true else {
+                refuse("keyring is accepted from this node's own host only", on: link)
+                return
+            }
+            reply(.keyringResponse(node.keyringRequest(request)), on: link)
         case .hello(let hello):
             identify(link, as: hello.nodeID)
             reply(.hello(HelloMessage(nodeID: node.config.nodeID, nodeAddr: node.membership.localNode.addr, priority: node.config.priority)), on: link)
         case .goodbye:
             node.links.close(link)
-        case .voteResponse, .nodeList, .statusResponse, .error, .transferResponse:
+        case .voteResponse, .nodeList, .statusResponse, .error, .transferResponse, .keyringResponse:
             refuse("unexpected message from a client", on: link)
         }
     }

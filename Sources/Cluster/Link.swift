@@ -19,6 +19,8 @@ final class Link {
     var peerTag: UInt64 = 0
     var decoder = FrameDecoder()
     var lines = LineSplitter()
+    /// A keyed link's handshake and frame keys (nil without a cluster key).
+    var security: LinkSecurity?
     /// Bytes queued during this pass of the loop, written in one go by the outbox.
     var out: [UInt8] = []
     var isDirty = false

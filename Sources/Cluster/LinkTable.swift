@@ -190,7 +190,7 @@ final class LinkTable {
             link.conn.onClose = { [weak runtime = node] in
                 if let table = runtime?.links, let link = table.links[linkID] { table.closed(link) }
             }
-            node.outbox.append(node.peerProtocol.helloBytes(), to: link)
+            node.outbox.append(node.peerProtocol.helloBytes(for: link), to: link)
             startReading(link)
             node.outbox.flush()
         case .failure(let error):
@@ -359,7 +359,7 @@ final class LinkTable {
     func close(_ link: Link, goodbye: String? = nil) {
         guard !link.isClosed else { return }
         if let goodbye, link.kind == .binary, link.peerID != nil {
-            node.outbox.append(to: link) { Wire.encodeGoodbye(goodbye, into: &$0) }
+            node.peerProtocol.appendGoodbye(goodbye, to: link)
         }
         node.outbox.flush(link)
         link.isClosed = true

@@ -79,6 +79,8 @@ final class DiscoveryRuntime: @unchecked Sendable {
         var lines = LineSplitter()
         var timer: UVTimer?
         var done = false
+        /// The announcement's MAC, which a keyed seed's answer is bound to.
+        var requestMAC = ""
         init(seed: String) { self.seed = seed }
     }
 
@@ -90,6 +92,8 @@ final class DiscoveryRuntime: @unchecked Sendable {
     let logger: Logger
     let intervalNs: UInt64
     let timeoutMs: UInt64
+    let clusterName: String
+    let keyring: ClusterKeyring?
     let sharedCounts = UVLocked(Counts())
     /// Seed → when it last answered (hrtime ns).
     let sharedLastAnswer = UVLocked([String: UInt64]())
@@ -103,6 +107,8 @@ final class DiscoveryRuntime: @unchecked Sendable {
         logger[metadataKey: "node"] = "\(config.nodeID)"
         logger[metadataKey: "component"] = "discovery"
         self.logger = logger
+        clusterName = options.clusterName
+        keyring = options.keyring
         intervalNs = max(1_000_000, (options.announceInterval ?? config.heartbeatInterval * 5).nanoseconds)
         timeoutMs = max(1, config.voteRequestTimeout.nanoseconds / 1_000_000)
         (loop, ownsLoop) = options.resolveLoop(name: "discovery-\(config.nodeID)")
@@ -172,9 +178,16 @@ final class DiscoveryRuntime: @unchecked Sendable {
         exchanges[seed] = exchange
         sharedCounts.withLock { $0.sent += 1 }
         let local = membership.localNode
-        let announcement = AnnouncementMessage(
+        var announcement = AnnouncementMessage(
             nodeID: local.id, nodeAddr: local.addr, role: local.role, epoch: membership.epoch, term: local.term,
             priority: local.priority)
+        announcement.cluster = clusterName
+        if let key = keyring?.primary {
+            announcement.nonce = ClusterKey.idString(UInt64.random(in: .min ... .max)) + ClusterKey.idString(UInt64.random(in: .min ... .max))
+            announcement.keyID = key.idString
+            announcement.mac = LinkAuth.announcementMAC(announcement, key: key)
+            exchange.requestMAC = announcement.mac
+        }
         do {
             let timer = try UVTimer(loop: loop)
             exchange.timer = timer
@@ -224,6 +237,11 @@ final class DiscoveryRuntime: @unchecked Sendable {
             finish(exchange, answered: false)
             return
         }
+        if let problem = answerProblem(response, exchange) {
+            logger.warning("ignoring the answer of seed \(exchange.seed): \(problem)")
+            finish(exchange, answered: false)
+            return
+        }
         guard response.success else {
             logger.warning("seed \(exchange.seed) refused the announcement: \(response.error)")
             finish(exchange, answered: false)
@@ -233,6 +251,23 @@ final class DiscoveryRuntime: @unchecked Sendable {
         if !added.isEmpty { logger.info("learned \(added.joined(separator: ", ")) from seed \(exchange.seed)") }
         sharedLastAnswer.withLock { $0[exchange.seed] = UVLoop.hrtimeNs() }
         finish(exchange, answered: true)
+    }
+
+    /// Why a `node_list` is not to be trusted: another cluster's name, or, with a keyring, no
+    /// valid MAC bound to this exchange's announcement.
+    private func answerProblem(_ response: DiscoveryResponse, _ exchange: Exchange) -> String? {
+        guard response.cluster == clusterName else {
+            return "it is in cluster \"\(response.cluster)\", this node in \"\(clusterName)\""
+        }
+        guard let keyring else { return nil }
+        guard !response.mac.isEmpty else { return "it did not sign its answer (it holds no cluster key)" }
+        guard let id = ClusterKey.parseID(response.keyID), let key = keyring.key(id: id) else {
+            return "it signed with key \(response.keyID), which is not in this node's keyring"
+        }
+        guard LinkAuth.macsEqual(LinkAuth.nodeListMAC(response, requestMAC: exchange.requestMAC, key: key), response.mac) else {
+            return "its MAC does not match"
+        }
+        return nil
     }
 
     private func finish(_ exchange: Exchange, answered: Bool) {

@@ -51,6 +51,22 @@ public struct NodeOptions: Sendable {
     public var remoteTransfers = false
     /// `cluster bench`'s probes (see `BenchHooks`); nil everywhere else.
     package var benchHooks: BenchHooks?
+    /// The cluster's name, carried in every hello and announcement: nodes whose names differ
+    /// never link, announce to each other or merge, keyed or not (memberlist's label). Empty:
+    /// no name (the seed's nodes have none). At most 255 bytes.
+    public var clusterName = ""
+    /// The cluster keys (README, "A keyed cluster"); nil: no key, links and announcements are
+    /// not authenticated. With a keyring, only nodes that hold one of its keys link, announce,
+    /// vote and heartbeat, every frame on a link is authenticated, and JSON is read-only unless
+    /// `allowUnauthenticatedJSON` is set. Share one keyring with the node's `NodeDiscovery`.
+    public var keyring: ClusterKeyring?
+    /// UNSAFE, for a cluster that mixes keyed nodes with the seed's Go nodes (which cannot
+    /// sign): with a keyring set, still accept unsigned JSON announcements, `vote_request`,
+    /// `hello` and `heartbeat` lines as a node without a key does. Anyone who reaches the port
+    /// can then join the membership, ask for votes and, as a member whose link is down, send
+    /// heartbeats. Off by default: a keyed node answers only `status` (and its own host's
+    /// `transfer` and `keyring`) on unsigned JSON.
+    public var allowUnauthenticatedJSON = false
     /// Test hook: runs on the thread-pool thread of each durable write, before its first fsync
     /// (a slow or stuck disk).
     package var persistBeforeSync: (@Sendable () -> Void)?
@@ -115,6 +131,9 @@ public struct NodeStats: Sendable, Equatable {
     public var connectionsTimedOut: UInt64 = 0
     /// Times two primaries were seen in one term (should stay 0).
     public var dualPrimaryDetected: UInt64 = 0
+    /// Connections refused or closed for the cluster key or name: no key, an unknown key, a
+    /// failed proof or frame tag, another cluster's name.
+    public var authenticationFailures: UInt64 = 0
     /// Durable-state writes that failed (the vote was then not answered).
     public var persistFailures: UInt64 = 0
     /// The last heartbeat round trip measured, in nanoseconds (0: none yet).

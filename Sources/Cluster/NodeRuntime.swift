@@ -128,6 +128,10 @@ final class NodeRuntime: @unchecked Sendable {
 
     private func startOnLoop() throws(ClusterError) {
         guard !running else { throw .invalidState("already started") }
+        guard options.clusterName.utf8.count <= Wire.maxClusterNameBytes else {
+            throw .invalidState("the cluster name is longer than \(Wire.maxClusterNameBytes) bytes")
+        }
+        keyringVersion = options.keyring?.version ?? 0
         let addr = try HostPort(parsing: config.nodeAddr)
         let bound = try links.start(listeningOn: addr)
         membership.setLocalAddr(bound.description)
@@ -461,6 +465,7 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     private func onHeartbeatTimer() {
+        if options.keyring != nil { checkKeyring() }
         refreshLSN()
         peerProtocol.sendHeartbeatRound()
         outbox.flush()
@@ -468,8 +473,86 @@ final class NodeRuntime: @unchecked Sendable {
 
     /// The seed's `HandleAnnouncement` (see `Discovery`), answered on a JSON connection; a
     /// refusal is a `node_list` with `success: false` and the reason.
+    ///
+    /// An announcement of another cluster name is refused; with a keyring, so is one without a
+    /// valid MAC under one of its keys (unless `allowUnauthenticatedJSON`, for unsigned ones).
+    /// The answer carries this node's cluster name and, with a keyring, a MAC under the primary
+    /// key bound to the announcement's MAC.
     func handleAnnouncement(_ announcement: AnnouncementMessage) -> DiscoveryResponse {
-        Discovery.answer(announcement, membership: membership, seeds: config.seedNodes)
+        var response: DiscoveryResponse
+        if let refusal = announcementRefusal(announcement) {
+            stats.authenticationFailures &+= 1
+            logger.warning("refusing an announcement from \(announcement.nodeID): \(refusal)")
+            response = DiscoveryResponse(nodes: [], success: false, error: refusal)
+        } else {
+            response = Discovery.answer(announcement, membership: membership, seeds: config.seedNodes)
+        }
+        response.cluster = options.clusterName
+        if let key = options.keyring?.primary {
+            response.keyID = key.idString
+            response.mac = LinkAuth.nodeListMAC(response, requestMAC: announcement.mac, key: key)
+        }
+        return response
+    }
+
+    private func announcementRefusal(_ a: AnnouncementMessage) -> String? {
+        let name = options.clusterName
+        if a.cluster != name && !(a.cluster.isEmpty && options.allowUnauthenticatedJSON) {
+            return "cluster name mismatch: this node is in cluster \"\(name)\", the announcement is from \"\(a.cluster)\""
+        }
+        guard let keyring = options.keyring else { return nil }
+        if a.mac.isEmpty {
+            return options.allowUnauthenticatedJSON ? nil : "this cluster requires announcements signed with the cluster key"
+        }
+        guard let id = ClusterKey.parseID(a.keyID), let key = keyring.key(id: id) else {
+            return "the announcement is signed with key \(a.keyID), which is not in this node's keyring"
+        }
+        guard LinkAuth.macsEqual(LinkAuth.announcementMAC(a, key: key), a.mac) else {
+            return "the announcement's MAC does not match its content"
+        }
+        return nil
+    }
+
+    // MARK: - Cluster keys
+
+    private var keyringVersion: UInt64 = 0
+
+    /// Brings the links in line with the keyring if it changed (checked every heartbeat round
+    /// and after each change made through the API).
+    func checkKeyring() {
+        guard let keyring = options.keyring else { return }
+        let version = keyring.version
+        guard version != keyringVersion else { return }
+        keyringVersion = version
+        peerProtocol.keyringChanged()
+    }
+
+    /// A JSON `keyring` request: list, install, use or remove.
+    func keyringRequest(_ request: KeyringRequest) -> KeyringResponse {
+        guard let keyring = options.keyring else {
+            return KeyringResponse(success: false, error: "this node has no cluster key")
+        }
+        do throws(ClusterError) {
+            switch request.op {
+            case "list":
+                break
+            case "install":
+                guard let text = request.key else { throw .invalidState("install needs \"key\"") }
+                keyring.install(try ClusterKey(text: text))
+            case "use", "remove":
+                guard let text = request.keyID, let id = ClusterKey.parseID(text) else {
+                    throw .invalidState("\(request.op) needs \"key_id\" (16 hex digits)")
+                }
+                if request.op == "use" { try keyring.use(id: id) } else { try keyring.remove(id: id) }
+            default:
+                throw .invalidState("unknown keyring op \"\(request.op)\" (list, install, use, remove)")
+            }
+        } catch {
+            return KeyringResponse(success: false, primary: keyring.primary.idString, keys: keyring.keys.map(\.idString), error: "\(error)")
+        }
+        if request.op != "list" { logger.info("keyring \(request.op): now \(keyring)") }
+        checkKeyring()
+        return KeyringResponse(success: true, primary: keyring.primary.idString, keys: keyring.keys.map(\.idString))
     }
 
     func status() -> StatusResponse {

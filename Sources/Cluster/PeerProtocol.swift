@@ -66,13 +66,104 @@ final class PeerProtocol {
 
     private func receivedFrames(_ bytes: RawSpan, on link: Link) {
         do throws(WireError) {
-            try link.decoder.feed(bytes) { (frame) throws(WireError) in
-                guard !link.isClosed else { return }
-                try handle(frame, on: link)
+            if node.options.keyring == nil {
+                try link.decoder.feed(bytes) { (frame) throws(WireError) in
+                    guard !link.isClosed else { return }
+                    try handle(frame, on: link)
+                }
+            } else {
+                try link.decoder.feedRaw(bytes) { (raw) throws(WireError) in
+                    guard !link.isClosed else { return }
+                    try receivedKeyed(raw, on: link)
+                }
             }
         } catch {
+            if case .unauthenticated = error { node.stats.authenticationFailures &+= 1 }
             violation(on: link, "\(error)")
         }
+    }
+
+    // MARK: - Keyed links
+
+    /// One whole frame on a keyed link. Once the peer's AUTH has checked, every frame must carry
+    /// its tag (`FrameOpener`); before, only HELLO, AUTH and GOODBYE may come, unsealed.
+    private func receivedKeyed(_ raw: RawSpan, on link: Link) throws(WireError) {
+        if let security = link.security, security.opener != nil {
+            switch try security.opener!.open(raw) {
+            case .frame(let frame):
+                try handle(frame, on: link)
+            case .rekey(let keyID):
+                guard let key = node.options.keyring?.key(id: keyID) else {
+                    throw .unauthenticated("the peer switched to key \(ClusterKey.idString(keyID)), which is not in this node's keyring")
+                }
+                security.opener!.rekey(to: key)
+            }
+            return
+        }
+        if LinkAuth.type(of: raw) == LinkAuth.authType {
+            try receivedAuth(LinkAuth.decodeAuth(raw), on: link)
+            return
+        }
+        switch try Wire.decodeFrame(raw) {
+        case .hello(let hello):
+            try receivedHello(hello, raw: Wire.copyBytes(raw), on: link)
+        case .goodbye(let reason):
+            logger.warning("\(link.description) refused the link: \(reason)")
+            node.links.close(link)
+        case let frame:
+            throw .malformed("\(frame.type) before authentication")
+        }
+    }
+
+    /// The peer's proof: checked against the key its hello named; then the link is the peer's.
+    private func receivedAuth(_ proof: [UInt8], on link: Link) throws(WireError) {
+        guard let security = link.security, let hello = security.peerHello, let peerKey = security.peerKey,
+              security.sealer != nil, security.opener == nil
+        else { throw .malformed("auth before hello") }
+        guard LinkAuth.checkProof(proof, key: peerKey, transcript: security.transcript, dialer: !link.outbound) else {
+            throw .unauthenticated("\(hello.nodeID) did not prove that it holds cluster key \(peerKey.idString)")
+        }
+        security.opener = FrameOpener(
+            key: peerKey, transcriptHash: LinkAuth.transcriptHash(security.transcript), peerIsDialer: !link.outbound)
+        guard let peer = node.links.peers[hello.nodeID] else {
+            refuse(link, "unknown node \(hello.nodeID): not a member of this cluster", auth: false)
+            return
+        }
+        attach(link, to: peer, hello: hello, sendHello: false)
+    }
+
+    /// A refusal before the link is the peer's: counted, logged, said in a goodbye, closed.
+    private func refuse(_ link: Link, _ reason: String, auth: Bool) {
+        node.stats.connectionsRefused += 1
+        if auth {
+            node.stats.authenticationFailures &+= 1
+            logger.warning("refusing \(link.description): \(reason)")
+        }
+        goodbye(link, reason)
+    }
+
+    /// The keyring changed: links switch their sending half to the primary key (a REKEY frame),
+    /// and links whose peer sends under a key no longer held are closed.
+    func keyringChanged() {
+        guard let keyring = node.options.keyring else { return }
+        let primary = keyring.primary
+        for link in Array(node.links.links.values) where !link.isClosed {
+            guard let security = link.security else { continue }
+            let peerKeyID = security.opener?.keyID ?? security.peerKey?.id
+            if let peerKeyID, keyring.key(id: peerKeyID) == nil {
+                node.stats.authenticationFailures &+= 1
+                logger.warning("closing \(link.description): its key \(ClusterKey.idString(peerKeyID)) was removed from the keyring")
+                goodbye(link, "key \(ClusterKey.idString(peerKeyID)) was removed from this node's keyring")
+                continue
+            }
+            if security.sealer != nil, security.sealer!.keyID != primary.id {
+                node.outbox.append(to: link) { security.sealer!.rekey(to: primary, into: &$0) }
+                security.ownKey = primary
+            } else if security.sealer == nil {
+                security.ownKey = primary  // its proof (still to be sent) will be made with it
+            }
+        }
+        node.outbox.flush()
     }
 
     private func handle(_ frame: WireFrame, on link: Link) throws(WireError) {
@@ -132,8 +223,11 @@ final class PeerProtocol {
         }
     }
 
-    private func receivedHello(_ hello: HelloMessage, on link: Link) throws(WireError) {
-        guard link.peerID == nil else { throw .malformed("second hello") }
+    /// The peer's hello (`raw`: its bytes, on a keyed link). Without a key the link is the
+    /// peer's at once; with one, this node answers with its hello (if it accepted the link) and
+    /// its proof, and the link is the peer's once the peer's proof checks (`receivedAuth`).
+    private func receivedHello(_ hello: HelloMessage, raw: [UInt8] = [], on link: Link) throws(WireError) {
+        guard link.peerID == nil, link.security?.peerHello == nil else { throw .malformed("second hello") }
         guard hello.nodeID != node.config.nodeID else {
             violation(on: link, "connected to itself")
             return
@@ -142,17 +236,57 @@ final class PeerProtocol {
             violation(on: link, "dialled \(expected) but \(hello.nodeID) answered")
             return
         }
-        guard let peer = node.links.peers[hello.nodeID] else {
-            node.stats.connectionsRefused += 1
-            goodbye(link, "unknown node \(hello.nodeID): not a member of this cluster")
+        let name = node.options.clusterName
+        guard hello.clusterName == name else {
+            refuse(link, "cluster name mismatch: this node is in cluster \"\(name)\", \(hello.nodeID) in \"\(hello.clusterName)\"", auth: true)
             return
         }
+        guard let keyring = node.options.keyring else {
+            if let auth = hello.auth {
+                refuse(link, "this node has no cluster key; \(hello.nodeID) offered key \(ClusterKey.idString(auth.keyID))", auth: true)
+                return
+            }
+            guard let peer = node.links.peers[hello.nodeID] else {
+                refuse(link, "unknown node \(hello.nodeID): not a member of this cluster", auth: false)
+                return
+            }
+            attach(link, to: peer, hello: hello, sendHello: !link.outbound)
+            return
+        }
+        guard let auth = hello.auth else {
+            refuse(link, "this cluster requires a cluster key; \(hello.nodeID) presented none", auth: true)
+            return
+        }
+        guard let peerKey = keyring.key(id: auth.keyID) else {
+            refuse(link, "\(hello.nodeID)'s cluster key \(ClusterKey.idString(auth.keyID)) is not in this node's keyring (a wrong or retired key)", auth: true)
+            return
+        }
+        guard node.links.peers[hello.nodeID] != nil else {
+            refuse(link, "unknown node \(hello.nodeID): not a member of this cluster", auth: false)
+            return
+        }
+        if !link.outbound { node.outbox.append(helloBytes(for: link), to: link) }
+        guard let security = link.security else { throw .malformed("hello on a link without a hello of this node") }
+        security.peerHello = hello
+        security.peerHelloBytes = raw
+        security.peerKey = peerKey
+        security.transcript = LinkAuth.transcript(
+            clusterName: name, dialerHello: link.outbound ? security.ownHello : raw,
+            acceptorHello: link.outbound ? raw : security.ownHello)
+        let proof = LinkAuth.proof(key: security.ownKey, transcript: security.transcript, dialer: link.outbound)
+        node.outbox.append(to: link) { LinkAuth.encodeAuth(proof, into: &$0) }
+        security.sealer = FrameSealer(
+            key: security.ownKey, transcriptHash: LinkAuth.transcriptHash(security.transcript), dialer: link.outbound)
+    }
+
+    /// Makes `link` the peer's link (hello, and on a keyed link the proofs, done).
+    private func attach(_ link: Link, to peer: Peer, hello: HelloMessage, sendHello: Bool) {
         link.peerID = hello.nodeID
         link.peerTag = peer.tag
         switch node.links.attach(link, to: peer) {
         case .attached:
             logger.info("linked to \(peer.id)")
-            if !link.outbound { node.outbox.append(helloBytes(), to: link) }
+            if sendHello { node.outbox.append(helloBytes(for: link), to: link) }
             node.peerLinked(peer, priority: hello.priority)
             sendHeartbeat(to: peer, reply: false)
         case .refused(let reason):
@@ -177,22 +311,47 @@ final class PeerProtocol {
 
     /// Says goodbye with `reason` on a binary link (even before its hello) and closes it.
     func goodbye(_ link: Link, _ reason: String) {
-        node.outbox.append(to: link) { Wire.encodeGoodbye(reason, into: &$0) }
+        appendGoodbye(reason, to: link)
         node.links.close(link)
+    }
+
+    /// Appends a goodbye to a binary link's output (sealed on a keyed link once this node has
+    /// sent its proof).
+    func appendGoodbye(_ reason: String, to link: Link) {
+        append(to: link) { Wire.encodeGoodbye(reason, into: &$0) }
+    }
+
+    /// Lets `encode` append one frame to the link's output and seals it on a keyed link whose
+    /// sending half is keyed. False when the outbox refused (closed or over its hard limit).
+    @discardableResult
+    @inline(__always)
+    func append(to link: Link, _ encode: (inout [UInt8]) -> Void) -> Bool {
+        node.outbox.append(to: link) { out in
+            let start = out.count
+            encode(&out)
+            if out.count > start, let security = link.security, security.sealer != nil {
+                security.sealer!.seal(&out, from: start)
+            }
+        }
     }
 
     // MARK: - Sending
 
-    func helloBytes() -> [UInt8] {
+    /// This node's hello on `link`: its cluster name and, with a keyring, the primary key's id
+    /// and a fresh nonce (kept on the link for the handshake).
+    func helloBytes(for link: Link) -> [UInt8] {
         var out: [UInt8] = []
-        // The id and address were validated at start; an over-long one fails here, loudly.
+        let key = node.options.keyring?.primary
+        let hello = HelloMessage(
+            nodeID: node.config.nodeID, nodeAddr: node.membership.localNode.addr, priority: node.config.priority,
+            clusterName: node.options.clusterName, auth: key.map { HelloAuth(keyID: $0.id, nonce: LinkAuth.nonce()) })
+        // The id, address and name were validated at start; an over-long one fails here, loudly.
         do {
-            try Wire.encodeHello(
-                HelloMessage(nodeID: node.config.nodeID, nodeAddr: node.membership.localNode.addr, priority: node.config.priority),
-                into: &out)
+            try Wire.encodeHello(hello, into: &out)
         } catch {
             logger.error("cannot encode hello: \(error)")
         }
+        if let key { link.security = LinkSecurity(ownHello: out, ownKey: key) }
         return out
     }
 
@@ -202,17 +361,17 @@ final class PeerProtocol {
         guard !node.faults.blocks(peerID), let peer = node.links.peers[peerID], let link = peer.link else { return }
         switch message {
         case .voteRequest(let request):
-            node.outbox.append(to: link) { out in
+            append(to: link) { out in
                 do { try Wire.encodeVoteRequest(request, into: &out) } catch { logger.error("cannot encode \(request): \(error)") }
             }
         case .voteResponse(let response):
-            node.outbox.append(to: link) { out in
+            append(to: link) { out in
                 do { try Wire.encodeVoteResponse(response, into: &out) } catch { logger.error("cannot encode \(response): \(error)") }
             }
         case .heartbeat:
             sendHeartbeat(to: peer, reply: false)
         case .timeoutNow(let message):
-            node.outbox.append(to: link) { out in
+            append(to: link) { out in
                 do { try Wire.encodeTimeoutNow(message, into: &out) } catch { logger.error("cannot encode \(message): \(error)") }
             }
         }
@@ -276,7 +435,7 @@ final class PeerProtocol {
         let frame = HeartbeatFrame(
             seq: seq, epoch: state.epoch, term: state.term, lsn: state.lsn, role: state.role,
             ackSeq: peer.lastSeqReceived, senderTag: localTag, probe: probe, reply: reply)
-        guard node.outbox.append(to: link, { Wire.encodeHeartbeat(frame, into: &$0) }) else { return }
+        guard append(to: link, { Wire.encodeHeartbeat(frame, into: &$0) }) else { return }
         if probe {
             peer.probeSeq = seq
             peer.probeSentNs = node.nowNs

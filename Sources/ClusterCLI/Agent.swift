@@ -26,6 +26,11 @@ struct Agent: AsyncParsableCommand {
     @Option(help: "text or json.") var logFormat: LogFormat = .text
     @Option(help: "Serve Prometheus metrics at GET /metrics on this address (HOST:PORT); the node's own port serves them too.")
     var metrics: HostPort?
+    @Option(help: "The cluster's name: nodes of another name are refused (default: none).") var clusterName = ""
+    @Option(help: "A file holding the cluster key (`cluster keygen`); or set CLUSTER_KEY. Without one, links are not authenticated.")
+    var keyFile: String?
+    @Flag(help: "UNSAFE: with a key, still accept the seed's unsigned JSON announcements, votes and heartbeats (mixed clusters).")
+    var allowUnauthenticatedJSON = false
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
 
@@ -43,6 +48,19 @@ struct Agent: AsyncParsableCommand {
         }
         if let minQuorum, minQuorum < 1 { throw ValidationError("--min-quorum must be at least 1") }
         if !(1...1000).contains(priority) { throw ValidationError("--priority must be 1...1000") }
+        if clusterName.utf8.count > 255 { throw ValidationError("--cluster-name is longer than 255 bytes") }
+        _ = try clusterKey()
+    }
+
+    /// The key from --key-file, else from CLUSTER_KEY; nil: none.
+    func clusterKey() throws -> ClusterKey? {
+        if let keyFile { return try readKey(path: keyFile) }
+        guard let text = ProcessInfo.processInfo.environment["CLUSTER_KEY"], !text.isEmpty else { return nil }
+        do {
+            return try ClusterKey(text: text)
+        } catch {
+            throw ValidationError("CLUSTER_KEY: \(error)")
+        }
     }
 
     func run() async throws {
@@ -73,6 +91,12 @@ struct Agent: AsyncParsableCommand {
             throw ValidationError("\(error)")
         }
         var options = NodeOptions(dataDirectory: dataDir, logger: logger)
+        options.clusterName = clusterName
+        if let key = try clusterKey() {
+            options.keyring = ClusterKeyring(primary: key)
+            logger.info("cluster key \(key.idString)\(clusterName.isEmpty ? "" : ", cluster \(clusterName)")")
+        }
+        options.allowUnauthenticatedJSON = allowUnauthenticatedJSON
         var factory = PrometheusMetricsFactory(registry: registry)
         // Round trips and fsyncs on one host take microseconds to milliseconds.
         let fine: [Duration] = [50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000].map { .microseconds($0) }

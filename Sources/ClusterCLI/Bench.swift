@@ -67,7 +67,7 @@ final class BenchCluster {
     private let make: (String, UVLoop?) throws -> ElectionManager
 
     init(nodes: Int, threads: Int, heartbeat: Duration, electionTimeout: Duration, hooks: BenchHooks,
-         dataRoot: String? = nil) throws {
+         dataRoot: String? = nil, key: ClusterKey? = nil) throws {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         ids = (1...nodes).map { "n\($0)" }
@@ -85,6 +85,7 @@ final class BenchCluster {
                 dataDirectory: dataRoot.map { "\($0)/\(id)" }, randomSeed: seedValue &+ UInt64(id.hashValue & 0xffff),
                 logger: logger, loop: loop)
             options.benchHooks = hooks
+            if let key { options.keyring = ClusterKeyring(primary: key) }
             let manager = ElectionManager(config: config, membership: membership, options: options)
             try manager.start()
             return manager
@@ -146,6 +147,7 @@ struct BenchSteady: ParsableCommand {
     @Option(help: "Heartbeat interval in milliseconds (overrides --interval).") var intervalMs: Int?
     @Option(help: "Seconds measured (after 1 s of warm-up).") var seconds = 5.0
     @Option(help: "Loop threads shared by the nodes (0: one per node).") var threads = 1
+    @Flag(help: "Give the nodes a cluster key: every frame is authenticated.") var key = false
     @OptionGroup var output: BenchOutput
 
     var heartbeat: Duration { intervalMs.map { .milliseconds($0) } ?? interval.duration }
@@ -163,7 +165,7 @@ struct BenchSteady: ParsableCommand {
         let hooks = BenchHooks()
         let cluster = try BenchCluster(
             nodes: nodes, threads: threads, heartbeat: heartbeat,
-            electionTimeout: .milliseconds(max(20 * Int64(intervalMs), 500)), hooks: hooks)
+            electionTimeout: .milliseconds(max(20 * Int64(intervalMs), 500)), hooks: hooks, key: key ? ClusterKey.generate() : nil)
         guard cluster.agreedLeader(linked: true, pollSeconds: 0.05) != nil else {
             progressDone()
             printError("cluster bench: the cluster did not form within 30 s")
@@ -199,7 +201,7 @@ struct BenchSteady: ParsableCommand {
         let latency = LatencySummary(latencies)
         let nominal = Double(nodes * (nodes - 1)) * 1000 / intervalMs
         output.emit([
-            ("impl", "\"swift-cluster\""), ("mode", "\"steady\""), ("nodes", "\(nodes)"),
+            ("impl", "\"swift-cluster\""), ("mode", "\"steady\""), ("keyed", "\(key)"), ("nodes", "\(nodes)"),
             ("threads", "\(threads == 0 ? nodes : threads)"), ("seconds", "\(seconds)"), ("interval_ms", format(intervalMs, 0)),
             ("nominal_per_s", format(nominal, 0)),
             ("heartbeats_per_s", format(Double(received) / wall, 0)),

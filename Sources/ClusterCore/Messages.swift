@@ -13,6 +13,13 @@ public struct AnnouncementMessage: Sendable, Equatable, Codable {
     public var term: UInt64
     public var priority: Int
     public var timestamp: Date
+    /// Added by this project, each omitted from JSON when empty (the seed's form is unchanged):
+    /// the announcer's cluster name, and, from a keyed node, a random nonce, the id of the key
+    /// and the MAC (`LinkAuth.announcementMAC`).
+    public var cluster = ""
+    public var nonce = ""
+    public var keyID = ""
+    public var mac = ""
 
     public init(
         messageType: String = "node_announcement", nodeID: String, nodeAddr: String, role: NodeRole = .replica,
@@ -30,6 +37,7 @@ public struct AnnouncementMessage: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case messageType = "message_type", nodeID = "node_id", nodeAddr = "node_addr", role, epoch, term, priority, timestamp
+        case cluster, nonce, keyID = "key_id", mac
     }
 
     public init(from decoder: any Decoder) throws {
@@ -42,6 +50,10 @@ public struct AnnouncementMessage: Sendable, Equatable, Codable {
         term = try c.decodeIfPresent(UInt64.self, forKey: .term) ?? 0
         priority = try c.decodeIfPresent(Int.self, forKey: .priority) ?? 0
         timestamp = c.contains(.timestamp) ? try c.decodeGoTime(forKey: .timestamp) : GoTime.zero
+        cluster = try c.decodeIfPresent(String.self, forKey: .cluster) ?? ""
+        nonce = try c.decodeIfPresent(String.self, forKey: .nonce) ?? ""
+        keyID = try c.decodeIfPresent(String.self, forKey: .keyID) ?? ""
+        mac = try c.decodeIfPresent(String.self, forKey: .mac) ?? ""
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -54,6 +66,10 @@ public struct AnnouncementMessage: Sendable, Equatable, Codable {
         try c.encode(term, forKey: .term)
         try c.encode(priority, forKey: .priority)
         try c.encode(GoTime.format(timestamp), forKey: .timestamp)
+        if !cluster.isEmpty { try c.encode(cluster, forKey: .cluster) }
+        if !nonce.isEmpty { try c.encode(nonce, forKey: .nonce) }
+        if !keyID.isEmpty { try c.encode(keyID, forKey: .keyID) }
+        if !mac.isEmpty { try c.encode(mac, forKey: .mac) }
     }
 }
 
@@ -66,6 +82,11 @@ public struct DiscoveryResponse: Sendable, Equatable, Codable {
     public var success: Bool
     /// Why the request was refused; empty on success (omitted from JSON when empty).
     public var error: String
+    /// Added by this project, each omitted when empty: the answering node's cluster name, and,
+    /// from a keyed node, the id of its key and the MAC (`LinkAuth.nodeListMAC`).
+    public var cluster = ""
+    public var keyID = ""
+    public var mac = ""
 
     public init(messageType: String = "node_list", nodes: [NodeInfo] = [], success: Bool = true, error: String = "") {
         self.messageType = messageType
@@ -74,7 +95,7 @@ public struct DiscoveryResponse: Sendable, Equatable, Codable {
         self.error = error
     }
 
-    enum CodingKeys: String, CodingKey { case messageType = "message_type", nodes, success, error }
+    enum CodingKeys: String, CodingKey { case messageType = "message_type", nodes, success, error, cluster, keyID = "key_id", mac }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -82,6 +103,9 @@ public struct DiscoveryResponse: Sendable, Equatable, Codable {
         nodes = try c.decodeIfPresent([NodeInfo].self, forKey: .nodes) ?? []
         success = try c.decodeIfPresent(Bool.self, forKey: .success) ?? false
         error = try c.decodeIfPresent(String.self, forKey: .error) ?? ""
+        cluster = try c.decodeIfPresent(String.self, forKey: .cluster) ?? ""
+        keyID = try c.decodeIfPresent(String.self, forKey: .keyID) ?? ""
+        mac = try c.decodeIfPresent(String.self, forKey: .mac) ?? ""
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -90,6 +114,9 @@ public struct DiscoveryResponse: Sendable, Equatable, Codable {
         try c.encode(nodes, forKey: .nodes)  // Go writes null for a nil slice; we always write a list
         try c.encode(success, forKey: .success)
         if !error.isEmpty { try c.encode(error, forKey: .error) }
+        if !cluster.isEmpty { try c.encode(cluster, forKey: .cluster) }
+        if !keyID.isEmpty { try c.encode(keyID, forKey: .keyID) }
+        if !mac.isEmpty { try c.encode(mac, forKey: .mac) }
     }
 }
 

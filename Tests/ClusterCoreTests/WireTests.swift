@@ -351,8 +351,10 @@ struct WireTests {
         bad[13] = 0xC3  // a lead byte with no continuation
         #expect(throws: WireError.badUTF8("the hello node address")) { _ = try Wire.decodeFrame(bad) }
         bad = hello
-        bad[6] = 1
-        #expect(throws: WireError.malformed("hello flags 1 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
+        bad[6] = 4  // bits 0 (cluster name) and 1 (key) are defined since the cluster key; 2-7 are reserved
+        #expect(throws: WireError.malformed("hello flags 4 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
+        bad[6] = 1  // a name announced but absent
+        #expect(throws: WireError.truncated("the hello cluster name length")) { _ = try Wire.decodeFrame(bad) }
         #expect(throws: WireError.malformed("the hello node id is empty")) {
             _ = try Wire.decodeFrame([0, 0, 0, 15, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
         }

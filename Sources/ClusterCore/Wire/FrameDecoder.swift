@@ -29,6 +29,14 @@ public struct FrameDecoder: Sendable {
     /// Feeds the next chunk of the stream; calls `onFrame` with each frame it completes, in order.
     /// An error from `onFrame` stops the feed and is thrown, like a decoding error.
     public mutating func feed(_ chunk: RawSpan, _ onFrame: (WireFrame) throws(WireError) -> Void) throws(WireError) {
+        try feedRaw(chunk) { (frame) throws(WireError) in try onFrame(Wire.decodeFrame(frame)) }
+    }
+
+    /// Feeds the next chunk of the stream; calls `onFrame` with the bytes of each whole frame it
+    /// completes (length field included; valid during the call only), in order, undecoded: a
+    /// keyed link checks a frame's tag before decoding it (`FrameOpener`). Only the length
+    /// field is checked here.
+    public mutating func feedRaw(_ chunk: RawSpan, _ onFrame: (RawSpan) throws(WireError) -> Void) throws(WireError) {
         if let failure { throw failure }
         do {
             try split(chunk, onFrame)
@@ -43,7 +51,7 @@ public struct FrameDecoder: Sendable {
         try feed(chunk.span.bytes, onFrame)
     }
 
-    private mutating func split(_ chunk: RawSpan, _ onFrame: (WireFrame) throws(WireError) -> Void) throws(WireError) {
+    private mutating func split(_ chunk: RawSpan, _ onFrame: (RawSpan) throws(WireError) -> Void) throws(WireError) {
         let count = chunk.byteCount
         var offset = 0
         if !partial.isEmpty {
@@ -58,19 +66,16 @@ public struct FrameDecoder: Sendable {
             append(chunk, from: offset, count: take)
             offset += take
             if partial.count < size { return }
-            let frame: WireFrame
-            do {
-                let bytes = partial.span.bytes
-                frame = try Wire.decodeFrame(bytes)
-            }
-            partial.removeAll(keepingCapacity: true)
-            try onFrame(frame)
+            // The frame is handed over from the buffer, which is emptied after (also on an error:
+            // the decoder is failed then anyway).
+            defer { partial.removeAll(keepingCapacity: true) }
+            try onFrame(partial.span.bytes)
         }
         // Whole frames straight from the chunk.
         while count - offset >= 4 {
             let size = try Wire.frameSize(length: WireRead.u32(chunk, offset))
             if count - offset < size { break }
-            let frame = try Wire.decodeFrame(chunk.extracting(offset..<(offset + size)))
+            let frame = chunk.extracting(offset..<(offset + size))
             offset += size
             try onFrame(frame)
         }

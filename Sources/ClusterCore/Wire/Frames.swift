@@ -55,12 +55,37 @@ public struct HelloMessage: Sendable, Equatable, Hashable {
     public var nodeAddr: String
     /// The sender's election priority.
     public var priority: Int
+    /// The sender's cluster name (flag bit 0; empty: none). Nodes of different names never link.
+    public var clusterName: String
+    /// The id of the sender's primary cluster key and a fresh random nonce of
+    /// `LinkAuth.nonceBytes` bytes (flag bit 1): the sender holds a key and will prove it.
+    public var auth: HelloAuth?
 
-    public init(nodeID: String, nodeAddr: String = "", priority: Int = 1, version: UInt8 = Wire.version) {
+    public init(
+        nodeID: String, nodeAddr: String = "", priority: Int = 1, version: UInt8 = Wire.version,
+        clusterName: String = "", auth: HelloAuth? = nil
+    ) {
         self.version = version
         self.nodeID = nodeID
         self.nodeAddr = nodeAddr
         self.priority = priority
+        self.clusterName = clusterName
+        self.auth = auth
+    }
+
+    /// The flags byte: bit 0 a cluster name follows, bit 1 a key id and nonce follow.
+    public var flags: UInt8 { (clusterName.isEmpty ? 0 : 1) | (auth == nil ? 0 : 2) }
+}
+
+/// What a keyed node's hello carries: the id of the key it sends with, and its nonce.
+public struct HelloAuth: Sendable, Equatable, Hashable {
+    public var keyID: UInt64
+    /// `LinkAuth.nonceBytes` random bytes, fresh for every link.
+    public var nonce: [UInt8]
+
+    public init(keyID: UInt64, nonce: [UInt8]) {
+        self.keyID = keyID
+        self.nonce = nonce
     }
 }
 

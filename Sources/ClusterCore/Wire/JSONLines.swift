@@ -193,6 +193,9 @@ public enum JSONMessage: Sendable, Equatable {
     /// answered with `.transferResponse` once it is done or has failed.
     case transfer(to: String?)
     case transferResponse(TransferResponse)
+    /// A change to, or a look at, the node's cluster keys; answered with `.keyringResponse`.
+    case keyring(KeyringRequest)
+    case keyringResponse(KeyringResponse)
 
     static let statusResponseType = "status_response"
 
@@ -211,6 +214,8 @@ public enum JSONMessage: Sendable, Equatable {
         case .error: return "error"
         case .transfer: return "transfer"
         case .transferResponse: return "transfer_response"
+        case .keyring: return "keyring"
+        case .keyringResponse: return "keyring_response"
         }
     }
 
@@ -261,6 +266,8 @@ public enum JSONMessage: Sendable, Equatable {
             if let to { _ = try Wire.checkedID(to, "transfer to") }
             return .transfer(to: to)
         case "transfer_response": return .transferResponse(try json(TransferResponse.self, data, context: type))
+        case "keyring": return .keyring(try json(KeyringRequest.self, data, context: type))
+        case "keyring_response": return .keyringResponse(try json(KeyringResponse.self, data, context: type))
         default: throw .unknownMessageType(type)
         }
     }
@@ -307,6 +314,8 @@ public enum JSONMessage: Sendable, Equatable {
         case .error(let why): return try encoder.encode(ErrorJSON(error: why))
         case .transfer(let to): return try encoder.encode(TransferJSON(to: to))
         case .transferResponse(let r): return try encoder.encode(r)
+        case .keyring(let r): return try encoder.encode(Typed(messageType: messageType, body: r))
+        case .keyringResponse(let r): return try encoder.encode(Typed(messageType: messageType, body: r))
         }
     }
 
@@ -457,4 +466,18 @@ private struct ErrorJSON: Codable {
     var error: String?
     init(error: String) { self.error = error }
     enum CodingKeys: String, CodingKey { case messageType = "message_type", error }
+}
+
+/// A body with `message_type` added beside its own keys.
+private struct Typed<Body: Encodable>: Encodable {
+    let messageType: String
+    let body: Body
+
+    enum CodingKeys: String, CodingKey { case messageType = "message_type" }
+
+    func encode(to encoder: any Encoder) throws {
+        try body.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(messageType, forKey: .messageType)
+    }
 }

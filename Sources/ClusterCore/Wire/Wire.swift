@@ -18,6 +18,8 @@ public enum Wire {
     /// Encoders cut a reason (vote refusal, goodbye) to this many UTF-8 bytes, at a character
     /// boundary. Decoders take any reason that fits in the frame.
     public static let maxReasonBytes = 1024
+    /// The longest cluster name, in UTF-8 bytes (names are 0...255 bytes; empty: none).
+    public static let maxClusterNameBytes = 255
 
     /// The kind of a connection whose first byte is `firstByte` (the same as `WireKind.classify`).
     @inlinable
@@ -81,14 +83,30 @@ public enum Wire {
         let id = try checkedID(h.nodeID, "hello node id")
         let addr = h.nodeAddr.utf8.count
         guard addr <= maxAddrBytes else { throw .malformed("hello node address is \(addr) bytes, more than \(maxAddrBytes)") }
-        out.appendHeader(length: 1 + 1 + 1 + 2 + id + 2 + addr + 8, type: .hello)
+        let name = h.clusterName.utf8.count
+        guard name <= maxClusterNameBytes else {
+            throw .malformed("hello cluster name is \(name) bytes, more than \(maxClusterNameBytes)")
+        }
+        if let auth = h.auth, auth.nonce.count != LinkAuth.nonceBytes {
+            throw .malformed("hello nonce is \(auth.nonce.count) bytes, not \(LinkAuth.nonceBytes)")
+        }
+        let extra = (name == 0 ? 0 : 2 + name) + (h.auth == nil ? 0 : 8 + LinkAuth.nonceBytes)
+        out.appendHeader(length: 1 + 1 + 1 + 2 + id + 2 + addr + 8 + extra, type: .hello)
         out.append(h.version)
-        out.append(0)  // flags
+        out.append(h.flags)
         out.appendBE(UInt16(id))
         out.append(contentsOf: h.nodeID.utf8)
         out.appendBE(UInt16(addr))
         out.append(contentsOf: h.nodeAddr.utf8)
         out.appendBE(UInt64(bitPattern: Int64(h.priority)))
+        if name > 0 {
+            out.appendBE(UInt16(name))
+            out.append(contentsOf: h.clusterName.utf8)
+        }
+        if let auth = h.auth {
+            out.appendBE(auth.keyID)
+            out.append(contentsOf: auth.nonce)
+        }
     }
 
     /// Appends a VOTE_REQUEST frame. Throws (appending nothing) when the candidate id is not
@@ -189,6 +207,22 @@ public enum Wire {
         }
     }
 
+    /// Decodes a frame whose length field the caller has checked: `frame` starts at the length
+    /// field and ends at the frame's last field (a sealed frame without its tag, see `LinkAuth`).
+    static func decodeBody(_ frame: RawSpan) throws(WireError) -> WireFrame {
+        guard frame.byteCount >= 5 else { throw .frameTooShort }
+        let type = WireRead.u8(frame, 4)
+        switch type {
+        case FrameType.heartbeat.rawValue: return .heartbeat(try decodeHeartbeat(frame))
+        case FrameType.hello.rawValue: return .hello(try decodeHello(frame))
+        case FrameType.voteRequest.rawValue: return .voteRequest(try decodeVoteRequest(frame))
+        case FrameType.voteResponse.rawValue: return .voteResponse(try decodeVoteResponse(frame))
+        case FrameType.goodbye.rawValue: return .goodbye(try decodeGoodbye(frame))
+        case FrameType.timeoutNow.rawValue: return .timeoutNow(try decodeTimeoutNow(frame))
+        default: throw .unknownType(type)
+        }
+    }
+
     /// Decodes one whole frame held in an array (see `decodeFrame(_: RawSpan)`).
     public static func decodeFrame(_ frame: [UInt8]) throws(WireError) -> WireFrame {
         try decodeFrame(frame.span.bytes)
@@ -217,14 +251,32 @@ public enum Wire {
         let version = try WireRead.u8(frame, &o, "the hello version")
         guard version == Wire.version else { throw .badVersion(Int(version)) }
         let flags = try WireRead.u8(frame, &o, "the hello flags")
-        guard flags == 0 else { throw .malformed("hello flags \(flags) set reserved bits") }
+        guard flags & ~3 == 0 else { throw .malformed("hello flags \(flags) set reserved bits") }
         let id = try WireRead.id(frame, &o, "the hello node id")
         let addrLen = Int(try WireRead.u16(frame, &o, "the hello address length"))
         guard addrLen <= maxAddrBytes else { throw .malformed("hello node address is \(addrLen) bytes, more than \(maxAddrBytes)") }
         let addr = try WireRead.string(frame, &o, addrLen, "the hello node address")
         let priority = try WireRead.u64(frame, &o, "the hello priority")
+        var name = ""
+        if flags & 1 != 0 {
+            let n = Int(try WireRead.u16(frame, &o, "the hello cluster name length"))
+            guard (1...maxClusterNameBytes).contains(n) else { throw .malformed("hello cluster name is \(n) bytes, not 1...\(maxClusterNameBytes)") }
+            name = try WireRead.string(frame, &o, n, "the hello cluster name")
+        }
+        var auth: HelloAuth?
+        if flags & 2 != 0 {
+            let keyID = try WireRead.u64(frame, &o, "the hello key id")
+            try WireRead.need(frame, o, LinkAuth.nonceBytes, "the hello nonce")
+            var nonce: [UInt8] = []
+            nonce.reserveCapacity(LinkAuth.nonceBytes)
+            for i in o..<(o + LinkAuth.nonceBytes) { nonce.append(WireRead.u8(frame, i)) }
+            o += LinkAuth.nonceBytes
+            auth = HelloAuth(keyID: keyID, nonce: nonce)
+        }
         try WireRead.end(frame, o, .hello)
-        return HelloMessage(nodeID: id, nodeAddr: addr, priority: Int(truncatingIfNeeded: Int64(bitPattern: priority)), version: version)
+        return HelloMessage(
+            nodeID: id, nodeAddr: addr, priority: Int(truncatingIfNeeded: Int64(bitPattern: priority)), version: version,
+            clusterName: name, auth: auth)
     }
 
     static func decodeVoteRequest(_ frame: RawSpan) throws(WireError) -> VoteRequest {

@@ -23,6 +23,9 @@ public enum WireError: Error, Equatable, Hashable, Sendable, CustomStringConvert
     case badJSON(String)
     /// A JSON line's `message_type` is not one this version knows.
     case unknownMessageType(String)
+    /// A keyed link's frame or proof did not check (see `LinkAuth`): replayed, reordered,
+    /// altered, reflected, or made without the cluster key.
+    case unauthenticated(String)
 
     public var description: String {
         switch self {
@@ -37,6 +40,7 @@ public enum WireError: Error, Equatable, Hashable, Sendable, CustomStringConvert
         case .lineTooLong: return "line longer than \(Wire.maxLineBytes) bytes"
         case .badJSON(let why): return "bad JSON: \(why)"
         case .unknownMessageType(let t): return "unknown message_type \"\(t)\""
+        case .unauthenticated(let why): return "authentication failed: \(why)"
         }
     }
 }
