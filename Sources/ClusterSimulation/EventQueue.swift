@@ -28,6 +28,16 @@ enum SimulationEvent: Sendable {
     case inject(from: String, to: Int, ElectionMessage)
     /// The next leadership transfer request (``SimulationConfig/transfers``).
     case transfer
+    /// The node's link sweep (the runtime's `LinkTable.sweep`): it closes the link to any peer
+    /// silent for an election timeout.
+    case sweep(node: Int, incarnation: Int)
+    /// `node` sees its link to `peer` end (the peer's kernel closed it, or the peer's sweep did):
+    /// the runtime steps the core with `.peerUnreachable(peer)`.
+    case linkEnded(node: Int, peer: Int, incarnation: Int)
+    /// The next spurious link drop between two live nodes (``SimulationConfig/linkDrops``).
+    case linkDrop
+    /// The failover probe's fault on the primary (``SimulationConfig/failoverFault``).
+    case failoverFault
 }
 
 /// A min-heap of events by (time, insertion order): equal times pop first in, first out, so a

@@ -60,6 +60,11 @@ package struct LivenessView: Sendable {
 ///   knows it when the request arrived) and the epoch rule (candidate epoch >= voter epoch, for a
 ///   first grant), goes from the network only to a known voter that sent the request itself, and
 ///   is not given (nor its term adopted) while the voter hears a live primary (thesis §4.2.3);
+/// - the lease: no vote or PreVote from the network is granted while the voter holds a lease on
+///   its primary, that is, is the primary or accepted the primary's heartbeat within an election
+///   timeout over a link that has not ended since (a `.peerUnreachable` for that primary,
+///   delivered to that voter, ends its lease and no other's). So a broken link frees only the
+///   voter at its end: a primary whose lease a majority holds is not deposed by votes;
 /// - a node never votes for two candidates (itself included) in one term: the votes it sent are
 ///   tracked here, so a restart that forgot a vote, or a vote granted from memory, is caught;
 /// - the term on a node's disk never goes down, nor a live core's term between restarts;
@@ -112,8 +117,9 @@ package struct InvariantChecker: Sendable {
     /// The vote request being stepped (see ``noteVoteRequest(node:from:_:before:)``), and whether
     /// a grant answered it at once.
     private var stepped: (key: RequestKey, note: NoteRequest, answered: Bool)?
-    /// When each node last accepted a heartbeat from the primary of its term.
-    private var lastPrimaryContact: [String: UInt64] = [:]
+    /// When each node last accepted a heartbeat from the primary of its term, and from whom (nil:
+    /// not said); removed when the node's link to that primary ends.
+    private var lastPrimaryContact: [String: (primary: String?, atNanoseconds: UInt64)] = [:]
     /// The highest term any honest candidacy (or in-reach hostile request) made.
     private var termCeiling: UInt64 = 0
     /// The highest epoch any honest leader made or any honest candidacy may make.
@@ -132,6 +138,8 @@ package struct InvariantChecker: Sendable {
         var request: VoteRequest
         var sender: String?
         var before: NodeSnapshot
+        /// The voter held a lease on its primary when the request arrived.
+        var leaseHeld = false
     }
 
     private struct RequestKey: Hashable {
@@ -272,9 +280,25 @@ package struct InvariantChecker: Sendable {
         epochCeiling = max(epochCeiling, epoch + 1)
     }
 
-    /// `node` accepted a heartbeat from the primary of its term: its lease starts again.
-    package mutating func notePrimaryContact(node: String, atNanoseconds now: UInt64) {
-        lastPrimaryContact[node] = now
+    /// `node` accepted a heartbeat from the primary of its term (`primary`, if said): its lease
+    /// starts again.
+    package mutating func notePrimaryContact(node: String, primary: String? = nil, atNanoseconds now: UInt64) {
+        lastPrimaryContact[node] = (primary, now)
+    }
+
+    /// `node`'s link to `peer` ended (the core was stepped with `.peerUnreachable(peer)`): if
+    /// `peer` is the primary it holds a lease on, the lease ends. No other node's lease changes.
+    package mutating func noteLinkLost(node: String, peer: String) {
+        if let contact = lastPrimaryContact[node], contact.primary == peer { lastPrimaryContact[node] = nil }
+    }
+
+    /// True when `node`, in the state `before`, holds a lease on its primary at `now`: it is the
+    /// primary, or it accepted the primary's heartbeat within an election timeout and its link to
+    /// the primary has not ended since.
+    private func holdsLease(node: String, before: NodeSnapshot, atNanoseconds now: UInt64) -> Bool {
+        guard before.leaderID != nil else { return false }
+        if before.state == .leader { return true }
+        return lastPrimaryContact[node].map { now < $0.atNanoseconds + electionTimeoutNanoseconds } ?? false
     }
 
     /// A write landed on the node's disk (reported or not): the written term never goes down. (A
@@ -288,9 +312,12 @@ package struct InvariantChecker: Sendable {
     /// that follows. `sender` is the transport's sender, nil when the application vouched for the
     /// request. A grant sent in that step is judged against this request; call
     /// ``noteVoteRequestOutcome(withheld:)`` after the step.
-    package mutating func noteVoteRequest(node: String, from sender: String?, _ request: VoteRequest, before: NodeSnapshot) {
+    package mutating func noteVoteRequest(
+        node: String, from sender: String?, _ request: VoteRequest, before: NodeSnapshot, atNanoseconds now: UInt64 = 0
+    ) {
         let key = RequestKey(voter: node, candidate: request.candidateID, term: request.term, preVote: request.preVote)
-        stepped = (key, NoteRequest(request: request, sender: sender, before: before), false)
+        let lease = holdsLease(node: node, before: before, atNanoseconds: now)
+        stepped = (key, NoteRequest(request: request, sender: sender, before: before, leaseHeld: lease), false)
     }
 
     /// The step of the request noted last is over. `withheld`: the node gave its vote, which goes
@@ -324,9 +351,7 @@ package struct InvariantChecker: Sendable {
         granted: Bool, atNanoseconds now: UInt64
     ) {
         guard !request.preVote, let leader = before.leaderID else { return }
-        let live = before.state == .leader
-            || (lastPrimaryContact[node].map { now < $0 + electionTimeoutNanoseconds } ?? false)
-        guard live else { return }
+        guard holdsLease(node: node, before: before, atNanoseconds: now) else { return }
         if request.term == before.term && before.votedFor == request.candidateID { return }
         // A leadership transfer's request (see ElectionCore, "Leadership transfer").
         if request.transfer, request.term == before.term + 1,
@@ -377,6 +402,11 @@ package struct InvariantChecker: Sendable {
                 return
             }
             let (request, sender, before) = (note.request, note.sender, note.before)
+            if response.preVote, sender != nil, note.leaseHeld {
+                report(
+                    "\(node) granted \(peer) a pre-vote in term \(request.term) while holding a lease on primary"
+                        + " \(before.leaderID ?? "-")", atNanoseconds: now)
+            }
             if let sender {
                 if sender != request.candidateID {
                     report("\(node) granted \(request.candidateID) a vote asked for by \(sender)", atNanoseconds: now)

@@ -39,6 +39,15 @@ public struct SimulationResult: Sendable {
     /// For each transfer whose target became leader (before it was abandoned): the time from
     /// the request to the target's leadership.
     public var transferLatenciesNanoseconds: [UInt64] = []
+    /// Link ends the cores were told of (`.peerUnreachable`): crash evidence, sweeps, drops.
+    public var linkEnds = 0
+    /// Candidacies started (each a term some node stood in); `leaders.count` of them won.
+    public var candidacies = 0
+    /// A failover probe (``SimulationConfig/failoverFault``): from the primary's fault until every
+    /// survivor named the same new primary (nil: not a probe, or it did not happen).
+    public var failoverLatencyNanoseconds: UInt64?
+    /// A failover probe: the candidacies started between the fault and its end (1: no split vote).
+    public var failoverCandidacies = 0
 
     /// The trace of the run, when ``SimulationConfig/traceFromNanoseconds`` asked for one.
     public var trace: [String]
@@ -90,6 +99,11 @@ public struct Simulation {
         var won: (term: UInt64, voters: Set<String>, quorumSize: Int)?
         /// The core has not been told the driver's LSN yet (``SimulationConfig/Sabotage/staleLSN``).
         var lsnUntold = false
+        /// When this node last heard each peer (by index) on its link to it, and whether that link
+        /// is open: the sweep closes a link silent for an election timeout (as the runtime's
+        /// `LinkTable` does), and the next message from the peer opens it again (a redial).
+        var lastHeard: [UInt64] = []
+        var linkOpen: [Bool] = []
 
         /// What the checker judges the node's next step against.
         func snapshot() -> NodeSnapshot {
@@ -133,6 +147,18 @@ public struct Simulation {
     private var transferStats = (requested: 0, refused: 0, started: 0, succeeded: 0, failed: 0)
     private var transferLatencies: [UInt64] = []
     private var transferEndReasons: [String: Int] = [:]
+    /// The link model's own random stream, so that the schedules of the other faults stay what they were.
+    private var linkRng: SplitMix64
+    /// Node pairs (smaller * nodes + larger) whose link dropped: nothing passes until then.
+    private var linkDownUntil: [Int: UInt64] = [:]
+    private var linkEnds = 0
+    private var candidacies = 0
+    /// The failover probe: the failed primary, when it failed, how long until every survivor
+    /// named the new primary, and the candidacies meanwhile.
+    private var failedPrimary: Int?
+    private var failoverAtNanoseconds: UInt64?
+    private var failoverLatency: UInt64?
+    private var failoverCandidacies = 0
 
     /// What happens to a transfer's target right after it gets a TimeoutNow.
     private enum TransferFault { case crash, cutOff }
@@ -141,6 +167,7 @@ public struct Simulation {
     public init(config: SimulationConfig) {
         self.config = config
         rng = SplitMix64(seed: config.seed)
+        linkRng = SplitMix64(seed: config.seed ^ 0x11E4_D0E5_0000_0009)
         checker = InvariantChecker(electionTimeoutNanoseconds: config.electionTimeoutNanoseconds)
         checker.checksPersistBeforeSend = config.checksPersistBeforeSend
         group = Array(repeating: 0, count: config.nodes)
@@ -174,14 +201,17 @@ public struct Simulation {
                 heartbeatInterval: config.heartbeatIntervalNanoseconds,
                 voteRequestTimeout: config.voteRequestTimeoutNanoseconds,
                 minQuorumSize: minQuorumSize,
-                priority: 1 + Int(rng.uniform(3)),
+                priority: 1 + Int(rng.uniform(UInt64(max(1, config.priorityMax)))),
                 autoFailover: true,
                 maxElectionRetries: config.maxElectionRetries)
             var core = ElectionCore(
                 id: id, settings: settings, durable: DurableElectionState(), voters: voters, seed: rng.next(),
                 now: .zero)
             core.disabledRules = config.disabledCoreRules
-            nodes.append(Node(id: id, core: core, settings: settings, voters: voters, baseVoters: voters))
+            var node = Node(id: id, core: core, settings: settings, voters: voters, baseVoters: voters)
+            node.lastHeard = Array(repeating: 0, count: config.nodes)
+            node.linkOpen = Array(repeating: true, count: config.nodes)
+            nodes.append(node)
             indexByID[id] = index
         }
     }
@@ -207,6 +237,15 @@ public struct Simulation {
         }
         if config.hostilePeers { queue.push(.hostile, atNanoseconds: nextHostileGap()) }
         if config.transfers, config.chaosDurationNanoseconds > 0 { queue.push(.transfer, atNanoseconds: nextTransferGap()) }
+        for index in nodes.indices {
+            queue.push(.sweep(node: index, incarnation: 0), atNanoseconds: linkRng.uniform(sweepPeriod))
+        }
+        if config.linkDrops, config.chaosDurationNanoseconds > 0 { queue.push(.linkDrop, atNanoseconds: nextLinkDropGap()) }
+        if config.failoverFault != nil {
+            queue.push(
+                .failoverFault,
+                atNanoseconds: 3 * config.electionTimeoutNanoseconds + linkRng.uniform(config.heartbeatIntervalNanoseconds))
+        }
         while !finished, checker.violations.isEmpty, let (time, event) = queue.pop() {
             events += 1
             if events > config.maxEvents {
@@ -215,6 +254,7 @@ public struct Simulation {
             }
             nowNanoseconds = time
             handle(event)
+            if failoverAtNanoseconds != nil, failoverLatency == nil { checkFailoverDone() }
         }
         var leaders = checker.leaderByTerm.map { term, record in
             SimulationResult.Leader(term: term, node: record.node, epoch: record.epoch, atNanoseconds: record.atNanoseconds)
@@ -227,7 +267,8 @@ public struct Simulation {
             leaderElectedAfterHealNanoseconds: electedAfterHeal, transfersRequested: transferStats.requested,
             transfersRefused: transferStats.refused, transfersStarted: transferStats.started,
             transfersSucceeded: transferStats.succeeded, transfersFailed: transferStats.failed,
-            transferEndReasons: transferEndReasons, transferLatenciesNanoseconds: transferLatencies, trace: trace)
+            transferEndReasons: transferEndReasons, transferLatenciesNanoseconds: transferLatencies, linkEnds: linkEnds, candidacies: candidacies,
+            failoverLatencyNanoseconds: failoverLatency, failoverCandidacies: failoverCandidacies, trace: trace)
     }
 
     private var electedAfterHeal: UInt64?
@@ -238,9 +279,13 @@ public struct Simulation {
     private mutating func handle(_ event: SimulationEvent) {
         switch event {
         case .deliver(let from, let to, let message):
-            guard nodes[to].up, group[from] == group[to], !blockedOneWay.contains(from * nodes.count + to) else { return }
+            guard nodes[to].up, group[from] == group[to], !blockedOneWay.contains(from * nodes.count + to),
+                  !isLinkDown(from, to)
+            else { return }
             if config.sabotage.contains(.dropVotesAfterHeal), healed, case .voteResponse = message { return }
             messagesDelivered += 1
+            nodes[to].lastHeard[from] = nowNanoseconds
+            nodes[to].linkOpen[from] = true
             if case .timeoutNow(let timeoutNow) = message {
                 checker.noteTimeoutNowDelivered(node: nodes[to].id, from: nodes[from].id, term: timeoutNow.term)
             }
@@ -295,7 +340,13 @@ public struct Simulation {
         case .heal:
             heal()
         case .end:
-            checkLiveness()
+            if config.failoverFault != nil {
+                if failoverLatency == nil {
+                    checker.report("failover probe: no new primary named by every survivor by the end", atNanoseconds: nowNanoseconds)
+                }
+            } else {
+                checkLiveness()
+            }
             finished = true
         case .lsnChange:
             changeSomeLSN()
@@ -319,6 +370,19 @@ public struct Simulation {
             guard !healed else { return }
             requestTransfer()
             queue.push(.transfer, atNanoseconds: nowNanoseconds + nextTransferGap())
+        case .sweep(let index, let incarnation):
+            guard nodes[index].up, nodes[index].incarnation == incarnation else { return }
+            sweep(index)
+            queue.push(.sweep(node: index, incarnation: incarnation), atNanoseconds: nowNanoseconds + sweepPeriod)
+        case .linkEnded(let index, let peer, let incarnation):
+            guard nodes[index].up, nodes[index].incarnation == incarnation, nodes[index].linkOpen[peer] else { return }
+            endLink(at: index, to: peer, tellPeer: false)
+        case .linkDrop:
+            guard !healed else { return }
+            dropSomeLink()
+            queue.push(.linkDrop, atNanoseconds: nowNanoseconds + nextLinkDropGap())
+        case .failoverFault:
+            failPrimary()
         }
     }
 
@@ -331,9 +395,9 @@ public struct Simulation {
         let before = nodes[index].snapshot()
         switch event {
         case .receive(let sender, .voteRequest(let request)):
-            checker.noteVoteRequest(node: id, from: sender, request, before: before)
+            checker.noteVoteRequest(node: id, from: sender, request, before: before, atNanoseconds: now)
         case .vouchedVoteRequest(let request):
-            checker.noteVoteRequest(node: id, from: nil, request, before: before)
+            checker.noteVoteRequest(node: id, from: nil, request, before: before, atNanoseconds: now)
         default:
             break
         }
@@ -365,6 +429,8 @@ public struct Simulation {
             case .stateChanged(let state, let term, _):
                 if state == .candidate {
                     checker.noteCandidacy(term: term, epoch: before.epoch)  // a candidate asks with its epoch
+                    candidacies += 1
+                    if failoverAtNanoseconds != nil, failoverLatency == nil { failoverCandidacies += 1 }
                 }
                 if state == .leader {
                     let after = nodes[index].core
@@ -431,7 +497,7 @@ public struct Simulation {
                 if heartbeat.role == .primary, heartbeat.from == sender, before.voters.contains(sender),
                    after.leaderID == sender, after.term == heartbeat.term
                 {
-                    checker.notePrimaryContact(node: id, atNanoseconds: now)
+                    checker.notePrimaryContact(node: id, primary: sender, atNanoseconds: now)
                 }
             case .voteResponse, .timeoutNow:
                 break
@@ -547,6 +613,13 @@ public struct Simulation {
     private mutating func crash(_ index: Int) {
         nodes[index].up = false
         nodes[index].tickAtNanoseconds = nil
+        // Its kernel closes its sockets: every peer the path reaches sees its link end, after
+        // whatever the node sent before (TCP delivers the data before the end).
+        for peer in nodes.indices where peer != index && nodes[peer].up && pathIsOpen(from: index, to: peer) {
+            queue.push(
+                .linkEnded(node: peer, peer: index, incarnation: nodes[peer].incarnation),
+                atNanoseconds: nowNanoseconds + config.delayMaxNanoseconds + 1)
+        }
         checker.noteCrash(node: nodes[index].id)
         awaitingTransferLeader = awaitingTransferLeader.filter { $0.value.leader != index }  // its transfer ends unreported
         var lost: DurableElectionState?
@@ -580,6 +653,11 @@ public struct Simulation {
         nodes[index].up = true
         nodes[index].incarnation += 1
         nodes[index].tickAtNanoseconds = nil
+        nodes[index].lastHeard = Array(repeating: nowNanoseconds, count: nodes.count)
+        nodes[index].linkOpen = Array(repeating: true, count: nodes.count)
+        queue.push(
+            .sweep(node: index, incarnation: nodes[index].incarnation),
+            atNanoseconds: nowNanoseconds + linkRng.uniform(sweepPeriod))
         checker.noteRestart(node: node.id, term: nodes[index].core.term, atNanoseconds: nowNanoseconds)
         if isTracing { note("\(node.id) restarted from \(durable)") }
         if config.sabotage.contains(.staleLSN) {
@@ -601,6 +679,7 @@ public struct Simulation {
         failsNextWrite.removeAll()
         for i in group.indices { group[i] = 0 }
         blockedOneWay.removeAll()
+        linkDownUntil.removeAll()
         for index in nodes.indices where !nodes[index].up { restart(index) }
         // Every view becomes whole again (partial knowledge: every node learns every voter), one
         // voter at a time, within a heartbeat interval: the membership converging.
@@ -832,5 +911,108 @@ extension Simulation {
         }
         let delay = rng.uniform(config.delayMaxNanoseconds + 1)
         queue.push(.inject(from: from, to: target, message), atNanoseconds: nowNanoseconds + delay)
+    }
+}
+
+// MARK: - Links: crash evidence, the sweep, spurious drops; the failover probe
+
+extension Simulation {
+    /// How often a node's link sweep runs: as the runtime's `LinkTable`, a quarter of the election
+    /// timeout (at least 5 ms).
+    private var sweepPeriod: UInt64 { max(5_000_000, config.electionTimeoutNanoseconds / 4) }
+
+    private func linkKey(_ a: Int, _ b: Int) -> Int { min(a, b) * nodes.count + max(a, b) }
+
+    /// True while the link between `a` and `b` is down after a spurious drop.
+    private func isLinkDown(_ a: Int, _ b: Int) -> Bool {
+        guard let until = linkDownUntil[linkKey(a, b)] else { return false }
+        return nowNanoseconds < until
+    }
+
+    /// Whether something `from` sends now can reach `to` (partitions, one-way cuts, a dropped link).
+    private func pathIsOpen(from: Int, to: Int) -> Bool {
+        group[from] == group[to] && !blockedOneWay.contains(from * nodes.count + to) && !isLinkDown(from, to)
+    }
+
+    /// The runtime's sweep: every open link whose peer has been silent for an election timeout
+    /// is closed (the core learns it), and the peer sees its end too if the path to it is open.
+    private mutating func sweep(_ index: Int) {
+        for peer in nodes.indices where peer != index && nodes[index].linkOpen[peer]
+            && nowNanoseconds - min(nowNanoseconds, nodes[index].lastHeard[peer]) >= config.electionTimeoutNanoseconds
+        {
+            endLink(at: index, to: peer, tellPeer: true)
+        }
+    }
+
+    /// `index` sees its link to `peer` end: the core is stepped with `.peerUnreachable`. With
+    /// `tellPeer` (this end closed it), the other end sees the end too, if the path reaches it.
+    private mutating func endLink(at index: Int, to peer: Int, tellPeer: Bool) {
+        nodes[index].linkOpen[peer] = false
+        linkEnds += 1
+        let peerID = nodes[peer].id
+        if isTracing { note("\(nodes[index].id) lost its link to \(peerID)") }
+        checker.noteLinkLost(node: nodes[index].id, peer: peerID)
+        step(index, .peerUnreachable(peerID))
+        if tellPeer, nodes[peer].up, pathIsOpen(from: index, to: peer) {
+            queue.push(
+                .linkEnded(node: peer, peer: index, incarnation: nodes[peer].incarnation),
+                atNanoseconds: nowNanoseconds + config.delayMaxNanoseconds + 1)
+        }
+    }
+
+    private mutating func nextLinkDropGap() -> UInt64 {
+        let gap = max(8, config.linkDropGapMaxNanoseconds)
+        return gap / 8 + linkRng.uniform(gap - gap / 8)
+    }
+
+    /// A spurious drop: the link between two live nodes ends at both ends (each sees it within a
+    /// message delay) and carries nothing until it is dialled again, 1 ms to
+    /// ``SimulationConfig/linkDropOutageMaxNanoseconds`` later.
+    private mutating func dropSomeLink() {
+        let up = nodes.indices.filter { nodes[$0].up }
+        guard up.count >= 2 else { return }
+        let a = up[linkRng.index(up.count)]
+        let others = up.filter { $0 != a }
+        let b = others[linkRng.index(others.count)]
+        let outage = max(1_000_000, config.linkDropOutageMaxNanoseconds) - 1_000_000
+        linkDownUntil[linkKey(a, b)] = nowNanoseconds + 1_000_000 + linkRng.uniform(outage + 1)
+        if isTracing { note("the link between \(nodes[a].id) and \(nodes[b].id) dropped") }
+        for (node, peer) in [(a, b), (b, a)] {
+            queue.push(
+                .linkEnded(node: node, peer: peer, incarnation: nodes[node].incarnation),
+                atNanoseconds: nowNanoseconds + 1 + linkRng.uniform(config.delayMaxNanoseconds))
+        }
+    }
+
+    /// The failover probe's fault: once a primary is followed by every node (checked again every
+    /// heartbeat interval until then), it crashes or goes silent.
+    private mutating func failPrimary() {
+        guard let primary = nodes.indices.first(where: { nodes[$0].up && nodes[$0].core.state == .leader }),
+              nodes.allSatisfy({ $0.up && $0.core.leaderID == nodes[primary].id && $0.core.term == nodes[primary].core.term })
+        else {
+            queue.push(.failoverFault, atNanoseconds: nowNanoseconds + config.heartbeatIntervalNanoseconds)
+            return
+        }
+        failedPrimary = primary
+        failoverAtNanoseconds = nowNanoseconds
+        if isTracing { note("failover probe: \(nodes[primary].id) fails (\(config.failoverFault?.rawValue ?? "-"))") }
+        switch config.failoverFault {
+        case .crash: crash(primary)
+        case .silent: for i in group.indices { group[i] = i == primary ? 1 : 0 }
+        case nil: break
+        }
+    }
+
+    /// The failover probe ends once every survivor names the same new primary, which leads its term.
+    private mutating func checkFailoverDone() {
+        guard let failed = failedPrimary, let since = failoverAtNanoseconds else { return }
+        let survivors = nodes.indices.filter { $0 != failed && nodes[$0].up }
+        guard let first = survivors.first, let leader = nodes[first].core.leaderID, leader != nodes[failed].id,
+              let leaderIndex = indexByID[leader], nodes[leaderIndex].core.state == .leader
+        else { return }
+        let term = nodes[leaderIndex].core.term
+        guard survivors.allSatisfy({ nodes[$0].core.leaderID == leader && nodes[$0].core.term == term }) else { return }
+        failoverLatency = nowNanoseconds - since
+        finished = true
     }
 }

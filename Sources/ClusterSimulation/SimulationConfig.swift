@@ -79,6 +79,28 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
     public var transferGapMaxNanoseconds: UInt64
     /// The percentage of transfer requests given a fault that makes them fail halfway.
     public var transferFaultPercent: Int
+    /// Spurious link drops while faults last: now and then the link between two live nodes ends
+    /// at both ends (each core is stepped with `.peerUnreachable`) and carries nothing until it is
+    /// dialled again, up to `linkDropOutageMaxNanoseconds` later. Crash evidence (every peer of a
+    /// crashed node sees its link end) and the link sweep (a link silent for an election timeout
+    /// is closed, at both ends if the path allows) are always modelled.
+    public var linkDrops: Bool
+    /// Longest gap between two spurious link drops (gaps are uniform in [gap/8, gap]).
+    public var linkDropGapMaxNanoseconds: UInt64
+    /// Longest time a dropped link carries nothing (outages are uniform in [1 ms, this]).
+    public var linkDropOutageMaxNanoseconds: UInt64
+    /// Each node's election priority is drawn uniformly in 1...priorityMax.
+    public var priorityMax: Int
+    /// A failover probe instead of a fault schedule (see ``failoverProbe(seed:nodes:fault:)``).
+    public var failoverFault: FailoverFault?
+
+    /// How the primary fails in a failover probe.
+    public enum FailoverFault: String, Sendable, Equatable, CaseIterable {
+        /// The process dies: its kernel closes its sockets, so every peer's link to it ends.
+        case crash
+        /// The process freezes, or a partition cuts it off: no link closes, it just goes quiet.
+        case silent
+    }
     /// A deliberately broken driver, or core rules switched off: for tests that show the checker
     /// catches what a working run never shows.
     package var sabotage: Sabotage = []
@@ -162,9 +184,51 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         transfers = third.uniform(3) != 0 && knowledge != .disjointGroups
         transferGapMaxNanoseconds = (2 + third.uniform(4)) * electionTimeoutNanoseconds
         transferFaultPercent = 50
+        var fourth = SplitMix64(seed: seed ^ 0x11E4_D0E5_0000_0009)  // crash evidence and link drops (issue 9)
+        linkDrops = fourth.uniform(3) != 0
+        linkDropGapMaxNanoseconds = (1 + fourth.uniform(4)) * electionTimeoutNanoseconds / 2
+        linkDropOutageMaxNanoseconds = electionTimeoutNanoseconds / 2
+        priorityMax = 3
+        failoverFault = nil
         electionBoundNanoseconds = 10 * electionTimeoutNanoseconds
         stabilityWindowNanoseconds = 5 * electionTimeoutNanoseconds
         maxEvents = 2_000_000
+    }
+
+    /// A failover probe (as `cluster bench failover`): heartbeat 20 ms, election timeout 200 ms,
+    /// a vote request timeout of one election timeout, every priority 1, a quiet LAN (0.05–0.5 ms
+    /// per message, no loss), durable writes of 0–2 ms. No fault until a primary is followed by
+    /// every node (from 3 T on); then the primary fails as `fault` says, and the run ends once
+    /// every survivor names the same new primary (``SimulationResult/failoverLatencyNanoseconds``),
+    /// or after 20 T (a violation).
+    public static func failoverProbe(seed: UInt64, nodes: Int, fault: FailoverFault) -> SimulationConfig {
+        var config = SimulationConfig(seed: seed, nodes: nodes)
+        let ms: UInt64 = 1_000_000
+        config.electionTimeoutNanoseconds = 200 * ms
+        config.heartbeatIntervalNanoseconds = 20 * ms
+        config.voteRequestTimeoutNanoseconds = 200 * ms
+        config.delayMinNanoseconds = 50_000
+        config.delayMaxNanoseconds = 500_000
+        config.lossMaxPercent = 0
+        config.duplicatePercent = 0
+        config.chaosDurationNanoseconds = 0
+        config.partitions = false
+        config.crashes = false
+        config.forcedElections = false
+        config.lsnChanges = false
+        config.membershipChanges = false
+        config.hostilePeers = false
+        config.oneWayPartitions = false
+        config.transfers = false
+        config.linkDrops = false
+        config.writeDelayMaxNanoseconds = 2 * ms
+        config.slowWritePercent = 0
+        config.writeFailurePercent = 0
+        config.priorityMax = 1
+        config.failoverFault = fault
+        config.electionBoundNanoseconds = 20 * config.electionTimeoutNanoseconds
+        config.stabilityWindowNanoseconds = 0
+        return config
     }
 
     public var description: String {
@@ -175,6 +239,8 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
             + " gapMax=\(f(chaosGapMaxNanoseconds)) partitions=\(partitions) crashes=\(crashes)"
             + " forced=\(forcedElections) lsn=\(lsnChanges) churn=\(membershipChanges) hostile=\(hostilePeers)"
             + " oneWay=\(oneWayPartitions) transfers=\(transfers)(gap \(f(transferGapMaxNanoseconds)), faults \(transferFaultPercent)%)"
+            + " linkDrops=\(linkDrops)(gap \(f(linkDropGapMaxNanoseconds)))"
+            + (failoverFault.map { " failover=\($0.rawValue)" } ?? "")
             + " writes=0-\(f(writeDelayMaxNanoseconds))"
             + " slow=\(slowWritePercent)%(max \(f(slowWriteMaxNanoseconds))) failed=\(writeFailurePercent)%"
             + (reportsFailedWritesAsDurable ? " BROKEN-DRIVER" : "") + " T=\(f(electionTimeoutNanoseconds))"

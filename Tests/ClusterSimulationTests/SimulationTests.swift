@@ -37,10 +37,11 @@ struct SimulationTests {
             Issue.record(Comment(rawValue: Self.failure(result)))
         }
         let leaders = results.reduce(0) { $0 + $1.leaders.count }
+        let candidacies = results.reduce(0) { $0 + $1.candidacies }
         let steps = results.reduce(0) { $0 + $1.steps }
         let slowest = results.compactMap(\.leaderElectedAfterHealNanoseconds).max() ?? 0
         print(
-            "simulation: 500 schedules, \(leaders) leaders, \(steps) core steps, slowest election after heal"
+            "simulation: 500 schedules, \(leaders) leaders of \(candidacies) candidacies, \(steps) core steps, slowest election after heal"
                 + " \(Double(slowest) / 1e6)ms (bound \(Double(results[0].config.electionBoundNanoseconds) / 1e6)ms), \(elapsed);"
                 + " \(TransferSummary(results))")
         #expect(results.allSatisfy { $0.leaderElectedAfterHealNanoseconds != nil })
@@ -87,6 +88,7 @@ struct SimulationTests {
                 config.membershipChanges = false
                 config.oneWayPartitions = false
                 config.transfers = false  // a transfer changes the primary on purpose
+                config.linkDrops = false  // a broken link frees its follower to vote for a hostile member's request
                 config.writeFailurePercent = 0  // healthy storage too: a failed or slow write is a fault
                 config.slowWritePercent = 0
                 config.hostilePeers = true

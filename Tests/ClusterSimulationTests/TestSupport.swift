@@ -126,6 +126,8 @@ struct TestCluster {
     var ids: [String]
     var nowMilliseconds: UInt64 = 0
     var isolated: Set<String> = []
+    /// Links that carry nothing (each as its two ends, sorted, joined by "|").
+    var brokenLinks: Set<String> = []
     /// Every directive, by node, in order.
     var log: [(node: String, directive: ElectionDirective)] = []
     private var inFlight: [(from: String, to: String, message: ElectionMessage)] = []
@@ -165,7 +167,7 @@ struct TestCluster {
     }
 
     mutating func enqueue(from: String, to: String, _ message: ElectionMessage) {
-        guard !isolated.contains(from), !isolated.contains(to), cores[to] != nil else { return }
+        guard !isolated.contains(from), !isolated.contains(to), !isBroken(from, to), cores[to] != nil else { return }
         inFlight.append((from, to, message))
     }
 
@@ -174,7 +176,7 @@ struct TestCluster {
         while !inFlight.isEmpty, delivered < 100_000 {
             let (from, to, message) = inFlight.removeFirst()
             delivered += 1
-            guard !isolated.contains(from), !isolated.contains(to) else { continue }
+            guard !isolated.contains(from), !isolated.contains(to), !isBroken(from, to) else { continue }
             apply(to, .receive(from: from, message))
         }
     }
@@ -195,7 +197,27 @@ struct TestCluster {
     }
 
     mutating func isolate(_ id: String) { isolated.insert(id) }
-    mutating func recover() { isolated.removeAll() }
+    mutating func recover() {
+        isolated.removeAll()
+        brokenLinks.removeAll()
+    }
+
+    private func linkKey(_ a: String, _ b: String) -> String { a < b ? "\(a)|\(b)" : "\(b)|\(a)" }
+    func isBroken(_ a: String, _ b: String) -> Bool { brokenLinks.contains(linkKey(a, b)) }
+
+    /// The link between `a` and `b` breaks, both ends live: it carries nothing from now on, and
+    /// each end's core is told (`.peerUnreachable`), as the runtime tells it.
+    mutating func breakLink(_ a: String, _ b: String) {
+        brokenLinks.insert(linkKey(a, b))
+        apply(a, .peerUnreachable(b))
+        apply(b, .peerUnreachable(a))
+    }
+
+    /// `id` crashes: it is cut off, and every other node's link to it ends (its kernel closed them).
+    mutating func crash(_ id: String) {
+        isolated.insert(id)
+        for other in ids where other != id { apply(other, .peerUnreachable(id)) }
+    }
 }
 
 /// Runs CPU-heavy work (simulated schedules) on a thread of its own and awaits it, so that it

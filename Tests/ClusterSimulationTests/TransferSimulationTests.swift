@@ -63,6 +63,7 @@ extension SimulationTests {
                     config.membershipChanges = false
                     config.hostilePeers = false
                     config.oneWayPartitions = false
+                    config.linkDrops = false
                     config.writeFailurePercent = 0
                     config.slowWritePercent = 0
                     config.transferFaultPercent = 0

@@ -52,11 +52,26 @@
 /// - Leaders' epochs strictly increase with their terms, so the epoch is a fencing token; a
 ///   leader's epoch and term are durable before it acts as leader.
 /// - A node that failed to write refuses votes and does not stand until a write succeeds.
+/// - The lease (thesis §4.2.3): a node that is leader, or heard its leader within T over a link
+///   that has not ended since, refuses PreVotes and votes from the network. A broken link ends
+///   the lease of the one follower at its end, so it cannot depose a primary whose lease a
+///   majority holds.
+///
+/// Crash evidence: a killed process's kernel closes its sockets, so its followers' links to it
+/// end at once. A follower whose link to its leader ends stops counting the leader as heard for
+/// the lease and starts a PreVote round soon, instead of an election timeout after the last
+/// heartbeat: a crashed primary is replaced in a fraction of T, a silent one (no link closes
+/// until the driver closes a link silent for T) in a little over T. The event moves a timer and
+/// ends one node's lease, nothing else: why safety is unchanged is written on `linkLost`.
 ///
 /// Timers, in nanoseconds of ``CoreInstant``:
 /// - Election timer (follower): a randomised timeout in [T, 2T), T = `electionTimeout`, shorter
 ///   for a higher priority. Reset by a heartbeat from the current leader and by granting a vote.
 ///   On expiry the follower forgets the leader and, with `autoFailover`, starts a PreVote round.
+///   Crash evidence brings it forward: when the follower's link to its leader ends
+///   (``ElectionEvent/peerUnreachable(_:)``), it fires within `(behind + r) · T/4 / priority`,
+///   r in [0, 1), `behind` the live voters whose heartbeats reported a higher LSN (see
+///   "Crash evidence" below, `linkLost`).
 /// - Campaign timer (PreVote round or candidacy): `voteRequestTimeout`. On expiry the attempt
 ///   failed: the node is a follower again and waits a fresh randomised election timeout, then
 ///   retries with a PreVote round, even after a forced election; without `autoFailover` it does
@@ -369,6 +384,11 @@ public struct ElectionCore: Sendable {
     private var peers: [String: PeerView] = [:]
     /// When the current leader was last heard from (meaningful while `leaderID` is a peer).
     private var lastLeaderContact: CoreInstant = .zero
+    /// The link to the current leader ended (``ElectionEvent/peerUnreachable(_:)``) and the leader
+    /// has not been heard since: the lease no longer holds (see `linkLost`).
+    private var leaderLinkLost = false
+    /// The election timer was brought forward by crash evidence (`linkLost`) and has not fired.
+    private var evidenceTimer = false
     /// The first node seen claiming primary in the current term (itself when it won).
     private var termPrimary: String?
     private var reportedDualPrimaries: Set<DualPrimaryReport> = []
@@ -547,8 +567,8 @@ public struct ElectionCore: Sendable {
             addVoter(voter)
         case .removeVoter(let voter):
             removeVoter(voter, now: now, &directives)
-        case .peerUnreachable:
-            break  // Silence is what counts: CheckQuorum and the election timer see it.
+        case .peerUnreachable(let peer):
+            linkLost(to: peer, now: now)
         case .persisted(let state):
             guard let writing, writing == state else { break }  // not the write in flight: ignored
             self.writing = nil
@@ -575,6 +595,7 @@ public struct ElectionCore: Sendable {
             return
         }
         guard state == .follower, now >= electionDeadline else { return }
+        evidenceTimer = false
         if leaderID != nil {
             // The leader is lost: forget it, so that PreVotes from others can succeed.
             setLeader(nil, &directives)
@@ -607,6 +628,73 @@ public struct ElectionCore: Sendable {
         } else {
             becomeFollower(now: now, leader: nil, &directives)
         }
+    }
+
+    // MARK: Crash evidence
+
+    /// The width of one rank of the crash-evidence delay: a quarter of the election timeout.
+    /// A follower whose link to its leader ends stands after
+    /// `(behind + r) · evidenceSlot / max(1, priority)`, r uniform in [0, 1) (see `linkLost`).
+    package var evidenceSlot: UInt64 { Swift.max(1, settings.electionTimeout / 4) }
+
+    /// ``ElectionEvent/peerUnreachable(_:)``: the transport's link to `peer` ended. When a process
+    /// dies its kernel closes its sockets, so every follower's link to a crashed leader ends at
+    /// once: evidence, not proof (a link also ends when only it broke, or when the runtime's sweep
+    /// closes one silent for an election timeout). A follower whose link to its current leader
+    /// ends therefore:
+    /// - (a) stops counting that leader as heard for the lease (`hasLiveLeader`): it grants
+    ///   PreVotes and votes from others, as it would an election timeout after the last
+    ///   heartbeat; the leader's next heartbeat (over a new link) restores the lease;
+    /// - (b) with `autoFailover`, brings its election timer forward to
+    ///   `now + (behind + r) · evidenceSlot / max(1, priority)`, r uniform in [0, 1), `behind` the
+    ///   number of other voters heard within T whose heartbeats reported a higher LSN than this
+    ///   node's: the most up-to-date, highest-priority follower usually stands first (the others
+    ///   would refuse a less up-to-date one anyway). When the timer fires it forgets the leader and
+    ///   starts a PreVote round, exactly as on an election timeout. A follower that grants a
+    ///   PreVote while such a timer runs waits at least a vote request timeout from then (another
+    ///   follower stood first on the same evidence; two candidacies at once would split the vote).
+    ///
+    /// Ignored by a leader (CheckQuorum judges its followers by silence), a candidate, a follower
+    /// for any peer but its leader, and a follower whose evidence timer already runs.
+    ///
+    /// Why safety is unchanged: the event touches no term, vote or epoch and persists nothing; it
+    /// only moves a timer and ends one node's lease. Raft's safety (one leader per term, Raft
+    /// §5.2) never depended on timing: the election still goes through a PreVote round that needs
+    /// a real majority (``quorumSize``) of grants, a candidacy that raises the term only after
+    /// that round is won (or by the operator's `startElection`, or a leader's TimeoutNow, as
+    /// before), one durable vote per term, and persist before send. The lease itself is a
+    /// liveness guard against disruptive servers (thesis §4.2.3), not a safety rule; etcd-io/raft
+    /// likewise grants votes as soon as a follower no longer counts its leader as live (its
+    /// `inLease` test) and uses the transport's unreachability reports (`MsgUnreachable`) only on
+    /// the leader. What the lease protects still holds: a link that broke only between two live
+    /// nodes ends the lease of the one follower at its end; the primary's other followers still
+    /// hear it and refuse PreVotes (and votes) by their leases, so while the nodes holding a lease
+    /// on the primary (it included) are a majority, no PreVote round against it can win, nobody's
+    /// term moves (thesis §9.6), and it stays primary. The follower's failed round counts as a
+    /// failed attempt (the back-off), and the leader's next heartbeat ends it.
+    private mutating func linkLost(to peer: String, now: CoreInstant) {
+        let aboutLeader = peer == leaderID || disabledRules.contains(.evidenceFromLeaderLinkOnly)
+        guard state == .follower, peer != id, leaderID != nil, aboutLeader, !leaderLinkLost else { return }
+        leaderLinkLost = true
+        guard settings.autoFailover, campaign == nil, !lastWriteFailed else { return }
+        let deadline = now + evidenceDelay(now: now)
+        if deadline < electionDeadline {
+            electionDeadline = deadline
+            evidenceTimer = true
+        }
+    }
+
+    /// `(behind + r) · evidenceSlot / max(1, priority)`: see `linkLost`.
+    private mutating func evidenceDelay(now: CoreInstant) -> UInt64 {
+        var behind: UInt64 = 0
+        for voter in voterList where voter != id && voter != leaderID {
+            guard let peer = peers[voter], let heard = peer.heardAt, now < heard + settings.electionTimeout,
+                  peer.reportedLSN > localLSN
+            else { continue }
+            behind += 1
+        }
+        let slot = evidenceSlot
+        return (behind * slot + rng.next(upperBound: slot)) / UInt64(Swift.max(1, settings.priority))
     }
 
     // MARK: Messages
@@ -659,6 +747,8 @@ public struct ElectionCore: Sendable {
         campaign = nil
         setLeader(primary, &directives)
         lastLeaderContact = now
+        leaderLinkLost = false  // heard again: the link is back
+        evidenceTimer = false
         consecutiveFailures = 0
         electionDeadline = now + randomizedElectionTimeout
     }
@@ -710,6 +800,7 @@ public struct ElectionCore: Sendable {
         }
         campaign = nil  // we back this candidate: drop our own PreVote round
         electionDeadline = now + randomizedElectionTimeout
+        evidenceTimer = false
         let grant = VoteResponse(voterID: id, term: term, voteGranted: true, epoch: epochBeforeGrant)
         // The response waits until the vote and the promised epoch are durable (a repeated grant
         // of a vote already written goes out at once).
@@ -751,6 +842,11 @@ public struct ElectionCore: Sendable {
             voterID: id, term: request.term, voteGranted: reason.isEmpty, reason: reason, preVote: true,
             epoch: epoch)
         send(to: candidate, .voteResponse(response), &directives)
+        if reason.isEmpty, evidenceTimer, campaign == nil {
+            // Another follower stood first on the same evidence, and this node would vote for it:
+            // give it one campaign's time before standing too, so that the two do not split the vote.
+            electionDeadline = Swift.max(electionDeadline, now + settings.voteRequestTimeout)
+        }
     }
 
     private mutating func stepVoteResponse(
@@ -1056,6 +1152,7 @@ public struct ElectionCore: Sendable {
     private mutating func setLeader(_ leader: String?, _ directives: inout [ElectionDirective]) {
         guard leader != leaderID else { return }
         leaderID = leader
+        leaderLinkLost = false  // evidence against the old leader says nothing of a new one
         directives.append(.leaderChanged(leader))
     }
 
@@ -1122,9 +1219,11 @@ public struct ElectionCore: Sendable {
         return disabledRules.contains(.knownVoters) || voters.contains(claimed)
     }
 
+    /// The lease (thesis §4.2.3): this node is the leader, or it heard its leader within an
+    /// election timeout and its link to the leader has not ended since (see `linkLost`).
     private func hasLiveLeader(now: CoreInstant) -> Bool {
         if state == .leader { return true }
-        guard leaderID != nil else { return false }
+        guard leaderID != nil, !leaderLinkLost else { return false }
         return now < lastLeaderContact + settings.electionTimeout
     }
 
@@ -1143,6 +1242,7 @@ public struct ElectionCore: Sendable {
     /// average for a higher priority. After `maxElectionRetries` consecutive failures the wait
     /// gets one more full randomised timeout (back-off).
     private mutating func resetElectionTimer(now: CoreInstant) {
+        evidenceTimer = false
         randomizedElectionTimeout = drawElectionTimeout()
         var wait = randomizedElectionTimeout
         if consecutiveFailures >= Swift.max(0, settings.maxElectionRetries) && consecutiveFailures > 0 {

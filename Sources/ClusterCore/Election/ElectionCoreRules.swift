@@ -15,5 +15,8 @@ extension ElectionCore {
         package static let senderBinding = DisabledRules(rawValue: 1 << 3)
         /// Vote for a candidate whatever its epoch, and promise no epoch by a grant (the seed's rules).
         package static let epochRule = DisabledRules(rawValue: 1 << 4)
+        /// Take the end of any peer's link as crash evidence against the leader, not only the
+        /// leader's own link (issue 9): the lease then ends on a link that says nothing of the leader.
+        package static let evidenceFromLeaderLinkOnly = DisabledRules(rawValue: 1 << 5)
     }
 }

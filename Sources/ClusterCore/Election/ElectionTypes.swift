@@ -143,7 +143,12 @@ public enum ElectionEvent: Sendable, Equatable {
     case addVoter(String)
     /// A member left the voter set (idempotent; never the local node).
     case removeVoter(String)
-    /// The transport lost its connection to a peer (informational; the core may ignore it).
+    /// The transport's link to a peer ended (the peer's kernel closed it, as when its process
+    /// dies, or the driver closed it after an election timeout of silence). A follower takes the
+    /// end of its link to its leader as crash evidence: its lease on that leader ends and it
+    /// stands soon, after `(behind + r) · T/4 / priority` (see "Crash evidence" on
+    /// ``ElectionCore``); any other peer's link, and any link on a leader or candidate, changes
+    /// nothing. The driver SHOULD deliver it whenever a peer's link ends.
     case peerUnreachable(String)
     /// The write started by ``ElectionDirective/persist(_:)`` with this state is durable. The core
     /// now sends what waited for it (a vote, its vote requests, its leadership) and starts the next
