@@ -25,10 +25,15 @@ final class PeerProtocol {
     /// Every `probeEveryRounds`-th round of heartbeats asks for an immediate reply, to measure
     /// round trips (plain heartbeats acknowledge each other only at the peer's next interval).
     static let probeEveryRounds: UInt64 = 10
+    /// Which of the ten rounds probes, from this node's id: nodes started together do not all
+    /// probe in the same round (their replies would come in one burst, and the round trips
+    /// measured would be the burst's).
+    private let probePhase: UInt64
 
     init(node: NodeRuntime) {
         self.node = node
         localTag = Wire.fnv1a64(node.config.nodeID)
+        probePhase = localTag % Self.probeEveryRounds
     }
 
     // MARK: - Receiving
@@ -412,7 +417,7 @@ final class PeerProtocol {
         heartbeatSeq &+= 1
         rounds &+= 1
         node.stats.heartbeatRounds = rounds
-        let probe = rounds % Self.probeEveryRounds == 1
+        let probe = (rounds &+ probePhase) % Self.probeEveryRounds == 1
         if probe { node.stats.probeRounds &+= 1 }
         for peer in node.links.peers.values {
             sendHeartbeat(to: peer, reply: false, probe: probe, seq: heartbeatSeq)
