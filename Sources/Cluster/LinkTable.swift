@@ -75,7 +75,10 @@ final class LinkTable {
         do {
             let timer = try UVTimer(loop: loop)
             let periodNs = max(5_000_000, min(helloTimeoutNs, clientIdleNs, silenceNs) / 4)
-            try timer.start(timeoutMs: periodNs / 1_000_000, repeatMs: periodNs / 1_000_000) { [weak runtime = node] in
+            let periodMs = periodNs / 1_000_000
+            // The first sweep at a point of the period of this node's own (nodes started
+            // together do not all sweep at once).
+            try timer.start(timeoutMs: 1 + random.next() % periodMs, repeatMs: periodMs) { [weak runtime = node] in
                 runtime?.links.sweep()
             }
             sweepTimer = timer

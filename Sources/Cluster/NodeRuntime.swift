@@ -149,7 +149,8 @@ final class NodeRuntime: @unchecked Sendable {
             heartbeatTimer = hb
             tickTimer = try UVTimer(loop: loop)
             let reporter = try UVTimer(loop: loop)
-            try reporter.start(timeoutMs: 1000, repeatMs: 1000) { [weak self] in self?.reportMetrics() }
+            // Spread too: nodes started together report at different points of the second.
+            try reporter.start(timeoutMs: 1000 + (seed >> 7) % 1000, repeatMs: 1000) { [weak self] in self?.reportMetrics() }
             metricsTimer = reporter
         } catch {
             stopOnLoop()
