@@ -47,6 +47,8 @@ final class NodeRuntime: @unchecked Sendable {
     var faults = NetworkFaults()
     var stats = NodeStats()
     private var membershipObserver: MembershipObserverToken?
+    /// True while a pass of `membersChanged` is queued on the loop (any thread sets it).
+    private let membersChangeScheduled = UVLocked(false)
     /// Vote requests from outside the peer links (the API, JSON clients) waiting for the core's
     /// answer: a grant goes out only once it is durable.
     private var voteWaiters: [(candidate: String, answer: (VoteResponse) -> Void)] = []
@@ -158,9 +160,20 @@ final class NodeRuntime: @unchecked Sendable {
         }
         // Membership changes made by the application or by discovery reach the loop as events.
         let loop = self.loop
+        // Changes coalesce: one pass over the members serves every change made before it runs
+        // (a cluster of N learning its members would otherwise make N passes of N each).
+        let scheduled = membersChangeScheduled
         membershipObserver = membership.addObserver { [weak self] _ in
             guard let runtime = self else { return }
-            _ = loop.execute { runtime.membersChanged() }
+            let first = scheduled.withLock { pending -> Bool in
+                defer { pending = true }
+                return !pending
+            }
+            guard first else { return }
+            _ = loop.execute {
+                scheduled.withLock { $0 = false }
+                runtime.membersChanged()
+            }
         }
         logger.info("listening on \(bound)")
         // The members at start are the configured voters; members that join later become voters
