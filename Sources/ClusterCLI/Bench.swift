@@ -49,6 +49,11 @@ struct LatencySummary {
     }
 }
 
+/// The nearest-rank percentile `p` (0...100) of ascending `sorted` values; 0 when empty.
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, max(0, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1))]
+}
+
 func format(_ value: Double, _ decimals: Int = 1) -> String { String(format: "%.\(decimals)f", value) }
 
 func progress(_ text: String) {
@@ -361,7 +366,7 @@ struct BenchFailover: ParsableCommand {
             try times.map { format($0, 3) }.joined(separator: "\n").appending("\n").write(toFile: samplesFile, atomically: true, encoding: .utf8)
         }
         let sorted = times.sorted()
-        func pct(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)] }
+        func pct(_ p: Double) -> Double { percentile(sorted, p) }
         let dual = primaries.withLock { $0.values.filter { $0.count > 1 }.count }
         output.emit([
             ("impl", "\"swift-cluster\""), ("mode", "\"failover-\(mode.rawValue)\""), ("nodes", "\(nodes)"),
@@ -443,7 +448,7 @@ struct BenchJoin: ParsableCommand {
         }
         progressDone()
         let sorted = times.sorted()
-        func pct(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1)] }
+        func pct(_ p: Double) -> Double { percentile(sorted, p) }
         let heartbeatMs = Double(heartbeat.nanoseconds) / 1e6
         output.emit([
             ("impl", "\"swift-cluster\""), ("mode", "\"join\""), ("nodes", "\(nodes)"), ("heartbeat_ms", format(heartbeatMs, 0)),
