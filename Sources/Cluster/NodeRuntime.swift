@@ -143,9 +143,10 @@ final class NodeRuntime: @unchecked Sendable {
             let intervalMs = max(1, config.heartbeatInterval.nanoseconds / 1_000_000)
             // The first round at a point of the interval of this node's own (from its seed), as
             // the phases of a real cluster's nodes are spread: nodes started together do not
-            // all send at the same instant.
+            // all send at the same instant. On a fixed schedule, so that the phases stay spread
+            // when many nodes share a busy loop.
             let phaseMs = 1 + (seed ^ (seed >> 29)) % intervalMs
-            try hb.start(timeoutMs: phaseMs, repeatMs: intervalMs) { [weak self] in
+            try hb.startPeriodic(firstTimeoutMs: phaseMs, periodMs: intervalMs) { [weak self] in
                 self?.onHeartbeatTimer()
             }
             heartbeatTimer = hb

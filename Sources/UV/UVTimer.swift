@@ -6,6 +6,13 @@ import CLibUV
 public final class UVTimer: UVHandle {
     private let timer: UnsafeMutablePointer<uv_timer_t>
     private var callback: (() -> Void)?
+    /// Fixed-schedule mode (`startPeriodic`): the loop time the next tick is due at, and the period.
+    private var periodicDueMs: UInt64 = 0
+    private var periodicMs: UInt64 = 0
+    /// Ticks of a fixed schedule that the loop was too late for, and so skipped.
+    public private(set) var missedTicks: UInt64 = 0
+    /// On a fixed schedule (`startPeriodic`), the loop time in milliseconds the next tick is due at.
+    public var nextDueMs: UInt64 { periodicDueMs }
 
     /// Creates a stopped timer on `loop`. Must be called on the loop thread.
     public init(loop: UVLoop) throws(UVError) {
@@ -32,6 +39,41 @@ public final class UVTimer: UVHandle {
             me.callback?()
         }, timeoutMs, repeatMs)
         try UVError.check(status, "uv_timer_start")
+    }
+
+    /// Arms the timer on a fixed schedule: `callback` runs at `firstTimeoutMs` from the loop's
+    /// time, then at every `periodMs` after that, each tick due one period after the previous one
+    /// was due (not after it ran). libuv's own repeat counts from the loop time at which a
+    /// callback ran, so on a busy loop the timers that ran in one pass stay aligned for good and
+    /// their ticks merge into bursts; a fixed schedule keeps the phases apart. A tick the loop
+    /// is a whole period late for is skipped (`missedTicks`), never run in a burst.
+    public func startPeriodic(firstTimeoutMs: UInt64, periodMs: UInt64, _ callback: @escaping () -> Void) throws(UVError) {
+        loop.preconditionInEventLoop()
+        guard !isClosing else { throw UVError(code: UVError.invalidArgument, operation: "uv_timer_start on a closed timer") }
+        periodicMs = max(1, periodMs)
+        periodicDueMs = uv_now(loop.loop) &+ firstTimeoutMs
+        self.callback = callback
+        try UVError.check(armPeriodic(timeoutMs: firstTimeoutMs), "uv_timer_start")
+    }
+
+    private func armPeriodic(timeoutMs: UInt64) -> Int32 {
+        uv_timer_start(timer, { t in
+            guard let t, let data = t.pointee.data else { return }
+            let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVTimer.self)
+            me.periodicTick()
+        }, timeoutMs, 0)
+    }
+
+    private func periodicTick() {
+        let now = uv_now(loop.loop)
+        periodicDueMs &+= periodicMs
+        while periodicDueMs <= now {
+            periodicDueMs &+= periodicMs
+            missedTicks &+= 1
+        }
+        // Re-armed before the callback runs, which may stop or close the timer.
+        _ = armPeriodic(timeoutMs: periodicDueMs - now)
+        callback?()
     }
 
     /// Stops the timer; it can be started again.

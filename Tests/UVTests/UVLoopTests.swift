@@ -1,4 +1,5 @@
 import Dispatch
+import Glibc
 import Testing
 import UV
 
@@ -157,6 +158,34 @@ struct UVTimerTests {
         #expect(result.0 == 5)
         #expect(result.1 == false)
         #expect(result.2 == "second")
+        loop.shutdown()
+        #expect(loop.closeStatus == 0)
+    }
+
+    @Test("a periodic timer keeps its fixed schedule after a stalled loop and skips the ticks it missed")
+    func periodicKeepsSchedule() async throws {
+        let loop = try UVLoop()
+        // (start, due times seen from the callbacks, missed ticks)
+        let result: (UInt64, [UInt64], UInt64) = await onLoop(loop) { done in
+            let timer = try! UVTimer(loop: loop)
+            let start = loop.nowMs
+            var dues: [UInt64] = []
+            try! timer.startPeriodic(firstTimeoutMs: 1, periodMs: 40) {
+                dues.append(timer.nextDueMs)
+                if dues.count == 1 {
+                    usleep(100_000)  // a busy pass: the loop is late for the next tick, and for one more
+                } else if dues.count == 4 {
+                    timer.close()
+                    done((start, dues, timer.missedTicks))
+                }
+            }
+        }
+        let (start, dues, missed) = result
+        // Every tick is due at start + 1 + k·40, whenever the callbacks ran (libuv's repeat would
+        // count from the late pass instead).
+        for due in dues { #expect((due - start - 1) % 40 == 0, "due \(due - start) ms after the start") }
+        #expect(zip(dues, dues.dropFirst()).allSatisfy { $0 < $1 })
+        #expect(missed >= 1)
         loop.shutdown()
         #expect(loop.closeStatus == 0)
     }
