@@ -32,9 +32,14 @@ let package = Package(
         ),
         // The libuv wrapper: loop thread, timers, TCP. Knows nothing of clusters.
         .target(name: "UV", dependencies: ["CLibUV"], swiftSettings: strict),
+        // The per-frame MAC of keyed links: BoringSSL's HMAC as swift-crypto builds and links it,
+        // reset in place (no allocation per frame). See its header.
+        .target(name: "CFrameMAC", path: "Sources/CFrameMAC"),
         // The pure cluster logic: types, membership, election core, wire codec. No I/O, no clock.
         // Crypto: the cluster key's MACs and key derivation (pure functions, no I/O).
-        .target(name: "ClusterCore", dependencies: [.product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
+        .target(
+            name: "ClusterCore",
+            dependencies: ["CFrameMAC", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
         // The node: joins the core and the libuv layer, offers the public API.
         .target(
             name: "Cluster",
@@ -74,7 +79,9 @@ let package = Package(
             name: "ClusterFuzzTests", dependencies: ["ClusterFuzz", "Cluster", "ClusterCore"], path: "Fuzz/Tests",
             swiftSettings: strict),
         .testTarget(name: "UVTests", dependencies: ["UV"], swiftSettings: strict),
-        .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore"], swiftSettings: strict),
+        .testTarget(
+            name: "ClusterCoreTests", dependencies: ["ClusterCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
         .testTarget(name: "ClusterSimulationTests", dependencies: ["ClusterSimulation", "ClusterCore"], swiftSettings: strict),
         .testTarget(
             name: "ClusterTests",

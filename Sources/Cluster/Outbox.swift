@@ -15,6 +15,8 @@ final class Outbox {
     let hardLimit: Int
     /// Links with bytes appended during this pass.
     private var dirty: [Link] = []
+    /// The other buffer of `dirty`: a flush swaps them, so that a pass allocates nothing.
+    private var spare: [Link] = []
     /// Called for a link over the hard limit; the link table closes it.
     var onOverflow: (Link) -> Void = { _ in }
     /// The open link with this id (the link table's), for callbacks that must not hold a link;
@@ -65,9 +67,15 @@ final class Outbox {
     /// limits: pause reading over the soft limit, close over the hard one.
     func flush() {
         guard !dirty.isEmpty else { return }
-        // `overflow` may close links and so re-enter; work on a copy of the list.
-        let batch = dirty
-        dirty.removeAll(keepingCapacity: true)
+        // `overflow` may close links and so re-enter: work on the list swapped out of `dirty`
+        // (into the spare buffer, so that neither list is copied or allocated).
+        var batch = spare
+        spare = []
+        swap(&batch, &dirty)
+        defer {
+            batch.removeAll(keepingCapacity: true)
+            spare = batch
+        }
         for link in batch {
             link.isDirty = false
             guard !link.isClosed, !link.out.isEmpty else {

@@ -12,13 +12,14 @@ import UV
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Loopback cluster benchmarks.",
-        subcommands: [BenchSteady.self, BenchMesh.self, BenchFailover.self, BenchJoin.self, BenchReport.self],
+        subcommands: [BenchSteady.self, BenchMesh.self, BenchFailover.self, BenchJoin.self, BenchTags.self, BenchReport.self],
         defaultSubcommand: BenchSteady.self)
 }
 
 /// Options every benchmark shares.
 struct BenchOutput: ParsableArguments {
     @Flag(help: "Print a readable table instead of one JSON line.") var table = false
+    @Flag(help: "Print one JSON line (the default).") var json = false
 
     func emit(_ fields: [(String, String)]) {
         if table {
@@ -179,10 +180,12 @@ struct BenchSteady: ParsableCommand {
         progress("steady: warming up")
         Thread.sleep(forTimeInterval: 1)
         let managers = cluster.ids.map { cluster.manager($0) }
-        func totals() -> (received: UInt64, skipped: UInt64, sent: UInt64) {
-            managers.reduce((0, 0, 0)) { acc, m in
+        func totals() -> (received: UInt64, skipped: UInt64, sent: UInt64, rounds: UInt64, linked: UInt64, terms: UInt64) {
+            managers.reduce((0, 0, 0, 0, 0, 0)) { acc, m in
                 let s = m.stats
-                return (acc.0 + s.heartbeatsReceived, acc.1 + s.heartbeatsSkipped, acc.2 + s.heartbeatsSent)
+                return (
+                    acc.0 + s.heartbeatsReceived, acc.1 + s.heartbeatsSkipped, acc.2 + s.heartbeatsSent,
+                    acc.3 + s.heartbeatRounds, acc.4 + s.peerLinksEstablished, max(acc.5, m.currentTerm))
             }
         }
         let before = totals()
@@ -217,6 +220,10 @@ struct BenchSteady: ParsableCommand {
             ("latency_p50_us", format(latency.p50us)), ("latency_p99_us", format(latency.p99us)),
             ("rtt_p50_us", format(rtt.p50us)), ("rtt_p99_us", format(rtt.p99us)), ("rtt_samples", "\(rtt.count)"),
             ("skipped", "\(after.skipped - before.skipped)"),
+            // What explains a count above nominal: rounds (one per node per interval, one in ten
+            // answered), links made again, elections.
+            ("rounds_per_s", format(Double(after.rounds - before.rounds) / wall, 0)),
+            ("links_made", "\(after.linked - before.linked)"), ("terms", "\(after.terms - before.terms)"),
             ("leaders", "\(leaders.count)"), ("dual_primary", "\(dual)"), ("rss_kb", "\(usage.maxRSSKiB)"),
         ])
         if leaders.count != 1 || dual != 0 { throw ExitCode.failure }
@@ -471,5 +478,68 @@ extension ClusterConfig {
         var copy = self
         copy.nodeAddr = addr
         return copy
+    }
+}
+
+/// `cluster bench tags`: what a keyed link's frame tag costs alone: heartbeat frames sealed and
+/// opened in a loop on one thread, no network (the steady benchmark's `--key` shows the cost in
+/// place).
+struct BenchTags: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tags", abstract: "The cost of sealing and opening one heartbeat frame on a keyed link.")
+
+    @Option(help: "Frames sealed and opened.") var frames = 1_000_000
+    @Option(help: "Links (sealer and opener pairs) taken in turn: many links' key state does not stay in cache, as on a node with many peers.") var links = 1
+    @OptionGroup var output: BenchOutput
+
+    func validate() throws {
+        guard (1...100_000_000).contains(frames) else { throw ValidationError("--frames must be 1...100000000") }
+        guard (1...65536).contains(links) else { throw ValidationError("--links must be 1...65536") }
+    }
+
+    func run() throws {
+        let key = ClusterKey.generate()
+        let hashes = (0..<links).map { LinkAuth.transcriptHash(Array("bench \($0)".utf8)) }
+        var sealers = hashes.map { FrameSealer(key: key, transcriptHash: $0, dialer: true) }
+        // Opens what a second sealer with the same keys seals, counter by counter.
+        var twins = hashes.map { FrameSealer(key: key, transcriptHash: $0, dialer: true) }
+        var openers = hashes.map { FrameOpener(key: key, transcriptHash: $0, peerIsDialer: true) }
+        let frame = HeartbeatFrame(seq: 1, epoch: 2, term: 3, lsn: 4, role: .replica, ackSeq: 5, senderTag: 6, probe: false, reply: false)
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        var plain: [UInt8] = []
+        Wire.encodeHeartbeat(frame, into: &plain)
+        // Plain: encode only, the baseline of the loops below.
+        let t0 = UVLoop.hrtimeNs()
+        for _ in 0..<frames {
+            out.removeAll(keepingCapacity: true)
+            Wire.encodeHeartbeat(frame, into: &out)
+        }
+        let t1 = UVLoop.hrtimeNs()
+        var link = 0
+        for _ in 0..<frames {
+            out.removeAll(keepingCapacity: true)
+            Wire.encodeHeartbeat(frame, into: &out)
+            sealers[link].seal(&out, from: 0)
+            link = link + 1 == links ? 0 : link + 1
+        }
+        let t2 = UVLoop.hrtimeNs()
+        var opened = 0
+        for _ in 0..<frames {
+            out.removeAll(keepingCapacity: true)
+            Wire.encodeHeartbeat(frame, into: &out)
+            twins[link].seal(&out, from: 0)
+            if case .frame = try out.withUnsafeBytes({ raw throws(WireError) in try openers[link].open(RawSpan(_unsafeBytes: raw)) }) { opened += 1 }
+            link = link + 1 == links ? 0 : link + 1
+        }
+        let t3 = UVLoop.hrtimeNs()
+        guard opened == frames else { throw ValidationError("only \(opened) of \(frames) frames opened") }
+        let n = Double(frames)
+        let encode = Double(t1 - t0) / n, seal = Double(t2 - t1) / n - encode, open = Double(t3 - t2) / n - encode - seal
+        output.emit([
+            ("impl", "\"swift-cluster\""), ("mode", "\"tags\""), ("frames", "\(frames)"), ("links", "\(links)"), ("frame_bytes", "\(plain.count)"),
+            ("encode_ns", format(encode, 1)), ("seal_ns", format(seal, 1)), ("open_ns", format(open, 1)),
+            ("tag_ns_per_heartbeat", format(seal + open, 1)),
+        ])
     }
 }

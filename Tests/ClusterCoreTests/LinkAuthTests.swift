@@ -1,4 +1,5 @@
 import ClusterCore
+import Crypto
 import Foundation
 import Testing
 
@@ -64,6 +65,35 @@ struct LinkAuthTests {
             #expect(bytes.count == Wire.heartbeatFrameBytes + LinkAuth.tagBytes)
             #expect(try ends.acceptorIn.open(bytes.span.bytes) == .frame(.heartbeat(Self.heartbeat(seq))))
         }
+    }
+
+    /// The tag as PROTOCOL.md defines it, computed here with swift-crypto's HKDF and HMAC: the
+    /// sealer (BoringSSL's HMAC context, reset in place) must produce exactly these bytes, frame
+    /// after frame and after a rekey.
+    @Test func tagsAreTheHMACThatTheProtocolDefines() throws {
+        let hash = LinkAuth.transcriptHash(Array("a transcript".utf8))
+        var sealer = FrameSealer(key: Self.key, transcriptHash: hash, dialer: true)
+        func expectedTag(key: ClusterKey, generation: UInt32, counter: UInt64, frame: [UInt8]) -> [UInt8] {
+            var info = Array("frames dialer to acceptor".utf8)
+            info += withUnsafeBytes(of: generation.bigEndian, Array.init)
+            let frameKey = HKDF<SHA256>.deriveKey(
+                inputKeyMaterial: SymmetricKey(data: Array(repeating: key == Self.key ? 7 : 9, count: 32) as [UInt8]),
+                salt: hash, info: info, outputByteCount: 32)
+            var mac = HMAC<SHA256>(key: frameKey)
+            mac.update(data: withUnsafeBytes(of: counter.bigEndian, Array.init))
+            mac.update(data: frame)
+            return Array(Array(mac.finalize()).prefix(LinkAuth.tagBytes))
+        }
+        for counter: UInt64 in 0..<3 {
+            let sealed = Self.sealed(&sealer, Self.heartbeat(counter + 1))
+            let body = Array(sealed.dropLast(LinkAuth.tagBytes))
+            #expect(Array(sealed.suffix(LinkAuth.tagBytes)) == expectedTag(key: Self.key, generation: 0, counter: counter, frame: body))
+        }
+        var rekey: [UInt8] = []
+        sealer.rekey(to: Self.otherKey, into: &rekey)  // counter 3, still under the first key
+        #expect(Array(rekey.suffix(LinkAuth.tagBytes)) == expectedTag(key: Self.key, generation: 0, counter: 3, frame: Array(rekey.dropLast(LinkAuth.tagBytes))))
+        let after = Self.sealed(&sealer, Self.heartbeat(9))
+        #expect(Array(after.suffix(LinkAuth.tagBytes)) == expectedTag(key: Self.otherKey, generation: 1, counter: 4, frame: Array(after.dropLast(LinkAuth.tagBytes))))
     }
 
     @Test func aReplayedFrameIsRejected() throws {

@@ -1,3 +1,4 @@
+import CFrameMAC
 import Crypto
 import Foundation
 
@@ -154,10 +155,39 @@ public enum LinkAuth {
     }
 }
 
+/// HMAC-SHA256 under one frame key, restarted in place for every frame: BoringSSL's HMAC
+/// context (see `CFrameMAC`), so that a tag costs no allocation.
+///
+/// Ownership: `ctx` comes from `cframemac_new` in `init` and is freed, with its key material
+/// wiped, in `deinit`; nothing else holds it. Not thread-safe (a link's loop thread only).
+final class FrameMAC {
+    private let ctx: OpaquePointer
+
+    init(key: SymmetricKey) {
+        guard let ctx = key.withUnsafeBytes({ cframemac_new($0.baseAddress, $0.count) }) else {
+            fatalError("FrameMAC: BoringSSL could not allocate an HMAC context (out of memory)")
+        }
+        self.ctx = ctx
+    }
+
+    deinit { cframemac_free(ctx) }
+
+    /// Writes the tag of `counter` and `data` (its first `tagBytes` bytes) to `tag`.
+    func tag(counter: UInt64, _ data: UnsafeRawBufferPointer, into tag: UnsafeMutableRawBufferPointer) {
+        let ok = cframemac_tag(ctx, counter, data.baseAddress, data.count, tag.baseAddress!.assumingMemoryBound(to: UInt8.self), tag.count)
+        precondition(ok == 1, "FrameMAC: BoringSSL's HMAC failed")
+    }
+
+    /// True when `tag` is the tag of `counter` and `data` (compared in constant time).
+    func verify(counter: UInt64, _ data: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer) -> Bool {
+        cframemac_verify(ctx, counter, data.baseAddress, data.count, tag.baseAddress!.assumingMemoryBound(to: UInt8.self), tag.count) == 1
+    }
+}
+
 /// The sending half of a keyed link: seals each frame with a tag under the direction's frame
 /// key and the next counter value.
 public struct FrameSealer {
-    private var mac: HMAC<SHA256>
+    private var mac: FrameMAC
     /// The frames sealed so far: the counter of the next one.
     public private(set) var counter: UInt64 = 0
     /// The key this direction is under, and its generation.
@@ -170,7 +200,7 @@ public struct FrameSealer {
         self.transcriptHash = transcriptHash
         fromDialer = dialer
         keyID = key.id
-        mac = HMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: dialer, generation: 0))
+        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: dialer, generation: 0))
     }
 
     /// Seals the frame that starts at `start` in `out` and runs to its end: adds the tag's
@@ -181,12 +211,16 @@ public struct FrameSealer {
         out[start + 1] = UInt8(truncatingIfNeeded: length >> 16)
         out[start + 2] = UInt8(truncatingIfNeeded: length >> 8)
         out[start + 3] = UInt8(truncatingIfNeeded: length)
-        var m = mac
-        withUnsafeBytes(of: counter.bigEndian) { m.update(data: $0) }
-        out.withUnsafeBytes { m.update(data: UnsafeRawBufferPointer(rebasing: $0[start...])) }
-        let tag = m.finalize()
-        tag.withUnsafeBytes { out.append(contentsOf: $0.prefix(LinkAuth.tagBytes)) }
-        counter &+= 1
+        // The tag is made on the stack over the frame in place, then appended (one copy of 16
+        // bytes; `out` has the capacity after the first frames).
+        var tag: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &tag) { tagBytes in
+            out.withUnsafeBytes { raw in
+                mac.tag(counter: counter, UnsafeRawBufferPointer(rebasing: raw[start...]), into: tagBytes)
+            }
+        }
+        withUnsafeBytes(of: &tag) { out.append(contentsOf: $0) }
+        self.counter &+= 1
     }
 
     /// Appends a sealed REKEY frame, then switches to `key` (a new generation): the frames after
@@ -197,7 +231,7 @@ public struct FrameSealer {
         seal(&out, from: start)
         generation &+= 1
         keyID = key.id
-        mac = HMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: generation))
+        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: generation))
     }
 }
 
@@ -211,7 +245,7 @@ public struct FrameOpener {
         case rekey(UInt64)
     }
 
-    private var mac: HMAC<SHA256>
+    private var mac: FrameMAC
     /// The frames opened so far: the counter the next one must carry.
     public private(set) var counter: UInt64 = 0
     public private(set) var keyID: UInt64
@@ -225,7 +259,7 @@ public struct FrameOpener {
         self.transcriptHash = transcriptHash
         fromDialer = peerIsDialer
         keyID = key.id
-        mac = HMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: peerIsDialer, generation: 0))
+        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: peerIsDialer, generation: 0))
     }
 
     /// Checks the tag of a whole sealed frame and decodes it.
@@ -235,21 +269,14 @@ public struct FrameOpener {
             throw .unauthenticated("frame \(counter) of \(count) bytes is too short to carry a tag")
         }
         let end = count - LinkAuth.tagBytes
-        var m = mac
-        withUnsafeBytes(of: counter.bigEndian) { m.update(data: $0) }
-        let valid = frame.withUnsafeBytes { raw -> Bool in
-            m.update(data: UnsafeRawBufferPointer(rebasing: raw[..<end]))
-            let expected = m.finalize()
-            return expected.withUnsafeBytes { e in
-                var diff: UInt8 = 0
-                for i in 0..<LinkAuth.tagBytes { diff |= e[i] ^ raw[end + i] }
-                return diff == 0
-            }
+        let mac = self.mac, counter = self.counter
+        let valid = frame.withUnsafeBytes { raw in
+            mac.verify(counter: counter, UnsafeRawBufferPointer(rebasing: raw[..<end]), tag: UnsafeRawBufferPointer(rebasing: raw[end...]))
         }
         guard valid else {
             throw .unauthenticated("frame \(counter) on this link does not carry its tag (replayed, reordered, altered, or not sealed with the cluster key)")
         }
-        counter &+= 1
+        self.counter &+= 1
         let body = frame.extracting(0..<end)
         if LinkAuth.type(of: body) == LinkAuth.rekeyType {
             guard body.byteCount == 13 else { throw .malformed("rekey frame of \(body.byteCount) bytes, not 13") }
@@ -262,6 +289,6 @@ public struct FrameOpener {
     public mutating func rekey(to key: ClusterKey) {
         generation &+= 1
         keyID = key.id
-        mac = HMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: generation))
+        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: generation))
     }
 }

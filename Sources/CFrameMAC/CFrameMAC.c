@@ -1,0 +1,63 @@
+#include "CFrameMAC.h"
+
+/* The few BoringSSL functions used, under the prefix swift-crypto builds them with (see
+ * boringssl/include/openssl/hmac.h and digest.h in swift-crypto's CCryptoBoringSSL). */
+typedef struct cframemac_md cframemac_md; /* EVP_MD */
+cframemac_ctx *CCryptoBoringSSL_HMAC_CTX_new(void);
+void CCryptoBoringSSL_HMAC_CTX_free(cframemac_ctx *ctx);
+int CCryptoBoringSSL_HMAC_Init_ex(cframemac_ctx *ctx, const void *key, size_t key_len,
+                                  const cframemac_md *md, void *engine);
+int CCryptoBoringSSL_HMAC_Update(cframemac_ctx *ctx, const uint8_t *data, size_t data_len);
+int CCryptoBoringSSL_HMAC_Final(cframemac_ctx *ctx, uint8_t *out, unsigned int *out_len);
+const cframemac_md *CCryptoBoringSSL_EVP_sha256(void);
+int CCryptoBoringSSL_CRYPTO_memcmp(const void *a, const void *b, size_t len);
+void CCryptoBoringSSL_OPENSSL_cleanse(void *ptr, size_t len);
+
+cframemac_ctx *cframemac_new(const void *key, size_t key_len) {
+    cframemac_ctx *ctx = CCryptoBoringSSL_HMAC_CTX_new();
+    if (ctx == NULL) return NULL;
+    if (!cframemac_rekey(ctx, key, key_len)) {
+        CCryptoBoringSSL_HMAC_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+int cframemac_rekey(cframemac_ctx *ctx, const void *key, size_t key_len) {
+    return CCryptoBoringSSL_HMAC_Init_ex(ctx, key, key_len, CCryptoBoringSSL_EVP_sha256(), NULL);
+}
+
+void cframemac_free(cframemac_ctx *ctx) {
+    if (ctx != NULL) CCryptoBoringSSL_HMAC_CTX_free(ctx);
+}
+
+/* The full HMAC into `out` (32 bytes): restart from the keyed state (no allocation), then the
+ * counter and the data. */
+static int cframemac_compute(cframemac_ctx *ctx, uint64_t counter, const void *data, size_t len,
+                             uint8_t out[32]) {
+    uint8_t be[8];
+    unsigned int out_len = 0;
+    for (int i = 0; i < 8; i++) be[i] = (uint8_t)(counter >> (56 - 8 * i));
+    if (!CCryptoBoringSSL_HMAC_Init_ex(ctx, NULL, 0, NULL, NULL)) return 0;
+    if (!CCryptoBoringSSL_HMAC_Update(ctx, be, sizeof be)) return 0;
+    if (len > 0 && !CCryptoBoringSSL_HMAC_Update(ctx, data, len)) return 0;
+    return CCryptoBoringSSL_HMAC_Final(ctx, out, &out_len) && out_len == 32;
+}
+
+int cframemac_tag(cframemac_ctx *ctx, uint64_t counter, const void *data, size_t len,
+                  uint8_t *tag, size_t tag_len) {
+    uint8_t mac[32];
+    if (tag_len > sizeof mac || !cframemac_compute(ctx, counter, data, len, mac)) return 0;
+    for (size_t i = 0; i < tag_len; i++) tag[i] = mac[i];
+    CCryptoBoringSSL_OPENSSL_cleanse(mac, sizeof mac);
+    return 1;
+}
+
+int cframemac_verify(cframemac_ctx *ctx, uint64_t counter, const void *data, size_t len,
+                     const uint8_t *tag, size_t tag_len) {
+    uint8_t mac[32];
+    if (tag_len > sizeof mac || !cframemac_compute(ctx, counter, data, len, mac)) return 0;
+    int equal = CCryptoBoringSSL_CRYPTO_memcmp(mac, tag, tag_len) == 0;
+    CCryptoBoringSSL_OPENSSL_cleanse(mac, sizeof mac);
+    return equal;
+}
