@@ -35,8 +35,9 @@ sim: setup
 	$(SWIFT) run -c release cluster sim --schedules $(SCHEDULES) --seed $(SEED)
 
 # The benchmarks (release build), each paired with the plain C yardstick (../shared/bench/uvmesh)
-# on the same settings, one after the other, BENCH_REPEAT times: steady at N = 8…128, mesh flat
-# out; then failover (three modes) and join. Results: .build/bench/results.jsonl, a summary with
+# on the same settings, one after the other, BENCH_REPEAT times: steady at N = 8…128, the cluster
+# key's cost (64 nodes with and without a key, and the tags alone), mesh flat out; then failover
+# (three modes) and join. Results: .build/bench/results.jsonl, a summary with
 # the median ratios on stdout, SVG plots in docs/bench. BENCH_SECONDS sets each measured window.
 BENCH_SECONDS ?= 5
 BENCH_REPEAT ?= 3
@@ -53,6 +54,11 @@ bench: setup
 		.build/uvmesh --nodes $$n --interval-ms 100 --seconds $(BENCH_SECONDS) | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 		.build/release/cluster bench steady --nodes $$n --interval 100ms --seconds $(BENCH_SECONDS) --threads 1 | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 	done; done
+	@for r in $$(seq $(BENCH_REPEAT)); do \
+		.build/release/cluster bench steady --nodes 64 --interval 100ms --seconds $(BENCH_SECONDS) --threads 1 | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
+		.build/release/cluster bench steady --nodes 64 --interval 100ms --seconds $(BENCH_SECONDS) --threads 1 --key | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
+	done
+	@.build/release/cluster bench tags --links 4032 | tee -a $(BENCH_OUT)/results.jsonl
 	@for cfg in "8 16" "16 4"; do set -- $$cfg; for r in $$(seq $(BENCH_REPEAT)); do \
 		.build/uvmesh --nodes $$1 --inflight $$2 --threads 1 --seconds $(BENCH_SECONDS) | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 		.build/release/cluster bench mesh --nodes $$1 --inflight $$2 --threads 1 --seconds $(BENCH_SECONDS) | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \

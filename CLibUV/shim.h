@@ -11,7 +11,21 @@
 
 #include <uv.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/socket.h>
 #include <arpa/inet.h>
+
+/* A nonblocking send(2) on a connected stream socket: the bytes the kernel took, or a libuv-style
+ * error (-errno; UV_EAGAIN when the socket buffer is full). MSG_NOSIGNAL: a peer that closed
+ * gives EPIPE, never SIGPIPE. What uv_try_write does with write(2), minus the file layer's
+ * position lock (fdget_pos) that a socket does not need. */
+static inline ssize_t clibuv_send(uv_os_fd_t fd, const void *buf, size_t len) {
+    for (;;) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) return n;
+        if (errno != EINTR) return -errno;
+    }
+}
 
 static inline uv_handle_t *clibuv_tcp_as_handle(uv_tcp_t *h) { return (uv_handle_t *)h; }
 static inline uv_stream_t *clibuv_tcp_as_stream(uv_tcp_t *h) { return (uv_stream_t *)h; }

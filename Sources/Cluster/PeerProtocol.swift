@@ -29,11 +29,14 @@ final class PeerProtocol {
     /// probe in the same round (their replies would come in one burst, and the round trips
     /// measured would be the burst's).
     private let probePhase: UInt64
+    /// True when the node has a keyring: binary links are keyed (read once, not per frame).
+    private let keyed: Bool
 
     init(node: NodeRuntime) {
         self.node = node
         localTag = Wire.fnv1a64(node.config.nodeID)
         probePhase = localTag % Self.probeEveryRounds
+        keyed = node.options.keyring != nil
     }
 
     // MARK: - Receiving
@@ -71,7 +74,7 @@ final class PeerProtocol {
 
     private func receivedFrames(_ bytes: RawSpan, on link: Link) {
         do throws(WireError) {
-            if node.options.keyring == nil {
+            if !keyed {
                 try link.decoder.feed(bytes) { (frame) throws(WireError) in
                     guard !link.isClosed else { return }
                     try handle(frame, on: link)

@@ -190,7 +190,8 @@ struct BenchSteady: ParsableCommand {
         }
         let before = totals()
         hooks.setRecording(true)
-        let cpuBefore = UVResourceUsage.current()!.cpuSeconds
+        let usageBefore = UVResourceUsage.current()!
+        let cpuBefore = usageBefore.cpuSeconds
         let wallBefore = UVLoop.hrtimeNs()
         progress("steady: measuring \(format(seconds, 0)) s")
         Thread.sleep(forTimeInterval: seconds)
@@ -215,6 +216,7 @@ struct BenchSteady: ParsableCommand {
             ("heartbeats_per_s", format(Double(received) / wall, 0)),
             ("sent_per_s", format(Double(after.sent - before.sent) / wall, 0)),
             ("cpu_s", format(cpu, 3)), ("cpu_pct", format(cpu / wall * 100)),
+            ("sys_pct", format((usage.systemSeconds - usageBefore.systemSeconds) / wall * 100)),
             ("cpu_us_per_heartbeat", format(received > 0 ? cpu * 1e6 / Double(received) : 0, 2)),
             ("heartbeats_per_cpu_s", format(cpu > 0 ? Double(received) / cpu : 0, 0)),
             ("latency_p50_us", format(latency.p50us)), ("latency_p99_us", format(latency.p99us)),

@@ -27,7 +27,10 @@ struct BenchReport: ParsableCommand {
             let s = values.sorted()
             return s.isEmpty ? .nan : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
         }
-        let steady = rows.filter { ($0["mode"] as? String) == "steady" || ($0["impl"] as? String == "c-libuv" && $0["interval_ms"] != nil) }
+        let keyed = rows.filter { ($0["mode"] as? String) == "steady" && ($0["keyed"] as? Bool) == true }
+        let steady = rows.filter {
+            (($0["mode"] as? String) == "steady" && ($0["keyed"] as? Bool) != true) || ($0["impl"] as? String == "c-libuv" && $0["interval_ms"] != nil)
+        }
         let intervals = Set(steady.compactMap { number($0, "interval_ms") }).sorted()
         var cpuSeries: [String: [(Double, Double)]] = [:]
         var rttSeries: [String: [(Double, Double)]] = [:]
@@ -62,6 +65,30 @@ struct BenchReport: ParsableCommand {
                            series: cpuSeries).write(toFile: plots + "/steady-cpu.svg", atomically: true, encoding: .utf8)
             try Plot.lines(title: "Probe round trip p50 (heartbeat every \(Int(interval)) ms)", x: "nodes", y: "ms",
                            series: rttSeries).write(toFile: plots + "/steady-rtt.svg", atomically: true, encoding: .utf8)
+        }
+        // The cluster key's cost: keyed runs against the runs without a key at the same N and
+        // interval, and the tags alone.
+        let keyedNs = Set(keyed.compactMap { row -> [Double]? in
+            guard let n = number(row, "nodes"), let i = number(row, "interval_ms") else { return nil }
+            return [n, i]
+        }).sorted { ($0[1], $0[0]) < ($1[1], $1[0]) }
+        if !keyedNs.isEmpty {
+            out += "\nsteady with a cluster key (every frame tagged): medians of the runs\n"
+            out += "    N  interval ms  plain µs/hb  keyed µs/hb  keyed/plain\n"
+        }
+        for pair in keyedNs {
+            let (n, i) = (pair[0], pair[1])
+            func perHeartbeat(_ rows: [Row]) -> Double {
+                median(rows.filter { number($0, "nodes") == n && number($0, "interval_ms") == i && ($0["impl"] as? String) == "swift-cluster" }
+                    .compactMap { number($0, "cpu_us_per_heartbeat") })
+            }
+            let plain = perHeartbeat(steady), withKey = perHeartbeat(keyed)
+            out += String(format: "  %3.0f  %11.0f  %11.2f  %11.2f  %11.3f\n", n, i, plain, withKey, withKey / plain)
+        }
+        for row in rows where (row["mode"] as? String) == "tags" {
+            out += String(format: "  tags alone (%.0f links): seal %.0f ns, open %.0f ns, %.0f ns per heartbeat\n",
+                          number(row, "links") ?? 0, number(row, "seal_ns") ?? 0, number(row, "open_ns") ?? 0,
+                          number(row, "tag_ns_per_heartbeat") ?? 0)
         }
         // Mesh pairs.
         let mesh = rows.filter { ($0["mode"] as? String) == "mesh" || ($0["impl"] as? String == "c-libuv" && $0["interval_ms"] == nil) }

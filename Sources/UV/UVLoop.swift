@@ -340,6 +340,8 @@ final class PoolWork: @unchecked Sendable {
 public struct UVResourceUsage: Sendable, Equatable {
     /// User plus system CPU time of all threads, in seconds.
     public var cpuSeconds: Double
+    /// Of which in the kernel (system time), in seconds.
+    public var systemSeconds: Double = 0
     /// Peak resident set size, in KiB.
     public var maxRSSKiB: Int
 
@@ -349,6 +351,6 @@ public struct UVResourceUsage: Sendable, Equatable {
         guard uv_getrusage(&usage) == 0 else { return nil }
         let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
         let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
-        return UVResourceUsage(cpuSeconds: user + system, maxRSSKiB: Int(usage.ru_maxrss))
+        return UVResourceUsage(cpuSeconds: user + system, systemSeconds: system, maxRSSKiB: Int(usage.ru_maxrss))
     }
 }

@@ -198,7 +198,13 @@ public final class UVTCPConnection: UVHandle {
     func markConnected() {
         isConnected = true
         _ = uv_tcp_nodelay(tcp, 1)
+        var fd: uv_os_fd_t = -1
+        if uv_fileno(handle, &fd) == 0 { socketFD = fd }
     }
+
+    /// The socket's descriptor once connected (-1 before, or if libuv could not say): writes try
+    /// `send` on it first. Owned by libuv's handle, which closes it.
+    private var socketFD: uv_os_fd_t = -1
 
     /// Dials `host:port` (numeric IPv4 or IPv6). `completion` runs exactly once on the loop
     /// thread: with the connection once established (TCP_NODELAY set), or with the error:
@@ -398,15 +404,19 @@ public final class UVTCPConnection: UVHandle {
         }
         bytesQueued &+= UInt64(count)
         var sent = 0
-        var buf = uv_buf_init(UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: CChar.self)), UInt32(count))
-        let tried = uv_try_write(stream, &buf, 1)
-        if tried >= 0 {
-            sent = Int(tried)
-            if sent == count { return }
-        } else if tried != UV_EAGAIN.rawValue {
-            fail(UVError(code: tried, operation: "write"))
-            throw writeError!
+        // What the kernel takes at once goes with one send(2), when nothing is queued before it
+        // (libuv's uv_try_write, with send instead of write); the rest is queued with uv_write.
+        if socketFD >= 0 && writeQueueSize == 0 {
+            let tried = clibuv_send(socketFD, base, count)
+            if tried >= 0 {
+                sent = tried
+                if sent == count { return }
+            } else if tried != Int(UV_EAGAIN.rawValue) {
+                fail(UVError(code: Int32(tried), operation: "write"))
+                throw writeError!
+            }
         }
+        var buf: uv_buf_t
         let rest = count - sent
         let block = UnsafeMutableRawPointer.allocate(byteCount: Self.requestSize + rest, alignment: 16)
         let req = block.bindMemory(to: uv_write_t.self, capacity: 1)

@@ -316,25 +316,29 @@ public struct ElectionCore: Sendable {
     public private(set) var voters: Set<String>
 
     /// The current term (Raft §5.1).
-    public var term: UInt64 { durable.term }
+    @inlinable public var term: UInt64 { durable.term }
     /// Whom this node voted for in the current term.
-    public var votedFor: String? { durable.votedFor }
+    @inlinable public var votedFor: String? { durable.votedFor }
     /// The highest epoch this node has seen, made, or promised by a vote (see "Voting"); the
     /// voting rules use it. The fencing token is ``fencingEpoch``.
-    public var epoch: UInt64 { durable.epoch }
+    @inlinable public var epoch: UInt64 { durable.epoch }
     /// How long after a failed write the core retries it (on the first tick or event from then
     /// on): a quarter of the election timeout.
     public var persistRetryDelay: UInt64 { Swift.max(1, settings.electionTimeout / 4) }
     /// The role this node announces in its heartbeats.
-    public var role: NodeRole { state.role }
+    @inlinable public var role: NodeRole { state.role }
     /// The votes needed to win: `max(minQuorumSize, voters.count / 2 + 1)`, a real majority of the
     /// voters this node knows, and never below the configured floor.
     public var quorumSize: Int { Swift.max(settings.minQuorumSize, voters.count / 2 + 1) }
 
     /// The latest time at which the driver must deliver the next ``ElectionEvent/tick``; nil when no
     /// timer runs (a follower without `autoFailover` that knows no leader; a candidate waiting for
-    /// its self-vote or its new epoch to be durable: the write's report moves it on).
-    public var nextDeadline: CoreInstant? {
+    /// its self-vote or its new epoch to be durable: the write's report moves it on). Kept up to
+    /// date by every step: the driver reads it after each one, and a stored property is read in
+    /// place, where a computed one would copy the whole core to call its getter.
+    public private(set) var nextDeadline: CoreInstant?
+
+    private func computeNextDeadline() -> CoreInstant? {
         let timer: CoreInstant?
         switch state {
         case .leader:
@@ -431,6 +435,7 @@ public struct ElectionCore: Sendable {
         self.electionDeadline = now
         self.checkQuorumDeadline = now
         resetElectionTimer(now: now)
+        nextDeadline = computeNextDeadline()
     }
 
     // MARK: The one door
@@ -581,6 +586,7 @@ public struct ElectionCore: Sendable {
             writeFailed(now: now, &directives)
         }
         persistIfNeeded(now: now, &directives)
+        nextDeadline = computeNextDeadline()
         return directives
     }
 
