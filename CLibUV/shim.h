@@ -13,7 +13,18 @@
 #include <string.h>
 #include <errno.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
+#include <signal.h>
+#include <unistd.h>
 #include <arpa/inet.h>
+
+/* Asks the kernel to send `sig` to this process when its parent ends (Linux's PR_SET_PDEATHSIG;
+ * prctl is variadic, which Swift cannot call). Returns 0, or -1 when the parent had already
+ * ended, or the call failed. `parent`: the parent's pid as read before the call. */
+static inline int clibuv_signal_when_parent_exits(int sig, pid_t parent) {
+    if (prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0UL, 0UL, 0UL) != 0) return -1;
+    return getppid() == parent && parent != 1 ? 0 : -1;
+}
 
 /* A nonblocking send(2) on a connected stream socket: the bytes the kernel took, or a libuv-style
  * error (-errno; UV_EAGAIN when the socket buffer is full). MSG_NOSIGNAL: a peer that closed

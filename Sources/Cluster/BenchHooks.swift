@@ -1,3 +1,4 @@
+import Synchronization
 import UV
 
 /// What `cluster bench` measures inside the nodes of one process, shared by all of them
@@ -16,6 +17,14 @@ package final class BenchHooks: @unchecked Sendable {
     private var latencies: [UInt64] = []
     private var probeSentAt: [PairKey: UInt64] = [:]
     private var recording = false
+    /// Heartbeats received and sent, and rounds sent, by all the nodes while recording: counted
+    /// on the heartbeat path itself, so that the window is exactly the recorded one (reading each
+    /// node's stats takes a pass of its loop, and on a saturated loop the nodes' windows would
+    /// stretch past the measured one).
+    private let isRecording = Atomic<Bool>(false)
+    private let received = Atomic<UInt64>(0)
+    private let sent = Atomic<UInt64>(0)
+    private let rounds = Atomic<UInt64>(0)
 
     private struct PairKey: Hashable {
         var from: UInt64
@@ -29,6 +38,7 @@ package final class BenchHooks: @unchecked Sendable {
 
     /// Starts (or stops) keeping samples: the bench records only its measured window.
     package func setRecording(_ on: Bool) {
+        isRecording.store(on, ordering: .relaxed)
         lock.withLock {
             recording = on
             if on {
@@ -36,6 +46,23 @@ package final class BenchHooks: @unchecked Sendable {
                 latencies.removeAll(keepingCapacity: true)
             }
         }
+    }
+
+    /// Heartbeats received and sent, and heartbeat rounds, during the recorded windows.
+    package var counts: (received: UInt64, sent: UInt64, rounds: UInt64) {
+        (received.load(ordering: .relaxed), sent.load(ordering: .relaxed), rounds.load(ordering: .relaxed))
+    }
+
+    @inline(__always) func heartbeatReceived() {
+        if isRecording.load(ordering: .relaxed) { received.add(1, ordering: .relaxed) }
+    }
+
+    @inline(__always) func heartbeatSent() {
+        if isRecording.load(ordering: .relaxed) { sent.add(1, ordering: .relaxed) }
+    }
+
+    @inline(__always) func roundSent() {
+        if isRecording.load(ordering: .relaxed) { rounds.add(1, ordering: .relaxed) }
     }
 
     /// The samples of the window: round trips and delivery latencies, in nanoseconds.

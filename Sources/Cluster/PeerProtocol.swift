@@ -390,6 +390,7 @@ final class PeerProtocol {
     /// What `cluster bench` measures of an arriving heartbeat (see `BenchHooks`): the delivery
     /// of a probe, the round trip of an answer; in mesh mode the next probe goes out at once.
     private func benchReceived(_ hb: HeartbeatFrame, from peer: Peer, _ hooks: BenchHooks) {
+        hooks.heartbeatReceived()
         let now = UVLoop.hrtimeNs()
         if hb.probe, hooks.meshInflight == 0 { hooks.probeDelivered(from: hb.senderTag, to: localTag, at: now) }
         guard hb.reply else { return }
@@ -422,6 +423,7 @@ final class PeerProtocol {
         node.stats.heartbeatRounds = rounds
         let probe = (rounds &+ probePhase) % Self.probeEveryRounds == 1
         if probe { node.stats.probeRounds &+= 1 }
+        node.benchHooks?.roundSent()
         for peer in node.links.peers.values {
             sendHeartbeat(to: peer, reply: false, probe: probe, seq: heartbeatSeq)
         }
@@ -457,6 +459,7 @@ final class PeerProtocol {
             }
         }
         node.stats.heartbeatsSent &+= 1
+        node.benchHooks?.heartbeatSent()
     }
 
     /// The heartbeat this node answers a JSON probe with.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Cluster
 import CoreMetrics
 import Foundation
+import UV
 import Logging
 import Prometheus
 import ServiceLifecycle
@@ -31,6 +32,8 @@ struct Agent: AsyncParsableCommand {
     var keyFile: String?
     @Flag(help: "UNSAFE: with a key, still accept the seed's unsigned JSON announcements, votes and heartbeats (mixed clusters).")
     var allowUnauthenticatedJSON = false
+    @Flag(help: ArgumentHelp("Leave (as on SIGTERM) when the process that started this one ends (`cluster demo` starts its agents so).", visibility: .hidden))
+    var exitWithParent = false
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
 
@@ -64,6 +67,11 @@ struct Agent: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Before anything else: a parent that ended already (or as this started) means no agent.
+        if exitWithParent && !UVProcess.signalWhenParentExits(SIGTERM) {
+            printError("cluster agent: the process that started this one has ended")
+            throw ExitCode.failure
+        }
         let format = logFormat
         let level = logLevel
         LoggingSystem.bootstrap { label in

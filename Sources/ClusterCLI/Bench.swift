@@ -189,6 +189,7 @@ struct BenchSteady: ParsableCommand {
             }
         }
         let before = totals()
+        let countsBefore = hooks.counts
         hooks.setRecording(true)
         let usageBefore = UVResourceUsage.current()!
         let cpuBefore = usageBefore.cpuSeconds
@@ -198,13 +199,17 @@ struct BenchSteady: ParsableCommand {
         let wall = Double(UVLoop.hrtimeNs() - wallBefore) / 1e9
         let usage = UVResourceUsage.current()!
         hooks.setRecording(false)
+        let counts = (
+            received: hooks.counts.received - countsBefore.received, sent: hooks.counts.sent - countsBefore.sent,
+            rounds: hooks.counts.rounds - countsBefore.rounds)
         let after = totals()
         let (roundTrips, latencies) = hooks.samples()
         let leaders = Set(managers.compactMap(\.leaderID))
         let dual = managers.reduce(0) { $0 + $1.stats.dualPrimaryDetected }
         progressDone()
 
-        let received = after.received - before.received
+        // Counted by the nodes within the window itself (see `BenchHooks.counts`).
+        let received = counts.received
         let cpu = usage.cpuSeconds - cpuBefore
         let rtt = LatencySummary(roundTrips)
         let latency = LatencySummary(latencies)
@@ -214,7 +219,7 @@ struct BenchSteady: ParsableCommand {
             ("threads", "\(threads == 0 ? nodes : threads)"), ("seconds", "\(seconds)"), ("interval_ms", format(intervalMs, 0)),
             ("nominal_per_s", format(nominal, 0)),
             ("heartbeats_per_s", format(Double(received) / wall, 0)),
-            ("sent_per_s", format(Double(after.sent - before.sent) / wall, 0)),
+            ("sent_per_s", format(Double(counts.sent) / wall, 0)),
             ("cpu_s", format(cpu, 3)), ("cpu_pct", format(cpu / wall * 100)),
             ("sys_pct", format((usage.systemSeconds - usageBefore.systemSeconds) / wall * 100)),
             ("cpu_us_per_heartbeat", format(received > 0 ? cpu * 1e6 / Double(received) : 0, 2)),
@@ -224,7 +229,7 @@ struct BenchSteady: ParsableCommand {
             ("skipped", "\(after.skipped - before.skipped)"),
             // What explains a count above nominal: rounds (one per node per interval, one in ten
             // answered), links made again, elections.
-            ("rounds_per_s", format(Double(after.rounds - before.rounds) / wall, 0)),
+            ("rounds_per_s", format(Double(counts.rounds) / wall, 0)),
             ("links_made", "\(after.linked - before.linked)"), ("terms", "\(after.terms - before.terms)"),
             ("leaders", "\(leaders.count)"), ("dual_primary", "\(dual)"), ("rss_kb", "\(usage.maxRSSKiB)"),
         ])

@@ -108,7 +108,9 @@ final class DemoAgent: @unchecked Sendable {
     static func start(id: String, dataDir: String, seeds: [HostPort], arguments: [String]) throws -> DemoAgent {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["agent", "--id", id, "--listen", "127.0.0.1:0", "--data-dir", dataDir]
+        // --exit-with-parent: killed (say by SIGPIPE, `cluster demo | head`), the demo takes its
+        // agents with it.
+        process.arguments = ["agent", "--id", id, "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--exit-with-parent"]
             + (seeds.isEmpty ? [] : ["--seeds", seeds.map(\.description).joined(separator: ",")]) + arguments
         let pipe = Pipe()
         process.standardOutput = pipe

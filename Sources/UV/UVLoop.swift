@@ -354,3 +354,14 @@ public struct UVResourceUsage: Sendable, Equatable {
         return UVResourceUsage(cpuSeconds: user + system, systemSeconds: system, maxRSSKiB: Int(usage.ru_maxrss))
     }
 }
+
+/// Process-wide settings of the operating system that the libuv layer's users need.
+public enum UVProcess {
+    /// Has the kernel send `signal` to this process when the process that started it ends
+    /// (Linux's `PR_SET_PDEATHSIG`): a helper process started by a command does not outlive it,
+    /// even when the command is killed (SIGKILL, or SIGPIPE at its default disposition when its
+    /// output pipe closes). False when the parent had already ended, or the call failed.
+    public static func signalWhenParentExits(_ signal: Int32) -> Bool {
+        clibuv_signal_when_parent_exits(signal, getppid()) == 0
+    }
+}

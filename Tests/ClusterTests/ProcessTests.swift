@@ -135,4 +135,37 @@ struct ProcessTests {
         #expect(result.exitCode == 0, "\(result)")
         #expect(result.output.contains("heartbeats"), "\(result)")
     }
+
+    /// The pids of running agents that a `cluster demo` started (their data directories are under
+    /// the demo's `cluster-demo-PID`).
+    static func demoAgents() -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> pid_t? in
+            guard let pid = pid_t(entry),
+                  let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            let args = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            guard args.contains("agent"), args.contains(where: { $0.contains("cluster-demo-") }) else { return nil }
+            return pid
+        }
+    }
+
+    @Test("cluster demo piped into head dies of SIGPIPE and takes its agents with it")
+    func demoPipedIntoHeadLeavesNoAgents() throws {
+        let cluster = productsDirectory().appendingPathComponent("cluster").path
+        // head exits after the first lines; the demo's next line raises SIGPIPE (default
+        // disposition), which ends it before it can stop its agents itself.
+        let shell = try ChildProcess(path: "/bin/sh", ["-c", "'\(cluster)' demo --nodes 3 --heartbeat-interval 50ms --election-timeout 500ms | head -c 300"])
+        let result = shell.waitForExit(seconds: 60)
+        #expect(result?.exitCode == 0, "\(result.map(String.init(describing:)) ?? "still running")")
+        // The agents were told (SIGTERM from the kernel when their parent ended): they leave and
+        // exit. Polled: nothing to wait on for processes that are not our children.
+        var left = Self.demoAgents()
+        let deadline = UVLoop.hrtimeNs() + 20_000_000_000
+        while !left.isEmpty && UVLoop.hrtimeNs() < deadline {
+            usleep(100_000)
+            left = Self.demoAgents()
+        }
+        for pid in left { kill(pid, SIGKILL) }
+        #expect(left.isEmpty, "agents left running after the demo died: \(left)")
+    }
 }
