@@ -13,9 +13,9 @@ public struct FrameDecoder: Sendable {
     /// The first error seen, thrown again by every later feed.
     public private(set) var failure: WireError?
 
-    public init() {
-        partial.reserveCapacity(Wire.heartbeatFrameBytes)
-    }
+    /// Nothing is allocated until a chunk ends inside a frame (rare: a read usually holds whole
+    /// frames), so that an idle link costs no buffer.
+    public init() {}
 
     /// The bytes held of an incomplete frame.
     public var bufferedByteCount: Int { partial.count }
