@@ -17,6 +17,9 @@ final class Link {
     var peerID: String?
     /// FNV-1a of the peer's id, which every heartbeat from it must carry.
     var peerTag: UInt64 = 0
+    /// The peer whose link this is, while it is (set and cleared by `Peer.link`; the cycle it
+    /// makes ends when the peer's link changes, which every close does).
+    var attachedPeer: Peer?
     var decoder = FrameDecoder()
     var lines = LineSplitter()
     /// A keyed link's handshake and frame keys (nil without a cluster key).
@@ -71,8 +74,15 @@ final class Peer {
     let id: String
     let tag: UInt64
     var addr: HostPort?
-    /// The established link (hello exchanged), if any.
-    var link: Link?
+    /// The established link (hello exchanged), if any. The link points back (`attachedPeer`)
+    /// while it is this peer's, so that a frame finds its peer without a lookup by id.
+    var link: Link? {
+        didSet {
+            guard oldValue !== link else { return }
+            oldValue?.attachedPeer = nil
+            link?.attachedPeer = self
+        }
+    }
     /// A dial in progress, if any.
     var dialing: Link?
     var redialTimer: UVTimer?

@@ -249,9 +249,14 @@ final class LinkTable {
         }
         let linkID = link.id
         do {
-            try link.conn.startReading(onRead: { [weak runtime = node] bytes in
-                guard let table = runtime?.links, let link = table.links[linkID] else { return }
-                table.read(bytes, on: link)
+            // The read path, taken for every frame, makes no weak load and no lookup. The link
+            // is held strongly: its connection drops this closure when it closes, which ends the
+            // cycle. The table is held `unowned(unsafe)`: a connection delivers reads only while
+            // the table runs (`stop()` closes every link, and a closing or flushing connection
+            // delivers nothing), and the runtime that owns the table stops before it is freed
+            // (`ElectionManager.deinit`).
+            try link.conn.startReading(onRead: { [unowned(unsafe) self, link] bytes in
+                self.read(bytes, on: link)
             }, onEnd: { [weak runtime = node] error in
                 guard let table = runtime?.links, let link = table.links[linkID] else { return }
                 table.readEnded(link, error)
@@ -265,8 +270,10 @@ final class LinkTable {
     /// link comes here, then goes out through the outbox in one write per link.
     private func read(_ bytes: RawSpan, on link: Link) {
         guard !link.isClosed else { return }
-        link.lastHeardNs = node.nowNs
-        node.peerProtocol.received(bytes, on: link)
+        node.handlingRead { now in
+            link.lastHeardNs = now
+            node.peerProtocol.received(bytes, on: link)
+        }
         node.outbox.flush()
     }
 

@@ -158,7 +158,10 @@ public struct NetworkFaults: Sendable, Equatable {
         self.blockedPeers = blockedPeers
     }
 
-    func blocks(_ peer: String) -> Bool { isolated || blockedPeers.contains(peer) }
+    /// Whether messages to or from `peer` are dropped. On every heartbeat: an empty set is not
+    /// hashed into.
+    @inline(__always)
+    func blocks(_ peer: String) -> Bool { isolated || (!blockedPeers.isEmpty && blockedPeers.contains(peer)) }
 }
 
 extension NodeOptions {

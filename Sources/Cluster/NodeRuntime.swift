@@ -1,5 +1,6 @@
 import ClusterCore
 import CoreMetrics
+import FoundationEssentials
 import Logging
 import UV
 
@@ -105,9 +106,33 @@ final class NodeRuntime: @unchecked Sendable {
         (core.epoch, core.term, core.localLSN, core.role)
     }
 
-    /// Loop time: nanoseconds since the runtime was made.
-    var nowNs: UInt64 { UVLoop.hrtimeNs() &- originNs }
+    /// Loop time: nanoseconds since the runtime was made. While a read is handled
+    /// (``handlingRead(_:)``), the time it arrived: its frames were read at one instant, and the
+    /// clock is read once for all of them.
+    var nowNs: UInt64 { readNs ?? (UVLoop.hrtimeNs() &- originNs) }
     var now: CoreInstant { CoreInstant(nanoseconds: nowNs) }
+    private var readNs: UInt64?
+    private var readDate: Date?
+
+    /// Runs `body` (the handling of one read) with the clock read once: ``nowNs`` and
+    /// ``wallNow`` return the read's time throughout.
+    @inline(__always)
+    func handlingRead(_ body: (UInt64) -> Void) {
+        let ns = UVLoop.hrtimeNs() &- originNs
+        readNs = ns
+        body(ns)
+        readNs = nil
+        readDate = nil
+    }
+
+    /// The wall clock (the membership's `lastSeen`), read at most once per read handled.
+    func wallNow() -> Date {
+        if readNs == nil { return Date() }
+        if let readDate { return readDate }
+        let date = Date()
+        readDate = date
+        return date
+    }
 
     // MARK: - Running calls from other threads
 
@@ -380,7 +405,8 @@ final class NodeRuntime: @unchecked Sendable {
         }
         stats.heartbeatsReceived &+= 1
         if hb.seq > peer.lastSeqReceived { peer.lastSeqReceived = hb.seq }
-        try? membership.recordHeartbeat(from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role)
+        try? membership.recordHeartbeat(
+            from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role, at: wallNow())
         step(.receive(from: peer.id, .heartbeat(hb)))
         return true
     }

@@ -188,8 +188,8 @@ final class PeerProtocol {
         }
         guard let peerID = link.peerID else { throw .malformed("\(frame.type) before hello") }
         // A link that lost the one-link-per-pair choice may still deliver a frame or two before
-        // it closes: the other link carries this peer now.
-        guard let peer = node.links.peers[peerID], peer.link === link else { return }
+        // it closes: the other link carries this peer now (and this one has no `attachedPeer`).
+        guard let peer = link.attachedPeer else { return }
         switch frame {
         case .heartbeat(let hb):
             guard hb.senderTag == link.peerTag else { throw .malformed("heartbeat sender tag does not match the hello") }

@@ -351,9 +351,16 @@ public final class ClusterMembership: Sendable {
     public func recordHeartbeat(
         from nodeID: String, seq: UInt64, epoch: UInt64, term: UInt64, lsn: UInt64, role: NodeRole
     ) throws(ClusterError) {
+        try recordHeartbeat(from: nodeID, seq: seq, epoch: epoch, term: term, lsn: lsn, role: role, at: now())
+    }
+
+    /// ``recordHeartbeat(from:seq:epoch:term:lsn:role:)`` stamped `t` (`lastSeen`): the node
+    /// runtime reads the wall clock once for all the heartbeats of one read.
+    package func recordHeartbeat(
+        from nodeID: String, seq: UInt64, epoch: UInt64, term: UInt64, lsn: UInt64, role: NodeRole, at t: Date
+    ) throws(ClusterError) {
         if nodeID == localNodeID { throw .protocolViolation("heartbeat from this node's own id \"\(nodeID)\"") }
         try Self.checkRange(epoch: epoch, term: term)
-        let t = now()
         try mutate { (s: inout MembershipState) throws(ClusterError) in
             guard let i = s.peers.index(forKey: nodeID) else { throw .nodeNotFound }
             let oldRole = s.peers.values[i].role
