@@ -19,9 +19,9 @@ final class LinkTable {
     /// the runtime through its side table (it has weak references), a fifth of the CPU of a
     /// heartbeat in the mesh benchmark's profile.
     unowned(unsafe) let node: NodeRuntime
-    // Callbacks reach this table through a weak reference to the runtime, never to the table:
-    // an object with a weak reference pays a slow path on every retain and release, and the
-    // table is touched by every heartbeat.
+    // Callbacks reach this table through the runtime's anchor (`RuntimeAnchor`), never through a
+    // weak reference: an object with a weak reference pays a slow path on every retain and
+    // release, and the table is touched by every heartbeat.
     private let loop: UVLoop
     private var logger: Logger { node.logger }
     private(set) var peers: [String: Peer] = [:]
@@ -62,10 +62,10 @@ final class LinkTable {
     /// Listens on `addr`; returns the bound address.
     func start(listeningOn addr: HostPort) throws(ClusterError) -> HostPort {
         do {
-            listener = try UVTCPListener(loop: loop, host: addr.host, port: addr.port, onAcceptError: { [weak runtime = node] error in
-                runtime?.links.logger.warning("accept failed: \(error)")
-            }) { [weak runtime = node] conn in
-                guard let table = runtime?.links else { conn.close(); return }
+            listener = try UVTCPListener(loop: loop, host: addr.host, port: addr.port, onAcceptError: { [anchor = node.anchor] error in
+                anchor.runtime?.links.logger.warning("accept failed: \(error)")
+            }) { [anchor = node.anchor] conn in
+                guard let table = anchor.runtime?.links else { conn.close(); return }
                 table.accept(conn)
             }
         } catch {
@@ -78,8 +78,8 @@ final class LinkTable {
             let periodMs = periodNs / 1_000_000
             // The first sweep at a point of the period of this node's own (nodes started
             // together do not all sweep at once).
-            try timer.start(timeoutMs: 1 + random.next() % periodMs, repeatMs: periodMs) { [weak runtime = node] in
-                runtime?.links.sweep()
+            try timer.start(timeoutMs: 1 + random.next() % periodMs, repeatMs: periodMs) { [anchor = node.anchor] in
+                anchor.runtime?.links.sweep()
             }
             sweepTimer = timer
         } catch {
@@ -158,13 +158,13 @@ final class LinkTable {
         nextLinkID += 1
         do {
             // The completion may run after this table is gone (a shared loop outlives a node): it
-            // holds the table weakly, and finds the peer and its dial by id. (No weak reference to
+            // holds the runtime's anchor, and finds the peer and its dial by id. (No weak reference to
             // a peer or a link is ever made: one would send every retain and release of it down
             // the runtime's slow path, on the heartbeat path.)
             let peerID = peer.id
             let conn = try UVTCPConnection.connect(loop: loop, host: addr.host, port: addr.port, timeoutMs: timeoutMs) {
-                [weak runtime = node] result in
-                guard let table = runtime?.links, let peer = table.peers[peerID], let link = peer.dialing, link.id == id else {
+                [anchor = node.anchor] result in
+                guard let table = anchor.runtime?.links, let peer = table.peers[peerID], let link = peer.dialing, link.id == id else {
                     if case .success(let conn) = result { conn.close() }
                     return
                 }
@@ -190,8 +190,8 @@ final class LinkTable {
             links[link.id] = link
             link.kind = .binary
             let linkID = link.id
-            link.conn.onClose = { [weak runtime = node] in
-                if let table = runtime?.links, let link = table.links[linkID] { table.closed(link) }
+            link.conn.onClose = { [anchor = node.anchor] in
+                if let table = anchor.runtime?.links, let link = table.links[linkID] { table.closed(link) }
             }
             node.outbox.append(node.peerProtocol.helloBytes(for: link), to: link)
             startReading(link)
@@ -212,9 +212,9 @@ final class LinkTable {
         guard let timer = try? UVTimer(loop: loop) else { return }
         peer.redialTimer = timer
         let peerID = peer.id
-        try? timer.start(timeoutMs: max(1, delayNs / 1_000_000)) { [weak runtime = node, weak timer] in
+        try? timer.start(timeoutMs: max(1, delayNs / 1_000_000)) { [anchor = node.anchor, weak timer] in
             timer?.close()
-            guard let table = runtime?.links, let peer = table.peers[peerID] else { return }
+            guard let table = anchor.runtime?.links, let peer = table.peers[peerID] else { return }
             peer.redialTimer = nil
             table.dial(peer)
         }
@@ -236,8 +236,8 @@ final class LinkTable {
         nextLinkID += 1
         links[link.id] = link
         let linkID = link.id
-        conn.onClose = { [weak runtime = node] in
-            if let table = runtime?.links, let link = table.links[linkID] { table.closed(link) }
+        conn.onClose = { [anchor = node.anchor] in
+            if let table = anchor.runtime?.links, let link = table.links[linkID] { table.closed(link) }
         }
         startReading(link)
     }
@@ -257,8 +257,8 @@ final class LinkTable {
             // (`ElectionManager.deinit`).
             try link.conn.startReading(onRead: { [unowned(unsafe) self, link] bytes in
                 self.read(bytes, on: link)
-            }, onEnd: { [weak runtime = node] error in
-                guard let table = runtime?.links, let link = table.links[linkID] else { return }
+            }, onEnd: { [anchor = node.anchor] error in
+                guard let table = anchor.runtime?.links, let link = table.links[linkID] else { return }
                 table.readEnded(link, error)
             })
         } catch {

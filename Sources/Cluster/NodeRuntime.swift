@@ -17,6 +17,9 @@ import UV
 /// which is locked. Other threads reach the runtime through `loop.execute`. That is why it can be
 /// `@unchecked Sendable`.
 final class NodeRuntime: @unchecked Sendable {
+    /// What the runtime's callbacks on the loop hold instead of a weak reference to it (see
+    /// `RuntimeAnchor`); it points here from the end of `init` until `shutdown()`.
+    let anchor = RuntimeAnchor()
     let loop: UVLoop
     /// False when the loop came from `NodeOptions.loop`: its owner shuts it down.
     private let ownsLoop: Bool
@@ -90,13 +93,18 @@ final class NodeRuntime: @unchecked Sendable {
             id: config.nodeID, settings: ElectionCore.Settings(config: config), durable: durable,
             voters: membership.allNodes.map(\.id), seed: seed, now: CoreInstant(nanoseconds: 0))
         membership.setLocalTerm(durable.term)
-        outbox.findLink = { [weak self] id in self?.links.links[id] }
+        outbox.findLink = { [anchor] id in anchor.runtime?.links.links[id] }
         outbox.onOverflow = { [unowned self] link in
             stats.writeOverflows &+= 1
             logger.warning("closing \(link.description): more than \(outbox.hardLimit) bytes queued")
             links.close(link)
         }
         publish()
+        anchor.runtime = self
+    }
+
+    deinit {
+        anchor.runtime = nil
     }
 
     /// What a heartbeat carries, read from the core in place (reading `core.epoch` from another
@@ -171,14 +179,14 @@ final class NodeRuntime: @unchecked Sendable {
             // all send at the same instant. On a fixed schedule, so that the phases stay spread
             // when many nodes share a busy loop.
             let phaseMs = 1 + (seed ^ (seed >> 29)) % intervalMs
-            try hb.startPeriodic(firstTimeoutMs: phaseMs, periodMs: intervalMs) { [weak self] in
-                self?.onHeartbeatTimer()
+            try hb.startPeriodic(firstTimeoutMs: phaseMs, periodMs: intervalMs) { [anchor] in
+                anchor.runtime?.onHeartbeatTimer()
             }
             heartbeatTimer = hb
             tickTimer = try UVTimer(loop: loop)
             let reporter = try UVTimer(loop: loop)
             // Spread too: nodes started together report at different points of the second.
-            try reporter.start(timeoutMs: 1000 + (seed >> 7) % 1000, repeatMs: 1000) { [weak self] in self?.reportMetrics() }
+            try reporter.start(timeoutMs: 1000 + (seed >> 7) % 1000, repeatMs: 1000) { [anchor] in anchor.runtime?.reportMetrics() }
             metricsTimer = reporter
         } catch {
             stopOnLoop()
@@ -189,8 +197,10 @@ final class NodeRuntime: @unchecked Sendable {
         // Changes coalesce: one pass over the members serves every change made before it runs
         // (a cluster of N learning its members would otherwise make N passes of N each).
         let scheduled = membersChangeScheduled
-        membershipObserver = membership.addObserver { [weak self] _ in
-            guard let runtime = self else { return }
+        // The observer runs on the thread that changed the membership: it touches only the lock
+        // and the loop; the anchor is read on the loop.
+        let anchor = self.anchor
+        membershipObserver = membership.addObserver { _ in
             let first = scheduled.withLock { pending -> Bool in
                 defer { pending = true }
                 return !pending
@@ -198,7 +208,7 @@ final class NodeRuntime: @unchecked Sendable {
             guard first else { return }
             _ = loop.execute {
                 scheduled.withLock { $0 = false }
-                runtime.membersChanged()
+                anchor.runtime?.membersChanged()
             }
         }
         logger.info("listening on \(bound)")
@@ -252,6 +262,9 @@ final class NodeRuntime: @unchecked Sendable {
     /// Stops the network and, if the runtime owns it, the loop thread. Unusable afterwards.
     func shutdown() {
         stop()
+        // From here on the loop's callbacks find no runtime: cleared on the loop, before the
+        // runtime can be freed (see `RuntimeAnchor`).
+        _ = loop.executeAndWait { [anchor] in anchor.runtime = nil }
         if ownsLoop { loop.shutdown() }
     }
 
@@ -290,10 +303,10 @@ final class NodeRuntime: @unchecked Sendable {
             case .persist(let state):
                 if let persister {
                     let startedNs = nowNs
-                    persister.write(state) { [weak self] error in
-                        guard let self else { return }
-                        if error == nil { metrics.persisted(tookNs: nowNs &- startedNs) }
-                        persistDone(state, error)
+                    persister.write(state) { [anchor] error in
+                        guard let runtime = anchor.runtime else { return }
+                        if error == nil { runtime.metrics.persisted(tookNs: runtime.nowNs &- startedNs) }
+                        runtime.persistDone(state, error)
                     }
                 } else {
                     membership.setLocalTerm(state.term)
@@ -377,11 +390,11 @@ final class NodeRuntime: @unchecked Sendable {
         let nowNs = self.nowNs
         let delayMs = deadline.nanoseconds > nowNs ? (deadline.nanoseconds - nowNs + 999_999) / 1_000_000 : 0
         tickArmedFor = deadline.nanoseconds
-        try? timer.start(timeoutMs: delayMs) { [weak self] in
-            guard let self else { return }
-            tickArmedFor = nil
-            refreshLSN()
-            step(.tick)
+        try? timer.start(timeoutMs: delayMs) { [anchor] in
+            guard let runtime = anchor.runtime else { return }
+            runtime.tickArmedFor = nil
+            runtime.refreshLSN()
+            runtime.step(.tick)
         }
     }
 
@@ -616,4 +629,17 @@ final class NodeRuntime: @unchecked Sendable {
     func setLocalLSN(_ lsn: UInt64) {
         step(.setLocalLSN(lsn))
     }
+}
+
+/// What callbacks on a runtime's loop (timers, dials, accepts, closes, durable writes, membership
+/// changes) hold to reach the runtime, instead of a weak reference to it: an object that is the
+/// target of a weak reference keeps its counts in a side table, and every retain and release of
+/// it takes a slow path, and the runtime is retained on every heartbeat.
+///
+/// Safety: `runtime` is read and cleared on the loop thread only. `NodeRuntime.shutdown()` (run
+/// by `ElectionManager.deinit`, the runtime's one owner) clears it on the loop before the runtime
+/// can be freed, so a callback that runs later finds nil. `deinit` clears it too, for a runtime
+/// freed without a shutdown, which the runtime's owner never does.
+final class RuntimeAnchor: @unchecked Sendable {
+    unowned(unsafe) var runtime: NodeRuntime?
 }
