@@ -709,7 +709,9 @@ public struct ElectionCore: Sendable {
         _ heartbeat: HeartbeatMessage, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
         guard heartbeat.from != id else { return }
-        if voters.contains(heartbeat.from) {  // noteHeard, and what it reports, in one lookup
+        // A voter's (`admitsSender` checked it, unless that rule is switched off for a test):
+        // noteHeard, and what it reports, in one lookup.
+        if !disabledRules.contains(.knownVoters) || voters.contains(heartbeat.from) {
             peers[heartbeat.from, default: PeerView()].heard(at: now, term: heartbeat.term, lsn: heartbeat.lsn)
         }
         if heartbeat.term > term {
