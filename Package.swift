@@ -83,6 +83,7 @@ let package = Package(
         .testTarget(
             name: "ClusterCoreTests", dependencies: ["ClusterCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
+        .testTarget(name: "ClusterCLITests", dependencies: ["ClusterCLI"], swiftSettings: strict),
         .testTarget(name: "ClusterSimulationTests", dependencies: ["ClusterSimulation", "ClusterCore"], swiftSettings: strict),
         .testTarget(
             name: "ClusterTests",
