@@ -20,7 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // libuv, found with pkg-config; the header adds a few inline helpers.
@@ -36,10 +36,11 @@ let package = Package(
         // reset in place (no allocation per frame). See its header.
         .target(name: "CFrameMAC", path: "Sources/CFrameMAC"),
         // The pure cluster logic: types, membership, election core, wire codec. No I/O, no clock.
-        // Crypto: the cluster key's MACs and key derivation (pure functions, no I/O).
+        // Crypto: the cluster key's MACs and key derivation (pure functions, no I/O). UV: only its
+        // mutex (`UVMutex`), the lock of the membership and the keyring.
         .target(
             name: "ClusterCore",
-            dependencies: ["CFrameMAC", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
+            dependencies: ["CFrameMAC", "UV", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
         // The node: joins the core and the libuv layer, offers the public API.
         .target(
             name: "Cluster",
@@ -82,6 +83,7 @@ let package = Package(
         .testTarget(
             name: "ClusterCoreTests", dependencies: ["ClusterCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
+        .testTarget(name: "ClusterCLITests", dependencies: ["ClusterCLI"], swiftSettings: strict),
         .testTarget(name: "ClusterSimulationTests", dependencies: ["ClusterSimulation", "ClusterCore"], swiftSettings: strict),
         .testTarget(
             name: "ClusterTests",

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import UV
 
 /// Keeps a node's election state (term, vote, epoch) on disk, so that a restarted node never

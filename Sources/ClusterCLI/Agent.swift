@@ -1,7 +1,8 @@
 import ArgumentParser
 import Cluster
 import CoreMetrics
-import Foundation
+import FoundationEssentials
+import Glibc
 import UV
 import Logging
 import Prometheus
@@ -38,7 +39,7 @@ struct Agent: AsyncParsableCommand {
     enum LogFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
 
     var seedList: [String] {
-        seeds.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        seeds.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
     }
 
     func validate() throws {
@@ -150,7 +151,7 @@ struct JSONLogHandler: LogHandler {
     func log(event: LogEvent) {
         var object: [String: String] = [:]
         for (key, value) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { object[key] = "\(value)" }
-        object["time"] = ISO8601DateFormatter.string(from: Date(), timeZone: .gmt, formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+        object["time"] = Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
         object["level"] = event.level.rawValue
         object["label"] = label
         object["message"] = "\(event.message)"
@@ -159,7 +160,7 @@ struct JSONLogHandler: LogHandler {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard var bytes = try? encoder.encode(object) else { return }
         bytes.append(UInt8(ascii: "\n"))
-        FileHandle.standardError.write(bytes)
+        try? UVFile.writeAll(fd: STDERR_FILENO, Array(bytes))
     }
 }
 

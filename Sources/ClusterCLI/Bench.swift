@@ -1,7 +1,8 @@
 import ArgumentParser
 import Cluster
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import Histogram
 import Logging
 import UV
@@ -24,7 +25,7 @@ struct BenchOutput: ParsableArguments {
     func emit(_ fields: [(String, String)]) {
         if table {
             let width = fields.map(\.0.count).max() ?? 0
-            writeOut(fields.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1.replacingOccurrences(of: "\"", with: "") }
+            writeOut(fields.map { $0.0.padded(to: width) + "  " + $0.1.filter { $0 != "\"" } }
                 .joined(separator: "\n") + "\n")
         } else {
             writeOut("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}\n")
@@ -55,13 +56,11 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
     sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, max(0, Int((p / 100 * Double(sorted.count)).rounded(.up)) - 1))]
 }
 
-func format(_ value: Double, _ decimals: Int = 1) -> String { String(format: "%.\(decimals)f", value) }
-
 func progress(_ text: String) {
-    try? FileHandle.standardError.write(contentsOf: Data(("\r\u{1B}[K" + text).utf8))
+    try? UVFile.writeAll(fd: STDERR_FILENO, Array(("\r\u{1B}[K" + text).utf8))
 }
 
-func progressDone() { try? FileHandle.standardError.write(contentsOf: Data("\r\u{1B}[K".utf8)) }
+func progressDone() { try? UVFile.writeAll(fd: STDERR_FILENO, Array("\r\u{1B}[K".utf8)) }
 
 /// N real nodes on 127.0.0.1 in this process, spread over T shared loop threads (node i on loop
 /// i mod T; T = 0: a loop of its own per node), every one a member of every other's membership.
@@ -136,7 +135,7 @@ final class BenchCluster {
                !linked || nodes.allSatisfy({ managers[$0]!.stats.peersConnected == ids.count - 1 }) {
                 return leader
             }
-            Thread.sleep(forTimeInterval: pollSeconds)
+            pause(seconds: pollSeconds)
         }
         return nil
     }
@@ -178,7 +177,7 @@ struct BenchSteady: ParsableCommand {
             throw ExitCode.failure
         }
         progress("steady: warming up")
-        Thread.sleep(forTimeInterval: 1)
+        pause(seconds: 1)
         let managers = cluster.ids.map { cluster.manager($0) }
         func totals() -> (received: UInt64, skipped: UInt64, sent: UInt64, rounds: UInt64, linked: UInt64, terms: UInt64) {
             managers.reduce((0, 0, 0, 0, 0, 0)) { acc, m in
@@ -195,7 +194,7 @@ struct BenchSteady: ParsableCommand {
         let cpuBefore = usageBefore.cpuSeconds
         let wallBefore = UVLoop.hrtimeNs()
         progress("steady: measuring \(format(seconds, 0)) s")
-        Thread.sleep(forTimeInterval: seconds)
+        pause(seconds: seconds)
         let wall = Double(UVLoop.hrtimeNs() - wallBefore) / 1e9
         let usage = UVResourceUsage.current()!
         hooks.setRecording(false)
@@ -266,7 +265,7 @@ struct BenchMesh: ParsableCommand {
         // No election is needed: the probes flow between linked nodes whatever their roles.
         let managers = cluster.ids.map { cluster.manager($0) }
         let formed = Date().addingTimeInterval(30)
-        while !managers.allSatisfy({ $0.stats.peersConnected == nodes - 1 }) && Date() < formed { Thread.sleep(forTimeInterval: 0.02) }
+        while !managers.allSatisfy({ $0.stats.peersConnected == nodes - 1 }) && Date() < formed { pause(seconds: 0.02) }
         guard managers.allSatisfy({ $0.stats.peersConnected == nodes - 1 }) else {
             progressDone()
             printError("cluster bench: the mesh did not link within 30 s")
@@ -274,12 +273,12 @@ struct BenchMesh: ParsableCommand {
         }
         for manager in managers { manager.startMeshProbes() }
         progress("mesh: warming up")
-        Thread.sleep(forTimeInterval: 1)
+        pause(seconds: 1)
         hooks.setRecording(true)
         let cpuBefore = UVResourceUsage.current()!.cpuSeconds
         let wallBefore = UVLoop.hrtimeNs()
         progress("mesh: measuring \(format(seconds, 0)) s")
-        Thread.sleep(forTimeInterval: seconds)
+        pause(seconds: seconds)
         let wall = Double(UVLoop.hrtimeNs() - wallBefore) / 1e9
         let usage = UVResourceUsage.current()!
         hooks.setRecording(false)
@@ -329,7 +328,7 @@ struct BenchFailover: ParsableCommand {
     }
 
     func run() throws {
-        let root = NSTemporaryDirectory() + "cluster-bench-failover-\(ProcessInfo.processInfo.processIdentifier)"
+        let root = temporaryDirectory() + "cluster-bench-failover-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: root) }
         let cluster = try BenchCluster(
             nodes: nodes, threads: 1, heartbeat: heartbeatInterval.duration, electionTimeout: electionTimeout.duration,
@@ -351,7 +350,7 @@ struct BenchFailover: ParsableCommand {
                 continue
             }
             // Let the cluster settle: a heartbeat or two after everyone agrees.
-            Thread.sleep(forTimeInterval: 3 * Double(heartbeatInterval.duration.nanoseconds) / 1e9)
+            pause(seconds: 3 * Double(heartbeatInterval.duration.nanoseconds) / 1e9)
             let survivors = cluster.ids.filter { $0 != primary }
             let manager = cluster.manager(primary)
             let start = UVLoop.hrtimeNs()
@@ -377,7 +376,7 @@ struct BenchFailover: ParsableCommand {
         }
         progressDone()
         if let samplesFile {
-            try times.map { format($0, 3) }.joined(separator: "\n").appending("\n").write(toFile: samplesFile, atomically: true, encoding: .utf8)
+            try (times.map { format($0, 3) }.joined(separator: "\n") + "\n").write(toFile: samplesFile, atomically: true, encoding: .utf8)
         }
         let sorted = times.sorted()
         func pct(_ p: Double) -> Double { percentile(sorted, p) }
@@ -451,7 +450,7 @@ struct BenchJoin: ParsableCommand {
             try discovery.start()
             let deadline = Date().addingTimeInterval(10)
             while Date() < deadline && !members.allSatisfy({ (try? $0.membership.node(id)) != nil }) {
-                Thread.sleep(forTimeInterval: 0.0002)
+                pause(seconds: 0.0002)
             }
             if members.allSatisfy({ (try? $0.membership.node(id)) != nil }) {
                 times.append(Double(UVLoop.hrtimeNs() - start) / 1e6)

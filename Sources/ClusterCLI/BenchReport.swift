@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `cluster bench report`: reads the JSON lines `make bench` collected (this project's and
 /// `uvmesh`'s, run in pairs), prints each pair's medians and their ratio, and writes SVG plots:
@@ -12,24 +13,49 @@ struct BenchReport: ParsableCommand {
     @Option(help: "Folder for the SVG plots.") var plots: String = "docs/bench"
     @Option(help: "Failover samples, MODE=FILE (one time in ms per line), repeatable.") var samples: [String] = []
 
-    typealias Row = [String: Any]
+    /// A line of the results: the JSON object's keys and their values.
+    typealias Row = [String: ResultValue]
+
+    /// A value of a results line: the benchmarks print numbers, strings and booleans.
+    enum ResultValue: Decodable {
+        case number(Double)
+        case string(String)
+        case bool(Bool)
+        /// null, an array or an object: never read.
+        case other
+
+        init(from decoder: any Decoder) throws {
+            let value = try decoder.singleValueContainer()
+            if let b = try? value.decode(Bool.self) {
+                self = .bool(b)
+            } else if let n = try? value.decode(Double.self) {
+                self = .number(n)
+            } else if let s = try? value.decode(String.self) {
+                self = .string(s)
+            } else {
+                self = .other
+            }
+        }
+
+        var string: String? { if case .string(let s) = self { s } else { nil } }
+        var bool: Bool? { if case .bool(let b) = self { b } else { nil } }
+    }
 
     func run() throws {
         let text = try String(contentsOfFile: results, encoding: .utf8)
-        let rows: [Row] = text.split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? Row
-        }
+        let decoder = JSONDecoder()
+        let rows: [Row] = text.split(separator: "\n").compactMap { try? decoder.decode(Row.self, from: Data($0.utf8)) }
         try FileManager.default.createDirectory(atPath: plots, withIntermediateDirectories: true)
         var out = ""
         // Steady pairs: by N at each interval.
-        func number(_ row: Row, _ key: String) -> Double? { (row[key] as? NSNumber)?.doubleValue }
+        func number(_ row: Row, _ key: String) -> Double? { if case .number(let n) = row[key] { n } else { nil } }
         func median(_ values: [Double]) -> Double {
             let s = values.sorted()
             return s.isEmpty ? .nan : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
         }
-        let keyed = rows.filter { ($0["mode"] as? String) == "steady" && ($0["keyed"] as? Bool) == true }
+        let keyed = rows.filter { $0["mode"]?.string == "steady" && $0["keyed"]?.bool == true }
         let steady = rows.filter {
-            (($0["mode"] as? String) == "steady" && ($0["keyed"] as? Bool) != true) || ($0["impl"] as? String == "c-libuv" && $0["interval_ms"] != nil)
+            ($0["mode"]?.string == "steady" && $0["keyed"]?.bool != true) || ($0["impl"]?.string == "c-libuv" && $0["interval_ms"] != nil)
         }
         let intervals = Set(steady.compactMap { number($0, "interval_ms") }).sorted()
         var cpuSeries: [String: [(Double, Double)]] = [:]
@@ -40,8 +66,8 @@ struct BenchReport: ParsableCommand {
             out += "steady, heartbeat every \(Int(interval)) ms, one loop thread: medians of the runs\n"
             out += "    N  swift cpu%  C cpu%  ratio  swift µs/hb  C µs/rt  swift rtt p50/p99 µs   C rtt p50/p99 µs\n"
             for n in ns {
-                let swift = atInterval.filter { number($0, "nodes") == n && ($0["impl"] as? String) == "swift-cluster" }
-                let c = atInterval.filter { number($0, "nodes") == n && ($0["impl"] as? String) == "c-libuv" }
+                let swift = atInterval.filter { number($0, "nodes") == n && $0["impl"]?.string == "swift-cluster" }
+                let c = atInterval.filter { number($0, "nodes") == n && $0["impl"]?.string == "c-libuv" }
                 let sCPU = median(swift.compactMap { number($0, "cpu_pct") })
                 let cCPU = median(c.compactMap { number($0, "cpu_pct") })
                 let sPer = median(swift.compactMap { number($0, "cpu_us_per_heartbeat") })
@@ -50,8 +76,8 @@ struct BenchReport: ParsableCommand {
                 let sP99 = median(swift.compactMap { number($0, "rtt_p99_us") })
                 let cP50 = median(c.compactMap { number($0, "rtt_p50_us") })
                 let cP99 = median(c.compactMap { number($0, "rtt_p99_us") })
-                out += String(format: "  %3.0f  %10.1f  %6.1f  %5.2f  %11.2f  %7.2f  %9.0f / %-9.0f  %7.0f / %-7.0f\n",
-                              n, sCPU, cCPU, sCPU / cCPU, sPer, cPer, sP50, sP99, cP50, cP99)
+                out += "  \(num(n, 3, 0))  \(num(sCPU, 10, 1))  \(num(cCPU, 6, 1))  \(num(sCPU / cCPU, 5, 2))  \(num(sPer, 11, 2))"
+                    + "  \(num(cPer, 7, 2))  \(num(sP50, 9, 0)) / \(num(sP99, -9, 0))  \(num(cP50, 7, 0)) / \(num(cP99, -7, 0))\n"
                 if interval == intervals.last {
                     cpuSeries["swift-cluster", default: []].append((n, sCPU))
                     cpuSeries["uvmesh (C)", default: []].append((n, cCPU))
@@ -79,19 +105,18 @@ struct BenchReport: ParsableCommand {
         for pair in keyedNs {
             let (n, i) = (pair[0], pair[1])
             func perHeartbeat(_ rows: [Row]) -> Double {
-                median(rows.filter { number($0, "nodes") == n && number($0, "interval_ms") == i && ($0["impl"] as? String) == "swift-cluster" }
+                median(rows.filter { number($0, "nodes") == n && number($0, "interval_ms") == i && $0["impl"]?.string == "swift-cluster" }
                     .compactMap { number($0, "cpu_us_per_heartbeat") })
             }
             let plain = perHeartbeat(steady), withKey = perHeartbeat(keyed)
-            out += String(format: "  %3.0f  %11.0f  %11.2f  %11.2f  %11.3f\n", n, i, plain, withKey, withKey / plain)
+            out += "  \(num(n, 3, 0))  \(num(i, 11, 0))  \(num(plain, 11, 2))  \(num(withKey, 11, 2))  \(num(withKey / plain, 11, 3))\n"
         }
-        for row in rows where (row["mode"] as? String) == "tags" {
-            out += String(format: "  tags alone (%.0f links): seal %.0f ns, open %.0f ns, %.0f ns per heartbeat\n",
-                          number(row, "links") ?? 0, number(row, "seal_ns") ?? 0, number(row, "open_ns") ?? 0,
-                          number(row, "tag_ns_per_heartbeat") ?? 0)
+        for row in rows where row["mode"]?.string == "tags" {
+            out += "  tags alone (\(format(number(row, "links") ?? 0, 0)) links): seal \(format(number(row, "seal_ns") ?? 0, 0)) ns,"
+                + " open \(format(number(row, "open_ns") ?? 0, 0)) ns, \(format(number(row, "tag_ns_per_heartbeat") ?? 0, 0)) ns per heartbeat\n"
         }
         // Mesh pairs.
-        let mesh = rows.filter { ($0["mode"] as? String) == "mesh" || ($0["impl"] as? String == "c-libuv" && $0["interval_ms"] == nil) }
+        let mesh = rows.filter { $0["mode"]?.string == "mesh" || ($0["impl"]?.string == "c-libuv" && $0["interval_ms"] == nil) }
         let meshKeys = Set(mesh.compactMap { row -> String? in
             guard let n = number(row, "nodes"), let k = number(row, "inflight"), let t = number(row, "threads") else { return nil }
             return "\(Int(n))/\(Int(k))/\(Int(t))"
@@ -103,20 +128,20 @@ struct BenchReport: ParsableCommand {
         for key in meshKeys {
             let parts = key.split(separator: "/").compactMap { Double($0) }
             let match = mesh.filter { number($0, "nodes") == parts[0] && number($0, "inflight") == parts[1] && number($0, "threads") == parts[2] }
-            let s = median(match.filter { ($0["impl"] as? String) == "swift-cluster" }.compactMap { number($0, "roundtrips_per_cpu_s") })
-            let c = median(match.filter { ($0["impl"] as? String) == "c-libuv" }.compactMap { number($0, "roundtrips_per_cpu_s") })
-            let sr = median(match.filter { ($0["impl"] as? String) == "swift-cluster" }.compactMap { number($0, "rtt_p50_us") })
-            let cr = median(match.filter { ($0["impl"] as? String) == "c-libuv" }.compactMap { number($0, "rtt_p50_us") })
-            out += String(format: "  %-11@  %14.0f  %10.0f  %5.2f  %16.0f  %12.0f\n", key as NSString, s, c, s / c, sr, cr)
+            let s = median(match.filter { $0["impl"]?.string == "swift-cluster" }.compactMap { number($0, "roundtrips_per_cpu_s") })
+            let c = median(match.filter { $0["impl"]?.string == "c-libuv" }.compactMap { number($0, "roundtrips_per_cpu_s") })
+            let sr = median(match.filter { $0["impl"]?.string == "swift-cluster" }.compactMap { number($0, "rtt_p50_us") })
+            let cr = median(match.filter { $0["impl"]?.string == "c-libuv" }.compactMap { number($0, "rtt_p50_us") })
+            out += "  \(key.padded(to: 11))  \(num(s, 14, 0))  \(num(c, 10, 0))  \(num(s / c, 5, 2))  \(num(sr, 16, 0))  \(num(cr, 12, 0))\n"
         }
         // Failover and join lines as they are.
-        let others = rows.filter { (($0["mode"] as? String) ?? "").hasPrefix("failover") || ($0["mode"] as? String) == "join" }
+        let others = rows.filter { ($0["mode"]?.string ?? "").hasPrefix("failover") || $0["mode"]?.string == "join" }
         if !others.isEmpty { out += "\nfailover and join\n" }
         for row in others {
-            out += String(format: "  %-16@ trials %3.0f  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms%@\n",
-                          (row["mode"] as? String ?? "?") as NSString, number(row, "trials") ?? 0, number(row, "p50_ms") ?? 0,
-                          number(row, "p99_ms") ?? 0, number(row, "max_ms") ?? 0,
-                          (number(row, "p50_ratio").map { String(format: "  (p50 %.2f T, p99 %.2f T)", $0, number(row, "p99_ratio") ?? 0) } ?? "") as NSString)
+            let ratios = number(row, "p50_ratio").map { "  (p50 \(format($0, 2)) T, p99 \(format(number(row, "p99_ratio") ?? 0, 2)) T)" } ?? ""
+            out += "  \((row["mode"]?.string ?? "?").padded(to: 16)) trials \(num(number(row, "trials") ?? 0, 3, 0))"
+                + "  p50 \(num(number(row, "p50_ms") ?? 0, 7, 1)) ms  p99 \(num(number(row, "p99_ms") ?? 0, 7, 1)) ms"
+                + "  max \(num(number(row, "max_ms") ?? 0, 7, 1)) ms\(ratios)\n"
         }
         var distributions: [String: [Double]] = [:]
         for spec in samples {
@@ -189,9 +214,24 @@ enum Plot {
         return svg + "</svg>\n"
     }
 
-    private static func label(_ v: Double) -> String { v >= 10 || v == 0 ? String(format: "%.0f", v) : String(format: "%.1f", v) }
+    private static func label(_ v: Double) -> String { v >= 10 || v == 0 ? format(v, 0) : format(v, 1) }
 
     private static func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        var out = ""
+        for c in s {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            default: out.append(c)
+            }
+        }
+        return out
     }
+}
+
+/// `value` as `printf("%<width>.<decimals>f")` writes it: right-aligned in `width` characters,
+/// left-aligned in `-width` when `width` is negative.
+private func num(_ value: Double, _ width: Int, _ decimals: Int) -> String {
+    width < 0 ? format(value, decimals).padded(to: -width) : format(value, decimals).padded(left: width)
 }

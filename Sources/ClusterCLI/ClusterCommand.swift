@@ -1,6 +1,6 @@
 import ArgumentParser
 import Cluster
-import Foundation
+import Glibc
 
 /// `cluster`: run a node, look at a cluster, hand leadership over, and the demo, simulator and
 /// benchmarks, in one command family.
@@ -24,7 +24,7 @@ struct ClusterCommand: AsyncParsableCommand {
         } catch {
             if exitCode(for: error) == .validationFailure {
                 printError("cluster: \(message(for: error)) (see --help)")
-                Foundation.exit(ExitCode.validationFailure.rawValue)
+                Glibc.exit(ExitCode.validationFailure.rawValue)
             }
             exit(withError: error)
         }
@@ -60,14 +60,4 @@ extension HostPort: ExpressibleByArgument {
         guard let parsed = try? HostPort(parsing: argument) else { return nil }
         self = parsed
     }
-}
-
-/// Writes `text` to standard output at once, unbuffered (piped output arrives as it is made).
-func writeOut(_ text: String) {
-    try? FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
-}
-
-/// Prints to standard error.
-func printError(_ text: String) {
-    try? FileHandle.standardError.write(contentsOf: Data((text + "\n").utf8))
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cluster
-import Foundation
+import FoundationEssentials
+import Glibc
 import UV
 
 /// `cluster demo` (`make run`): a loopback cluster of `cluster agent` processes you can watch.
@@ -25,7 +26,7 @@ struct Demo: ParsableCommand {
 
     func run() throws {
         let show = DemoDisplay(terminal: isatty(STDOUT_FILENO) == 1)
-        let root = NSTemporaryDirectory() + "cluster-demo-\(ProcessInfo.processInfo.processIdentifier)"
+        let root = temporaryDirectory() + "cluster-demo-\(getpid())"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
         let ids = (1...nodes).map { "n\($0)" }
@@ -54,8 +55,8 @@ struct Demo: ParsableCommand {
         guard let second = watch.agreedLeader(agents, among: ids.filter { $0 != first.nodeID }, other: first.nodeID, within: 10)
         else { throw show.fail("no new primary within 10 s of the SIGTERM") }
         let handoverMs = Date().timeIntervalSince(handoverStart) * 1000
-        show.event(String(format: "%@ is primary after %.0f ms (%.2f election timeouts): term %llu, epoch %llu",
-                          second.nodeID, handoverMs, handoverMs / timeoutMs, second.term, second.epoch))
+        show.event("\(second.nodeID) is primary after \(format(handoverMs, 0)) ms (\(format(handoverMs / timeoutMs, 2)) election timeouts):"
+                   + " term \(second.term), epoch \(second.epoch)")
         let exit = agents[first.nodeID]!.waitForExit(seconds: 10)
         show.event("\(first.nodeID) exited with \(exit.map { "status \($0)" } ?? "no exit within 10 s")")
 
@@ -72,8 +73,8 @@ struct Demo: ParsableCommand {
         guard let third = watch.agreedLeader(agents, among: ids.filter { $0 != second.nodeID }, other: second.nodeID, within: 15)
         else { throw show.fail("no new primary within 15 s of the crash") }
         let failoverMs = Date().timeIntervalSince(crashStart) * 1000
-        show.event(String(format: "%@ is primary after %.0f ms (%.2f election timeouts): term %llu, epoch %llu",
-                          third.nodeID, failoverMs, failoverMs / timeoutMs, third.term, third.epoch))
+        show.event("\(third.nodeID) is primary after \(format(failoverMs, 0)) ms (\(format(failoverMs / timeoutMs, 2)) election timeouts):"
+                   + " term \(third.term), epoch \(third.epoch)")
         _ = agents[second.nodeID]!.waitForExit(seconds: 10)
         show.event("restarting \(second.nodeID) on its data directory")
         try start(second.nodeID, seeds: [agents[third.nodeID]!.address])
@@ -82,82 +83,62 @@ struct Demo: ParsableCommand {
         show.table(agents)
 
         let doubles = watch.doublePrimaries
-        show.event(String(format: "summary: handover %.0f ms, crash failover %.0f ms; terms with two primaries: %@",
-                          handoverMs, failoverMs, doubles.isEmpty ? "none" : "\(doubles)"))
+        show.event("summary: handover \(format(handoverMs, 0)) ms, crash failover \(format(failoverMs, 0)) ms;"
+                   + " terms with two primaries: \(doubles.isEmpty ? "none" : "\(doubles)")")
         for agent in agents.values { agent.signal(SIGTERM) }
         for agent in agents.values { _ = agent.waitForExit(seconds: 10) }
         if !doubles.isEmpty { throw ExitCode.failure }
     }
 }
 
-/// One agent process of the demo. Its output is kept (the demo reads its address from it).
+/// One agent process of the demo: this executable again, run as `cluster agent`. Its output
+/// (stdout and stderr) is kept; the demo reads its address from it.
 final class DemoAgent: @unchecked Sendable {
     let id: String
-    let process: Process
+    let process: UVChildProcess
     let address: HostPort
-    /// Everything the agent wrote (stdout and stderr).
-    let output: UVLocked<[UInt8]>
 
-    private init(id: String, process: Process, address: HostPort, output: UVLocked<[UInt8]>) {
+    private init(id: String, process: UVChildProcess, address: HostPort) {
         self.id = id
         self.process = process
         self.address = address
-        self.output = output
     }
 
     static func start(id: String, dataDir: String, seeds: [HostPort], arguments: [String]) throws -> DemoAgent {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         // --exit-with-parent: killed (say by SIGPIPE, `cluster demo | head`), the demo takes its
         // agents with it.
-        process.arguments = ["agent", "--id", id, "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--exit-with-parent"]
-            + (seeds.isEmpty ? [] : ["--seeds", seeds.map(\.description).joined(separator: ",")]) + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let output = UVLocked([UInt8]())
-        let listening = DispatchSemaphore(value: 0)
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                listening.signal()
-                return
-            }
-            let seen = output.withLock { bytes -> Bool in
-                let before = String(decoding: bytes, as: UTF8.self).contains("listening on ")
-                bytes += data
-                return !before && String(decoding: bytes, as: UTF8.self).contains("listening on ")
-            }
-            if seen { listening.signal() }
+        let process = try UVChildProcess(
+            path: UVChildProcess.executablePath(),
+            arguments: ["agent", "--id", id, "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--exit-with-parent"]
+                + (seeds.isEmpty ? [] : ["--seeds", seeds.map(\.description).joined(separator: ",")]) + arguments)
+        _ = process.waitForOutput(seconds: 20) { listeningAddress(in: $0) != nil }
+        let log = process.output
+        guard let address = listeningAddress(in: log) else {
+            process.signal(SIGTERM)
+            throw ValidationError("agent \(id) did not start: \(String(decoding: log, as: UTF8.self).suffix(500))")
         }
-        try process.run()
-        _ = listening.wait(timeout: .now() + 20)
-        let log = String(decoding: output.withLock { $0 }, as: UTF8.self)
-        guard let range = log.range(of: "listening on "),
-              let address = try? HostPort(parsing: String(log[range.upperBound...].prefix { !$0.isWhitespace }))
-        else {
-            process.terminate()
-            throw ValidationError("agent \(id) did not start: \(log.suffix(500))")
-        }
-        return DemoAgent(id: id, process: process, address: address, output: output)
+        return DemoAgent(id: id, process: process, address: address)
     }
 
-    func signal(_ sig: Int32) {
-        if process.isRunning { kill(process.processIdentifier, sig) }
+    /// The address after the first "listening on " of an agent's log (once its line is whole).
+    static func listeningAddress(in log: [UInt8]) -> HostPort? {
+        let text = String(decoding: log, as: UTF8.self)
+        guard let range = text.firstRange(of: "listening on ") else { return nil }
+        let rest = text[range.upperBound...]
+        guard rest.contains(where: \.isWhitespace) else { return nil }
+        return try? HostPort(parsing: String(rest.prefix { !$0.isWhitespace }))
     }
 
-    /// The exit status, or nil if it is still running after `seconds`.
-    func waitForExit(seconds: Double) -> Int32? {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        return process.isRunning ? nil : process.terminationStatus
-    }
+    func signal(_ sig: Int32) { process.signal(sig) }
 
-    /// Kills the agent if it is still running (the demo's last resort).
+    /// The exit status (or the signal that ended it), or nil if it is still running after
+    /// `seconds`.
+    func waitForExit(seconds: Double) -> Int32? { process.waitForExit(seconds: seconds) }
+
+    /// Kills the agent if it is still running (the demo's last resort) and waits for its end.
     func stop() {
         signal(SIGKILL)
-        process.waitUntilExit()
+        _ = process.waitForExit(seconds: .infinity)
     }
 
     func status() -> StatusResponse? { try? ClusterClient.status(of: address, timeout: .milliseconds(300)) }
@@ -189,7 +170,7 @@ final class DemoWatch {
                statuses.values.allSatisfy({ $0.leaderID == leader }), let status = statuses[leader], status.state == .leader {
                 return status
             }
-            Thread.sleep(forTimeInterval: 0.02)
+            pause(seconds: 0.02)
         }
         return nil
     }
@@ -206,7 +187,7 @@ final class DemoDisplay {
     init(terminal: Bool) { self.terminal = terminal }
 
     func event(_ text: String) {
-        let line = String(format: "[%6.2fs] ", Date().timeIntervalSince(start)) + text
+        let line = "[" + format(Date().timeIntervalSince(start), 2).padded(left: 6) + "s] " + text
         events.append(line)
         if terminal { redraw() } else { writeOut(line + "\n") }
     }
@@ -247,8 +228,7 @@ final class DemoDisplay {
         }
         let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
         return rows.map { row in
-            zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-                .trimmingCharacters(in: .whitespaces)
+            zip(row, widths).map { $0.padded(to: $1) }.joined(separator: "  ").trimmingWhitespace()
         }.joined(separator: "\n") + "\n"
     }
 }

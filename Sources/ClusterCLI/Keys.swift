@@ -1,6 +1,8 @@
 import ArgumentParser
 import Cluster
-import Foundation
+import FoundationEssentials
+import Glibc
+import UV
 
 /// `cluster keygen`: prints a new cluster key (base64 of 32 random bytes) and its id.
 struct Keygen: ParsableCommand {
@@ -75,14 +77,18 @@ struct Keyring: ParsableCommand {
 
 /// Reads a key from a file (`-`: standard input).
 func readKey(path: String) throws -> ClusterKey {
-    let data: Data
+    let data: [UInt8]
     if path == "-" {
-        data = FileHandle.standardInput.readDataToEndOfFile()
+        do {
+            data = try UVFile.readAll(fd: STDIN_FILENO)
+        } catch {
+            throw ValidationError("cannot read the key from standard input: \(error)")
+        }
     } else {
         guard let contents = FileManager.default.contents(atPath: path) else {
             throw ValidationError("cannot read the key file \(path)")
         }
-        data = contents
+        data = Array(contents)
     }
     do {
         return try ClusterKey(text: String(decoding: data, as: UTF8.self))

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Cluster
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `cluster members`: one node's view of the cluster, as a table (or its JSON status).
 struct Members: ParsableCommand {
@@ -29,7 +30,7 @@ struct Members: ParsableCommand {
             }
             // In place on a terminal (cursor home, clear); one table after another otherwise.
             writeOut((redraw ? "\u{1B}[H\u{1B}[2J" : "") + output)
-            if watch { Thread.sleep(forTimeInterval: Double(interval.duration.nanoseconds) / 1e9) }
+            if watch { pause(seconds: Double(interval.duration.nanoseconds) / 1e9) }
         } while watch
     }
 }
@@ -64,8 +65,7 @@ enum MembersTable {
         var out = "\(status.nodeID) at term \(status.term), epoch \(status.epoch), leader \(status.leaderID ?? "-")"
             + " (* = the node asked)\n"
         for row in rows {
-            out += zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
+            out += zip(row, widths).map { $0.padded(to: $1) }.joined(separator: "  ").trimmingWhitespace() + "\n"
         }
         return out
     }
@@ -74,7 +74,7 @@ enum MembersTable {
     static func lastSeen(_ seconds: Double, zero: Bool) -> String {
         if zero { return "never" }
         if seconds < 1 { return "\(Int((seconds * 1000).rounded())) ms ago" }
-        if seconds < 120 { return String(format: "%.1f s ago", seconds) }
+        if seconds < 120 { return format(seconds, 1) + " s ago" }
         return "\(Int(seconds / 60)) min ago"
     }
 }

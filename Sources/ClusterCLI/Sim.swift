@@ -4,7 +4,7 @@
 
 import ArgumentParser
 import ClusterSimulation
-import Foundation
+import FoundationEssentials
 
 struct Sim: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,7 +30,7 @@ struct Sim: ParsableCommand {
     var traceFromMilliseconds: UInt64?
 
     func run() throws {
-        let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingWhitespace()) }
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--nodes needs positive integers, e.g. 3,5,7")
         }
@@ -85,7 +85,7 @@ struct Sim: ParsableCommand {
             "cluster sim: \(schedules) schedules from seed \(seed), nodes \(sizes.map(String.init).joined(separator: ",")):"
                 + " \(leaders) leaders elected, \(steps) core steps, slowest election after heal"
                 + " \(Double(worstElection) / 1e6)ms (bound \(Double(bound) / 1e6)ms),"
-                + " \(String(format: "%.2f", seconds))s")
+                + " \(format(seconds, 2))s")
         transferLatencies.sort()
         func latency(_ percent: Int) -> String {
             guard !transferLatencies.isEmpty else { return "-" }

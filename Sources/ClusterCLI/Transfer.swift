@@ -1,6 +1,5 @@
 import ArgumentParser
 import Cluster
-import Foundation
 
 /// `cluster transfer`: a planned switchover. Asks the primary (found through the node at
 /// `--addr` if that is not the primary) to hand over to `--to` or to its best voter, and reports
@@ -26,7 +25,7 @@ struct Transfer: ParsableCommand {
             }
             switch answer {
             case .transferResponse(let response) where response.success:
-                writeOut("\(response.leaderID ?? "?") is the primary now (handover took \(String(format: "%.0f", response.tookMs ?? 0)) ms)\n")
+                writeOut("\(response.leaderID ?? "?") is the primary now (handover took \(format(response.tookMs ?? 0, 0)) ms)\n")
                 return
             case .transferResponse(let response):
                 let reason = response.error ?? "unknown reason"

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import UV
 
 /// A change to the membership that a runtime acts on, as `ClusterMembership.addObserver(_:)`
 /// delivers it. Heartbeats (`lastSeen`, sequence numbers, LSNs) are not changes of this kind.
@@ -21,7 +22,7 @@ public struct MembershipObserverToken: Sendable, Hashable {
 /// Tracks every node of the cluster, the local one included, and the cluster epoch.
 ///
 /// The seed's `ClusterMembership`. Every method may be called from any thread: state sits behind
-/// one `NSLock`, held only for short critical sections that call nothing outside this file except
+/// one lock, held only for short critical sections that call nothing outside this file except
 /// the injected clock. Reads return copies. Lists (`allNodes`, `healthyNodes`, …) are sorted by id.
 ///
 /// Time comes only from the `now` closure given at initialisation, so tests can drive it.
@@ -551,17 +552,16 @@ private struct MembershipState {
     }
 }
 
-/// `MembershipState` behind an `NSLock` (pthread-based on Linux). Not `Synchronization.Mutex`:
-/// with Swift 6.3.1 on Linux the thread sanitizer reports false races inside `Mutex.withLock`.
+/// `MembershipState` behind a `UVMutex` (a pthread mutex; Foundation's `NSLock` would bring
+/// Foundation into every node). Not `Synchronization.Mutex`: with Swift 6.3.1 on Linux the
+/// thread sanitizer reports false races inside `Mutex.withLock`.
 private final class LockedMembershipState: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = UVMutex()
     private var value: MembershipState
 
     init(_ value: MembershipState) { self.value = value }
 
     func withLock<R, E: Error>(_ body: (inout MembershipState) throws(E) -> R) throws(E) -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
+        try lock.withLock { () throws(E) -> R in try body(&value) }
     }
 }

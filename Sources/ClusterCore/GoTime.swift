@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Go's JSON form of `time.Time`: RFC 3339 with up to nine fractional digits and any UTC offset.
 ///

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // The seed's four JSON messages. Keys are the seed's json tags; a key that is missing decodes as
 // Go's zero value, as Go's decoder leaves it. `error` and `reason` are omitted when empty.

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Information about one cluster node. Its JSON form is the seed's Go form (no json tags:
 /// keys `ID`, `Addr`, `Role`, `LastSeen`, …), decoded without regard to key case as Go does.
@@ -208,7 +208,7 @@ extension NodeInfo {
             }
             return count
         }
-        guard let gap = text.range(of: "::") else {
+        guard let gap = text.firstRange(of: "::") else {
             return groups(text, quadAllowed: true) == 8
         }
         let head = text[..<gap.lowerBound]

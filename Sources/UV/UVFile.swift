@@ -117,6 +117,36 @@ public enum UVFile {
         }
     }
 
+    /// Writes all of `bytes` to the open descriptor `fd` (standard output is 1) on the calling
+    /// thread, unbuffered, going on after short writes and interruptions.
+    public static func writeAll(fd: Int32, _ bytes: [UInt8]) throws(UVError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { raw in Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw UVError(code: -errno, operation: "write to descriptor \(fd)")
+            }
+            offset += n
+        }
+    }
+
+    /// Reads the open descriptor `fd` (standard input is 0) to its end on the calling thread.
+    public static func readAll(fd: Int32, maxBytes: Int = 1 << 20) throws(UVError) -> [UInt8] {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = Glibc.read(fd, &chunk, chunk.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw UVError(code: -errno, operation: "read descriptor \(fd)")
+            }
+            if n == 0 { return out }
+            out += chunk[0..<n]
+            if out.count > maxBytes { throw UVError(code: UV_EFBIG.rawValue, operation: "read descriptor \(fd): over \(maxBytes) bytes") }
+        }
+    }
+
     /// Creates the directory at `path` (and its missing parents); an existing one is fine.
     public static func makeDirectories(path: String) throws(UVError) {
         let req = UnsafeMutablePointer<uv_fs_t>.allocate(capacity: 1)

@@ -21,7 +21,7 @@ public final class UVMutex: @unchecked Sendable {
 
     /// Runs `body` with the lock held. Keep it short; never do I/O inside.
     @inline(__always)
-    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    public func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         uv_mutex_lock(mutex)
         defer { uv_mutex_unlock(mutex) }
         return try body()
@@ -37,8 +37,8 @@ public final class UVLocked<Value: Sendable>: @unchecked Sendable {
 
     /// Runs `body` with exclusive access to the value.
     @inline(__always)
-    public func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        try lock.withLock { try body(&value) }
+    public func withLock<T, E: Error>(_ body: (inout Value) throws(E) -> T) throws(E) -> T {
+        try lock.withLock { () throws(E) -> T in try body(&value) }
     }
 }
 

@@ -169,3 +169,43 @@ struct ProcessTests {
         #expect(left.isEmpty, "agents left running after the demo died: \(left)")
     }
 }
+
+extension ProcessTests {
+    /// The libraries an agent must not map: Foundation proper and its ICU and
+    /// internationalization parts (FoundationEssentials is allowed).
+    static let foundationLibraries = ["libFoundation.so", "FoundationICU", "FoundationInternationalization"]
+
+    /// A /proc file read to its end with read(2) (its size reads as 0, so it is read in chunks).
+    static func readProcFile(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            bytes += buffer[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    @Test("cluster agent maps no libFoundation, FoundationICU or FoundationInternationalization (issue 9, memory)")
+    func agentMapsNoFoundation() async throws {
+        let dataDir = NSTemporaryDirectory() + "cluster-agent-maps-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let agent = try await AgentProcess.start("m1", seeds: [], dataDir: dataDir, minQuorum: 1)
+        let maps = try Self.readProcFile("/proc/\(agent.child.pid)/maps")
+        let mapped = Set(maps.split(separator: "\n").compactMap { line -> String? in
+            guard let slash = line.firstIndex(of: "/") else { return nil }
+            return String(line[slash...])
+        })
+        #expect(!mapped.isEmpty, "no file mapped in /proc/\(agent.child.pid)/maps")
+        let foundation = mapped.filter { path in Self.foundationLibraries.contains { path.contains($0) } }
+        #expect(foundation.isEmpty, "the agent maps \(foundation.sorted())")
+        agent.child.signal(SIGTERM)
+        let result = agent.child.waitForExit(seconds: 20)
+        #expect(result?.exitCode == 0, "\(result.map(String.init(describing:)) ?? "still running")")
+    }
+}

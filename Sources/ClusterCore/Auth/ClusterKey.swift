@@ -1,5 +1,6 @@
 import Crypto
-import Foundation
+import FoundationEssentials
+import UV
 
 /// A cluster key: 32 random bytes that every member holds. Nodes that hold it authenticate each
 /// other at link start and every frame after (see `LinkAuth`); nodes that do not are refused.
@@ -26,7 +27,10 @@ public struct ClusterKey: Sendable, Hashable, CustomStringConvertible {
     /// A key from its text form: base64 of the 32 bytes (what `cluster keygen` prints), or 64
     /// hex digits. Surrounding white space is ignored.
     public init(text: String) throws(ClusterError) {
-        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        var rest = Substring(text)
+        while rest.first?.isWhitespace == true { rest.removeFirst() }
+        while rest.last?.isWhitespace == true { rest.removeLast() }
+        let trimmed = String(rest)
         if trimmed.utf8.count == 64, let bytes = Self.hexBytes(trimmed) {
             try self.init(bytes: bytes)
         } else if let data = Data(base64Encoded: trimmed) {
@@ -88,7 +92,7 @@ public struct ClusterKey: Sendable, Hashable, CustomStringConvertible {
 /// every node (`use`), then remove the old one everywhere. Thread-safe; a node's runtime and
 /// its discovery may share one.
 public final class ClusterKeyring: @unchecked Sendable, CustomStringConvertible {
-    private let lock = NSLock()
+    private let lock = UVMutex()
     /// The primary key first.
     private var entries: [ClusterKey]
     private var changes: UInt64 = 0
@@ -101,9 +105,7 @@ public final class ClusterKeyring: @unchecked Sendable, CustomStringConvertible 
     }
 
     private func locked<R>(_ body: () throws(ClusterError) -> R) throws(ClusterError) -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body()
+        try lock.withLock(body)
     }
 
     /// The key this node sends with.

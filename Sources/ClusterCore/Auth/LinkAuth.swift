@@ -1,6 +1,6 @@
 import CFrameMAC
 import Crypto
-import Foundation
+import FoundationEssentials
 
 /// The cluster key on the wire (PROTOCOL.md, "Keyed links"): the link handshake's proofs, the
 /// per-direction frame keys, and the MACs of announcements. HMAC-SHA256 and HKDF-SHA256 from

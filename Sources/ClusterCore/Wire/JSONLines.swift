@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 // The JSON form of the protocol: one object per line, `message_type` first in meaning (not in
 // order: keys are written sorted). The seed's four messages keep the seed's exact forms; the
