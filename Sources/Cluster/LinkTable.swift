@@ -342,6 +342,7 @@ final class LinkTable {
     private func sweep() {
         let now = node.nowNs
         for link in Array(links.values) where !link.isClosed {
+            if link.security?.peerKeyRetiredAtNs != nil { node.peerProtocol.checkRetiredKey(on: link, now: now) }
             switch link.kind {
             case .undecided where now &- link.openedNs >= helloTimeoutNs,
                  .http where now &- link.openedNs >= helloTimeoutNs,

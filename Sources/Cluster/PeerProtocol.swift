@@ -105,6 +105,7 @@ final class PeerProtocol {
                     throw .unauthenticated("the peer switched to key \(ClusterKey.idString(keyID)), which is not in this node's keyring")
                 }
                 security.opener!.rekey(to: key)
+                security.peerKeyRetiredAtNs = nil
             }
             return
         }
@@ -159,9 +160,10 @@ final class PeerProtocol {
             guard let security = link.security else { continue }
             let peerKeyID = security.opener?.keyID ?? security.peerKey?.id
             if let peerKeyID, keyring.key(id: peerKeyID) == nil {
-                node.stats.authenticationFailures &+= 1
-                logger.warning("closing \(link.description): its key \(ClusterKey.idString(peerKeyID)) was removed from the keyring")
-                goodbye(link, "key \(ClusterKey.idString(peerKeyID)) was removed from this node's keyring")
+                // The peer may have switched already, its REKEY still on its way (a rotation
+                // that removes the old key right after every node switched): it gets an election
+                // timeout to do so (`checkRetiredKey`), then the link closes.
+                if security.peerKeyRetiredAtNs == nil { security.peerKeyRetiredAtNs = node.nowNs }
                 continue
             }
             if security.sealer != nil, security.sealer!.keyID != primary.id {
@@ -172,6 +174,23 @@ final class PeerProtocol {
             }
         }
         node.outbox.flush()
+    }
+
+    /// A link whose peer sends under a key this node has removed (see `keyringChanged`): fine
+    /// once the peer has switched to a key of the keyring; closed, with the reason, once it has
+    /// not within an election timeout. Called by the link sweep.
+    func checkRetiredKey(on link: Link, now: UInt64) {
+        guard let security = link.security, let since = security.peerKeyRetiredAtNs, !link.isClosed else { return }
+        let peerKeyID = security.opener?.keyID ?? security.peerKey?.id
+        if let peerKeyID, node.options.keyring?.key(id: peerKeyID) != nil {
+            security.peerKeyRetiredAtNs = nil
+            return
+        }
+        guard now &- since >= node.config.electionTimeout.nanoseconds else { return }
+        let id = peerKeyID.map(ClusterKey.idString) ?? "?"
+        node.stats.authenticationFailures &+= 1
+        logger.warning("closing \(link.description): it still sends under key \(id), which was removed from the keyring")
+        goodbye(link, "key \(id) was removed from this node's keyring")
     }
 
     private func handle(_ frame: WireFrame, on link: Link) throws(WireError) {

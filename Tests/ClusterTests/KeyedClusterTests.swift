@@ -254,6 +254,53 @@ struct KeyedClusterTests {
         #expect(await plainGoodbye(old)?.contains("is not in this node's keyring") == true)
     }
 
+    @Test("a key removed while the peer's REKEY is on its way: the peer gets an election timeout to switch, and its link stays")
+    func removedKeyWaitsForThePeersRekey() async throws {
+        let cluster = try TestCluster(size: 1, configure: Self.keyed())
+        defer { cluster.shutdown() }
+        let node = try #require(cluster.manager("n1"))
+        try node.membership.addNode(NodeInfo(id: "p9", addr: "127.0.0.1:1"))
+        let port = try #require(node.listenAddress?.port)
+        let peer = try await KeyedPeer.connect(port: port, as: "p9", key: Self.key, cluster: "blue")
+        peer.client.send(peer.sealedHeartbeat(as: "p9", seq: 1))
+        #expect(await peer.client.wait(timeout: .seconds(10)) { _ in peer.opened().contains { if case .heartbeat = $0 { true } else { false } } })
+        // The node switches to the new key and drops the old one before the peer has switched
+        // (what `use` then `remove` on every node, back to back, makes likely on a busy host).
+        try node.installKey(Self.newKey)
+        try node.useKey(id: Self.newKey.id)
+        try node.removeKey(id: Self.key.id)
+        // The peer's REKEY arrives after the removal; it has an election timeout (300 ms here).
+        var rekey: [UInt8] = []
+        peer.sealer.rekey(to: Self.newKey, into: &rekey)
+        peer.client.send(rekey + peer.sealedHeartbeat(as: "p9", seq: 2))
+        // Well past the grace (heartbeating, as a live peer does, or the link would be replaced as
+        // silent): switched in time, the link stays, and no authentication failed.
+        for seq: UInt64 in 3...16 {
+            try await Task.sleep(for: .milliseconds(50))
+            peer.client.send(peer.sealedHeartbeat(as: "p9", seq: seq))
+        }
+        let closed = peer.client.current.closed
+        let reason = closed ? await peer.goodbyeReason() : nil
+        #expect(!closed, "closed: \(reason ?? "no goodbye")")
+        #expect(node.stats.authenticationFailures == 0)
+    }
+
+    @Test("a peer that goes on sending under a removed key is closed after an election timeout, and told why")
+    func removedKeyClosesLinksAfterTheGrace() async throws {
+        let cluster = try TestCluster(size: 3, configure: Self.keyed())
+        defer { cluster.shutdown() }
+        _ = try #require(await cluster.waitForAgreedLeader(among: cluster.ids))
+        let managers = cluster.ids.compactMap { cluster.manager($0) }
+        // Only the first node switches and drops the old key; the others keep sending under it.
+        for m in managers { try m.installKey(Self.newKey) }
+        try managers[0].useKey(id: Self.newKey.id)
+        try managers[0].removeKey(id: Self.key.id)
+        let cut = await cluster.watch.wait(timeout: .seconds(10)) { _ in
+            managers[0].stats.peersConnected == 0 && managers[0].stats.authenticationFailures >= 2
+        }
+        #expect(cut, "\(managers[0].stats)")
+    }
+
     @Test("two clusters with different names on one loopback never merge, keyed or not")
     func differentNamesNeverMerge() async throws {
         for keyed in [false, true] {

@@ -141,9 +141,10 @@ struct ProcessTests {
     static func demoAgents() -> [pid_t] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { entry -> pid_t? in
-            guard let pid = pid_t(entry),
-                  let raw = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
-            let args = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            // read(2), not FileManager: a /proc file's size reads as 0 (and FoundationEssentials'
+            // reader of such files leaks its buffer under AddressSanitizer).
+            guard let pid = pid_t(entry), let raw = try? readProcFile("/proc/\(entry)/cmdline") else { return nil }
+            let args = raw.split(separator: "\0").map(String.init)
             guard args.contains("agent"), args.contains(where: { $0.contains("cluster-demo-") }) else { return nil }
             return pid
         }
