@@ -134,6 +134,20 @@ struct BenchReport: ParsableCommand {
             let cr = median(match.filter { $0["impl"]?.string == "c-libuv" }.compactMap { number($0, "rtt_p50_us") })
             out += "  \(key.padded(to: 11))  \(num(s, 14, 0))  \(num(c, 10, 0))  \(num(s / c, 5, 2))  \(num(sr, 16, 0))  \(num(cr, 12, 0))\n"
         }
+        // Two loop threads against one: throughput (round trips a second), both programs.
+        for key in meshKeys where key.hasSuffix("/2") {
+            let parts = key.split(separator: "/").compactMap { Double($0) }
+            func throughput(_ impl: String, threads: Double) -> Double {
+                median(mesh.filter {
+                    number($0, "nodes") == parts[0] && number($0, "inflight") == parts[1] && number($0, "threads") == threads
+                        && $0["impl"]?.string == impl
+                }.compactMap { number($0, "roundtrips_per_s") })
+            }
+            let s1 = throughput("swift-cluster", threads: 1), s2 = throughput("swift-cluster", threads: 2)
+            let c1 = throughput("c-libuv", threads: 1), c2 = throughput("c-libuv", threads: 2)
+            out += "  \(Int(parts[0]))/\(Int(parts[1])): two threads carry \(format(s2 / s1, 2)) x one thread's round trips a second"
+                + " (uvmesh \(format(c2 / c1, 2)) x)\n"
+        }
         // Failover and join lines as they are.
         let others = rows.filter { ($0["mode"]?.string ?? "").hasPrefix("failover") || $0["mode"]?.string == "join" }
         if !others.isEmpty { out += "\nfailover and join\n" }
