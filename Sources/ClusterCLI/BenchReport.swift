@@ -53,7 +53,6 @@ struct BenchReport: ParsableCommand {
             let s = values.sorted()
             return s.isEmpty ? .nan : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
         }
-        let keyed = rows.filter { $0["mode"]?.string == "steady" && $0["keyed"]?.bool == true }
         let steady = rows.filter {
             ($0["mode"]?.string == "steady" && $0["keyed"]?.bool != true) || ($0["impl"]?.string == "c-libuv" && $0["interval_ms"] != nil)
         }
@@ -92,24 +91,28 @@ struct BenchReport: ParsableCommand {
             try Plot.lines(title: "Probe round trip p50 (heartbeat every \(Int(interval)) ms)", x: "nodes", y: "ms",
                            series: rttSeries).write(toFile: plots + "/steady-rtt.svg", atomically: true, encoding: .utf8)
         }
-        // The cluster key's cost: keyed runs against the runs without a key at the same N and
-        // interval, and the tags alone.
-        let keyedNs = Set(keyed.compactMap { row -> [Double]? in
-            guard let n = number(row, "nodes"), let i = number(row, "interval_ms") else { return nil }
-            return [n, i]
-        }).sorted { ($0[1], $0[0]) < ($1[1], $1[0]) }
-        if !keyedNs.isEmpty {
-            out += "\nsteady with a cluster key (every frame tagged): medians of the runs\n"
-            out += "    N  interval ms  plain µs/hb  keyed µs/hb  keyed/plain\n"
-        }
-        for pair in keyedNs {
-            let (n, i) = (pair[0], pair[1])
-            func perHeartbeat(_ rows: [Row]) -> Double {
-                median(rows.filter { number($0, "nodes") == n && number($0, "interval_ms") == i && $0["impl"]?.string == "swift-cluster" }
-                    .compactMap { number($0, "cpu_us_per_heartbeat") })
+        // The cluster key's cost: each keyed run against the run without a key just before it at
+        // the same N and interval (`make bench` runs them in alternating pairs: the machine's speed
+        // drifts from minute to minute), the median of those ratios; and the tags alone.
+        var keyedPairs: [[Double]: [(plain: Double, keyed: Double)]] = [:]
+        var lastPlain: [[Double]: Double] = [:]
+        for row in rows where row["mode"]?.string == "steady" && row["impl"]?.string == "swift-cluster" {
+            guard let n = number(row, "nodes"), let i = number(row, "interval_ms"), let us = number(row, "cpu_us_per_heartbeat") else { continue }
+            if row["keyed"]?.bool == true {
+                if let plain = lastPlain.removeValue(forKey: [n, i]) { keyedPairs[[n, i], default: []].append((plain, us)) }
+            } else {
+                lastPlain[[n, i]] = us
             }
-            let plain = perHeartbeat(steady), withKey = perHeartbeat(keyed)
-            out += "  \(num(n, 3, 0))  \(num(i, 11, 0))  \(num(plain, 11, 2))  \(num(withKey, 11, 2))  \(num(withKey / plain, 11, 3))\n"
+        }
+        if !keyedPairs.isEmpty {
+            out += "\nsteady with a cluster key (every frame tagged): alternating pairs, medians\n"
+            out += "    N  interval ms  pairs  plain µs/hb  keyed µs/hb  keyed/plain (each pair)\n"
+        }
+        for key in keyedPairs.keys.sorted(by: { ($0[1], $0[0]) < ($1[1], $1[0]) }) {
+            let pairs = keyedPairs[key]!
+            let ratios = pairs.map { $0.keyed / $0.plain }
+            out += "  \(num(key[0], 3, 0))  \(num(key[1], 11, 0))  \(num(Double(pairs.count), 5, 0))  \(num(median(pairs.map(\.plain)), 11, 2))"
+                + "  \(num(median(pairs.map(\.keyed)), 11, 2))  \(num(median(ratios), 11, 3)) (\(ratios.map { format($0, 3) }.joined(separator: ", ")))\n"
         }
         for row in rows where row["mode"]?.string == "tags" {
             out += "  tags alone (\(format(number(row, "links") ?? 0, 0)) links): seal \(format(number(row, "seal_ns") ?? 0, 0)) ns,"
