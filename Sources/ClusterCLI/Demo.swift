@@ -24,8 +24,22 @@ struct Demo: ParsableCommand {
         }
     }
 
+    /// The data of demos that ended without removing it (killed, say by SIGPIPE when piped
+    /// into `head`: their agents leave, but the folder stays): `cluster-demo-PID` folders whose
+    /// process is gone, this one's pid included (a new demo must not start on an old one's terms).
+    static func removeStaleData() {
+        let dir = temporaryDirectory()
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasPrefix("cluster-demo-") {
+            guard let pid = pid_t(name.dropFirst("cluster-demo-".count)) else { continue }
+            if pid == getpid() || (kill(pid, 0) != 0 && errno == ESRCH) {
+                try? FileManager.default.removeItem(atPath: dir + name)
+            }
+        }
+    }
+
     func run() throws {
         let show = DemoDisplay(terminal: isatty(STDOUT_FILENO) == 1)
+        Self.removeStaleData()
         let root = temporaryDirectory() + "cluster-demo-\(getpid())"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
