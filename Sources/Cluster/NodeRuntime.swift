@@ -104,7 +104,9 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     deinit {
-        anchor.runtime = nil
+        // Normally `shutdown()` cleared it on the loop already; then this only reads it (the
+        // loop's callbacks may be reading it at the same time: reads only).
+        if anchor.runtime != nil { anchor.runtime = nil }
     }
 
     /// What a heartbeat carries, read from the core in place (reading `core.epoch` from another
