@@ -166,13 +166,28 @@ public final class UVChildProcess: @unchecked Sendable {
         }
     }
 
-    /// Waits up to `seconds` for the child to end: its exit status, or the number of the signal
-    /// that ended it; nil if it still runs then.
-    public func waitForExit(seconds: Double) -> Int32? {
+    /// How a child ended: its exit status, or the signal that ended it.
+    public enum Ending: Sendable, Equatable {
+        case exited(Int32)
+        case signalled(Int32)
+    }
+
+    /// Waits up to `seconds` for the child to end: how it ended; nil if it still runs then.
+    public func waitForEnd(seconds: Double) -> Ending? {
         guard wait(seconds: seconds, until: { waitStatus != nil }) else { return nil }
         let status = locked { waitStatus! }
         let signal = status & 0x7f
-        return signal == 0 ? (status >> 8) & 0xff : signal
+        return signal == 0 ? .exited((status >> 8) & 0xff) : .signalled(signal)
+    }
+
+    /// Waits up to `seconds` for the child to end: its exit status, or the number of the signal
+    /// that ended it; nil if it still runs then.
+    public func waitForExit(seconds: Double) -> Int32? {
+        switch waitForEnd(seconds: seconds) {
+        case .exited(let code)?: code
+        case .signalled(let signal)?: signal
+        case nil: nil
+        }
     }
 
     /// The path of this process's executable (`uv_exepath`), for starting another copy of it.

@@ -28,14 +28,13 @@ func productsDirectory() -> URL {
 }
 
 /// A child process of this package's products, started as a user's shell would start it
-/// (SIGPIPE and every other signal at its default disposition and unblocked, whatever the test
-/// runner set), its stdout and stderr piped into one record read to the end by a thread of its
-/// own. Killed (SIGKILL) and reaped when dropped, if still running.
+/// (`UVChildProcess`: SIGPIPE and every other signal at its default disposition and unblocked,
+/// whatever the test runner set; stdout and stderr piped into one record read to the end by a
+/// thread of its own). Killed (SIGKILL) and reaped when dropped, if still running.
 final class ChildProcess: @unchecked Sendable {
-    let pid: pid_t
+    let process: UVChildProcess
     let name: String
-    private let state = UVLocked((output: [UInt8](), status: Int32?.none))
-    private let exited = DispatchSemaphore(value: 0)
+    var pid: pid_t { process.pid }
 
     /// Starts a product of this package.
     convenience init(_ executable: String, _ arguments: [String]) throws {
@@ -45,75 +44,25 @@ final class ChildProcess: @unchecked Sendable {
     /// Starts the program at `path`.
     init(path: String, _ arguments: [String]) throws {
         name = ([path] + arguments).joined(separator: " ")
-        var pipe: [Int32] = [0, 0]
-        guard Glibc.pipe(&pipe) == 0 else { throw POSIXError(.EIO) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
-        posix_spawn_file_actions_addclose(&actions, pipe[0])
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        sigdelset(&defaults, SIGKILL)
-        sigdelset(&defaults, SIGSTOP)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attr, &mask)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, path, &actions, &attr, argv, environ)
-        close(pipe[1])
-        guard status == 0 else {
-            close(pipe[0])
-            throw POSIXError(POSIXErrorCode(rawValue: status) ?? .EIO)
-        }
-        self.pid = pid
-        let child = pid
-        let readEnd = pipe[0]
-        // Reads to EOF (every writer gone), then reaps the child.
-        let state = self.state
-        let exited = self.exited
-        Thread {
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = read(readEnd, &buffer, buffer.count)
-                if n <= 0 { break }
-                state.withLock { $0.output += buffer[0..<n] }
-            }
-            close(readEnd)
-            var wstatus: Int32 = 0
-            waitpid(child, &wstatus, 0)
-            state.withLock { $0.status = wstatus }
-            exited.signal()
-            exited.signal()  // one for `waitForExit`, one for `deinit`
-        }.start()
+        process = try UVChildProcess(path: path, arguments: arguments)
     }
 
     deinit {
-        if state.withLock({ $0.status }) == nil { kill(pid, SIGKILL) }
-        exited.wait()
+        process.signal(SIGKILL)
+        _ = process.waitForEnd(seconds: 30)
     }
 
-    var output: String { String(decoding: state.withLock { $0.output }, as: UTF8.self) }
+    var output: String { String(decoding: process.output, as: UTF8.self) }
 
-    func signal(_ sig: Int32) { kill(pid, sig) }
+    func signal(_ sig: Int32) { process.signal(sig) }
 
     /// Waits up to `seconds` for the child to end; nil if it is still running then.
     func waitForExit(seconds: Int) -> ChildResult? {
-        guard exited.wait(timeout: .now() + .seconds(seconds)) == .success else { return nil }
-        exited.signal()
-        let wstatus = state.withLock { $0.status } ?? 0
-        let termsig = wstatus & 0x7f
-        return termsig == 0
-            ? ChildResult(exitCode: (wstatus >> 8) & 0xff, signal: nil, output: output)
-            : ChildResult(exitCode: nil, signal: termsig, output: output)
+        switch process.waitForEnd(seconds: Double(seconds)) {
+        case .exited(let code)?: ChildResult(exitCode: code, signal: nil, output: output)
+        case .signalled(let signal)?: ChildResult(exitCode: nil, signal: signal, output: output)
+        case nil: nil
+        }
     }
 }
 

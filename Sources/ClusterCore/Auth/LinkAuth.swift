@@ -184,23 +184,43 @@ final class FrameMAC {
     }
 }
 
-/// The sending half of a keyed link: seals each frame with a tag under the direction's frame
-/// key and the next counter value.
-public struct FrameSealer {
-    private var mac: FrameMAC
-    /// The frames sealed so far: the counter of the next one.
-    public private(set) var counter: UInt64 = 0
-    /// The key this direction is under, and its generation.
-    public private(set) var keyID: UInt64
-    public private(set) var generation: UInt32 = 0
+/// One direction of a keyed link, its sealer's and its opener's alike: the key it is under, its
+/// generation (one more per REKEY) and the frame MAC they make.
+struct FrameDirection {
+    private(set) var mac: FrameMAC
+    private(set) var keyID: UInt64
+    private(set) var generation: UInt32 = 0
     private let transcriptHash: [UInt8]
     private let fromDialer: Bool
 
-    public init(key: ClusterKey, transcriptHash: [UInt8], dialer: Bool) {
+    init(key: ClusterKey, transcriptHash: [UInt8], fromDialer: Bool) {
         self.transcriptHash = transcriptHash
-        fromDialer = dialer
+        self.fromDialer = fromDialer
         keyID = key.id
-        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: dialer, generation: 0))
+        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: 0))
+    }
+
+    /// The next generation, under `key`.
+    mutating func switchKey(to key: ClusterKey) {
+        generation &+= 1
+        keyID = key.id
+        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: generation))
+    }
+}
+
+/// The sending half of a keyed link: seals each frame with a tag under the direction's frame
+/// key and the next counter value.
+public struct FrameSealer {
+    private var direction: FrameDirection
+    private var mac: FrameMAC { direction.mac }
+    /// The frames sealed so far: the counter of the next one.
+    public private(set) var counter: UInt64 = 0
+    /// The key this direction is under, and its generation.
+    public var keyID: UInt64 { direction.keyID }
+    public var generation: UInt32 { direction.generation }
+
+    public init(key: ClusterKey, transcriptHash: [UInt8], dialer: Bool) {
+        direction = FrameDirection(key: key, transcriptHash: transcriptHash, fromDialer: dialer)
     }
 
     /// Seals the frame that starts at `start` in `out` and runs to its end: adds the tag's
@@ -229,9 +249,7 @@ public struct FrameSealer {
         let start = out.count
         LinkAuth.encodeRekey(keyID: key.id, into: &out)
         seal(&out, from: start)
-        generation &+= 1
-        keyID = key.id
-        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: generation))
+        direction.switchKey(to: key)
     }
 }
 
@@ -245,21 +263,17 @@ public struct FrameOpener {
         case rekey(UInt64)
     }
 
-    private var mac: FrameMAC
+    private var direction: FrameDirection
+    private var mac: FrameMAC { direction.mac }
     /// The frames opened so far: the counter the next one must carry.
     public private(set) var counter: UInt64 = 0
-    public private(set) var keyID: UInt64
-    public private(set) var generation: UInt32 = 0
-    private let transcriptHash: [UInt8]
-    private let fromDialer: Bool
+    public var keyID: UInt64 { direction.keyID }
+    public var generation: UInt32 { direction.generation }
 
     /// The opener of frames from the dialer (`peerIsDialer`) or from the acceptor, under the key
     /// the peer's hello named.
     public init(key: ClusterKey, transcriptHash: [UInt8], peerIsDialer: Bool) {
-        self.transcriptHash = transcriptHash
-        fromDialer = peerIsDialer
-        keyID = key.id
-        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: peerIsDialer, generation: 0))
+        direction = FrameDirection(key: key, transcriptHash: transcriptHash, fromDialer: peerIsDialer)
     }
 
     /// Checks the tag of a whole sealed frame and decodes it.
@@ -287,8 +301,6 @@ public struct FrameOpener {
 
     /// Switches to `key` after a REKEY that named it.
     public mutating func rekey(to key: ClusterKey) {
-        generation &+= 1
-        keyID = key.id
-        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: generation))
+        direction.switchKey(to: key)
     }
 }

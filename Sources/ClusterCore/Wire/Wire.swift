@@ -196,15 +196,7 @@ public enum Wire {
         guard size <= count else { throw .truncated("the frame (its length field counts \(size - 4) bytes)") }
         let type = WireRead.u8(frame, 4)
         guard size == count else { throw .trailingBytes(type: type, count: count - size) }
-        switch type {
-        case FrameType.heartbeat.rawValue: return .heartbeat(try decodeHeartbeat(frame))
-        case FrameType.hello.rawValue: return .hello(try decodeHello(frame))
-        case FrameType.voteRequest.rawValue: return .voteRequest(try decodeVoteRequest(frame))
-        case FrameType.voteResponse.rawValue: return .voteResponse(try decodeVoteResponse(frame))
-        case FrameType.goodbye.rawValue: return .goodbye(try decodeGoodbye(frame))
-        case FrameType.timeoutNow.rawValue: return .timeoutNow(try decodeTimeoutNow(frame))
-        default: throw .unknownType(type)
-        }
+        return try decodeBody(frame)
     }
 
     /// Decodes a frame whose length field the caller has checked: `frame` starts at the length
