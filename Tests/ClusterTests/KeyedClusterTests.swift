@@ -72,6 +72,11 @@ final class KeyedPeer: @unchecked Sendable {
         return out
     }
 
+    /// Waits until one of the node's sealed heartbeats has arrived and opened: the link is up.
+    func heardHeartbeat() async -> Bool {
+        await client.wait(timeout: .seconds(10)) { _ in self.opened().contains { if case .heartbeat = $0 { true } else { false } } }
+    }
+
     /// The reason of the node's (sealed) goodbye, once the connection closed.
     func goodbyeReason() async -> String? {
         _ = await client.wait(timeout: .seconds(10)) { $0.closed }
@@ -202,7 +207,7 @@ struct KeyedClusterTests {
             let first = peer.sealedHeartbeat(as: "p9", seq: 1)
             peer.client.send(first)
             // The node's own heartbeats arrive sealed once the link is up.
-            #expect(await peer.client.wait(timeout: .seconds(10)) { _ in peer.opened().contains { if case .heartbeat = $0 { true } else { false } } })
+            #expect(await peer.heardHeartbeat())
             switch attack {
             case "replay":
                 peer.client.send(first)
@@ -263,7 +268,7 @@ struct KeyedClusterTests {
         let port = try #require(node.listenAddress?.port)
         let peer = try await KeyedPeer.connect(port: port, as: "p9", key: Self.key, cluster: "blue")
         peer.client.send(peer.sealedHeartbeat(as: "p9", seq: 1))
-        #expect(await peer.client.wait(timeout: .seconds(10)) { _ in peer.opened().contains { if case .heartbeat = $0 { true } else { false } } })
+        #expect(await peer.heardHeartbeat())
         // The node switches to the new key and drops the old one before the peer has switched
         // (what `use` then `remove` on every node, back to back, makes likely on a busy host).
         try node.installKey(Self.newKey)
