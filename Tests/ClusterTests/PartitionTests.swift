@@ -79,7 +79,7 @@ final class NetnsHosts: @unchecked Sendable {
     /// The status of the agent at `address` as seen from inside host `i`, or nil.
     func status(from i: Int, of address: String) -> StatusResponse? {
         let path = productsDirectory().appendingPathComponent("cluster").path
-        guard let child = try? ChildProcess(path: Self.ipPath, ["netns", "exec", host(i), path, "members", "--addr", address, "--json", "--timeout", "300ms"]),
+        guard let child = try? ChildProcess(path: Self.ipPath, ["netns", "exec", host(i), path, "members", "--addr", address, "--json", "--timeout", "1s"]),
               let result = child.waitForExit(seconds: 10), result.exitCode == 0,
               case .statusResponse(let status)? = try? JSONMessage.decode(line: result.output.trimmingCharacters(in: .whitespacesAndNewlines))
         else { return nil }
@@ -121,8 +121,20 @@ struct PartitionTests {
             else { return nil }
             return status
         }
+        /// What each host of `among` says of itself, and the end of its agent's log: printed when an expectation fails.
+        func describe(_ among: [Int]) -> String {
+            among.map { i in
+                let said = hosts.status(from: i, of: addresses[i - 1]).map { status in
+                    let members = status.members.map { "\($0.id)@\($0.addr) seen \($0.lastSeen.timeIntervalSince(status.time ?? $0.lastSeen)) s" }.joined(separator: ", ")
+                    return "\(status.state) term \(status.term) leader \(status.leaderID ?? "none"); members: \(members)"
+                } ?? "no answer"
+                let log = agents[i - 1].output.split(separator: "\n").suffix(25).joined(separator: "\n    ")
+                return "h\(i): \(said)\n    \(log)"
+            }.joined(separator: "\n")
+        }
         var first: StatusResponse?
-        #expect(await eventually(timeout: .seconds(60)) { first = agreed(Array(1...5)); return first != nil })
+        let agreedFirst = await eventually(timeout: .seconds(60)) { first = agreed(Array(1...5)); return first != nil }
+        #expect(agreedFirst, "no agreed leader among the five hosts:\n\(describe(Array(1...5)))")
         let primary = try #require(first)
         let p = Int(primary.nodeID.dropFirst())!
         try hosts.cable(p, up: false)
@@ -137,13 +149,15 @@ struct PartitionTests {
         // The majority elects another.
         var second: StatusResponse?
         let majority = (1...5).filter { $0 != p }
-        #expect(await eventually(timeout: .seconds(30)) { second = agreed(majority, other: primary.nodeID); return second != nil })
+        let elected = await eventually(timeout: .seconds(30)) { second = agreed(majority, other: primary.nodeID); return second != nil }
+        #expect(elected, "no agreed leader among \(majority) 30 s after cutting \(primary.nodeID) off:\n\(describe(majority))")
         let next = try #require(second)
         #expect(next.term > primary.term)
         print("partition: \(primary.nodeID) stepped down \(steppedDownAfter.map { "\($0)" } ?? "?") after the cut (election timeout 500 ms)")
         // Healed, it follows the new primary, whose term does not change: no one was deposed.
         try hosts.cable(p, up: true)
-        #expect(await eventually(timeout: .seconds(30)) { agreed(Array(1...5))?.nodeID == next.nodeID })
+        let rejoined = await eventually(timeout: .seconds(30)) { agreed(Array(1...5))?.nodeID == next.nodeID }
+        #expect(rejoined, "the healed cluster does not agree on \(next.nodeID):\n\(describe(Array(1...5)))")
         let after = try #require(agreed(Array(1...5)))
         #expect(after.nodeID == next.nodeID && after.term == next.term, "deposed: \(next.nodeID) term \(next.term) → \(after.nodeID) term \(after.term)")
     }
