@@ -38,7 +38,7 @@ sim: setup
 # on the same settings, one after the other, BENCH_REPEAT times: steady at N = 8…128, the cluster
 # key's cost (64 nodes with and without a key, and the tags alone), mesh flat out (one loop thread,
 # and two for 8/16); then failover
-# (three modes) and join. Results: .build/bench/results.jsonl, a summary with
+# (three modes), join, and the memory of 5 agent processes. Results: .build/bench/results.jsonl, a summary with
 # the median ratios on stdout, SVG plots in docs/bench. BENCH_SECONDS sets each measured window.
 BENCH_SECONDS ?= 5
 BENCH_REPEAT ?= 3
@@ -68,6 +68,7 @@ bench: setup
 		.build/release/cluster bench failover --mode $$mode --trials $(BENCH_TRIALS) --samples-file $(BENCH_OUT)/failover-$$mode.txt | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 	done
 	@.build/release/cluster bench join --trials 20 | tee -a $(BENCH_OUT)/results.jsonl
+	@.build/release/cluster bench agents --nodes 5 | tee -a $(BENCH_OUT)/results.jsonl
 	@echo; .build/release/cluster bench report $(BENCH_OUT)/results.jsonl --plots docs/bench \
 		--samples crash=$(BENCH_OUT)/failover-crash.txt --samples silent=$(BENCH_OUT)/failover-silent.txt \
 		--samples leave=$(BENCH_OUT)/failover-leave.txt

@@ -33,6 +33,10 @@ struct Agent: AsyncParsableCommand {
     var keyFile: String?
     @Flag(help: "UNSAFE: with a key, still accept the seed's unsigned JSON announcements, votes and heartbeats (mixed clusters).")
     var allowUnauthenticatedJSON = false
+    @Flag(inversion: .prefixedNo, help: "Once started, let go of the code pages only start-up ran (a smaller resident set; the pages stay in the page cache).")
+    var releaseStartupCode = true
+    @Option(help: "How long after start the start-up code pages are let go.")
+    var releaseStartupCodeAfter = DurationArgument(.seconds(3), text: "3s")
     @Flag(help: ArgumentHelp("Leave (as on SIGTERM) when the process that started this one ends (`cluster demo` starts its agents so).", visibility: .hidden))
     var exitWithParent = false
 
@@ -121,6 +125,20 @@ struct Agent: AsyncParsableCommand {
             logger.info("metrics at http://\(endpoint!.boundAddress)/metrics")
         }
         defer { endpoint?.stop() }
+        // A timed action, not a synchronisation: by then the node has joined and the first
+        // election is over, and what runs from then on faults its pages back in.
+        let releaseAfter = releaseStartupCodeAfter.duration
+        let releaser = releaseStartupCode ? Task {
+            try? await Task.sleep(for: releaseAfter)
+            guard !Task.isCancelled else { return }
+            do {
+                let kib = try UVProcess.releaseCodePages()
+                logger.info("let go of \(kib) KiB of resident code pages that start-up ran")
+            } catch {
+                logger.warning("cannot let go of start-up code pages: \(error)")
+            }
+        } : nil
+        defer { releaser?.cancel() }
         let group = ServiceGroup(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         do {
             try await group.run()

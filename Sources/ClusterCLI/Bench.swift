@@ -13,7 +13,7 @@ import UV
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Loopback cluster benchmarks.",
-        subcommands: [BenchSteady.self, BenchMesh.self, BenchFailover.self, BenchJoin.self, BenchTags.self, BenchReport.self],
+        subcommands: [BenchSteady.self, BenchMesh.self, BenchFailover.self, BenchJoin.self, BenchTags.self, BenchAgents.self, BenchReport.self],
         defaultSubcommand: BenchSteady.self)
 }
 
@@ -547,5 +547,86 @@ struct BenchTags: ParsableCommand {
             ("encode_ns", format(encode, 1)), ("seal_ns", format(seal, 1)), ("open_ns", format(open, 1)),
             ("tag_ns_per_heartbeat", format(seal + open, 1)),
         ])
+    }
+}
+
+/// `cluster bench agents`: what an agent process costs in memory. N `cluster agent` processes
+/// (this executable) on 127.0.0.1, as `cluster demo` starts them; once they agree on a primary
+/// and each has let go of its start-up code pages (`--release-startup-code-after`), the cluster
+/// runs `--seconds` more, then each agent's resident set (`VmRSS`) is read.
+struct BenchAgents: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agents", abstract: "Resident memory of agent processes in a loopback cluster, once settled.")
+
+    @Option(help: "Agent processes.") var nodes = 5
+    @Option(help: "How long the settled cluster runs before its agents' memory is read.")
+    var seconds = DurationArgument(.seconds(5), text: "5s")
+    @OptionGroup var output: BenchOutput
+
+    func validate() throws {
+        guard (1...32).contains(nodes) else { throw ValidationError("--nodes must be 1...32") }
+    }
+
+    func run() throws {
+        let root = temporaryDirectory() + "cluster-bench-agents-\(getpid())"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let ids = (1...nodes).map { "a\($0)" }
+        var agents: [DemoAgent] = []
+        defer { for agent in agents { agent.stop() } }
+        let common = ["--min-quorum", "\(nodes / 2 + 1)"]
+        progress("agents: starting \(nodes)")
+        for id in ids {
+            agents.append(try DemoAgent.start(id: id, dataDir: root + "/" + id, seeds: agents.first.map { [$0.address] } ?? [], arguments: common))
+        }
+        progress("agents: waiting for a primary")
+        var leader: String?
+        let deadline = UVLoop.hrtimeNs() + 30_000_000_000
+        while leader == nil, UVLoop.hrtimeNs() < deadline {
+            let statuses = agents.compactMap { $0.status() }
+            if statuses.count == nodes, let named = statuses.first?.leaderID, statuses.allSatisfy({ $0.leaderID == named }),
+               statuses.contains(where: { $0.nodeID == named && $0.state == .leader }) {
+                leader = named
+            } else {
+                pause(seconds: 0.05)
+            }
+        }
+        guard let leader else { throw ValidationError("the agents agreed on no primary within 30 s") }
+        progress("agents: waiting for each to let go of its start-up code")
+        let marker = Array("let go of ".utf8)
+        var released: [Double] = []
+        for agent in agents {
+            _ = agent.process.waitForOutput(seconds: 20) { $0.firstRange(of: marker) != nil }
+            let log = String(decoding: agent.process.output, as: UTF8.self)
+            guard let range = log.firstRange(of: "let go of ") else {
+                throw ValidationError("agent \(agent.id) did not let go of its start-up code: \(log.suffix(300))")
+            }
+            released.append(Double(log[range.upperBound...].prefix { $0.isNumber }) ?? 0)
+        }
+        progress("agents: settled, measuring \(seconds)")
+        pause(seconds: Double(seconds.duration.nanoseconds) / 1e9)
+        var rss: [Double] = []
+        for agent in agents {
+            guard agent.process.isRunning, let kib = Self.residentKiB(of: agent.process.pid) else {
+                throw ValidationError("agent \(agent.id) ended: \(String(decoding: agent.process.output, as: UTF8.self).suffix(300))")
+            }
+            rss.append(Double(kib))
+        }
+        progressDone()
+        rss.sort()
+        released.sort()
+        output.emit([
+            ("impl", "\"swift-cluster\""), ("mode", "\"agents\""), ("nodes", "\(nodes)"), ("leader", "\"\(leader)\""),
+            ("rss_kb_median", format(percentile(rss, 50), 0)), ("rss_kb_max", format(rss.last ?? 0, 0)),
+            ("released_kb_median", format(percentile(released, 50), 0)),
+        ])
+    }
+
+    /// `VmRSS` of process `pid` in KiB, from /proc; nil if it cannot be read.
+    static func residentKiB(of pid: pid_t) -> Int? {
+        guard let bytes = try? UVFile.read(path: "/proc/\(pid)/status") else { return nil }
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
+        return Int(line.dropFirst("VmRSS:".count).filter(\.isNumber))
     }
 }

@@ -160,6 +160,11 @@ struct BenchReport: ParsableCommand {
                 + "  p50 \(num(number(row, "p50_ms") ?? 0, 7, 1)) ms  p99 \(num(number(row, "p99_ms") ?? 0, 7, 1)) ms"
                 + "  max \(num(number(row, "max_ms") ?? 0, 7, 1)) ms\(ratios)\n"
         }
+        // Agent processes' memory (target: under 12 MiB resident each).
+        for row in rows where row["mode"]?.string == "agents" {
+            out += "\nagents: \(Int(number(row, "nodes") ?? 0)) processes, resident \(format((number(row, "rss_kb_median") ?? 0) / 1024, 1)) MiB median,"
+                + " \(format((number(row, "rss_kb_max") ?? 0) / 1024, 1)) MiB max (start-up code let go: \(format((number(row, "released_kb_median") ?? 0) / 1024, 1)) MiB)\n"
+        }
         var distributions: [String: [Double]] = [:]
         for spec in samples {
             let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)

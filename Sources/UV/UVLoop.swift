@@ -364,4 +364,15 @@ public enum UVProcess {
     public static func signalWhenParentExits(_ signal: Int32) -> Bool {
         clibuv_signal_when_parent_exits(signal, getppid()) == 0
     }
+
+    /// Lets go of the resident pages of the process's code that nothing wrote (the executable's
+    /// and its libraries' read-only code mappings; see `clibuv_release_code_pages`): the pages stay
+    /// in the page cache, and code that runs again faults its page back in. Called once a
+    /// long-running process has started, what start-up alone touched stops counting in its
+    /// resident set. Returns the KiB let go.
+    public static func releaseCodePages() throws(UVError) -> Int {
+        let kib = clibuv_release_code_pages()
+        guard kib >= 0 else { throw UVError(code: Int32(kib), operation: "release code pages") }
+        return kib
+    }
 }

@@ -24,11 +24,11 @@ final class AgentProcess: @unchecked Sendable {
     }
 
     /// Starts an agent and waits until it listens.
-    static func start(_ id: String, seeds: [HostPort], dataDir: String, minQuorum: Int) async throws -> AgentProcess {
+    static func start(_ id: String, seeds: [HostPort], dataDir: String, minQuorum: Int, extra: [String] = []) async throws -> AgentProcess {
         var arguments = [
             "agent", "--id", id, "--listen", "127.0.0.1:0", "--data-dir", dataDir,
             "--heartbeat-interval", heartbeat, "--election-timeout", "\(electionTimeoutMs)ms", "--min-quorum", "\(minQuorum)",
-        ]
+        ] + extra
         if !seeds.isEmpty { arguments += ["--seeds", seeds.map(\.description).joined(separator: ",")] }
         let child = try ChildProcess("cluster", arguments)
         var address: HostPort?

@@ -158,4 +158,30 @@ extension ProcessTests {
         let result = agent.child.waitForExit(seconds: 20)
         #expect(result?.exitCode == 0, "\(result.map(String.init(describing:)) ?? "still running")")
     }
+
+    @Test("cluster agent lets go of its start-up code pages, and runs on: elected, answering, leaving with exit 0 (issue 9, memory)")
+    func agentReleasesStartupCode() async throws {
+        let dataDir = NSTemporaryDirectory() + "cluster-agent-release-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dataDir) }
+        let agent = try await AgentProcess.start("r1", seeds: [], dataDir: dataDir, minQuorum: 1, extra: ["--release-startup-code-after", "50ms"])
+        var released: Int?
+        _ = await eventually(timeout: .seconds(20)) {
+            guard let range = agent.child.output.range(of: "let go of ") else { return false }
+            released = Int(agent.child.output[range.upperBound...].prefix { $0.isNumber })
+            return true
+        }
+        let kib = try #require(released, "no release logged: \(agent.child.output.suffix(1000))")
+        #expect(kib > 0)
+        // The code it needs from here on faults back in: it is elected, answers, and leaves cleanly.
+        var leader: String?
+        #expect(await eventually(timeout: .seconds(20)) {
+            guard let status = agent.status(), status.state == .leader else { return false }
+            leader = status.nodeID
+            return true
+        })
+        #expect(leader == "r1")
+        agent.child.signal(SIGTERM)
+        let result = agent.child.waitForExit(seconds: 20)
+        #expect(result?.exitCode == 0, "\(result.map(String.init(describing:)) ?? "still running")")
+    }
 }
