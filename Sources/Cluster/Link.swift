@@ -87,6 +87,9 @@ final class Peer {
     var dialing: Link?
     var redialTimer: UVTimer?
     var failedDials = 0
+    /// The node has waited its `NodeOptions.dialDeferral` before this dial (the peer's id is
+    /// smaller: its own dial would win).
+    var dialDeferred = false
     /// The highest heartbeat sequence received from this peer.
     var lastSeqReceived: UInt64 = 0
     /// The last probe sent to it (a heartbeat asking for an immediate reply) and when (core

@@ -37,6 +37,8 @@ final class LinkTable {
     /// keeps a cluster up, so both sides decide alike) of a link becoming a peer's link, the
     /// one-link-per-pair rule may replace it (see `attach`).
     private let raceWindowNs: UInt64
+    /// See `NodeOptions.dialDeferral`.
+    private let dialDeferralNs: UInt64
     private var random: SplitMix64
     private(set) var running = false
 
@@ -48,6 +50,7 @@ final class LinkTable {
         clientIdleNs = max(1_000_000, options.clientIdleTimeout.nanoseconds)
         silenceNs = max(1_000_000, node.config.electionTimeout.nanoseconds)
         raceWindowNs = max(1_000_000, node.config.electionTimeout.nanoseconds)
+        dialDeferralNs = (options.dialDeferral ?? node.config.heartbeatInterval).nanoseconds
         random = SplitMix64(seed: seed ^ 0x5DEE_CE66_D1CE_4E5B)
     }
 
@@ -153,6 +156,14 @@ final class LinkTable {
 
     private func dial(_ peer: Peer) {
         guard running, let addr = peer.addr, peer.link == nil, peer.dialing == nil else { return }
+        if dialDeferralNs > 0, !peer.dialDeferred, peer.id < node.config.nodeID {
+            // The peer, which learns of us as we learn of it, dials us now, and its link is the
+            // one both keep (`attach`): give it that long first. Its link arriving cancels this.
+            peer.dialDeferred = true
+            startDialTimer(peer, delayNs: dialDeferralNs)
+            return
+        }
+        peer.dialDeferred = false
         let timeoutMs = max(1, node.options.connectTimeout.nanoseconds / 1_000_000)
         let id = nextLinkID
         nextLinkID += 1
@@ -209,6 +220,11 @@ final class LinkTable {
         let delayNs = Backoff.delayNs(
             failures: peer.failedDials, baseNs: node.options.reconnectBackoffBase.nanoseconds,
             capNs: node.options.reconnectBackoffMax.nanoseconds, using: &random)
+        startDialTimer(peer, delayNs: delayNs)
+    }
+
+    /// Dials `peer` after `delayNs` (its `redialTimer`, which a link to it cancels).
+    private func startDialTimer(_ peer: Peer, delayNs: UInt64) {
         guard let timer = try? UVTimer(loop: loop) else { return }
         peer.redialTimer = timer
         let peerID = peer.id
@@ -320,6 +336,7 @@ final class LinkTable {
         peer.failedDials = 0
         peer.redialTimer?.close()
         peer.redialTimer = nil
+        peer.dialDeferred = false
         if let dialing = peer.dialing, dialing !== link, !(node.config.nodeID < peer.id) {
             // Our own dial would lose anyway.
             dialing.conn.close()

@@ -16,6 +16,12 @@ public struct NodeOptions: Sendable {
     /// Reconnection back-off: the first delay, doubled per failure up to the cap, with jitter.
     public var reconnectBackoffBase: Duration
     public var reconnectBackoffMax: Duration
+    /// How long a node waits before dialling a peer whose id is smaller than its own; nil: one
+    /// heartbeat interval. Two nodes that learn of each other at once would otherwise both dial,
+    /// and the link the smaller id dialled is the one both keep: the other connection is made
+    /// only to be closed (at 64 nodes, half of all connections at start-up). The wait is
+    /// cancelled by the peer's link arriving; zero: dial at once.
+    public var dialDeferral: Duration?
     /// The soft limit on a connection's unsent bytes: beyond it heartbeats to that peer are
     /// skipped and reading from the connection pauses until its queue drains (back-pressure).
     public var maxQueuedBytes: Int

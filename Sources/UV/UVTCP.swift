@@ -256,6 +256,7 @@ public final class UVTCPConnection: UVHandle {
         guard let completion = connectCompletion else { return }
         connectCompletion = nil
         if status == 0 && !isClosing {
+            connectOperation = ""  // only a failure names it: a connection lives long, its text need not
             markConnected()
             completion(.success(self))
         } else {

@@ -86,9 +86,12 @@ struct DuplicateLinkTests {
         let membership = ClusterMembership(localNodeID: real, localAddr: "127.0.0.1:\(port)")
         try membership.addNode(NodeInfo(id: fake, addr: "127.0.0.1:\(peer.port)"))
         peer.expectDial(toNodeAt: port)
+        // Dialling at once (no deferral to the smaller id): both dial, as when a deferral runs out.
+        var options = NodeOptions(logger: quietLogger)
+        options.dialDeferral = .zero
         let node = ElectionManager(
             config: ClusterConfig(nodeID: real, nodeAddr: "127.0.0.1:\(port)", heartbeatInterval: .milliseconds(20)),
-            membership: membership, options: NodeOptions(logger: quietLogger))
+            membership: membership, options: options)
         try node.start()
         defer { try? node.stop() }
         let realDialled = real < fake  // then the node's own link (the one the fake accepted) survives
@@ -132,5 +135,47 @@ struct UnknownToPeerTests {
         let linked = await eventually(timeout: .seconds(5)) { a.stats.peersConnected == 1 && b.stats.peersConnected == 1 }
         #expect(linked)
         #expect(a.stats.protocolErrors == 0 && b.stats.protocolErrors == 0)
+    }
+
+    /// Two real nodes, `a` and `b`, each knowing the other at `addresses` (ids to addresses).
+    private func pair(_ addresses: [String: String], ports: [String: Int], deferral: Duration) throws -> [String: ElectionManager] {
+        var nodes: [String: ElectionManager] = [:]
+        for id in ["b", "a"] {
+            let membership = ClusterMembership(localNodeID: id, localAddr: "127.0.0.1:\(ports[id]!)")
+            for (other, addr) in addresses where other != id { try membership.addNode(NodeInfo(id: other, addr: addr)) }
+            var options = NodeOptions(reconnectBackoffBase: .milliseconds(10), reconnectBackoffMax: .milliseconds(40), logger: quietLogger)
+            options.dialDeferral = deferral
+            let node = ElectionManager(
+                config: ClusterConfig(nodeID: id, nodeAddr: "127.0.0.1:\(ports[id]!)", heartbeatInterval: .milliseconds(20)),
+                membership: membership, options: options)
+            try node.start()
+            nodes[id] = node
+        }
+        return nodes
+    }
+
+    @Test("two nodes that learn of each other at once make one connection: the larger id waits for the smaller's dial (no duplicate to close)")
+    func theLargerIDWaitsForTheSmallersDial() async throws {
+        let ports = try freePorts(2)
+        let byID = ["a": ports[0], "b": ports[1]]
+        // A deferral far longer than the test: b could only link by a's dial.
+        let nodes = try pair(["a": "127.0.0.1:\(ports[0])", "b": "127.0.0.1:\(ports[1])"], ports: byID, deferral: .seconds(30))
+        defer { for node in nodes.values { try? node.stop() } }
+        #expect(await eventually(timeout: .seconds(10)) { nodes.values.allSatisfy { $0.stats.peersConnected == 1 } })
+        let a = nodes["a"]!.stats, b = nodes["b"]!.stats
+        #expect(b.connectionsAccepted == 1 && a.connectionsAccepted == 0, "accepted: a \(a.connectionsAccepted), b \(b.connectionsAccepted)")
+        #expect(a.duplicateLinksClosed == 0 && b.duplicateLinksClosed == 0)
+    }
+
+    @Test("a larger id whose smaller peer cannot dial it (a wrong address) dials once its deferral is over")
+    func theLargerIDDialsAfterItsDeferral() async throws {
+        let ports = try freePorts(2)
+        let byID = ["a": ports[0], "b": ports[1]]
+        // a knows b at an address where nothing listens: only b's dial can make the link.
+        let nodes = try pair(["a": "127.0.0.1:\(ports[0])", "b": nowhere], ports: byID, deferral: .milliseconds(100))
+        defer { for node in nodes.values { try? node.stop() } }
+        #expect(await eventually(timeout: .seconds(10)) { nodes.values.allSatisfy { $0.stats.peersConnected == 1 } })
+        #expect(nodes["a"]!.stats.connectionsAccepted == 1)
+        #expect(nodes["b"]!.stats.connectionsAccepted == 0)
     }
 }
