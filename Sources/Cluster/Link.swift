@@ -2,7 +2,9 @@ import ClusterCore
 import UV
 
 /// One TCP connection of a node, of any kind: a peer link (binary frames after a hello) or a
-/// client speaking JSON lines. Loop thread only.
+/// client speaking JSON lines. Loop thread only: the state every frame touches is
+/// `@exclusivity(unchecked)` (no access to it overlaps another; the runtime's dynamic checks of
+/// the runtime's, link's and peer's state were a tenth of the mesh benchmark's CPU).
 final class Link {
     enum Kind { case undecided, json, binary, http }
 
@@ -11,25 +13,25 @@ final class Link {
     let outbound: Bool
     /// For an outbound link: the peer it was dialled for.
     let expectedPeer: String?
-    var kind: Kind = .undecided
+    @exclusivity(unchecked) var kind: Kind = .undecided
     /// The peer's node id, once its hello arrived (binary), or the member a JSON client
     /// identified itself as with a `hello` line.
-    var peerID: String?
+    @exclusivity(unchecked) var peerID: String?
     /// FNV-1a of the peer's id, which every heartbeat from it must carry.
-    var peerTag: UInt64 = 0
+    @exclusivity(unchecked) var peerTag: UInt64 = 0
     /// The peer whose link this is, while it is (set and cleared by `Peer.link`; the cycle it
     /// makes ends when the peer's link changes, which every close does).
-    var attachedPeer: Peer?
-    var decoder = FrameDecoder()
+    @exclusivity(unchecked) var attachedPeer: Peer?
+    @exclusivity(unchecked) var decoder = FrameDecoder()
     var lines = LineSplitter()
     /// A keyed link's handshake and frame keys (nil without a cluster key).
-    var security: LinkSecurity?
+    @exclusivity(unchecked) var security: LinkSecurity?
     /// Bytes queued during this pass of the loop, written in one go by the outbox.
-    var out: [UInt8] = []
-    var isDirty = false
-    var isClosed = false
+    @exclusivity(unchecked) var out: [UInt8] = []
+    @exclusivity(unchecked) var isDirty = false
+    @exclusivity(unchecked) var isClosed = false
     /// True while reading is paused because the write queue is over the soft limit.
-    var readingPaused = false
+    @exclusivity(unchecked) var readingPaused = false
     /// Protocol errors seen on a JSON link; more than `JSONService.maxClientErrors` close it.
     var jsonErrors = 0
     /// JSON replies held back behind one not known yet (nil: a vote waiting for its write), in
@@ -43,8 +45,8 @@ final class Link {
     /// When the connection was made, when it became a peer's link, and when anything last arrived
     /// on it (loop time in nanoseconds, see `NodeRuntime.nowNs`): the link table's timeouts.
     let openedNs: UInt64
-    var attachedNs: UInt64 = 0
-    var lastHeardNs: UInt64
+    @exclusivity(unchecked) var attachedNs: UInt64 = 0
+    @exclusivity(unchecked) var lastHeardNs: UInt64
 
     init(conn: any LinkConnection, outbound: Bool, expectedPeer: String?, id: Int, nowNs: UInt64) {
         self.conn = conn
@@ -76,7 +78,7 @@ final class Peer {
     var addr: HostPort?
     /// The established link (hello exchanged), if any. The link points back (`attachedPeer`)
     /// while it is this peer's, so that a frame finds its peer without a lookup by id.
-    var link: Link? {
+    @exclusivity(unchecked) var link: Link? {
         didSet {
             guard oldValue !== link else { return }
             oldValue?.attachedPeer = nil
@@ -91,15 +93,15 @@ final class Peer {
     /// smaller: its own dial would win).
     var dialDeferred = false
     /// The highest heartbeat sequence received from this peer.
-    var lastSeqReceived: UInt64 = 0
+    @exclusivity(unchecked) var lastSeqReceived: UInt64 = 0
     /// The last probe sent to it (a heartbeat asking for an immediate reply) and when (core
     /// time, 0: none outstanding), to measure round trips.
-    var probeSeq: UInt64 = 0
-    var probeSentNs: UInt64 = 0
+    @exclusivity(unchecked) var probeSeq: UInt64 = 0
+    @exclusivity(unchecked) var probeSentNs: UInt64 = 0
     /// The last round trip measured to this peer, in nanoseconds.
-    var roundTripNs: UInt64 = 0
+    @exclusivity(unchecked) var roundTripNs: UInt64 = 0
     /// Bench mesh mode: when each probe in flight to this peer was sent (hrtime), oldest first.
-    var meshSentNs: [UInt64] = []
+    @exclusivity(unchecked) var meshSentNs: [UInt64] = []
 
     init(id: String, addr: HostPort?) {
         self.id = id

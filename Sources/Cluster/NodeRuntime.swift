@@ -15,7 +15,9 @@ import UV
 ///
 /// Threading: every stored property is touched on the loop thread only, except the publisher,
 /// which is locked. Other threads reach the runtime through `loop.execute`. That is why it can be
-/// `@unchecked Sendable`.
+/// `@unchecked Sendable`. The state every frame touches (the core, the stats, the read's clock)
+/// is `@exclusivity(unchecked)`, as in ``Link``, ``Peer``, ``PeerProtocol`` and ``Outbox``: one
+/// thread, no overlapping access, and the dynamic checks cost a tenth of a frame.
 final class NodeRuntime: @unchecked Sendable {
     /// What the runtime's callbacks on the loop hold instead of a weak reference to it (see
     /// `RuntimeAnchor`); it points here from the end of `init` until `shutdown()`.
@@ -27,7 +29,7 @@ final class NodeRuntime: @unchecked Sendable {
     let options: NodeOptions
     let membership: ClusterMembership
     let logger: Logger
-    private(set) var core: ElectionCore
+    @exclusivity(unchecked) private(set) var core: ElectionCore
     let publisher: StatusPublisher
     let outbox: Outbox
     private(set) lazy var links = LinkTable(node: self, seed: seed)
@@ -43,13 +45,13 @@ final class NodeRuntime: @unchecked Sendable {
 
     private var heartbeatTimer: UVTimer?
     private var tickTimer: UVTimer?
-    private var tickArmedFor: UInt64?
-    private var running = false
-    private var lastPublished = ElectionSnapshot()
+    @exclusivity(unchecked) private var tickArmedFor: UInt64?
+    @exclusivity(unchecked) private var running = false
+    @exclusivity(unchecked) private var lastPublished = ElectionSnapshot()
     private let originNs: UInt64
     private let seed: UInt64
-    var faults = NetworkFaults()
-    var stats = NodeStats()
+    @exclusivity(unchecked) var faults = NetworkFaults()
+    @exclusivity(unchecked) var stats = NodeStats()
     private var membershipObserver: MembershipObserverToken?
     /// True while a pass of `membersChanged` is queued on the loop (any thread sets it).
     private let membersChangeScheduled = UVLocked(false)
@@ -121,8 +123,8 @@ final class NodeRuntime: @unchecked Sendable {
     /// clock is read once for all of them.
     var nowNs: UInt64 { readNs ?? (UVLoop.hrtimeNs() &- originNs) }
     var now: CoreInstant { CoreInstant(nanoseconds: nowNs) }
-    private var readNs: UInt64?
-    private var readDate: Date?
+    @exclusivity(unchecked) private var readNs: UInt64?
+    @exclusivity(unchecked) private var readDate: Date?
 
     /// Runs `body` (the handling of one read) with the clock read once: ``nowNs`` and
     /// ``wallNow`` return the read's time throughout.

@@ -14,16 +14,16 @@ final class Outbox {
     let softLimit: Int
     let hardLimit: Int
     /// Links with bytes appended during this pass.
-    private var dirty: [Link] = []
+    @exclusivity(unchecked) private var dirty: [Link] = []
     /// The other buffer of `dirty`: a flush swaps them, so that a pass allocates nothing.
-    private var spare: [Link] = []
+    @exclusivity(unchecked) private var spare: [Link] = []
     /// Called for a link over the hard limit; the link table closes it.
     var onOverflow: (Link) -> Void = { _ in }
     /// The open link with this id (the link table's), for callbacks that must not hold a link;
     /// nil once the runtime is gone.
     var findLink: (Int) -> Link? = { _ in nil }
     /// Counters, read into `NodeStats`.
-    private(set) var readsPaused: UInt64 = 0
+    @exclusivity(unchecked) private(set) var readsPaused: UInt64 = 0
     private(set) var overflowsClosed: UInt64 = 0
 
     init(softLimit: Int, hardLimit: Int) {

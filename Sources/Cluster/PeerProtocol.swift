@@ -19,8 +19,8 @@ final class PeerProtocol {
     private var logger: Logger { node.logger }
     /// FNV-1a of this node's id, carried by every heartbeat it sends.
     let localTag: UInt64
-    private var heartbeatSeq: UInt64 = 0
-    private var rounds: UInt64 = 0
+    @exclusivity(unchecked) private var heartbeatSeq: UInt64 = 0
+    @exclusivity(unchecked) private var rounds: UInt64 = 0
 
     /// Every `probeEveryRounds`-th round of heartbeats asks for an immediate reply, to measure
     /// round trips (plain heartbeats acknowledge each other only at the peer's next interval).

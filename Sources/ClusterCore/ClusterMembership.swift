@@ -557,7 +557,9 @@ private struct MembershipState {
 /// thread sanitizer reports false races inside `Mutex.withLock`.
 private final class LockedMembershipState: @unchecked Sendable {
     private let lock = UVMutex()
-    private var value: MembershipState
+    // Reached only inside the lock, one access at a time: the runtime's exclusivity check on
+    // every heartbeat would check what the lock already guarantees.
+    @exclusivity(unchecked) private var value: MembershipState
 
     init(_ value: MembershipState) { self.value = value }
 
