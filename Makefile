@@ -36,7 +36,8 @@ sim: setup
 
 # The benchmarks (release build), each paired with the plain C yardstick (../shared/bench/uvmesh)
 # on the same settings, one after the other, BENCH_REPEAT times: steady at N = 8…128, the cluster
-# key's cost (64 nodes with and without a key, and the tags alone), mesh flat out (one loop thread,
+# key's cost (64 nodes with and without a key, and the tags alone), the memory baseline (2 nodes),
+# mesh flat out (one loop thread,
 # and two for 8/16); then failover
 # (three modes), join, and the memory of 5 agent processes. Results: .build/bench/results.jsonl, a summary with
 # the median ratios on stdout, SVG plots in docs/bench. BENCH_SECONDS sets each measured window.
@@ -58,6 +59,9 @@ bench: setup
 	@for r in $$(seq $(BENCH_REPEAT)); do \
 		.build/release/cluster bench steady --nodes 64 --interval 100ms --seconds $(BENCH_SECONDS) --threads 1 | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 		.build/release/cluster bench steady --nodes 64 --interval 100ms --seconds $(BENCH_SECONDS) --threads 1 --key | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
+	done
+	@for r in $$(seq $(BENCH_REPEAT)); do \
+		.build/release/cluster bench steady --nodes 2 --interval 100ms --seconds 2 --threads 1 | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 	done
 	@.build/release/cluster bench tags --links 4032 | tee -a $(BENCH_OUT)/results.jsonl
 	@for cfg in "8 16 1" "16 4 1" "8 16 2"; do set -- $$cfg; for r in $$(seq $(BENCH_REPEAT)); do \

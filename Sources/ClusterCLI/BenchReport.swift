@@ -61,7 +61,10 @@ struct BenchReport: ParsableCommand {
         var rttSeries: [String: [(Double, Double)]] = [:]
         for interval in intervals {
             let atInterval = steady.filter { number($0, "interval_ms") == interval }
-            let ns = Set(atInterval.compactMap { number($0, "nodes") }).sorted()
+            // Pairs only: a run of this project's alone (the memory baseline at N = 2) has no C line.
+            let ns = Set(atInterval.compactMap { number($0, "nodes") }).sorted().filter { n in
+                atInterval.contains { number($0, "nodes") == n && $0["impl"]?.string == "c-libuv" }
+            }
             out += "steady, heartbeat every \(Int(interval)) ms, one loop thread: medians of the runs\n"
             out += "    N  swift cpu%  C cpu%  ratio  swift µs/hb  C µs/rt  swift rtt p50/p99 µs   C rtt p50/p99 µs\n"
             for n in ns {
@@ -159,6 +162,18 @@ struct BenchReport: ParsableCommand {
             out += "  \((row["mode"]?.string ?? "?").padded(to: 16)) trials \(num(number(row, "trials") ?? 0, 3, 0))"
                 + "  p50 \(num(number(row, "p50_ms") ?? 0, 7, 1)) ms  p99 \(num(number(row, "p99_ms") ?? 0, 7, 1)) ms"
                 + "  max \(num(number(row, "max_ms") ?? 0, 7, 1)) ms\(ratios)\n"
+        }
+        // Memory per node: the process at 64 nodes against the process at 2 (its baseline), both
+        // on one loop, steady at 100 ms, medians of the runs (peak RSS).
+        func steadyRSS(_ n: Double) -> Double {
+            median(rows.filter {
+                $0["mode"]?.string == "steady" && $0["keyed"]?.bool != true && number($0, "nodes") == n && number($0, "interval_ms") == 100
+            }.compactMap { number($0, "rss_kb") })
+        }
+        let rss2 = steadyRSS(2), rss64 = steadyRSS(64)
+        if rss2.isFinite, rss64.isFinite {
+            out += "\nmemory: 64 nodes in one process \(format(rss64 / 1024, 1)) MiB, 2 nodes \(format(rss2 / 1024, 1)) MiB:"
+                + " \(format((rss64 - rss2) / 62, 0)) KiB per node beyond the baseline\n"
         }
         // Agent processes' memory (target: under 12 MiB resident each).
         for row in rows where row["mode"]?.string == "agents" {

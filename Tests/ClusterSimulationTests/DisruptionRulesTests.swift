@@ -203,6 +203,24 @@ struct UnboundSenderTests {
         #expect(f.term == 0)
     }
 
+    @Test("a heartbeat counts only while its sender is a voter: dropped once removed, heard again once added back, and at once from a voter added later")
+    func heartbeatsFollowTheVoterSet() {
+        var f = makeCore("f", voters: ["f", "l", "b"])
+        _ = f.step(.removeVoter("l"), now: .zero)
+        #expect(f.step(heartbeat(from: "l", term: 3), now: .zero).isEmpty)
+        #expect(f.term == 0)
+        _ = f.step(.addVoter("l"), now: .zero)
+        _ = f.step(heartbeat(from: "l", term: 3), now: .zero)
+        #expect(f.term == 3)
+        _ = f.step(.addVoter("n"), now: .zero)
+        _ = f.step(heartbeat(from: "n", term: 4), now: .zero)
+        #expect(f.term == 4)
+        // Its own id, from a link: dropped.
+        let leader = f.leaderID
+        #expect(f.step(.receive(from: "f", .heartbeat(HeartbeatMessage(from: "f", seq: 1, epoch: 0, term: 9, lsn: 0, role: .primary))), now: .zero).isEmpty)
+        #expect(f.term == 4 && f.leaderID == leader && leader != "f")
+    }
+
     @Test("a vote request naming another candidate is dropped; a non-voter's heartbeat and vote response too")
     func otherForgeriesDropped() {
         var v = makeCore("v", voters: ["v", "a", "b"])

@@ -191,6 +191,9 @@ public struct ElectionCore: Sendable {
         var reportedLSN: UInt64 = 0
         /// Its priority, as the driver reported it (``ElectionEvent/setVoterPriority(_:_:)``).
         var priority = 1
+        /// It is a voter (in `voters`): kept with `voters`, so that a heartbeat finds the voter
+        /// check and its sender's record in one lookup.
+        var isVoter = false
 
         mutating func heard(at now: CoreInstant, term: UInt64, lsn: UInt64) {
             heardAt = now
@@ -436,6 +439,7 @@ public struct ElectionCore: Sendable {
         self.checkQuorumDeadline = now
         resetElectionTimer(now: now)
         nextDeadline = computeNextDeadline()
+        for voter in voterSet where voter != id { peers[voter, default: PeerView()].isVoter = true }
     }
 
     // MARK: The one door
@@ -524,13 +528,22 @@ public struct ElectionCore: Sendable {
             }
         case .receive(_, let message) where !Self.isInRange(message):
             break  // out of range: dropped, see `maxAcceptedTerm`
+        case .receive(let from, .heartbeat(let heartbeat)) where !disabledRules.contains(.knownVoters):
+            // The hot path, every heartbeat: `admitsSender`'s checks and the sender's record in
+            // one lookup (a voter has a record that says so).
+            guard disabledRules.contains(.senderBinding) || heartbeat.from == from, heartbeat.from != id,
+                  let index = peers.index(forKey: heartbeat.from), peers.values[index].isVoter,
+                  isWithinReach(term: heartbeat.term, epoch: heartbeat.epoch)
+            else { break }
+            peers.values[index].heard(at: now, term: heartbeat.term, lsn: heartbeat.lsn)
+            stepHeartbeat(heartbeat, recorded: true, now: now, &directives)
         case .receive(let from, let message) where !admitsSender(from, of: message):
             break  // a body naming another sender, or a non-voter's heartbeat or response: dropped
         case .receive(let from, let message):
             switch message {
             case .heartbeat(let heartbeat):
                 guard isWithinReach(term: heartbeat.term, epoch: heartbeat.epoch) else { break }
-                stepHeartbeat(heartbeat, now: now, &directives)
+                stepHeartbeat(heartbeat, recorded: false, now: now, &directives)
             case .voteRequest(let request):
                 noteHeard(from: from, now: now)
                 if request.preVote {
@@ -705,13 +718,14 @@ public struct ElectionCore: Sendable {
 
     // MARK: Messages
 
+    /// `recorded`: the sender's record (`peers`) already notes the heartbeat.
     private mutating func stepHeartbeat(
-        _ heartbeat: HeartbeatMessage, now: CoreInstant, _ directives: inout [ElectionDirective]
+        _ heartbeat: HeartbeatMessage, recorded: Bool, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
         guard heartbeat.from != id else { return }
         // A voter's (`admitsSender` checked it, unless that rule is switched off for a test):
         // noteHeard, and what it reports, in one lookup.
-        if !disabledRules.contains(.knownVoters) || voters.contains(heartbeat.from) {
+        if !recorded, !disabledRules.contains(.knownVoters) || voters.contains(heartbeat.from) {
             peers[heartbeat.from, default: PeerView()].heard(at: now, term: heartbeat.term, lsn: heartbeat.lsn)
         }
         if heartbeat.term > term {
@@ -1112,6 +1126,7 @@ public struct ElectionCore: Sendable {
     private mutating func addVoter(_ voter: String) {
         guard !voters.contains(voter) else { return }
         voters.insert(voter)
+        peers[voter, default: PeerView()].isVoter = true
         let index = voterList.firstIndex { $0 > voter } ?? voterList.endIndex
         voterList.insert(voter, at: index)
     }
@@ -1120,6 +1135,7 @@ public struct ElectionCore: Sendable {
     private mutating func removeVoter(_ voter: String, now: CoreInstant, _ directives: inout [ElectionDirective]) {
         guard voter != id, voters.contains(voter) else { return }
         voters.remove(voter)
+        peers[voter]?.isVoter = false
         voterList.removeAll { $0 == voter }
         peers[voter]?.heardAt = nil  // its priority stays, should it come back
         peers[voter]?.reportedTerm = nil
