@@ -125,7 +125,8 @@ final class DiscoveryRuntime: @unchecked Sendable {
             do {
                 let timer = try UVTimer(loop: rt.loop)
                 let ms = max(1, rt.intervalNs / 1_000_000)
-                try timer.start(timeoutMs: 0, repeatMs: ms) { [unowned rt] in rt.announceToAll() }
+                // On a fixed schedule (libuv's repeat drifts by the time each tick runs late).
+                try timer.startPeriodic(firstTimeoutMs: 0, periodMs: ms) { [unowned rt] in rt.announceToAll() }
                 rt.timer = timer
             } catch {
                 return .io("cannot start the announce timer: \(error)")
