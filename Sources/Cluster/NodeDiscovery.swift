@@ -65,12 +65,18 @@ public final class NodeDiscovery: Sendable {
     public var counts: (sent: UInt64, answered: UInt64, failed: UInt64) {
         runtime.sharedCounts.withLock { ($0.sent, $0.answered, $0.failed) }
     }
+
+    /// Announcement rounds made out of turn: a node this one did not know said hello to the
+    /// `ElectionManager` on the same membership (see `ClusterMembership.requestAnnouncement`).
+    public var earlyRounds: UInt64 {
+        runtime.sharedCounts.withLock { $0.early }
+    }
 }
 
 /// The loop side of `NodeDiscovery`. Its stored properties are touched on the loop thread only,
 /// except the `shared*` ones, which are locked.
 final class DiscoveryRuntime: @unchecked Sendable {
-    struct Counts: Sendable { var sent: UInt64 = 0, answered: UInt64 = 0, failed: UInt64 = 0 }
+    struct Counts: Sendable { var sent: UInt64 = 0, answered: UInt64 = 0, failed: UInt64 = 0, early: UInt64 = 0 }
 
     /// One announcement in flight.
     final class Exchange {
@@ -99,6 +105,9 @@ final class DiscoveryRuntime: @unchecked Sendable {
     let sharedLastAnswer = UVLocked([String: UInt64]())
     private var timer: UVTimer?
     private var exchanges: [String: Exchange] = [:]
+    /// The membership's token for this discovery's early announcements (see `announceEarly`).
+    private var requestToken: UInt64?
+    private var lastEarlyNs: UInt64 = 0
 
     init(config: ClusterConfig, membership: ClusterMembership, options: NodeOptions) {
         self.config = config
@@ -128,6 +137,10 @@ final class DiscoveryRuntime: @unchecked Sendable {
                 // On a fixed schedule (libuv's repeat drifts by the time each tick runs late).
                 try timer.startPeriodic(firstTimeoutMs: 0, periodMs: ms) { [unowned rt] in rt.announceToAll() }
                 rt.timer = timer
+                rt.requestToken = rt.membership.addAnnouncementRequestHandler { [weak rt] in
+                    guard let rt else { return }
+                    _ = rt.loop.execute { [weak rt] in rt?.announceEarly() }
+                }
             } catch {
                 return .io("cannot start the announce timer: \(error)")
             }
@@ -141,6 +154,8 @@ final class DiscoveryRuntime: @unchecked Sendable {
         _ = sync { rt in
             rt.timer?.close()
             rt.timer = nil
+            if let token = rt.requestToken { rt.membership.removeAnnouncementRequestHandler(token) }
+            rt.requestToken = nil
             for exchange in rt.exchanges.values { rt.finish(exchange, answered: false) }
         }
     }
@@ -164,6 +179,20 @@ final class DiscoveryRuntime: @unchecked Sendable {
         var own: Set<String> = [config.nodeAddr, membership.localNode.addr]
         for a in Array(own) { if let hp = try? HostPort(parsing: a) { own.insert(hp.description) } }
         return own
+    }
+
+    /// An announcement round out of turn (`ClusterMembership.requestAnnouncement`: a node this one
+    /// does not know said hello, so a seed has probably just learned of it). At most one per
+    /// quarter interval, and never more than one per 500 ms or less than 10 ms apart: knocking
+    /// strangers cannot make it hammer the seeds, and a knock that came too early (a seed's own
+    /// dial, racing its answer) does not hold back the next for long.
+    private func announceEarly() {
+        guard timer != nil else { return }
+        let now = UVLoop.hrtimeNs()
+        guard now &- lastEarlyNs >= min(500_000_000, max(10_000_000, intervalNs / 4)) else { return }
+        lastEarlyNs = now
+        sharedCounts.withLock { $0.early += 1 }
+        announceToAll()
     }
 
     private func announceToAll() {

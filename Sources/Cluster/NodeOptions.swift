@@ -126,6 +126,9 @@ public struct NodeStats: Sendable, Equatable {
     public var duplicateLinksClosed: UInt64 = 0
     /// Of those, newcomers refused before they became the peer's link.
     public var duplicateLinksRefused: UInt64 = 0
+    /// Hellos from nodes this one did not know (refused; each may have made the discoveries on
+    /// the membership announce early, see `ClusterMembership`).
+    public var unknownHellos: UInt64 = 0
     public var dialFailures: UInt64 = 0
     /// Connections closed for breaking the protocol (bad frame, stranger, oversized line, …).
     public var protocolErrors: UInt64 = 0

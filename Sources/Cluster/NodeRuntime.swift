@@ -412,6 +412,21 @@ final class NodeRuntime: @unchecked Sendable {
 
     // MARK: - What arrives
 
+    /// A node this one does not know said hello (with a cluster key: proved it holds one). It has
+    /// most likely just joined through a seed, which lists it: the discoveries on this membership
+    /// announce to their seeds now and learn of it, rather than at their next interval (a join then
+    /// takes a few round trips, not an announce interval). At most once per 10 ms; the discovery
+    /// limits its early rounds again.
+    func unknownNodeSaidHello() {
+        let now = nowNs
+        if let last = lastUnknownHelloNs, now &- last < 10_000_000 { return }
+        lastUnknownHelloNs = now
+        stats.unknownHellos &+= 1
+        membership.requestAnnouncement()
+    }
+
+    private var lastUnknownHelloNs: UInt64?
+
     /// One heartbeat from a member, from a binary link or a JSON connection identified as that
     /// member: range-checked before anything is recorded, then recorded and stepped. Returns
     /// false when it was dropped.

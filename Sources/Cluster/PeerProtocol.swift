@@ -136,6 +136,7 @@ final class PeerProtocol {
             key: peerKey, transcriptHash: LinkAuth.transcriptHash(security.transcript), peerIsDialer: !link.outbound)
         guard let peer = node.links.peers[hello.nodeID] else {
             refuse(link, "unknown node \(hello.nodeID): not a member of this cluster", auth: false)
+            node.unknownNodeSaidHello()
             return
         }
         attach(link, to: peer, hello: hello, sendHello: false)
@@ -275,6 +276,7 @@ final class PeerProtocol {
             }
             guard let peer = node.links.peers[hello.nodeID] else {
                 refuse(link, "unknown node \(hello.nodeID): not a member of this cluster", auth: false)
+                node.unknownNodeSaidHello()
                 return
             }
             attach(link, to: peer, hello: hello, sendHello: !link.outbound)

@@ -42,6 +42,8 @@ public final class ClusterMembership: Sendable {
 
     private let now: @Sendable () -> Date
     private let state: LockedMembershipState
+    /// Handlers of ``requestAnnouncement()``, by token.
+    private let announcementRequests = UVLocked<(next: UInt64, handlers: [UInt64: @Sendable () -> Void])>((0, [:]))
 
     /// The time on the membership's clock (the one `lastSeen` is measured on).
     public var currentTime: Date { now() }
@@ -58,6 +60,30 @@ public final class ClusterMembership: Sendable {
         self.now = now
         let local = NodeInfo(id: localNodeID, addr: localAddr, role: .replica, lastSeen: now())
         self.state = LockedMembershipState(MembershipState(local: local))
+    }
+
+    // MARK: - Early announcements
+
+    /// Registers what runs on ``requestAnnouncement()``: a node discovery on this membership
+    /// announces to its seeds early. Returns the token that removes it.
+    package func addAnnouncementRequestHandler(_ handler: @escaping @Sendable () -> Void) -> UInt64 {
+        announcementRequests.withLock { requests in
+            requests.next += 1
+            requests.handlers[requests.next] = handler
+            return requests.next
+        }
+    }
+
+    package func removeAnnouncementRequestHandler(_ token: UInt64) {
+        announcementRequests.withLock { _ = $0.handlers.removeValue(forKey: token) }
+    }
+
+    /// Asks the discoveries on this membership to announce to their seeds now, not at their next
+    /// interval: the node's runtime asks when a node it does not know says hello (a node that
+    /// has just joined through a seed, which the seeds already list).
+    package func requestAnnouncement() {
+        let handlers = announcementRequests.withLock { Array($0.handlers.values) }
+        for handler in handlers { handler() }
     }
 
     // MARK: - Observers

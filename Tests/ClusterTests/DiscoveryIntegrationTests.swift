@@ -47,6 +47,45 @@ struct DiscoveryIntegrationTests {
         #expect(discoveries["n2"]!.seeds == [seed])
     }
 
+    @Test("a member learns of a join when the new node says hello, not at its next announcement (an early round)")
+    func joinLearnedOnHello() async throws {
+        let ids = ["n1", "n2", "j"]  // j joins last; "j" < "n2": it dials n2 at once
+        let ports = try freePorts(3)
+        let addrs = Dictionary(uniqueKeysWithValues: zip(ids, ports.map { "127.0.0.1:\($0)" }))
+        let seed = addrs["n1"]!
+        var managers: [String: ElectionManager] = [:]
+        var discoveries: [String: NodeDiscovery] = [:]
+        defer {
+            for d in discoveries.values { try? d.stop() }
+            for m in managers.values { try? m.stop() }
+        }
+        func start(_ id: String) throws {
+            let config = TestCluster.config(id: id, addr: addrs[id]!, seeds: [seed])
+            let membership = ClusterMembership(localNodeID: id, localAddr: addrs[id]!)
+            // An interval far beyond the test: after its first round at start, a member announces
+            // again only out of turn.
+            let options = NodeOptions(announceInterval: .seconds(60), logger: quietLogger)
+            let manager = ElectionManager(config: config, membership: membership, options: options)
+            try manager.start()
+            let discovery = NodeDiscovery(config: config, membership: membership, options: options)
+            try discovery.start()
+            managers[id] = manager
+            discoveries[id] = discovery
+        }
+        try start("n1")
+        try start("n2")
+        #expect(await eventually(timeout: .seconds(10)) { ["n1", "n2"].allSatisfy { managers[$0]!.membership.nodeCount == 2 } })
+        try start("j")
+        // j learns n2 from the seed and dials it; n2, which does not know j, refuses it and
+        // announces to the seed at once, whose answer lists j.
+        let learned = await eventually(timeout: .seconds(10)) { (try? managers["n2"]!.membership.node("j")) != nil }
+        #expect(learned, "n2 did not learn of j: early rounds \(discoveries["n2"]!.earlyRounds), unknown hellos \(managers["n2"]!.stats.unknownHellos)")
+        #expect(discoveries["n2"]!.earlyRounds >= 1)
+        #expect(managers["n2"]!.stats.unknownHellos >= 1)
+        // And the link forms once n2 knows j (j redials with back-off).
+        #expect(await eventually(timeout: .seconds(10)) { managers["n2"]!.stats.peersConnected == 2 })
+    }
+
     @Test("a seed that is down makes discovery unhealthy, without harm")
     func seedDown() async throws {
         let ports = try freePorts(2)
