@@ -108,6 +108,8 @@ final class DiscoveryRuntime: @unchecked Sendable {
     /// The membership's token for this discovery's early announcements (see `announceEarly`).
     private var requestToken: UInt64?
     private var lastEarlyNs: UInt64 = 0
+    /// Seeds to announce to again as soon as their open exchange ends (see `announceEarly`).
+    private var lateSeeds: Set<String> = []
 
     init(config: ClusterConfig, membership: ClusterMembership, options: NodeOptions) {
         self.config = config
@@ -192,6 +194,9 @@ final class DiscoveryRuntime: @unchecked Sendable {
         guard now &- lastEarlyNs >= min(500_000_000, max(10_000_000, intervalNs / 4)) else { return }
         lastEarlyNs = now
         sharedCounts.withLock { $0.early += 1 }
+        // A seed whose exchange is still open may have answered before it learned of the new
+        // node: announce to it again as soon as that exchange ends.
+        for seed in exchanges.keys { lateSeeds.insert(seed) }
         announceToAll()
     }
 
@@ -310,6 +315,10 @@ final class DiscoveryRuntime: @unchecked Sendable {
         if exchanges[exchange.seed] === exchange { exchanges[exchange.seed] = nil }
         sharedCounts.withLock { c in
             if answered { c.answered += 1 } else { c.failed += 1 }
+        }
+        if lateSeeds.remove(exchange.seed) != nil, timer != nil, exchanges[exchange.seed] == nil,
+           let addr = try? HostPort(parsing: exchange.seed) {
+            announce(to: exchange.seed, at: addr)
         }
     }
 }
