@@ -116,6 +116,10 @@ public struct NodeStats: Sendable, Equatable {
     public var heartbeatRounds: UInt64 = 0
     public var probeRounds: UInt64 = 0
     public var heartbeatsReceived: UInt64 = 0
+    /// Of those, the ones recorded and stepped through the election core: of several heartbeats
+    /// from one peer in one read, only the newest is (each is still counted, acknowledged and,
+    /// if it is a probe, answered).
+    public var heartbeatsApplied: UInt64 = 0
     /// Heartbeats not sent because a peer's write queue was over `maxQueuedBytes`.
     public var heartbeatsSkipped: UInt64 = 0
     public var voteRequestsReceived: UInt64 = 0

@@ -431,16 +431,30 @@ final class NodeRuntime: @unchecked Sendable {
     /// member: range-checked before anything is recorded, then recorded and stepped. Returns
     /// false when it was dropped.
     func heartbeatArrived(_ hb: HeartbeatMessage, from peer: Peer) -> Bool {
+        guard heartbeatCounted(hb, from: peer) else { return false }
+        applyHeartbeat(hb, from: peer)
+        return true
+    }
+
+    /// The first half of ``heartbeatArrived(_:from:)``: range-checked and counted, the peer's
+    /// highest sequence noted (what this node's next heartbeat to it acknowledges). False when
+    /// it was dropped.
+    func heartbeatCounted(_ hb: HeartbeatMessage, from peer: Peer) -> Bool {
         guard ElectionCore.isInRange(.heartbeat(hb)) else {
             stats.protocolErrors &+= 1
             return false
         }
         stats.heartbeatsReceived &+= 1
         if hb.seq > peer.lastSeqReceived { peer.lastSeqReceived = hb.seq }
+        return true
+    }
+
+    /// The second half: recorded in the membership and stepped through the core.
+    func applyHeartbeat(_ hb: HeartbeatMessage, from peer: Peer) {
+        stats.heartbeatsApplied &+= 1
         try? membership.recordHeartbeat(
             from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role, at: wallNow())
         step(.receive(from: peer.id, .heartbeat(hb)))
-        return true
     }
 
     /// A vote request from a peer link (sender already bound to the link).

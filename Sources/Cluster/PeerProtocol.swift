@@ -85,10 +85,26 @@ final class PeerProtocol {
                     try receivedKeyed(raw, on: link)
                 }
             }
+            applyPendingHeartbeat()
         } catch {
+            applyPendingHeartbeat()
             if case .unauthenticated = error { node.stats.authenticationFailures &+= 1 }
             violation(on: link, "\(error)")
         }
+    }
+
+    /// The newest heartbeat of the read being handled (one read is one link's, so one peer's),
+    /// not yet recorded in the membership nor stepped through the core. A heartbeat is the
+    /// sender's whole state, so of several in one read (a backlog, probes in flight) the newest
+    /// is the one that counts: each is checked, counted, acknowledged and, if it asks, answered
+    /// at once, but only the newest is applied, once, when the read's frames are done or before
+    /// any other kind of frame of the read (which keeps the order of everything else).
+    @exclusivity(unchecked) private var pendingHeartbeat: (message: HeartbeatMessage, peer: Peer)?
+
+    private func applyPendingHeartbeat() {
+        guard let (message, peer) = pendingHeartbeat else { return }
+        pendingHeartbeat = nil
+        node.applyHeartbeat(message, from: peer)
     }
 
     // MARK: - Keyed links
@@ -195,6 +211,7 @@ final class PeerProtocol {
     }
 
     private func handle(_ frame: WireFrame, on link: Link) throws(WireError) {
+        if pendingHeartbeat != nil, frame.type != .heartbeat { applyPendingHeartbeat() }
         switch frame {
         case .hello(let hello):
             try receivedHello(hello, on: link)
@@ -225,9 +242,13 @@ final class PeerProtocol {
             let message = HeartbeatMessage(
                 from: peerID, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role,
                 ackSeq: hb.ackSeq, probe: hb.probe)
-            if node.heartbeatArrived(message, from: peer), hb.probe {
-                sendHeartbeat(to: peer, reply: true)
-            }
+            guard node.heartbeatCounted(message, from: peer) else { return }
+            // Superseded by this one if the read held an older one (see `pendingHeartbeat`).
+            pendingHeartbeat = (message, peer)
+            // The answer to a probe goes at once, acknowledging this heartbeat; it carries this
+            // node's state as it is, before the heartbeat is applied (a term adopted from it goes
+            // out with the next heartbeat, microseconds later: heartbeats are state, not votes).
+            if hb.probe { sendHeartbeat(to: peer, reply: true) }
         case .voteRequest(let request):
             guard request.candidateID == peerID else {
                 throw .malformed("vote request for \(request.candidateID) on the link of \(peerID)")

@@ -267,6 +267,35 @@ struct RuntimeLimitTests {
         #expect(node.stats.peersConnected == 1)
     }
 
+    @Test("heartbeats read together: each counted and acknowledged, a probe among them answered at once, the newest recorded")
+    func heartbeatsReadTogether() async throws {
+        let (node, port) = try soloNode(members: ["f": nowhere], electionTimeout: .seconds(30), heartbeat: .seconds(10))
+        defer { try? node.stop() }
+        let peer = try await WireClient.connect(port: port)
+        peer.hello(as: "f")
+        #expect(await peer.wait(timeout: .seconds(5)) { $0.frames.contains { if case .hello = $0 { true } else { false } } })
+        #expect(await eventually(timeout: .seconds(5)) { node.stats.peersConnected == 1 })
+        // One write, so one segment and one read on loopback: seq 1, a probe (seq 2), seq 3.
+        let tag = Wire.fnv1a64("f")
+        var out: [UInt8] = []
+        for (seq, probe) in [(UInt64(1), false), (2, true), (3, false)] {
+            Wire.encodeHeartbeat(
+                HeartbeatFrame(seq: seq, epoch: 0, term: 0, lsn: 10 * seq, role: .replica, ackSeq: 0, senderTag: tag, probe: probe, reply: false),
+                into: &out)
+        }
+        peer.send(out)
+        #expect(await eventually(timeout: .seconds(5)) { node.stats.heartbeatsReceived == 3 })
+        // The newest is what the membership holds.
+        let f = try node.membership.node("f")
+        #expect(f.lastHeartbeatSeq == 3 && f.lastLSN == 30, "\(f)")
+        // Fewer applied than read (one, when the three came in one read).
+        #expect(node.stats.heartbeatsApplied >= 1 && node.stats.heartbeatsApplied < 3, "applied \(node.stats.heartbeatsApplied)")
+        // The probe is answered, acknowledging seq 2.
+        #expect(await peer.wait(timeout: .seconds(5)) { record in
+            record.frames.contains { if case .heartbeat(let hb) = $0 { hb.reply && hb.ackSeq == 2 } else { false } }
+        })
+    }
+
     @Test("closing a client sends what was queued first: every reply, then the error, then EOF (issue 6 #8)")
     func closingFlushesQueuedOutput() async throws {
         // A long grace period: a loaded machine drains tiny loopback buffers slowly.
