@@ -92,6 +92,9 @@ final class Peer {
     /// The node has waited its `NodeOptions.dialDeferral` before this dial (the peer's id is
     /// smaller: its own dial would win).
     var dialDeferred = false
+    /// A link the peer dialled whose keyed handshake is under way (its HELLO came, its AUTH not
+    /// yet), by id.
+    var handshakingLinkID: Int?
     /// The highest heartbeat sequence received from this peer.
     @exclusivity(unchecked) var lastSeqReceived: UInt64 = 0
     /// The last probe sent to it (a heartbeat asking for an immediate reply) and when (core

@@ -5,7 +5,7 @@ import ClusterCore
 /// the opener of what the peer sends (after the peer's AUTH checked). Loop thread only.
 final class LinkSecurity {
     /// This node's hello on the link, as sent, and the key it proves with and sends under.
-    let ownHello: [UInt8]
+    private(set) var ownHello: [UInt8]
     var ownKey: ClusterKey
     /// The peer's hello, as received, and the key it named.
     var peerHello: HelloMessage?
@@ -21,6 +21,15 @@ final class LinkSecurity {
     init(ownHello: [UInt8], ownKey: ClusterKey) {
         self.ownHello = ownHello
         self.ownKey = ownKey
+    }
+
+    /// Both proofs have checked (the opener is set): the hellos' bytes and the transcript were
+    /// for the proofs and the frame keys, which hold what they need of them. Dropped, they no
+    /// longer cost every keyed link a few hundred bytes for as long as it lives.
+    func handshakeDone() {
+        ownHello = []
+        peerHelloBytes = []
+        transcript = []
     }
 }
 

@@ -163,6 +163,11 @@ final class LinkTable {
             startDialTimer(peer, delayNs: dialDeferralNs)
             return
         }
+        if dialDeferralNs > 0, let id = peer.handshakingLinkID, let pending = links[id], !pending.isClosed {
+            // The peer's own dial is proving itself (a keyed handshake): wait for it as well.
+            startDialTimer(peer, delayNs: dialDeferralNs)
+            return
+        }
         peer.dialDeferred = false
         let timeoutMs = max(1, node.options.connectTimeout.nanoseconds / 1_000_000)
         let id = nextLinkID
@@ -337,6 +342,7 @@ final class LinkTable {
         peer.redialTimer?.close()
         peer.redialTimer = nil
         peer.dialDeferred = false
+        peer.handshakingLinkID = nil
         if let dialing = peer.dialing, dialing !== link, !(node.config.nodeID < peer.id) {
             // Our own dial would lose anyway.
             dialing.conn.close()

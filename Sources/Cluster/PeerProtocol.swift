@@ -150,6 +150,7 @@ final class PeerProtocol {
         }
         security.opener = FrameOpener(
             key: peerKey, transcriptHash: LinkAuth.transcriptHash(security.transcript), peerIsDialer: !link.outbound)
+        security.handshakeDone()
         guard let peer = node.links.peers[hello.nodeID] else {
             refuse(link, "unknown node \(hello.nodeID): not a member of this cluster", auth: false)
             node.unknownNodeSaidHello()
@@ -311,10 +312,13 @@ final class PeerProtocol {
             refuse(link, "\(hello.nodeID)'s cluster key \(ClusterKey.idString(auth.keyID)) is not in this node's keyring (a wrong or retired key)", auth: true)
             return
         }
-        guard node.links.peers[hello.nodeID] != nil else {
+        guard let peer = node.links.peers[hello.nodeID] else {
             refuse(link, "unknown node \(hello.nodeID): not a member of this cluster", auth: false)
             return
         }
+        // The peer's dial, a round trip (the proofs) from being its link: a dial of ours now
+        // would only make a second connection (see `LinkTable.dial`).
+        if !link.outbound { peer.handshakingLinkID = link.id }
         if !link.outbound { node.outbox.append(helloBytes(for: link), to: link) }
         guard let security = link.security else { throw .malformed("hello on a link without a hello of this node") }
         security.peerHello = hello
