@@ -10,68 +10,104 @@ import UV
 ///   little), from the sender's write to the receiver's read, on the process's one clock.
 /// - Mesh mode (`meshInflight` > 0): each node keeps that many probes in flight to every peer,
 ///   sending the next one as soon as one is answered, as `uvmesh` does flat out.
+///
+/// What every heartbeat records goes to a `Shard` of the node's loop thread, so that nodes on
+/// two loops never write to one cache line: shared counters and one shared lock made two loop
+/// threads carry barely more than one in the mesh benchmark once a frame cost little.
 package final class BenchHooks: @unchecked Sendable {
     package let meshInflight: Int
     private let lock = UVMutex()
-    private var roundTrips: [UInt64] = []
     private var latencies: [UInt64] = []
     private var probeSentAt: [PairKey: UInt64] = [:]
     private var recording = false
-    /// Heartbeats received and sent, and rounds sent, by all the nodes while recording: counted
-    /// on the heartbeat path itself, so that the window is exactly the recorded one (reading each
-    /// node's stats takes a pass of its loop, and on a saturated loop the nodes' windows would
-    /// stretch past the measured one).
-    private let isRecording = Atomic<Bool>(false)
-    private let received = Atomic<UInt64>(0)
-    private let sent = Atomic<UInt64>(0)
-    private let rounds = Atomic<UInt64>(0)
+    private var shards: [ObjectIdentifier: Shard] = [:]
+    /// Read on every heartbeat, written only when the window starts and ends.
+    fileprivate let isRecording = Atomic<Bool>(false)
 
     private struct PairKey: Hashable {
         var from: UInt64
         var to: UInt64
     }
 
+    /// The counts and round trips of the nodes of one loop thread. Heartbeats received and sent,
+    /// and rounds sent, are counted on the heartbeat path itself while recording, so that the
+    /// window is exactly the recorded one (reading each node's stats takes a pass of its loop,
+    /// and on a saturated loop the nodes' windows would stretch past the measured one).
+    package final class Shard: @unchecked Sendable {
+        /// `unowned(unsafe)`: the hooks keep their shards, and every node that holds a shard holds
+        /// the hooks; a checked reference would touch the hooks' reference count, shared by both
+        /// threads, on every heartbeat.
+        unowned(unsafe) let hooks: BenchHooks
+        let meshInflight: Int
+        fileprivate let lock = UVMutex()
+        fileprivate var roundTrips: [UInt64] = []
+        fileprivate let received = Atomic<UInt64>(0)
+        fileprivate let sent = Atomic<UInt64>(0)
+        fileprivate let rounds = Atomic<UInt64>(0)
+
+        fileprivate init(hooks: BenchHooks) {
+            self.hooks = hooks
+            meshInflight = hooks.meshInflight
+            roundTrips.reserveCapacity(1 << 16)
+        }
+
+        @inline(__always) func heartbeatReceived() {
+            if hooks.isRecording.load(ordering: .relaxed) { received.add(1, ordering: .relaxed) }
+        }
+
+        @inline(__always) func heartbeatSent() {
+            if hooks.isRecording.load(ordering: .relaxed) { sent.add(1, ordering: .relaxed) }
+        }
+
+        @inline(__always) func roundSent() {
+            if hooks.isRecording.load(ordering: .relaxed) { rounds.add(1, ordering: .relaxed) }
+        }
+
+        func roundTrip(_ ns: UInt64) {
+            guard hooks.isRecording.load(ordering: .relaxed) else { return }
+            lock.withLock { roundTrips.append(ns) }
+        }
+    }
+
     package init(meshInflight: Int = 0) {
         self.meshInflight = meshInflight
-        roundTrips.reserveCapacity(1 << 16)
+    }
+
+    /// The shard of the nodes on `loop` (made on first use).
+    func shard(for loop: UVLoop) -> Shard {
+        lock.withLock {
+            if let shard = shards[ObjectIdentifier(loop)] { return shard }
+            let shard = Shard(hooks: self)
+            shards[ObjectIdentifier(loop)] = shard
+            return shard
+        }
     }
 
     /// Starts (or stops) keeping samples: the bench records only its measured window.
     package func setRecording(_ on: Bool) {
-        isRecording.store(on, ordering: .relaxed)
-        lock.withLock {
+        let all = lock.withLock {
             recording = on
-            if on {
-                roundTrips.removeAll(keepingCapacity: true)
-                latencies.removeAll(keepingCapacity: true)
-            }
+            if on { latencies.removeAll(keepingCapacity: true) }
+            return Array(shards.values)
         }
+        if on { for shard in all { shard.lock.withLock { shard.roundTrips.removeAll(keepingCapacity: true) } } }
+        isRecording.store(on, ordering: .relaxed)
     }
 
     /// Heartbeats received and sent, and heartbeat rounds, during the recorded windows.
     package var counts: (received: UInt64, sent: UInt64, rounds: UInt64) {
-        (received.load(ordering: .relaxed), sent.load(ordering: .relaxed), rounds.load(ordering: .relaxed))
-    }
-
-    @inline(__always) func heartbeatReceived() {
-        if isRecording.load(ordering: .relaxed) { received.add(1, ordering: .relaxed) }
-    }
-
-    @inline(__always) func heartbeatSent() {
-        if isRecording.load(ordering: .relaxed) { sent.add(1, ordering: .relaxed) }
-    }
-
-    @inline(__always) func roundSent() {
-        if isRecording.load(ordering: .relaxed) { rounds.add(1, ordering: .relaxed) }
+        lock.withLock { shards.values.reduce((UInt64(0), UInt64(0), UInt64(0))) { total, shard in
+            (total.0 + shard.received.load(ordering: .relaxed), total.1 + shard.sent.load(ordering: .relaxed),
+             total.2 + shard.rounds.load(ordering: .relaxed))
+        } }
     }
 
     /// The samples of the window: round trips and delivery latencies, in nanoseconds.
     package func samples() -> (roundTrips: [UInt64], latencies: [UInt64]) {
-        lock.withLock { (roundTrips, latencies) }
-    }
-
-    func roundTrip(_ ns: UInt64) {
-        lock.withLock { if recording { roundTrips.append(ns) } }
+        let (all, latencies) = lock.withLock { (Array(shards.values), self.latencies) }
+        var roundTrips: [UInt64] = []
+        for shard in all { shard.lock.withLock { roundTrips += shard.roundTrips } }
+        return (roundTrips, latencies)
     }
 
     func probeSent(from: UInt64, to: UInt64, at ns: UInt64) {

@@ -32,11 +32,15 @@ final class PeerProtocol {
     /// True when the node has a keyring: binary links are keyed (read once, not per frame).
     private let keyed: Bool
 
+    /// `cluster bench`'s counters for this node's loop thread, or nil.
+    private let benchShard: BenchHooks.Shard?
+
     init(node: NodeRuntime) {
         self.node = node
         localTag = Wire.fnv1a64(node.config.nodeID)
         probePhase = localTag % Self.probeEveryRounds
         keyed = node.options.keyring != nil
+        benchShard = node.benchHooks?.shard(for: node.loop)
     }
 
     // MARK: - Receiving
@@ -232,8 +236,8 @@ final class PeerProtocol {
         case .heartbeat(let hb):
             guard hb.senderTag == link.peerTag else { throw .malformed("heartbeat sender tag does not match the hello") }
             guard !node.faults.blocks(peerID) else { return }
-            if let hooks = node.benchHooks {
-                benchReceived(hb, from: peer, hooks)
+            if let shard = benchShard {
+                benchReceived(hb, from: peer, shard)
             } else if hb.reply && hb.ackSeq == peer.probeSeq && peer.probeSentNs != 0 {
                 peer.roundTripNs = node.nowNs &- peer.probeSentNs
                 node.stats.lastRoundTripNs = peer.roundTripNs
@@ -435,21 +439,21 @@ final class PeerProtocol {
 
     /// What `cluster bench` measures of an arriving heartbeat (see `BenchHooks`): the delivery
     /// of a probe, the round trip of an answer; in mesh mode the next probe goes out at once.
-    private func benchReceived(_ hb: HeartbeatFrame, from peer: Peer, _ hooks: BenchHooks) {
-        hooks.heartbeatReceived()
+    private func benchReceived(_ hb: HeartbeatFrame, from peer: Peer, _ shard: BenchHooks.Shard) {
+        shard.heartbeatReceived()
         let now = UVLoop.hrtimeNs()
-        if hb.probe, hooks.meshInflight == 0 { hooks.probeDelivered(from: hb.senderTag, to: localTag, at: now) }
+        if hb.probe, shard.meshInflight == 0 { shard.hooks.probeDelivered(from: hb.senderTag, to: localTag, at: now) }
         guard hb.reply else { return }
-        if hooks.meshInflight > 0 {
+        if shard.meshInflight > 0 {
             // Answers come back in the order the probes went (one TCP stream, answered at once).
             guard !peer.meshSentNs.isEmpty else { return }
             let sent = peer.meshSentNs.removeFirst()
-            hooks.roundTrip(now &- sent)
+            shard.roundTrip(now &- sent)
             sendHeartbeat(to: peer, reply: false, probe: true)
         } else if hb.ackSeq == peer.probeSeq, peer.probeSentNs != 0 {
             peer.roundTripNs = node.nowNs &- peer.probeSentNs
             node.stats.lastRoundTripNs = peer.roundTripNs
-            hooks.roundTrip(peer.roundTripNs)
+            shard.roundTrip(peer.roundTripNs)
             peer.probeSentNs = 0
         }
     }
@@ -469,7 +473,7 @@ final class PeerProtocol {
         node.stats.heartbeatRounds = rounds
         let probe = (rounds &+ probePhase) % Self.probeEveryRounds == 1
         if probe { node.stats.probeRounds &+= 1 }
-        node.benchHooks?.roundSent()
+        benchShard?.roundSent()
         for peer in node.links.peers.values {
             sendHeartbeat(to: peer, reply: false, probe: probe, seq: heartbeatSeq)
         }
@@ -495,17 +499,17 @@ final class PeerProtocol {
         if probe {
             peer.probeSeq = seq
             peer.probeSentNs = node.nowNs
-            if let hooks = node.benchHooks {
+            if let shard = benchShard {
                 let now = UVLoop.hrtimeNs()
-                if hooks.meshInflight > 0 {
+                if shard.meshInflight > 0 {
                     peer.meshSentNs.append(now)  // mesh mode measures round trips only
                 } else {
-                    hooks.probeSent(from: localTag, to: peer.tag, at: now)
+                    shard.hooks.probeSent(from: localTag, to: peer.tag, at: now)
                 }
             }
         }
         node.stats.heartbeatsSent &+= 1
-        node.benchHooks?.heartbeatSent()
+        benchShard?.heartbeatSent()
     }
 
     /// The heartbeat this node answers a JSON probe with.
