@@ -92,4 +92,75 @@ func check() -> Int32 {
     return code
 }
 
-exit(check())
+/// `uv-pipe-check release-code-pages`: the check of `UVProcess.releaseCodePages` (UVTests), in a
+/// process of its own, since the release reads the whole of /proc/self/smaps, which in the test
+/// runner (many threads, much memory) holds up the other tests' page faults. Two private mappings
+/// of one file: one only read, one with a page written (a copy-on-write copy) and then made
+/// read-only. The release must let go of the first and keep the second and what was written.
+/// Exit status 0 when it did; 5, with the reason, when it did not; 2 on a setup error.
+func checkReleaseCodePages() -> Int32 {
+    let path = "/tmp/uv-release-\(getpid())"
+    let pages = 16, size = pages * 4096
+    do {
+        try UVFile.writeAtomically(path: path, bytes: [UInt8](repeating: 7, count: size))
+    } catch {
+        print("uv-pipe-check: cannot write \(path): \(error)")
+        return 2
+    }
+    defer { try? UVFile.remove(path: path) }
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return 2 }
+    defer { close(fd) }
+    guard let clean = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), clean != MAP_FAILED,
+          let written = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), written != MAP_FAILED
+    else { return 2 }
+    defer { munmap(clean, size); munmap(written, size) }
+    var sum = 0
+    for page in 0..<pages {
+        sum += Int(clean.load(fromByteOffset: page * 4096, as: UInt8.self))
+        sum += Int(written.load(fromByteOffset: page * 4096, as: UInt8.self))
+    }
+    written.storeBytes(of: 42, toByteOffset: 4096, as: UInt8.self)
+    guard sum == 14 * pages, mprotect(written, size, PROT_READ) == 0 else { return 2 }
+
+    /// Pages of the mapping at `base` present in this process's page table, from
+    /// /proc/self/pagemap (bit 63 of each page's entry).
+    func present(_ base: UnsafeMutableRawPointer) -> Int? {
+        let pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        guard pm >= 0 else { return nil }
+        defer { close(pm) }
+        var entries = [UInt64](repeating: 0, count: pages)
+        let offset = off_t(UInt(bitPattern: base) / 4096 * 8)
+        let got = entries.withUnsafeMutableBytes { pread(pm, $0.baseAddress, $0.count, offset) }
+        guard got == pages * 8 else { return nil }
+        return entries.filter { $0 >> 63 == 1 }.count
+    }
+    guard let cleanBefore = present(clean), let writtenBefore = present(written) else { return 2 }
+    let released: Int
+    do {
+        released = try UVProcess.releaseCodePages()
+    } catch {
+        print("uv-pipe-check: release failed: \(error)")
+        return 5
+    }
+    guard let cleanAfter = present(clean), let writtenAfter = present(written) else { return 2 }
+    let text = "released \(released) KiB; clean mapping \(cleanBefore) -> \(cleanAfter) pages, written one \(writtenBefore) -> \(writtenAfter)"
+    // Read before the checks below touch the pages again.
+    guard cleanBefore == pages, writtenBefore == pages, released >= pages * 4 else {
+        print("uv-pipe-check: setup did not map every page: \(text)")
+        return 2
+    }
+    guard cleanAfter == 0, writtenAfter == pages else {
+        print("uv-pipe-check: wrong mappings let go: \(text)")
+        return 5
+    }
+    // What was written is still there; what was let go reads back from the file.
+    guard written.load(fromByteOffset: 4096, as: UInt8.self) == 42, clean.load(fromByteOffset: 4096, as: UInt8.self) == 7 else {
+        print("uv-pipe-check: contents changed: \(text)")
+        return 5
+    }
+    print("uv-pipe-check: \(text)")
+    return 0
+}
+
+exit(CommandLine.arguments.dropFirst().first == "release-code-pages" ? checkReleaseCodePages() : check())

@@ -149,7 +149,8 @@ struct RuntimeDefectTests {
         let client = try await WireClient.connect(port: port, json: true)
         client.send(line: #"{"message_type":"vote_request","candidate_id":"c","term":1,"last_lsn":50,"epoch":0,"priority":1}"#)
         #expect(await client.wait(timeout: .seconds(5)) { !$0.lines.isEmpty })
-        let response = try JSONDecoder().decode(VoteResponse.self, from: Data(client.current.lines[0].utf8))
+        let line = try #require(client.current.lines.first)
+        let response = try JSONDecoder().decode(VoteResponse.self, from: Data(line.utf8))
         #expect(!response.voteGranted)
         #expect(response.reason == ClusterError.staleLSN.description)
     }
