@@ -418,10 +418,10 @@ final class NodeRuntime: @unchecked Sendable {
     /// takes a few round trips, not an announce interval). At most once per 10 ms; the discovery
     /// limits its early rounds again.
     func unknownNodeSaidHello() {
+        stats.unknownHellos &+= 1
         let now = nowNs
         if let last = lastUnknownHelloNs, now &- last < 10_000_000 { return }
         lastUnknownHelloNs = now
-        stats.unknownHellos &+= 1
         membership.requestAnnouncement()
     }
 

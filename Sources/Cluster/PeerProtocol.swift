@@ -322,8 +322,10 @@ final class PeerProtocol {
         }
         // The peer's dial, a round trip (the proofs) from being its link: a dial of ours now
         // would only make a second connection (see `LinkTable.dial`).
-        if !link.outbound { peer.handshakingLinkID = link.id }
-        if !link.outbound { node.outbox.append(helloBytes(for: link), to: link) }
+        if !link.outbound {
+            peer.handshakingLinkID = link.id
+            node.outbox.append(helloBytes(for: link), to: link)
+        }
         guard let security = link.security else { throw .malformed("hello on a link without a hello of this node") }
         security.peerHello = hello
         security.peerHelloBytes = raw

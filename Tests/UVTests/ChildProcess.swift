@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import UV
 
 /// How a child process ended.
 enum ChildOutcome: Sendable, Equatable, CustomStringConvertible {
@@ -27,87 +28,27 @@ func executableBesideTests(_ name: String) -> String? {
     return access(path, X_OK) == 0 ? path : nil
 }
 
-/// Runs `path` with `arguments` in a child process whose SIGPIPE disposition is reset to the
-/// default and whose signal mask is empty, whatever the test runner has set (a runner or a shell
-/// may ignore SIGPIPE, which hides the defect this exists to catch). The child inherits stdout
-/// and stderr. Waits at most `timeoutMs`, then kills the child with SIGKILL.
-///
-/// The wait runs on a thread of its own: `waitid(WNOWAIT)` learns that the child ended without
-/// reaping it, so the timeout's `kill` can never reach a recycled pid; `waitpid` then reaps it.
+/// Runs `path` with `arguments` in a child process whose signals (SIGPIPE among them) are at
+/// their default disposition and unblocked, whatever the test runner has set (a runner or a
+/// shell may ignore SIGPIPE, which hides the defect this exists to catch): `UVChildProcess`,
+/// which starts children as a shell does. The child's output is printed once it has ended.
+/// Waits at most `timeoutMs`, then kills the child with SIGKILL.
 func runChildWithDefaultSIGPIPE(_ path: String, arguments: [String] = [], timeoutMs: Int) async throws -> ChildOutcome {
-    struct SpawnError: Error, CustomStringConvertible {
-        let code: Int32
-        var description: String { "posix_spawn: \(String(cString: strerror(code)))" }
-    }
-    var attr = posix_spawnattr_t()
-    posix_spawnattr_init(&attr)
-    defer { posix_spawnattr_destroy(&attr) }
-    var defaults = sigset_t()
-    sigemptyset(&defaults)
-    sigaddset(&defaults, SIGPIPE)
-    posix_spawnattr_setsigdefault(&attr, &defaults)
-    var noMask = sigset_t()
-    sigemptyset(&noMask)
-    posix_spawnattr_setsigmask(&attr, &noMask)
-    posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
-    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { for arg in argv { free(arg) } }
-    var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, path, nil, &attr, argv, environ)
-    guard spawned == 0 else { throw SpawnError(code: spawned) }
-    let child = pid
-
-    // `ended`: the child has ended (not yet reaped); `timedOut`: the timeout killed it.
-    let state = ChildWaitState(pid: child)
+    let child = try UVChildProcess(path: path, arguments: arguments)
+    // The wait blocks: on a thread of its own, not on one of the test runner's.
     return await withCheckedContinuation { (continuation: CheckedContinuation<ChildOutcome, Never>) in
-        let waiter = Thread {
-            var info = siginfo_t()
-            while waitid(P_PID, id_t(child), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR {}
-            let timedOut = state.markEnded()
-            var status: Int32 = 0
-            while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-            let outcome: ChildOutcome
-            if timedOut {
+        Thread {
+            var outcome: ChildOutcome
+            switch child.waitForEnd(seconds: Double(timeoutMs) / 1000) {
+            case .exited(let code)?: outcome = .exited(code)
+            case .signalled(let signal)?: outcome = .signaled(signal)
+            case nil:
+                child.signal(SIGKILL)
+                _ = child.waitForEnd(seconds: .infinity)
                 outcome = .timedOut
-            } else if status & 0x7f == 0 {
-                outcome = .exited((status >> 8) & 0xff)
-            } else {
-                outcome = .signaled(status & 0x7f)
             }
+            print(String(decoding: child.output, as: UTF8.self), terminator: "")
             continuation.resume(returning: outcome)
-        }
-        waiter.start()
-        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(timeoutMs)) {
-            state.killIfRunning()
-        }
-    }
-}
-
-/// The waiter's and the timeout's shared view of the child, under a lock.
-private final class ChildWaitState: @unchecked Sendable {
-    private let lock = NSLock()
-    private let pid: pid_t
-    private var ended = false
-    private var timedOut = false
-
-    init(pid: pid_t) { self.pid = pid }
-
-    /// The child has ended (it is a zombie until reaped). Returns whether the timeout killed it.
-    func markEnded() -> Bool {
-        lock.withLock {
-            ended = true
-            return timedOut
-        }
-    }
-
-    /// Kills the child with SIGKILL (and records the timeout) unless it has ended. Under the
-    /// lock: the child is not reaped before `markEnded`, so its pid cannot have been reused.
-    func killIfRunning() {
-        lock.withLock {
-            guard !ended else { return }
-            timedOut = true
-            kill(pid, SIGKILL)
-        }
+        }.start()
     }
 }

@@ -723,9 +723,9 @@ public struct ElectionCore: Sendable {
         _ heartbeat: HeartbeatMessage, recorded: Bool, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
         guard heartbeat.from != id else { return }
-        // A voter's (`admitsSender` checked it, unless that rule is switched off for a test):
-        // noteHeard, and what it reports, in one lookup.
-        if !recorded, !disabledRules.contains(.knownVoters) || voters.contains(heartbeat.from) {
+        // Not recorded yet only with the known-voters rule switched off (a test's): a voter's
+        // heartbeat is still recorded then, a stranger's is not.
+        if !recorded, voters.contains(heartbeat.from) {
             peers[heartbeat.from, default: PeerView()].heard(at: now, term: heartbeat.term, lsn: heartbeat.lsn)
         }
         if heartbeat.term > term {
