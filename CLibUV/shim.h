@@ -19,6 +19,8 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 
 /* Lets go of the resident pages of this process's code and read-only data that nothing wrote: for
  * each private, read-only mapping of a file (the binary's and the libraries' code and constants)
@@ -85,8 +87,46 @@ static inline ssize_t clibuv_send(uv_os_fd_t fd, const void *buf, size_t len) {
     }
 }
 
+/* Sends `count` datagrams in as few sendmmsg(2) calls as it takes (at most 64 per call) on a
+ * nonblocking UDP socket: datagram i is bytes [starts[i], starts[i] + lengths[i]) of `base`, to
+ * addrs[i]. Returns how many the kernel took (a short count when its buffer filled, EAGAIN), or
+ * -errno when it took none and failed otherwise. sendmmsg through syscall(2) with the kernel's own
+ * struct layout: glibc declares it only under _GNU_SOURCE, which this header cannot set for the
+ * system headers Swift has already built. All memory is the caller's, borrowed for the call. */
+struct clibuv_mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
+static inline int clibuv_udp_send_batch(uv_os_fd_t fd, const uint8_t *base, const uint32_t *starts,
+                                        const uint32_t *lengths, const struct sockaddr_storage *addrs,
+                                        int count) {
+    enum { width = 64 };
+    struct clibuv_mmsghdr msgs[width];
+    struct iovec iov[width];
+    int sent = 0;
+    while (sent < count) {
+        int n = count - sent < width ? count - sent : width;
+        for (int i = 0; i < n; i++) {
+            const struct sockaddr_storage *to = &addrs[sent + i];
+            iov[i].iov_base = (void *)(base + starts[sent + i]);
+            iov[i].iov_len = lengths[sent + i];
+            memset(&msgs[i], 0, sizeof msgs[i]);
+            msgs[i].msg_hdr.msg_name = (void *)to;
+            msgs[i].msg_hdr.msg_namelen = to->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+            msgs[i].msg_hdr.msg_iov = &iov[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        long r = syscall(SYS_sendmmsg, fd, msgs, (unsigned int)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return sent > 0 ? sent : -errno;
+        }
+        sent += (int)r;
+        if (r < n) break;
+    }
+    return sent;
+}
+
 static inline uv_handle_t *clibuv_tcp_as_handle(uv_tcp_t *h) { return (uv_handle_t *)h; }
 static inline uv_stream_t *clibuv_tcp_as_stream(uv_tcp_t *h) { return (uv_stream_t *)h; }
+static inline uv_handle_t *clibuv_udp_as_handle(uv_udp_t *h) { return (uv_handle_t *)h; }
 static inline uv_handle_t *clibuv_timer_as_handle(uv_timer_t *h) { return (uv_handle_t *)h; }
 static inline uv_handle_t *clibuv_async_as_handle(uv_async_t *h) { return (uv_handle_t *)h; }
 static inline uv_tcp_t *clibuv_stream_as_tcp(uv_stream_t *s) { return (uv_tcp_t *)s; }

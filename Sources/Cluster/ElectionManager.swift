@@ -229,6 +229,10 @@ public final class ElectionManager: Sendable {
     /// `cluster bench failover --mode crash`: stops as a killed process does (no goodbye).
     package func crash() { runtime.crash() }
 
+    /// The UDP port the node takes heartbeat datagrams on (nil: datagrams are off, or the node
+    /// is stopped).
+    package var datagramPort: Int? { runtime.sync { $0.datagrams.port.map(Int.init) } ?? nil }
+
     /// Fault injection for tests: drop peer traffic (see `NetworkFaults`).
     public func injectFaults(_ faults: NetworkFaults) {
         _ = runtime.sync { $0.faults = faults }

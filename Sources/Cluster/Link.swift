@@ -26,6 +26,8 @@ final class Link {
     var lines = LineSplitter()
     /// A keyed link's handshake and frame keys (nil without a cluster key).
     @exclusivity(unchecked) var security: LinkSecurity?
+    /// The token this node's hello on the link offered for heartbeat datagrams (0: none).
+    @exclusivity(unchecked) var datagramToken: UInt64 = 0
     /// Bytes queued during this pass of the loop, written in one go by the outbox.
     @exclusivity(unchecked) var out: [UInt8] = []
     @exclusivity(unchecked) var isDirty = false
@@ -83,8 +85,24 @@ final class Peer {
             guard oldValue !== link else { return }
             oldValue?.attachedPeer = nil
             link?.attachedPeer = self
+            // A new link may be to a new process of the peer: its sequence numbers start over,
+            // and its datagram offer is the new link's (`DatagramChannel.linked`).
+            lastSeqReceived = 0
+            datagramTarget = nil
+            datagramToken = 0
+            datagramsConfirmedNs = 0
+            lastDatagramNs = 0
         }
     }
+    /// Where heartbeat datagrams to the peer go, and the token they carry (from the peer's hello
+    /// on the current link; nil: none, heartbeats go on the link).
+    @exclusivity(unchecked) var datagramTarget: UVDatagramTarget?
+    @exclusivity(unchecked) var datagramToken: UInt64 = 0
+    /// When the peer last reported that this node's datagrams arrive (0: not lately); while that
+    /// is recent (`DatagramChannel.confirmWindowNs`), heartbeats to it go by datagram alone.
+    @exclusivity(unchecked) var datagramsConfirmedNs: UInt64 = 0
+    /// When a datagram from the peer was last taken (0: none on this link).
+    @exclusivity(unchecked) var lastDatagramNs: UInt64 = 0
     /// A dial in progress, if any.
     var dialing: Link?
     var redialTimer: UVTimer?

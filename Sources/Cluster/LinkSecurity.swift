@@ -14,6 +14,9 @@ final class LinkSecurity {
     var transcript: [UInt8] = []
     var sealer: FrameSealer?
     var opener: FrameOpener?
+    /// The keys of the link's heartbeat datagrams, made with the sealer and the opener.
+    var datagramSealer: DatagramSealer?
+    var datagramOpener: DatagramOpener?
     /// When the key the peer sends under left this node's keyring (nil: it has not): the link
     /// closes if the peer has not switched (REKEY) within an election timeout.
     var peerKeyRetiredAtNs: UInt64?

@@ -408,6 +408,7 @@ final class LinkTable {
 
     private func detach(_ link: Link) {
         links[link.id] = nil
+        node.datagrams.closed(link)
         guard let peerID = link.peerID ?? link.expectedPeer, let peer = peers[peerID] else { return }
         if peer.link === link {
             peer.link = nil

@@ -73,6 +73,15 @@ public struct NodeOptions: Sendable {
     /// heartbeats. Off by default: a keyed node answers only `status` (and its own host's
     /// `transfer` and `keyring`) on unsigned JSON.
     public var allowUnauthenticatedJSON = false
+    /// Send heartbeats to peers as UDP datagrams beside the TCP links (PROTOCOL.md, "Datagram
+    /// heartbeats"): a datagram costs the kernel about half of what a TCP segment and its ACK
+    /// do. The node takes datagrams on a UDP socket at its listening address (the same port when
+    /// free); each peer link's hello carries the port and a token of its own. A peer's heartbeats
+    /// go by datagram alone only while the peer reports that they arrive; otherwise (no UDP
+    /// between the two, a peer that does not offer datagrams, datagrams lost) they go on the link
+    /// as before. Off when the election timeout is under four heartbeat intervals (a lost
+    /// datagram path is noticed within about three).
+    public var datagramHeartbeats = true
     /// Test hook: runs on the thread-pool thread of each durable write, before its first fsync
     /// (a slow or stuck disk).
     package var persistBeforeSync: (@Sendable () -> Void)?
@@ -151,6 +160,18 @@ public struct NodeStats: Sendable, Equatable {
     public var persistFailures: UInt64 = 0
     /// The last heartbeat round trip measured, in nanoseconds (0: none yet).
     public var lastRoundTripNs: UInt64 = 0
+    /// Heartbeat datagrams sent (the kernel took them), and those the kernel refused (its buffer
+    /// was full): dropped, as a datagram may be.
+    public var datagramsSent: UInt64 = 0
+    public var datagramSendFailures: UInt64 = 0
+    /// Heartbeat datagrams taken, and those dropped: malformed, an unknown token, a bad tag, a
+    /// replay, or while `NetworkFaults.dropsDatagrams` (and, as a link starts, the peer's first
+    /// datagram when it overtakes the hello that makes its token known here).
+    public var datagramsReceived: UInt64 = 0
+    public var datagramsRejected: UInt64 = 0
+    /// Heartbeats dropped as already had: the copy on the link of one that came by datagram,
+    /// or a datagram that came after a newer heartbeat.
+    public var heartbeatDuplicates: UInt64 = 0
     /// Peers with an established link, when the stats were read.
     public var peersConnected = 0
     /// Open connections of any kind (peer links and JSON clients), when the stats were read.
@@ -165,10 +186,13 @@ public struct NetworkFaults: Sendable, Equatable {
     public var isolated: Bool
     /// Drop peer messages to and from these nodes only.
     public var blockedPeers: Set<String>
+    /// Drop every heartbeat datagram that arrives (UDP is blocked; the links still work).
+    public var dropsDatagrams: Bool
 
-    public init(isolated: Bool = false, blockedPeers: Set<String> = []) {
+    public init(isolated: Bool = false, blockedPeers: Set<String> = [], dropsDatagrams: Bool = false) {
         self.isolated = isolated
         self.blockedPeers = blockedPeers
+        self.dropsDatagrams = dropsDatagrams
     }
 
     /// Whether messages to or from `peer` are dropped. On every heartbeat: an empty set is not

@@ -35,6 +35,7 @@ final class NodeRuntime: @unchecked Sendable {
     private(set) lazy var links = LinkTable(node: self, seed: seed)
     private(set) lazy var peerProtocol = PeerProtocol(node: self)
     private(set) lazy var jsonService = JSONService(node: self)
+    private(set) lazy var datagrams = DatagramChannel(node: self)
     let persister: Persister?
     let metrics: NodeMetrics
     /// `cluster bench`'s probes, or nil.
@@ -174,6 +175,8 @@ final class NodeRuntime: @unchecked Sendable {
         let addr = try HostPort(parsing: config.nodeAddr)
         let bound = try links.start(listeningOn: addr)
         membership.setLocalAddr(bound.description)
+        datagrams.start(host: bound.host, port: bound.port)
+        outbox.datagrams = datagrams
         running = true
         do {
             let hb = try UVTimer(loop: loop)
@@ -260,6 +263,8 @@ final class NodeRuntime: @unchecked Sendable {
         tickArmedFor = nil
         links.stop()
         outbox.flush()
+        outbox.datagrams = nil
+        datagrams.stop()
         publish()
     }
 

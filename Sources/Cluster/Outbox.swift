@@ -17,6 +17,9 @@ final class Outbox {
     @exclusivity(unchecked) private var dirty: [Link] = []
     /// The other buffer of `dirty`: a flush swaps them, so that a pass allocates nothing.
     @exclusivity(unchecked) private var spare: [Link] = []
+    /// The node's heartbeat datagrams, sent with every flush (set when the node starts; the
+    /// runtime owns both).
+    unowned(unsafe) var datagrams: DatagramChannel?
     /// Called for a link over the hard limit; the link table closes it.
     var onOverflow: (Link) -> Void = { _ in }
     /// The open link with this id (the link table's), for callbacks that must not hold a link;
@@ -66,6 +69,7 @@ final class Outbox {
     /// Writes what each link queued during this pass, one write per link, then applies the
     /// limits: pause reading over the soft limit, close over the hard one.
     func flush() {
+        if let datagrams { datagrams.flush() }
         guard !dirty.isEmpty else { return }
         // `overflow` may close links and so re-enter: work on the list swapped out of `dirty`
         // (into the spare buffer, so that neither list is copied or allocated).

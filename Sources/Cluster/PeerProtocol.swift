@@ -125,6 +125,7 @@ final class PeerProtocol {
                     throw .unauthenticated("the peer switched to key \(ClusterKey.idString(keyID)), which is not in this node's keyring")
                 }
                 security.opener!.rekey(to: key)
+                security.datagramOpener?.switchKey(to: key)
                 security.peerKeyRetiredAtNs = nil
             }
             return
@@ -152,8 +153,11 @@ final class PeerProtocol {
         guard LinkAuth.checkProof(proof, key: peerKey, transcript: security.transcript, dialer: !link.outbound) else {
             throw .unauthenticated("\(hello.nodeID) did not prove that it holds cluster key \(peerKey.idString)")
         }
-        security.opener = FrameOpener(
-            key: peerKey, transcriptHash: LinkAuth.transcriptHash(security.transcript), peerIsDialer: !link.outbound)
+        let transcriptHash = LinkAuth.transcriptHash(security.transcript)
+        security.opener = FrameOpener(key: peerKey, transcriptHash: transcriptHash, peerIsDialer: !link.outbound)
+        if hello.datagrams != nil || link.datagramToken != 0 {
+            security.datagramOpener = DatagramOpener(key: peerKey, transcriptHash: transcriptHash, peerIsDialer: !link.outbound)
+        }
         security.handshakeDone()
         guard let peer = node.links.peers[hello.nodeID] else {
             refuse(link, "unknown node \(hello.nodeID): not a member of this cluster", auth: false)
@@ -190,6 +194,7 @@ final class PeerProtocol {
             }
             if security.sealer != nil, security.sealer!.keyID != primary.id {
                 node.outbox.append(to: link) { security.sealer!.rekey(to: primary, into: &$0) }
+                security.datagramSealer?.switchKey(to: primary)
                 security.ownKey = primary
             } else if security.sealer == nil {
                 security.ownKey = primary  // its proof (still to be sent) will be made with it
@@ -234,26 +239,7 @@ final class PeerProtocol {
         guard let peer = link.attachedPeer else { return }
         switch frame {
         case .heartbeat(let hb):
-            guard hb.senderTag == link.peerTag else { throw .malformed("heartbeat sender tag does not match the hello") }
-            guard !node.faults.blocks(peerID) else { return }
-            if let shard = benchShard {
-                benchReceived(hb, from: peer, shard)
-            } else if hb.reply && hb.ackSeq == peer.probeSeq && peer.probeSentNs != 0 {
-                peer.roundTripNs = node.nowNs &- peer.probeSentNs
-                node.stats.lastRoundTripNs = peer.roundTripNs
-                node.metrics.roundTrip(peer.roundTripNs)
-                peer.probeSentNs = 0
-            }
-            let message = HeartbeatMessage(
-                from: peerID, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role,
-                ackSeq: hb.ackSeq, probe: hb.probe)
-            guard node.heartbeatCounted(message, from: peer) else { return }
-            // Superseded by this one if the read held an older one (see `pendingHeartbeat`).
-            pendingHeartbeat = (message, peer)
-            // The answer to a probe goes at once, acknowledging this heartbeat; it carries this
-            // node's state as it is, before the heartbeat is applied (a term adopted from it goes
-            // out with the next heartbeat, microseconds later: heartbeats are state, not votes).
-            if hb.probe { sendHeartbeat(to: peer, reply: true) }
+            try heartbeatArrived(hb, from: peer)
         case .voteRequest(let request):
             guard request.candidateID == peerID else {
                 throw .malformed("vote request for \(request.candidateID) on the link of \(peerID)")
@@ -275,6 +261,55 @@ final class PeerProtocol {
         case .hello, .goodbye:
             break
         }
+    }
+
+    /// A heartbeat datagram for `link` (token, mode and, on a keyed link, tag checked by the
+    /// channel), at `now`: the peer's datagrams arrive, and the link is heard from.
+    func datagramArrived(_ hb: HeartbeatFrame, from peer: Peer, on link: Link, at now: UInt64) {
+        do throws(WireError) {
+            try heartbeatArrived(hb, from: peer)
+        } catch {
+            // Only the peer on this link knows its token (and, keyed, its key): a frame it
+            // should never send. Dropped; the link's stream is what says goodbye.
+            node.stats.datagramsRejected &+= 1
+            return
+        }
+        link.lastHeardNs = now
+        peer.lastDatagramNs = now
+        applyPendingHeartbeat()
+    }
+
+    /// A heartbeat from `peer`, by its link or by datagram.
+    private func heartbeatArrived(_ hb: HeartbeatFrame, from peer: Peer) throws(WireError) {
+        guard hb.senderTag == peer.tag else { throw .malformed("heartbeat sender tag does not match the hello") }
+        let peerID = peer.id
+        guard !node.faults.blocks(peerID) else { return }
+        // Sent both ways (by datagram and on the link, while the datagrams are not known to
+        // arrive) or overtaken by a newer one: only the first of a sequence number counts.
+        guard hb.seq > peer.lastSeqReceived else {
+            node.stats.heartbeatDuplicates &+= 1
+            return
+        }
+        // The peer says whether this node's datagrams reach it: they go alone while it does.
+        peer.datagramsConfirmedNs = hb.datagramsArrive ? node.nowNs : 0
+        if let shard = benchShard {
+            benchReceived(hb, from: peer, shard)
+        } else if hb.reply && hb.ackSeq == peer.probeSeq && peer.probeSentNs != 0 {
+            peer.roundTripNs = node.nowNs &- peer.probeSentNs
+            node.stats.lastRoundTripNs = peer.roundTripNs
+            node.metrics.roundTrip(peer.roundTripNs)
+            peer.probeSentNs = 0
+        }
+        let message = HeartbeatMessage(
+            from: peerID, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role,
+            ackSeq: hb.ackSeq, probe: hb.probe)
+        guard node.heartbeatCounted(message, from: peer) else { return }
+        // Superseded by this one if the read held an older one (see `pendingHeartbeat`).
+        pendingHeartbeat = (message, peer)
+        // The answer to a probe goes at once, acknowledging this heartbeat; it carries this
+        // node's state as it is, before the heartbeat is applied (a term adopted from it goes
+        // out with the next heartbeat, microseconds later: heartbeats are state, not votes).
+        if hb.probe { sendHeartbeat(to: peer, reply: true) }
     }
 
     /// The peer's hello (`raw`: its bytes, on a keyed link). Without a key the link is the
@@ -335,8 +370,11 @@ final class PeerProtocol {
             acceptorHello: link.outbound ? raw : security.ownHello)
         let proof = LinkAuth.proof(key: security.ownKey, transcript: security.transcript, dialer: link.outbound)
         node.outbox.append(to: link) { LinkAuth.encodeAuth(proof, into: &$0) }
-        security.sealer = FrameSealer(
-            key: security.ownKey, transcriptHash: LinkAuth.transcriptHash(security.transcript), dialer: link.outbound)
+        let transcriptHash = LinkAuth.transcriptHash(security.transcript)
+        security.sealer = FrameSealer(key: security.ownKey, transcriptHash: transcriptHash, dialer: link.outbound)
+        if hello.datagrams != nil {
+            security.datagramSealer = DatagramSealer(key: security.ownKey, transcriptHash: transcriptHash, dialer: link.outbound)
+        }
     }
 
     /// Makes `link` the peer's link (hello, and on a keyed link the proofs, done).
@@ -347,6 +385,7 @@ final class PeerProtocol {
         case .attached:
             logger.info("linked to \(peer.id)")
             if sendHello { node.outbox.append(helloBytes(for: link), to: link) }
+            node.datagrams.linked(link, to: peer, offer: hello.datagrams)
             node.peerLinked(peer, priority: hello.priority)
             sendHeartbeat(to: peer, reply: false)
         case .refused(let reason):
@@ -402,9 +441,14 @@ final class PeerProtocol {
     func helloBytes(for link: Link) -> [UInt8] {
         var out: [UInt8] = []
         let key = node.options.keyring?.primary
+        link.datagramToken = node.datagrams.newToken()
+        let offer = node.datagrams.port.flatMap { port in
+            link.datagramToken == 0 ? nil : HelloDatagrams(port: port, token: link.datagramToken)
+        }
         let hello = HelloMessage(
             nodeID: node.config.nodeID, nodeAddr: node.membership.localNode.addr, priority: node.config.priority,
-            clusterName: node.options.clusterName, auth: key.map { HelloAuth(keyID: $0.id, nonce: LinkAuth.nonce()) })
+            clusterName: node.options.clusterName, auth: key.map { HelloAuth(keyID: $0.id, nonce: LinkAuth.nonce()) },
+            datagrams: offer)
         // The id, address and name were validated at start; an over-long one fails here, loudly.
         do {
             try Wire.encodeHello(hello, into: &out)
@@ -476,16 +520,24 @@ final class PeerProtocol {
         let probe = (rounds &+ probePhase) % Self.probeEveryRounds == 1
         if probe { node.stats.probeRounds &+= 1 }
         benchShard?.roundSent()
+        let now = node.nowNs
         for peer in node.links.peers.values {
-            sendHeartbeat(to: peer, reply: false, probe: probe, seq: heartbeatSeq)
+            sendHeartbeat(to: peer, reply: false, probe: probe, seq: heartbeatSeq, now: now)
         }
     }
 
-    /// A heartbeat to one peer, built from the core's state; skipped while the link is over the
-    /// outbox's soft limit.
-    func sendHeartbeat(to peer: Peer, reply: Bool, probe: Bool = false, seq: UInt64? = nil) {
+    /// A heartbeat to one peer, built from the core's state (`now`: the time, if the caller has
+    /// read it). By datagram alone while the peer reports that this node's datagrams arrive; on
+    /// the link otherwise, and then by datagram too if the peer offered datagrams (so that it
+    /// can report them arriving; the copy that comes second is dropped as a duplicate). Skipped
+    /// on the link while the link is over the outbox's soft limit.
+    func sendHeartbeat(to peer: Peer, reply: Bool, probe: Bool = false, seq: UInt64? = nil, now: UInt64? = nil) {
         guard let link = peer.link, !node.faults.blocks(peer.id) else { return }
-        if node.outbox.isCongested(link) {
+        let now = now ?? node.nowNs
+        let datagrams = peer.datagramTarget != nil
+        let datagramOnly = datagrams && peer.datagramsConfirmedNs != 0
+            && now &- peer.datagramsConfirmedNs < node.datagrams.confirmWindowNs
+        if !datagramOnly && node.outbox.isCongested(link) {
             node.stats.heartbeatsSkipped &+= 1
             return
         }
@@ -496,11 +548,15 @@ final class PeerProtocol {
         let state = node.heartbeatState()
         let frame = HeartbeatFrame(
             seq: seq, epoch: state.epoch, term: state.term, lsn: state.lsn, role: state.role,
-            ackSeq: peer.lastSeqReceived, senderTag: localTag, probe: probe, reply: reply)
-        guard append(to: link, { Wire.encodeHeartbeat(frame, into: &$0) }) else { return }
+            ackSeq: peer.lastSeqReceived, senderTag: localTag, probe: probe, reply: reply,
+            datagramsArrive: peer.lastDatagramNs != 0 && now &- peer.lastDatagramNs < node.datagrams.arriveWindowNs)
+        if datagrams { node.datagrams.append(frame, to: peer, on: link) }
+        if !datagramOnly {
+            guard append(to: link, { Wire.encodeHeartbeat(frame, into: &$0) }) else { return }
+        }
         if probe {
             peer.probeSeq = seq
-            peer.probeSentNs = node.nowNs
+            peer.probeSentNs = now
             if let shard = benchShard {
                 let now = UVLoop.hrtimeNs()
                 if shard.meshInflight > 0 {

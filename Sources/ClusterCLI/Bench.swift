@@ -72,7 +72,7 @@ final class BenchCluster {
     private let make: (String, UVLoop?) throws -> ElectionManager
 
     init(nodes: Int, threads: Int, heartbeat: Duration, electionTimeout: Duration, hooks: BenchHooks,
-         dataRoot: String? = nil, key: ClusterKey? = nil) throws {
+         dataRoot: String? = nil, key: ClusterKey? = nil, datagrams: Bool = true) throws {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         ids = (1...nodes).map { "n\($0)" }
@@ -90,6 +90,7 @@ final class BenchCluster {
                 dataDirectory: dataRoot.map { "\($0)/\(id)" }, randomSeed: seedValue &+ UInt64(id.hashValue & 0xffff),
                 logger: logger, loop: loop)
             options.benchHooks = hooks
+            options.datagramHeartbeats = datagrams
             if let key { options.keyring = ClusterKeyring(primary: key) }
             let manager = ElectionManager(config: config, membership: membership, options: options)
             try manager.start()
@@ -153,6 +154,8 @@ struct BenchSteady: ParsableCommand {
     @Option(help: "Seconds measured (after 1 s of warm-up).") var seconds = 5.0
     @Option(help: "Loop threads shared by the nodes (0: one per node).") var threads = 1
     @Flag(help: "Give the nodes a cluster key: every frame is authenticated.") var key = false
+    @Flag(inversion: .prefixedNo, help: "Heartbeats as UDP datagrams beside the links (the nodes' default).")
+    var datagrams = true
     @OptionGroup var output: BenchOutput
 
     var heartbeat: Duration { intervalMs.map { .milliseconds($0) } ?? interval.duration }
@@ -170,7 +173,8 @@ struct BenchSteady: ParsableCommand {
         let hooks = BenchHooks()
         let cluster = try BenchCluster(
             nodes: nodes, threads: threads, heartbeat: heartbeat,
-            electionTimeout: .milliseconds(max(20 * Int64(intervalMs), 500)), hooks: hooks, key: key ? ClusterKey.generate() : nil)
+            electionTimeout: .milliseconds(max(20 * Int64(intervalMs), 500)), hooks: hooks, key: key ? ClusterKey.generate() : nil,
+            datagrams: datagrams)
         guard cluster.agreedLeader(linked: true, pollSeconds: 0.05) != nil else {
             progressDone()
             printError("cluster bench: the cluster did not form within 30 s")
@@ -179,12 +183,15 @@ struct BenchSteady: ParsableCommand {
         progress("steady: warming up")
         pause(seconds: 1)
         let managers = cluster.ids.map { cluster.manager($0) }
-        func totals() -> (received: UInt64, skipped: UInt64, sent: UInt64, rounds: UInt64, linked: UInt64, terms: UInt64) {
-            managers.reduce((0, 0, 0, 0, 0, 0)) { acc, m in
+        func totals() -> (
+            received: UInt64, skipped: UInt64, sent: UInt64, rounds: UInt64, linked: UInt64, terms: UInt64, datagrams: UInt64
+        ) {
+            managers.reduce((0, 0, 0, 0, 0, 0, 0)) { acc, m in
                 let s = m.stats
                 return (
                     acc.0 + s.heartbeatsReceived, acc.1 + s.heartbeatsSkipped, acc.2 + s.heartbeatsSent,
-                    acc.3 + s.heartbeatRounds, acc.4 + s.peerLinksEstablished, max(acc.5, m.currentTerm))
+                    acc.3 + s.heartbeatRounds, acc.4 + s.peerLinksEstablished, max(acc.5, m.currentTerm),
+                    acc.6 + s.datagramsReceived)
             }
         }
         let before = totals()
@@ -214,7 +221,8 @@ struct BenchSteady: ParsableCommand {
         let latency = LatencySummary(latencies)
         let nominal = Double(nodes * (nodes - 1)) * 1000 / intervalMs
         output.emit([
-            ("impl", "\"swift-cluster\""), ("mode", "\"steady\""), ("keyed", "\(key)"), ("nodes", "\(nodes)"),
+            ("impl", "\"swift-cluster\""), ("mode", "\"steady\""), ("keyed", "\(key)"), ("datagrams", "\(datagrams)"),
+            ("nodes", "\(nodes)"),
             ("threads", "\(threads == 0 ? nodes : threads)"), ("seconds", "\(seconds)"), ("interval_ms", format(intervalMs, 0)),
             ("nominal_per_s", format(nominal, 0)),
             ("heartbeats_per_s", format(Double(received) / wall, 0)),
@@ -226,6 +234,10 @@ struct BenchSteady: ParsableCommand {
             ("latency_p50_us", format(latency.p50us)), ("latency_p99_us", format(latency.p99us)),
             ("rtt_p50_us", format(rtt.p50us)), ("rtt_p99_us", format(rtt.p99us)), ("rtt_samples", "\(rtt.count)"),
             ("skipped", "\(after.skipped - before.skipped)"),
+            // The share of heartbeats that came by datagram (the rest came on the links).
+            ("by_datagram_pct", format(
+                after.received > before.received
+                    ? Double(after.datagrams - before.datagrams) * 100 / Double(after.received - before.received) : 0)),
             // What explains a count above nominal: rounds (one per node per interval, one in ten
             // answered), links made again, elections.
             ("rounds_per_s", format(Double(counts.rounds) / wall, 0)),
@@ -260,8 +272,11 @@ struct BenchMesh: ParsableCommand {
         progress("mesh: starting \(nodes) nodes")
         let hooks = BenchHooks(meshInflight: inflight)
         // Heartbeat rounds are rare here: the probes are the load.
+        // Probes ride the links (TCP, as the yardstick's frames do): a flat-out stream of
+        // datagrams would measure drops in full socket buffers, not the protocol.
         let cluster = try BenchCluster(
-            nodes: nodes, threads: threads, heartbeat: .seconds(1), electionTimeout: .seconds(30), hooks: hooks)
+            nodes: nodes, threads: threads, heartbeat: .seconds(1), electionTimeout: .seconds(30), hooks: hooks,
+            datagrams: false)
         // No election is needed: the probes flow between linked nodes whatever their roles.
         let managers = cluster.ids.map { cluster.manager($0) }
         let formed = Date().addingTimeInterval(30)

@@ -29,6 +29,12 @@ struct WireTests {
         .voteRequest(VoteRequest(candidateID: "t", term: 1, preVote: true, transfer: true)),
         .timeoutNow(TimeoutNowMessage(from: "n1", term: 3)),
         .timeoutNow(TimeoutNowMessage(from: String(repeating: "é", count: 127), term: .max)),
+        // Datagram heartbeats: the heartbeat's flag bit 2, the hello's offer.
+        .heartbeat(HeartbeatFrame(seq: 2, epoch: 1, term: 1, lsn: 0, role: .primary, senderTag: 9, datagramsArrive: true)),
+        .hello(HelloMessage(nodeID: "n5", nodeAddr: "127.0.0.1:7005", datagrams: HelloDatagrams(port: 7005, token: .max))),
+        .hello(HelloMessage(
+            nodeID: "n6", clusterName: "c", auth: HelloAuth(keyID: 3, nonce: Array(repeating: 7, count: LinkAuth.nonceBytes)),
+            datagrams: HelloDatagrams(port: 1, token: 0))),
     ]
 
     static func encoded(_ frames: [WireFrame]) throws -> [UInt8] {
@@ -333,8 +339,8 @@ struct WireTests {
     @Test func fieldViolationsAreErrors() throws {
         let good = try Self.encoded([.heartbeat(Self.heartbeat)])
         var bad = good
-        bad[5] = 4  // flag bit 2
-        #expect(throws: WireError.malformed("heartbeat flags 4 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
+        bad[5] = 8  // flag bit 3 (bits 0-2: probe, reply, datagrams arrive)
+        #expect(throws: WireError.malformed("heartbeat flags 8 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
         bad = good
         bad[6] = 3  // role
         #expect(throws: WireError.malformed("heartbeat role 3")) { _ = try Wire.decodeFrame(bad) }
@@ -351,8 +357,10 @@ struct WireTests {
         bad[13] = 0xC3  // a lead byte with no continuation
         #expect(throws: WireError.badUTF8("the hello node address")) { _ = try Wire.decodeFrame(bad) }
         bad = hello
-        bad[6] = 4  // bits 0 (cluster name) and 1 (key) are defined since the cluster key; 2-7 are reserved
-        #expect(throws: WireError.malformed("hello flags 4 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
+        bad[6] = 8  // bits 0 (cluster name), 1 (key) and 2 (datagrams) are defined; 3-7 are reserved
+        #expect(throws: WireError.malformed("hello flags 8 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
+        bad[6] = 4  // datagrams announced but absent
+        #expect(throws: WireError.truncated("the hello datagram port")) { _ = try Wire.decodeFrame(bad) }
         bad[6] = 1  // a name announced but absent
         #expect(throws: WireError.truncated("the hello cluster name length")) { _ = try Wire.decodeFrame(bad) }
         #expect(throws: WireError.malformed("the hello node id is empty")) {

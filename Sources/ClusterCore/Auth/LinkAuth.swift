@@ -67,8 +67,11 @@ public enum LinkAuth {
 
     /// The frame key of one direction (from the dialer, or to it), generation `generation`
     /// (0 at link start, one more per REKEY).
-    static func frameKey(key: ClusterKey, transcriptHash: [UInt8], fromDialer: Bool, generation: UInt32) -> SymmetricKey {
-        var info = Array((fromDialer ? "frames dialer to acceptor" : "frames acceptor to dialer").utf8)
+    /// Heartbeat datagrams (`datagrams`) have keys of their own, derived alike under their own label.
+    static func frameKey(
+        key: ClusterKey, transcriptHash: [UInt8], fromDialer: Bool, generation: UInt32, datagrams: Bool = false
+    ) -> SymmetricKey {
+        var info = Array(((datagrams ? "datagrams" : "frames") + (fromDialer ? " dialer to acceptor" : " acceptor to dialer")).utf8)
         info.appendBE(generation)
         return HKDF<SHA256>.deriveKey(
             inputKeyMaterial: key.symmetricKey, salt: transcriptHash, info: info, outputByteCount: 32)
@@ -192,19 +195,23 @@ struct FrameDirection {
     private(set) var generation: UInt32 = 0
     private let transcriptHash: [UInt8]
     private let fromDialer: Bool
+    private let datagrams: Bool
 
-    init(key: ClusterKey, transcriptHash: [UInt8], fromDialer: Bool) {
+    init(key: ClusterKey, transcriptHash: [UInt8], fromDialer: Bool, datagrams: Bool = false) {
         self.transcriptHash = transcriptHash
         self.fromDialer = fromDialer
+        self.datagrams = datagrams
         keyID = key.id
-        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: 0))
+        mac = FrameMAC(key: LinkAuth.frameKey(
+            key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: 0, datagrams: datagrams))
     }
 
     /// The next generation, under `key`.
     mutating func switchKey(to key: ClusterKey) {
         generation &+= 1
         keyID = key.id
-        mac = FrameMAC(key: LinkAuth.frameKey(key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: generation))
+        mac = FrameMAC(key: LinkAuth.frameKey(
+            key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: generation, datagrams: datagrams))
     }
 }
 

@@ -60,10 +60,13 @@ public struct HelloMessage: Sendable, Equatable, Hashable {
     /// The id of the sender's primary cluster key and a fresh random nonce of
     /// `LinkAuth.nonceBytes` bytes (flag bit 1): the sender holds a key and will prove it.
     public var auth: HelloAuth?
+    /// Where the sender takes heartbeat datagrams on this link (flag bit 2): its UDP port and the
+    /// token every datagram to it must carry (PROTOCOL.md, "Datagram heartbeats").
+    public var datagrams: HelloDatagrams?
 
     public init(
         nodeID: String, nodeAddr: String = "", priority: Int = 1, version: UInt8 = Wire.version,
-        clusterName: String = "", auth: HelloAuth? = nil
+        clusterName: String = "", auth: HelloAuth? = nil, datagrams: HelloDatagrams? = nil
     ) {
         self.version = version
         self.nodeID = nodeID
@@ -71,10 +74,26 @@ public struct HelloMessage: Sendable, Equatable, Hashable {
         self.priority = priority
         self.clusterName = clusterName
         self.auth = auth
+        self.datagrams = datagrams
     }
 
-    /// The flags byte: bit 0 a cluster name follows, bit 1 a key id and nonce follow.
-    public var flags: UInt8 { (clusterName.isEmpty ? 0 : 1) | (auth == nil ? 0 : 2) }
+    /// The flags byte: bit 0 a cluster name follows, bit 1 a key id and nonce follow, bit 2 a
+    /// datagram port and token follow.
+    public var flags: UInt8 { (clusterName.isEmpty ? 0 : 1) | (auth == nil ? 0 : 2) | (datagrams == nil ? 0 : 4) }
+}
+
+/// What a hello offers for heartbeat datagrams: the UDP port the sender receives them on (at the
+/// address the link's connection comes from or goes to), and the token, random and fresh for
+/// every link, that tells the sender which link a datagram is for and that only the peer on this
+/// link knows.
+public struct HelloDatagrams: Sendable, Equatable, Hashable {
+    public var port: UInt16
+    public var token: UInt64
+
+    public init(port: UInt16, token: UInt64) {
+        self.port = port
+        self.token = token
+    }
 }
 
 /// What a keyed node's hello carries: the id of the key it sends with, and its nonce.
@@ -97,6 +116,9 @@ public struct HeartbeatFrame: Sendable, Equatable, Hashable {
     public var probe: Bool
     /// Flag bit 1: this heartbeat answers a probe.
     public var reply: Bool
+    /// Flag bit 2: the sender has had a heartbeat datagram from the receiver within the last two
+    /// heartbeat intervals (the receiver may send it heartbeats as datagrams alone).
+    public var datagramsArrive: Bool
     public var role: NodeRole
     /// The sender's heartbeat sequence number.
     public var seq: UInt64
@@ -112,10 +134,11 @@ public struct HeartbeatFrame: Sendable, Equatable, Hashable {
     @inlinable
     public init(
         seq: UInt64, epoch: UInt64, term: UInt64, lsn: UInt64, role: NodeRole, ackSeq: UInt64 = 0,
-        senderTag: UInt64, probe: Bool = false, reply: Bool = false
+        senderTag: UInt64, probe: Bool = false, reply: Bool = false, datagramsArrive: Bool = false
     ) {
         self.probe = probe
         self.reply = reply
+        self.datagramsArrive = datagramsArrive
         self.role = role
         self.seq = seq
         self.epoch = epoch
@@ -138,9 +161,9 @@ public struct HeartbeatFrame: Sendable, Equatable, Hashable {
         self.init(message, senderTag: Wire.fnv1a64(message.from), reply: reply)
     }
 
-    /// The flags byte: bit 0 probe, bit 1 reply.
+    /// The flags byte: bit 0 probe, bit 1 reply, bit 2 datagrams arrive.
     @inlinable
-    public var flags: UInt8 { (probe ? 1 : 0) | (reply ? 2 : 0) }
+    public var flags: UInt8 { (probe ? 1 : 0) | (reply ? 2 : 0) | (datagramsArrive ? 4 : 0) }
 
     /// The heartbeat as the core sees it, from the sender the connection's hello named.
     /// (`reply` has no place in `HeartbeatMessage`; the tag is not checked here.)

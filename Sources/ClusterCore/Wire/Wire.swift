@@ -90,7 +90,7 @@ public enum Wire {
         if let auth = h.auth, auth.nonce.count != LinkAuth.nonceBytes {
             throw .malformed("hello nonce is \(auth.nonce.count) bytes, not \(LinkAuth.nonceBytes)")
         }
-        let extra = (name == 0 ? 0 : 2 + name) + (h.auth == nil ? 0 : 8 + LinkAuth.nonceBytes)
+        let extra = (name == 0 ? 0 : 2 + name) + (h.auth == nil ? 0 : 8 + LinkAuth.nonceBytes) + (h.datagrams == nil ? 0 : 10)
         out.appendHeader(length: 1 + 1 + 1 + 2 + id + 2 + addr + 8 + extra, type: .hello)
         out.append(h.version)
         out.append(h.flags)
@@ -106,6 +106,10 @@ public enum Wire {
         if let auth = h.auth {
             out.appendBE(auth.keyID)
             out.append(contentsOf: auth.nonce)
+        }
+        if let datagrams = h.datagrams {
+            out.appendBE(datagrams.port)
+            out.appendBE(datagrams.token)
         }
     }
 
@@ -228,14 +232,15 @@ public enum Wire {
             throw .trailingBytes(type: FrameType.heartbeat.rawValue, count: count - heartbeatFrameBytes)
         }
         let flags = WireRead.u8(frame, 5)
-        guard flags & ~3 == 0 else { throw .malformed("heartbeat flags \(flags) set reserved bits") }
+        guard flags & ~7 == 0 else { throw .malformed("heartbeat flags \(flags) set reserved bits") }
         let rawRole = WireRead.u8(frame, 6)
         guard let role = NodeRole(rawValue: Int(rawRole)) else { throw .malformed("heartbeat role \(rawRole)") }
         guard WireRead.u8(frame, 7) == 0 else { throw .malformed("heartbeat reserved byte is not 0") }
         return HeartbeatFrame(
             seq: WireRead.u64(frame, 8), epoch: WireRead.u64(frame, 16), term: WireRead.u64(frame, 24),
             lsn: WireRead.u64(frame, 32), role: role, ackSeq: WireRead.u64(frame, 40),
-            senderTag: WireRead.u64(frame, 48), probe: flags & 1 != 0, reply: flags & 2 != 0)
+            senderTag: WireRead.u64(frame, 48), probe: flags & 1 != 0, reply: flags & 2 != 0,
+            datagramsArrive: flags & 4 != 0)
     }
 
     static func decodeHello(_ frame: RawSpan) throws(WireError) -> HelloMessage {
@@ -243,7 +248,7 @@ public enum Wire {
         let version = try WireRead.u8(frame, &o, "the hello version")
         guard version == Wire.version else { throw .badVersion(Int(version)) }
         let flags = try WireRead.u8(frame, &o, "the hello flags")
-        guard flags & ~3 == 0 else { throw .malformed("hello flags \(flags) set reserved bits") }
+        guard flags & ~7 == 0 else { throw .malformed("hello flags \(flags) set reserved bits") }
         let id = try WireRead.id(frame, &o, "the hello node id")
         let addrLen = Int(try WireRead.u16(frame, &o, "the hello address length"))
         guard addrLen <= maxAddrBytes else { throw .malformed("hello node address is \(addrLen) bytes, more than \(maxAddrBytes)") }
@@ -265,10 +270,16 @@ public enum Wire {
             o += LinkAuth.nonceBytes
             auth = HelloAuth(keyID: keyID, nonce: nonce)
         }
+        var datagrams: HelloDatagrams?
+        if flags & 4 != 0 {
+            let port = try WireRead.u16(frame, &o, "the hello datagram port")
+            guard port != 0 else { throw .malformed("hello datagram port is 0") }
+            datagrams = HelloDatagrams(port: port, token: try WireRead.u64(frame, &o, "the hello datagram token"))
+        }
         try WireRead.end(frame, o, .hello)
         return HelloMessage(
             nodeID: id, nodeAddr: addr, priority: Int(truncatingIfNeeded: Int64(bitPattern: priority)), version: version,
-            clusterName: name, auth: auth)
+            clusterName: name, auth: auth, datagrams: datagrams)
     }
 
     static func decodeVoteRequest(_ frame: RawSpan) throws(WireError) -> VoteRequest {

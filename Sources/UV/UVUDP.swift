@@ -1,0 +1,161 @@
+import CLibUV
+
+/// Where a datagram goes: a numeric IPv4 or IPv6 address and a port, parsed once.
+public struct UVDatagramTarget: @unchecked Sendable, Equatable {
+    // @unchecked: a plain C struct of integers and byte tuples (the importer does not infer it).
+    fileprivate var storage: sockaddr_storage
+
+    public init(host: String, port: Int) throws(UVError) {
+        storage = try makeSocketAddress(host: host, port: port, operation: "datagram target")
+    }
+
+    public static func == (a: UVDatagramTarget, b: UVDatagramTarget) -> Bool {
+        var x = a.storage, y = b.storage
+        return memcmp(&x, &y, MemoryLayout<sockaddr_storage>.size) == 0
+    }
+}
+
+/// Datagrams gathered during a pass of the loop, sent together by `UVUDPSocket.send(_:)` (one
+/// `sendmmsg` per 64). Reuses its storage: after the first passes, appending allocates nothing.
+public struct UVDatagramBatch {
+    private(set) var bytes: [UInt8] = []
+    private(set) var starts: [UInt32] = []
+    private(set) var lengths: [UInt32] = []
+    private(set) var targets: [sockaddr_storage] = []
+
+    public init() {}
+
+    public var count: Int { starts.count }
+    public var isEmpty: Bool { starts.isEmpty }
+
+    /// Adds one datagram to `target`, whose bytes `encode` appends to the buffer it is given
+    /// (which holds the batch's earlier datagrams before the index it is handed). If `encode`
+    /// appends nothing, no datagram is added.
+    @inline(__always)
+    public mutating func append(to target: UVDatagramTarget, _ encode: (inout [UInt8], Int) -> Void) {
+        let start = bytes.count
+        encode(&bytes, start)
+        guard bytes.count > start else { return }
+        starts.append(UInt32(truncatingIfNeeded: start))
+        lengths.append(UInt32(truncatingIfNeeded: bytes.count - start))
+        targets.append(target.storage)
+    }
+
+    /// Empties the batch, keeping its storage.
+    public mutating func removeAll() {
+        bytes.removeAll(keepingCapacity: true)
+        starts.removeAll(keepingCapacity: true)
+        lengths.removeAll(keepingCapacity: true)
+        targets.removeAll(keepingCapacity: true)
+    }
+}
+
+/// A bound UDP socket. Loop thread only.
+///
+/// Ownership: `udp` is allocated in `init` and freed in the close callback (`didClose`). Datagrams
+/// are read into the loop's shared read buffer (see `UVLoop.sharedReadBuffer`) and handed over
+/// as a `RawSpan` valid during the call only; sends borrow the batch's storage for the call.
+public final class UVUDPSocket: UVHandle {
+    private let udp: UnsafeMutablePointer<uv_udp_t>
+    private var onDatagram: ((RawSpan) -> Void)?
+    /// Datagrams that did not fit the read buffer (cut short by the kernel) and were dropped.
+    public private(set) var truncatedDatagrams: UInt64 = 0
+    /// The address bound: with port 0 the kernel picks a free port, reported here.
+    public private(set) var boundAddress = UVSocketAddress(sockaddr_storage())
+
+    /// Binds `host:port` (port 0: any free port). Not reading until `startReceiving`.
+    public init(loop: UVLoop, host: String, port: Int) throws(UVError) {
+        try UVHandle.checkLoopOpen(loop, "udp bind")
+        var addr = try makeSocketAddress(host: host, port: port, operation: "udp bind")
+        udp = .allocate(capacity: 1)
+        let status = uv_udp_init(loop.loop, udp)
+        if status < 0 {
+            udp.deallocate()
+            throw UVError(code: status, operation: "uv_udp_init")
+        }
+        super.init(loop: loop, handle: clibuv_udp_as_handle(udp))
+        retainUntilClosed()
+        do {
+            try UVError.check(uv_udp_bind(udp, clibuv_sockaddr(&addr), 0), "udp bind \(host):\(port)")
+            var bound = sockaddr_storage()
+            var len = Int32(MemoryLayout<sockaddr_storage>.size)
+            try UVError.check(uv_udp_getsockname(udp, clibuv_sockaddr_mut(&bound), &len), "udp getsockname")
+            boundAddress = UVSocketAddress(bound)
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    /// The bound port.
+    public var port: Int { boundAddress.port }
+
+    /// Starts reading: `onDatagram` gets each datagram whole (valid during the call only).
+    /// Datagrams larger than the read buffer (64 KiB) are dropped and counted.
+    public func startReceiving(_ onDatagram: @escaping (RawSpan) -> Void) throws(UVError) {
+        loop.preconditionInEventLoop()
+        guard !isClosing else { throw UVError(code: UVError.notConnected, operation: "udp receive on a closed socket") }
+        self.onDatagram = onDatagram
+        try UVError.check(uv_udp_recv_start(udp, { handle, _, buf in
+            guard let handle, let buf, let data = handle.pointee.data else { return }
+            let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVUDPSocket.self)
+            let buffer = me.loop.sharedReadBuffer()
+            buf.pointee = uv_buf_init(buffer.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(buffer.count))
+        }, { handle, nread, _, addr, flags in
+            // nread 0 with no address: nothing more to read (EAGAIN); 0 with one: an empty
+            // datagram. Errors on an unconnected UDP socket concern one datagram, not the socket.
+            guard let handle, nread > 0, addr != nil, let data = handle.pointee.data else { return }
+            let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVUDPSocket.self)
+            me.deliver(count: nread, partial: flags & UInt32(UV_UDP_PARTIAL.rawValue) != 0)
+        }), "uv_udp_recv_start")
+    }
+
+    private func deliver(count: Int, partial: Bool) {
+        guard let onDatagram, !isClosing else { return }
+        if partial {
+            truncatedDatagrams &+= 1
+            return
+        }
+        let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(loop.sharedReadBuffer())[0..<count])
+        onDatagram(RawSpan(_unsafeBytes: bytes))
+    }
+
+    /// Sends the batch's datagrams (sendmmsg, nonblocking) and empties it. Returns how many the
+    /// kernel took; the rest are dropped (the socket buffer was full, or the send failed), as a
+    /// datagram may be.
+    @discardableResult
+    public func send(_ batch: inout UVDatagramBatch) -> Int {
+        loop.preconditionInEventLoop()
+        defer { batch.removeAll() }
+        guard !batch.isEmpty, !isClosing else { return 0 }
+        var fd: uv_os_fd_t = -1
+        guard uv_fileno(clibuv_udp_as_handle(udp), &fd) == 0 else { return 0 }
+        let sent = batch.bytes.withUnsafeBufferPointer { bytes in
+            batch.starts.withUnsafeBufferPointer { starts in
+                batch.lengths.withUnsafeBufferPointer { lengths in
+                    batch.targets.withUnsafeBufferPointer { targets in
+                        clibuv_udp_send_batch(
+                            fd, bytes.baseAddress, starts.baseAddress, lengths.baseAddress, targets.baseAddress,
+                            Int32(batch.count))
+                    }
+                }
+            }
+        }
+        return max(0, Int(sent))
+    }
+
+    /// Sets SO_RCVBUF (the kernel doubles it for its bookkeeping).
+    public func setReceiveBufferSize(_ bytes: Int32) throws(UVError) {
+        var value = bytes
+        try UVError.check(uv_recv_buffer_size(clibuv_udp_as_handle(udp), &value), "udp SO_RCVBUF")
+    }
+
+    override func willClose() {
+        onDatagram = nil
+        uv_udp_recv_stop(udp)
+    }
+
+    override func didClose() {
+        udp.deallocate()
+    }
+}
