@@ -107,11 +107,9 @@ final class DatagramChannel {
     func append(_ frame: HeartbeatFrame, to peer: Peer, on link: Link) {
         guard let target = peer.datagramTarget else { return }
         let token = peer.datagramToken
-        if let security = link.security {
-            guard security.datagramSealer != nil else { return }
-            batch.append(to: target) { out, _ in
-                HeartbeatDatagram.encode(frame, token: token, sealer: &security.datagramSealer!, into: &out)
-            }
+        if keyed {
+            guard let sealer = link.datagramSealer else { return }
+            batch.append(to: target) { out, _ in HeartbeatDatagram.encode(frame, token: token, sealer: sealer, into: &out) }
         } else {
             batch.append(to: target) { out, _ in HeartbeatDatagram.encode(frame, token: token, into: &out) }
         }
@@ -147,13 +145,10 @@ final class DatagramChannel {
             node.stats.datagramsRejected &+= 1
             return
         }
-        if let security = link.security {
-            guard security.datagramOpener != nil else {
-                node.stats.datagramsRejected &+= 1
-                return
-            }
+        if keyed {
             do throws(DatagramOpener.Refusal) {
-                try security.datagramOpener!.open(bytes, header: header)
+                guard let opener = link.datagramOpener else { throw .notKeyed }
+                try opener.open(bytes, header: header)
             } catch {
                 node.stats.datagramsRejected &+= 1
                 return

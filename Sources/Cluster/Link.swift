@@ -28,6 +28,10 @@ final class Link {
     @exclusivity(unchecked) var security: LinkSecurity?
     /// The token this node's hello on the link offered for heartbeat datagrams (0: none).
     @exclusivity(unchecked) var datagramToken: UInt64 = 0
+    /// A keyed link's datagram keys, made with its frame keys (`LinkSecurity`): the sealer when
+    /// the peer's hello offered datagrams, the opener when this node's did.
+    @exclusivity(unchecked) var datagramSealer: DatagramSealer?
+    @exclusivity(unchecked) var datagramOpener: DatagramOpener?
     /// Bytes queued during this pass of the loop, written in one go by the outbox.
     @exclusivity(unchecked) var out: [UInt8] = []
     @exclusivity(unchecked) var isDirty = false

@@ -14,9 +14,8 @@ final class LinkSecurity {
     var transcript: [UInt8] = []
     var sealer: FrameSealer?
     var opener: FrameOpener?
-    /// The keys of the link's heartbeat datagrams, made with the sealer and the opener.
-    var datagramSealer: DatagramSealer?
-    var datagramOpener: DatagramOpener?
+    // The keys of the link's heartbeat datagrams are the link's own (`Link.datagramSealer`):
+    // every keyed datagram reads them, one pointer fewer away.
     /// When the key the peer sends under left this node's keyring (nil: it has not): the link
     /// closes if the peer has not switched (REKEY) within an election timeout.
     var peerKeyRetiredAtNs: UInt64?

@@ -125,7 +125,7 @@ final class PeerProtocol {
                     throw .unauthenticated("the peer switched to key \(ClusterKey.idString(keyID)), which is not in this node's keyring")
                 }
                 security.opener!.rekey(to: key)
-                security.datagramOpener?.switchKey(to: key)
+                link.datagramOpener?.switchKey(to: key)
                 security.peerKeyRetiredAtNs = nil
             }
             return
@@ -156,7 +156,7 @@ final class PeerProtocol {
         let transcriptHash = LinkAuth.transcriptHash(security.transcript)
         security.opener = FrameOpener(key: peerKey, transcriptHash: transcriptHash, peerIsDialer: !link.outbound)
         if hello.datagrams != nil || link.datagramToken != 0 {
-            security.datagramOpener = DatagramOpener(key: peerKey, transcriptHash: transcriptHash, peerIsDialer: !link.outbound)
+            link.datagramOpener = DatagramOpener(key: peerKey, transcriptHash: transcriptHash, peerIsDialer: !link.outbound)
         }
         security.handshakeDone()
         guard let peer = node.links.peers[hello.nodeID] else {
@@ -194,7 +194,7 @@ final class PeerProtocol {
             }
             if security.sealer != nil, security.sealer!.keyID != primary.id {
                 node.outbox.append(to: link) { security.sealer!.rekey(to: primary, into: &$0) }
-                security.datagramSealer?.switchKey(to: primary)
+                link.datagramSealer?.switchKey(to: primary)
                 security.ownKey = primary
             } else if security.sealer == nil {
                 security.ownKey = primary  // its proof (still to be sent) will be made with it
@@ -373,7 +373,7 @@ final class PeerProtocol {
         let transcriptHash = LinkAuth.transcriptHash(security.transcript)
         security.sealer = FrameSealer(key: security.ownKey, transcriptHash: transcriptHash, dialer: link.outbound)
         if hello.datagrams != nil {
-            security.datagramSealer = DatagramSealer(key: security.ownKey, transcriptHash: transcriptHash, dialer: link.outbound)
+            link.datagramSealer = DatagramSealer(key: security.ownKey, transcriptHash: transcriptHash, dialer: link.outbound)
         }
     }
 

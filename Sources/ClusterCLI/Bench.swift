@@ -507,7 +507,7 @@ extension ClusterConfig {
 /// place).
 struct BenchTags: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tags", abstract: "The cost of sealing and opening one heartbeat frame on a keyed link.")
+        commandName: "tags", abstract: "The cost of sealing and opening one heartbeat frame, and one heartbeat datagram, on a keyed link.")
 
     @Option(help: "Frames sealed and opened.") var frames = 1_000_000
     @Option(help: "Links (sealer and opener pairs) taken in turn: many links' key state does not stay in cache, as on a node with many peers.") var links = 1
@@ -555,12 +555,49 @@ struct BenchTags: ParsableCommand {
         }
         let t3 = UVLoop.hrtimeNs()
         guard opened == frames else { throw ValidationError("only \(opened) of \(frames) frames opened") }
+        // Heartbeat datagrams (AES-256-GCM tags, see `DatagramSealer`): plain encode, sealed, opened.
+        let datagramSealers = hashes.map { DatagramSealer(key: key, transcriptHash: $0, dialer: true) }
+        let datagramTwins = hashes.map { DatagramSealer(key: key, transcriptHash: $0, dialer: true) }
+        let datagramOpeners = hashes.map { DatagramOpener(key: key, transcriptHash: $0, peerIsDialer: true) }
+        let d0 = UVLoop.hrtimeNs()
+        for _ in 0..<frames {
+            out.removeAll(keepingCapacity: true)
+            HeartbeatDatagram.encode(frame, token: 7, into: &out)
+        }
+        let d1 = UVLoop.hrtimeNs()
+        for _ in 0..<frames {
+            out.removeAll(keepingCapacity: true)
+            HeartbeatDatagram.encode(frame, token: 7, sealer: datagramSealers[link], into: &out)
+            link = link + 1 == links ? 0 : link + 1
+        }
+        let d2 = UVLoop.hrtimeNs()
+        var datagramsOpened = 0
+        for _ in 0..<frames {
+            out.removeAll(keepingCapacity: true)
+            HeartbeatDatagram.encode(frame, token: 7, sealer: datagramTwins[link], into: &out)
+            let taken: Bool = out.withUnsafeBytes { raw in
+                let span = RawSpan(_unsafeBytes: raw)
+                do {
+                    try datagramOpeners[link].open(span, header: try HeartbeatDatagram.header(span))
+                    return true
+                } catch {
+                    return false
+                }
+            }
+            if taken { datagramsOpened += 1 }
+            link = link + 1 == links ? 0 : link + 1
+        }
+        let d3 = UVLoop.hrtimeNs()
+        guard datagramsOpened == frames else { throw ValidationError("only \(datagramsOpened) of \(frames) datagrams opened") }
         let n = Double(frames)
         let encode = Double(t1 - t0) / n, seal = Double(t2 - t1) / n - encode, open = Double(t3 - t2) / n - encode - seal
+        let dEncode = Double(d1 - d0) / n, dSeal = Double(d2 - d1) / n - dEncode, dOpen = Double(d3 - d2) / n - dEncode - dSeal
         output.emit([
             ("impl", "\"swift-cluster\""), ("mode", "\"tags\""), ("frames", "\(frames)"), ("links", "\(links)"), ("frame_bytes", "\(plain.count)"),
             ("encode_ns", format(encode, 1)), ("seal_ns", format(seal, 1)), ("open_ns", format(open, 1)),
             ("tag_ns_per_heartbeat", format(seal + open, 1)),
+            ("datagram_seal_ns", format(dSeal, 1)), ("datagram_open_ns", format(dOpen, 1)),
+            ("datagram_tag_ns_per_heartbeat", format(dSeal + dOpen, 1)),
         ])
     }
 }

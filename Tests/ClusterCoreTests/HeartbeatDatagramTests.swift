@@ -17,7 +17,7 @@ struct HeartbeatDatagramTests {
         try bytes.withUnsafeBytes { raw in try HeartbeatDatagram.frame(RawSpan(_unsafeBytes: raw)) }
     }
 
-    static func open(_ opener: inout DatagramOpener, _ bytes: [UInt8]) throws -> Bool {
+    static func open(_ opener: DatagramOpener, _ bytes: [UInt8]) throws -> Bool {
         let header = try header(bytes)
         do {
             try bytes.withUnsafeBytes { raw in try opener.open(RawSpan(_unsafeBytes: raw), header: header) }
@@ -70,49 +70,48 @@ struct HeartbeatDatagramTests {
     static let newKey = try! ClusterKey(bytes: Array(repeating: 8, count: 32))
     static let hash = LinkAuth.transcriptHash(Array("a transcript".utf8))
 
-    static func sealed(_ sealer: inout DatagramSealer, token: UInt64 = 5, frame: HeartbeatFrame = frame) -> [UInt8] {
+    static func sealed(_ sealer: DatagramSealer, token: UInt64 = 5, frame: HeartbeatFrame = frame) -> [UInt8] {
         var out: [UInt8] = []
-        HeartbeatDatagram.encode(frame, token: token, sealer: &sealer, into: &out)
+        HeartbeatDatagram.encode(frame, token: token, sealer: sealer, into: &out)
         return out
     }
 
     @Test func sealedDatagramsOpenWhenNewerAndIntact() throws {
-        var sealer = DatagramSealer(key: Self.key, transcriptHash: Self.hash, dialer: true)
-        var opener = DatagramOpener(key: Self.key, transcriptHash: Self.hash, peerIsDialer: true)
-        let first = Self.sealed(&sealer), second = Self.sealed(&sealer), third = Self.sealed(&sealer)
+        let sealer = DatagramSealer(key: Self.key, transcriptHash: Self.hash, dialer: true)
+        let opener = DatagramOpener(key: Self.key, transcriptHash: Self.hash, peerIsDialer: true)
+        let first = Self.sealed(sealer), second = Self.sealed(sealer), third = Self.sealed(sealer)
         #expect(first.count == HeartbeatDatagram.keyedBytes)
         #expect(try Self.header(second) == .init(keyed: true, generation: 0, token: 5, counter: 1))
         #expect(try Self.frame(third) == Self.frame)
-        #expect(try Self.open(&opener, second))
-        #expect(try !Self.open(&opener, second), "a replay")
-        #expect(try !Self.open(&opener, first), "an older one, late")
-        #expect(try Self.open(&opener, third))
+        #expect(try Self.open(opener, second))
+        #expect(try !Self.open(opener, second), "a replay")
+        #expect(try !Self.open(opener, first), "an older one, late")
+        #expect(try Self.open(opener, third))
         #expect(opener.nextCounter == 3)
     }
 
     @Test func alteredOrForeignDatagramsAreRefused() throws {
-        var sealer = DatagramSealer(key: Self.key, transcriptHash: Self.hash, dialer: true)
-        let good = Self.sealed(&sealer)
+        let sealer = DatagramSealer(key: Self.key, transcriptHash: Self.hash, dialer: true)
+        let good = Self.sealed(sealer)
         func fresh() -> DatagramOpener { DatagramOpener(key: Self.key, transcriptHash: Self.hash, peerIsDialer: true) }
         for index in [1 + 0, 8, 16 + 7, 24 + 31, 80 + 3] where index != 1 {
             var bad = good
             bad[index] ^= 0x40
-            var opener = fresh()
-            #expect(try !Self.open(&opener, bad), "byte \(index) altered")
+            #expect(try !Self.open(fresh(), bad), "byte \(index) altered")
         }
         // The other direction's key, another link's transcript, another cluster key.
-        var reflected = DatagramOpener(key: Self.key, transcriptHash: Self.hash, peerIsDialer: false)
-        #expect(try !Self.open(&reflected, good))
-        var otherLink = DatagramOpener(key: Self.key, transcriptHash: LinkAuth.transcriptHash([1]), peerIsDialer: true)
-        #expect(try !Self.open(&otherLink, good))
-        var otherKey = DatagramOpener(key: Self.newKey, transcriptHash: Self.hash, peerIsDialer: true)
-        #expect(try !Self.open(&otherKey, good))
+        let reflected = DatagramOpener(key: Self.key, transcriptHash: Self.hash, peerIsDialer: false)
+        #expect(try !Self.open(reflected, good))
+        let otherLink = DatagramOpener(key: Self.key, transcriptHash: LinkAuth.transcriptHash([1]), peerIsDialer: true)
+        #expect(try !Self.open(otherLink, good))
+        let otherKey = DatagramOpener(key: Self.newKey, transcriptHash: Self.hash, peerIsDialer: true)
+        #expect(try !Self.open(otherKey, good))
         // An unkeyed datagram on a keyed link.
         var plain: [UInt8] = []
         HeartbeatDatagram.encode(Self.frame, token: 5, into: &plain)
-        var opener = fresh()
-        #expect(try !Self.open(&opener, plain))
-        #expect(try Self.open(&opener, good))
+        let opener = fresh()
+        #expect(try !Self.open(opener, plain))
+        #expect(try Self.open(opener, good))
     }
 
     @Test func theLinksStreamKeyCannotSealADatagram() throws {
@@ -124,21 +123,21 @@ struct HeartbeatDatagramTests {
         var sealedAsFrame = datagram
         frames.seal(&sealedAsFrame, from: 0)  // rewrites the first 4 bytes as a length; put them back
         sealedAsFrame.replaceSubrange(0..<4, with: datagram[0..<4])
-        var opener = DatagramOpener(key: Self.key, transcriptHash: Self.hash, peerIsDialer: true)
-        #expect(try !Self.open(&opener, sealedAsFrame))
+        let opener = DatagramOpener(key: Self.key, transcriptHash: Self.hash, peerIsDialer: true)
+        #expect(try !Self.open(opener, sealedAsFrame))
     }
 
     @Test func aKeySwitchMovesBothEndsToTheNextGeneration() throws {
-        var sealer = DatagramSealer(key: Self.key, transcriptHash: Self.hash, dialer: false)
-        var opener = DatagramOpener(key: Self.key, transcriptHash: Self.hash, peerIsDialer: false)
-        #expect(try Self.open(&opener, Self.sealed(&sealer)))
+        let sealer = DatagramSealer(key: Self.key, transcriptHash: Self.hash, dialer: false)
+        let opener = DatagramOpener(key: Self.key, transcriptHash: Self.hash, peerIsDialer: false)
+        #expect(try Self.open(opener, Self.sealed(sealer)))
         sealer.switchKey(to: Self.newKey)
-        let afterSwitch = Self.sealed(&sealer)
+        let afterSwitch = Self.sealed(sealer)
         #expect(try Self.header(afterSwitch).generation == 1)
         // Before the REKEY reached the receiver: refused (dropped), not fatal.
-        #expect(try !Self.open(&opener, afterSwitch))
+        #expect(try !Self.open(opener, afterSwitch))
         opener.switchKey(to: Self.newKey)
-        #expect(try Self.open(&opener, Self.sealed(&sealer)))
+        #expect(try Self.open(opener, Self.sealed(sealer)))
         #expect(sealer.counter == 3)
     }
 }

@@ -40,4 +40,33 @@ int cframemac_tag(cframemac_ctx *ctx, uint64_t counter, const void *data, size_t
 int cframemac_verify(cframemac_ctx *ctx, uint64_t counter, const void *data, size_t len,
                      const uint8_t *tag, size_t tag_len);
 
+/*
+ * Heartbeat datagrams (PROTOCOL.md, "Datagram heartbeats"): a tag from BoringSSL's AES-256-GCM
+ * AEAD (EVP_AEAD_CTX_seal with no plaintext: the datagram's 80 bytes are the additional data,
+ * the nonce is the key generation and the counter), made and checked in one call, in place.
+ * A datagram key is used by one direction of one link and the counter never repeats under it,
+ * so no nonce repeats under a key. Nothing here is cryptography of our own.
+ *
+ * Ownership: a context comes from `cdatagrammac_new` and is freed (key schedule wiped) by
+ * `cdatagrammac_free`, once; the Swift `DatagramMAC` class holds one and frees it in its deinit.
+ */
+
+/// BoringSSL's EVP_AEAD_CTX, opaque here.
+typedef struct cdatagrammac_ctx cdatagrammac_ctx;
+
+/// A context keyed with the 32-byte `key`, or NULL when out of memory.
+cdatagrammac_ctx *cdatagrammac_new(const uint8_t key[32]);
+
+/// Frees a context from `cdatagrammac_new` (NULL is ignored).
+void cdatagrammac_free(cdatagrammac_ctx *ctx);
+
+/// Seals the 96-byte datagram at `datagram` in place: writes its flags byte (1: keyed), the
+/// generation (bytes 4..<8) and the counter (16..<24), big-endian, then the 16-byte tag of bytes
+/// 0..<80 at 80. Returns 1 on success.
+int cdatagrammac_seal(const cdatagrammac_ctx *ctx, uint8_t *datagram, uint32_t generation, uint64_t counter);
+
+/// 1 when the 96-byte datagram's tag (at 80) is the tag of its first 80 bytes under the
+/// generation and counter its header carries, else 0.
+int cdatagrammac_open(const cdatagrammac_ctx *ctx, const uint8_t *datagram);
+
 #endif

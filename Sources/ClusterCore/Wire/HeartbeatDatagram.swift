@@ -1,3 +1,6 @@
+import CFrameMAC
+import Crypto
+
 // Heartbeat datagrams: a HEARTBEAT frame sent over UDP beside a peer link (PROTOCOL.md,
 // "Datagram heartbeats"). Pure: no I/O.
 
@@ -11,8 +14,8 @@
 /// 8   u64  token: the receiver's, from its hello on the link
 /// 16  u64  counter: the sending direction's datagram count (keyed; 0 otherwise)
 /// 24  56   the HEARTBEAT frame, exactly as on a link
-/// 80  16   tag (keyed): HMAC-SHA256 of the counter and bytes 0..<80 under the direction's
-///          datagram key, cut to 16 bytes
+/// 80  16   tag (keyed): AES-256-GCM's tag of bytes 0..<80 (the additional data; no plaintext)
+///          under the direction's datagram key, the nonce the generation and the counter
 /// ```
 public enum HeartbeatDatagram {
     public static let kind: UInt8 = 0xD1
@@ -36,24 +39,28 @@ public enum HeartbeatDatagram {
         }
     }
 
-    /// Appends an unkeyed datagram of `frame` for the receiver's `token`.
+    /// Appends an unkeyed datagram of `frame` for the receiver's `token`. Does not allocate
+    /// when `out` has the capacity.
     public static func encode(_ frame: HeartbeatFrame, token: UInt64, into out: inout [UInt8]) {
-        out.append(kind)
-        out.append(0)
-        out.appendBE(UInt16(0))
-        out.appendBE(UInt32(0))
-        out.appendBE(token)
-        out.appendBE(UInt64(0))
+        let base = out.count
+        out.append(addingCapacity: headerBytes) { (span: inout OutputSpan<UInt8>) in
+            for _ in 0..<headerBytes { span.append(0) }
+        }
+        var span = out.mutableSpan
+        var raw = span.mutableBytes
+        raw.storeBytes(of: kind, toByteOffset: base, as: UInt8.self)
+        raw.storeBytes(of: token.bigEndian, toByteOffset: base + 8, as: UInt64.self)
         Wire.encodeHeartbeat(frame, into: &out)
     }
 
     /// Appends a keyed datagram of `frame` for `token`, sealed by `sealer` (its next counter).
-    public static func encode(
-        _ frame: HeartbeatFrame, token: UInt64, sealer: inout DatagramSealer, into out: inout [UInt8]
-    ) {
-        let start = out.count
+    public static func encode(_ frame: HeartbeatFrame, token: UInt64, sealer: DatagramSealer, into out: inout [UInt8]) {
+        let base = out.count
         encode(frame, token: token, into: &out)
-        sealer.seal(&out, from: start)
+        out.append(addingCapacity: LinkAuth.tagBytes) { (span: inout OutputSpan<UInt8>) in
+            for _ in 0..<LinkAuth.tagBytes { span.append(0) }
+        }
+        sealer.seal(&out, at: base)
     }
 
     /// Checks the size and the fixed fields: an error names what is wrong. Does not check the tag.
@@ -85,40 +92,81 @@ public enum HeartbeatDatagram {
     }
 }
 
+/// AES-256-GCM under one datagram key (BoringSSL's AEAD, see `CFrameMAC`): the tag of a
+/// datagram, made and checked in place.
+///
+/// Ownership: `ctx` comes from `cdatagrammac_new` in `init` and is freed, its key schedule
+/// wiped, in `deinit`; nothing else holds it. Not thread-safe (a link's loop thread only).
+final class DatagramMAC {
+    let ctx: OpaquePointer
+
+    init(key: SymmetricKey) {
+        guard let ctx = key.withUnsafeBytes({ raw in
+            raw.count == 32 ? cdatagrammac_new(raw.baseAddress!.assumingMemoryBound(to: UInt8.self)) : nil
+        }) else {
+            fatalError("DatagramMAC: BoringSSL could not make an AES-256-GCM context (out of memory)")
+        }
+        self.ctx = ctx
+    }
+
+    deinit { cdatagrammac_free(ctx) }
+}
+
+/// One direction's datagram keys: the key it is under and its generation (one more per REKEY
+/// of the link).
+struct DatagramDirection {
+    private(set) var mac: DatagramMAC
+    private(set) var generation: UInt32 = 0
+    private let transcriptHash: [UInt8]
+    private let fromDialer: Bool
+
+    init(key: ClusterKey, transcriptHash: [UInt8], fromDialer: Bool) {
+        self.transcriptHash = transcriptHash
+        self.fromDialer = fromDialer
+        mac = DatagramMAC(key: LinkAuth.frameKey(
+            key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: 0, datagrams: true))
+    }
+
+    mutating func switchKey(to key: ClusterKey) {
+        generation &+= 1
+        mac = DatagramMAC(key: LinkAuth.frameKey(
+            key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: generation, datagrams: true))
+    }
+}
+
 /// The sending half of a keyed link's datagrams: each gets the direction's next counter and a
 /// tag under its datagram key (a key of its own, so that a datagram can never pass for a frame
-/// of the link's stream, nor one direction's for the other's).
-public struct DatagramSealer {
-    private var direction: FrameDirection
+/// of the link's stream, nor one direction's for the other's). A class: the link's security
+/// state holds it, and a datagram seals through it without copying it out and back.
+public final class DatagramSealer {
+    private var direction: DatagramDirection {
+        didSet { ctx = direction.mac.ctx }
+    }
+    /// The direction's context, read by every datagram without going through its owner.
+    private var ctx: OpaquePointer
     /// The datagrams sealed so far: the counter of the next one. It never restarts, not even
     /// after a key switch.
     public private(set) var counter: UInt64 = 0
     public var generation: UInt32 { direction.generation }
 
     public init(key: ClusterKey, transcriptHash: [UInt8], dialer: Bool) {
-        direction = FrameDirection(key: key, transcriptHash: transcriptHash, fromDialer: dialer, datagrams: true)
+        direction = DatagramDirection(key: key, transcriptHash: transcriptHash, fromDialer: dialer)
+        ctx = direction.mac.ctx
     }
 
-    /// Seals the unkeyed datagram that starts at `start` in `out` and runs to its end: marks it
-    /// keyed, writes the generation and counter, appends the tag.
-    public mutating func seal(_ out: inout [UInt8], from start: Int) {
-        out[start + 1] = 1
-        let generation = direction.generation, counter = self.counter
-        for i in 0..<4 { out[start + 4 + i] = UInt8(truncatingIfNeeded: generation >> (24 - 8 * UInt32(i))) }
-        for i in 0..<8 { out[start + 16 + i] = UInt8(truncatingIfNeeded: counter >> (56 - 8 * UInt64(i))) }
-        var tag: (UInt64, UInt64) = (0, 0)
-        let mac = direction.mac
-        withUnsafeMutableBytes(of: &tag) { tagBytes in
-            out.withUnsafeBytes { raw in
-                mac.tag(counter: counter, UnsafeRawBufferPointer(rebasing: raw[start...]), into: tagBytes)
-            }
+    /// Seals the keyed datagram (its tag's bytes already appended) that starts at `base` in `out`.
+    @inline(__always)
+    func seal(_ out: inout [UInt8], at base: Int) {
+        let ctx = self.ctx, generation = direction.generation, counter = self.counter
+        let ok = out.withUnsafeMutableBufferPointer { buffer in
+            cdatagrammac_seal(ctx, buffer.baseAddress! + base, generation, counter)
         }
-        withUnsafeBytes(of: &tag) { out.append(contentsOf: $0) }
+        precondition(ok == 1, "DatagramSealer: BoringSSL's AES-GCM failed")
         self.counter &+= 1
     }
 
     /// Switches to `key`, one generation on (with the link's REKEY).
-    public mutating func switchKey(to key: ClusterKey) {
+    public func switchKey(to key: ClusterKey) {
         direction.switchKey(to: key)
     }
 }
@@ -127,14 +175,18 @@ public struct DatagramSealer {
 /// the direction's, its counter is above every counter taken before (a replayed, duplicated or
 /// late datagram is not), and its tag checks. A datagram that fails is dropped, not fatal: the
 /// network may duplicate or reorder datagrams, and anyone may send one.
-public struct DatagramOpener {
-    private var direction: FrameDirection
+public final class DatagramOpener {
+    private var direction: DatagramDirection {
+        didSet { ctx = direction.mac.ctx }
+    }
+    private var ctx: OpaquePointer
     /// The lowest counter the next datagram may carry.
     public private(set) var nextCounter: UInt64 = 0
     public var generation: UInt32 { direction.generation }
 
     public init(key: ClusterKey, transcriptHash: [UInt8], peerIsDialer: Bool) {
-        direction = FrameDirection(key: key, transcriptHash: transcriptHash, fromDialer: peerIsDialer, datagrams: true)
+        direction = DatagramDirection(key: key, transcriptHash: transcriptHash, fromDialer: peerIsDialer)
+        ctx = direction.mac.ctx
     }
 
     /// Why a datagram was not taken.
@@ -142,24 +194,21 @@ public struct DatagramOpener {
         case notKeyed, otherGeneration, replayed, badTag
     }
 
-    /// Checks a whole datagram whose header `header(_:)` returned.
-    public mutating func open(_ datagram: RawSpan, header: HeartbeatDatagram.Header) throws(Refusal) {
+    /// Checks a whole datagram whose header `HeartbeatDatagram.header(_:)` returned.
+    public func open(_ datagram: RawSpan, header: HeartbeatDatagram.Header) throws(Refusal) {
         guard header.keyed, datagram.byteCount == HeartbeatDatagram.keyedBytes else { throw .notKeyed }
         guard header.generation == direction.generation else { throw .otherGeneration }
         guard header.counter >= nextCounter, header.counter != .max else { throw .replayed }
-        let mac = direction.mac
-        let end = HeartbeatDatagram.plainBytes
+        let ctx = self.ctx
         let valid = datagram.withUnsafeBytes { raw in
-            mac.verify(
-                counter: header.counter, UnsafeRawBufferPointer(rebasing: raw[..<end]),
-                tag: UnsafeRawBufferPointer(rebasing: raw[end...]))
+            cdatagrammac_open(ctx, raw.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1
         }
         guard valid else { throw .badTag }
         nextCounter = header.counter + 1
     }
 
     /// Switches to `key`, one generation on (the peer's REKEY arrived on the link).
-    public mutating func switchKey(to key: ClusterKey) {
+    public func switchKey(to key: ClusterKey) {
         direction.switchKey(to: key)
     }
 }
