@@ -137,6 +137,9 @@ extension DecodedConnection {
             reason = r
         case .timeoutNow(let t):
             checkID(t.from, "timeout-now sender id")
+        case .member(let m):
+            checkID(m.nodeID, "member node id")
+            if m.nodeAddr.utf8.count > Wire.maxAddrBytes { problem("member address of \(m.nodeAddr.utf8.count) bytes") }
         }
 
         var encoded: [UInt8] = []

@@ -96,8 +96,11 @@ final class Peer {
             datagramToken = 0
             datagramsConfirmedNs = 0
             lastDatagramNs = 0
+            takesMembers = false
         }
     }
+    /// The peer's hello on the current link said it understands MEMBER frames.
+    var takesMembers = false
     /// Where heartbeat datagrams to the peer go, and the token they carry (from the peer's hello
     /// on the current link; nil: none, heartbeats go on the link).
     @exclusivity(unchecked) var datagramTarget: UVDatagramTarget?

@@ -82,6 +82,10 @@ public struct NodeOptions: Sendable {
     /// as before. Off when the election timeout is under four heartbeat intervals (a lost
     /// datagram path is noticed within about three).
     public var datagramHeartbeats = true
+    /// Tell linked peers at once of a member this node adds through an announcement (a MEMBER
+    /// frame, PROTOCOL.md), so that they list a joining node a round trip after its seed does.
+    /// Off: they learn it at their next announcement to a seed, or when it says hello.
+    public var pushesMembers = true
     /// Test hook: runs on the thread-pool thread of each durable write, before its first fsync
     /// (a slow or stuck disk).
     package var persistBeforeSync: (@Sendable () -> Void)?
@@ -169,6 +173,10 @@ public struct NodeStats: Sendable, Equatable {
     /// datagram when it overtakes the hello that makes its token known here).
     public var datagramsReceived: UInt64 = 0
     public var datagramsRejected: UInt64 = 0
+    /// Members this node told its peers of (added through an announcement), and members it added
+    /// because a peer told it (MEMBER frames).
+    public var membersPushed: UInt64 = 0
+    public var membersLearnedFromPeers: UInt64 = 0
     /// Heartbeats dropped as already had: the copy on the link of one that came by datagram,
     /// or a datagram that came after a newer heartbeat.
     public var heartbeatDuplicates: UInt64 = 0

@@ -577,7 +577,14 @@ final class NodeRuntime: @unchecked Sendable {
             logger.warning("refusing an announcement from \(announcement.nodeID): \(refusal)")
             response = DiscoveryResponse(nodes: [], success: false, error: refusal)
         } else {
+            let known = membership.contains(announcement.nodeID)
             response = Discovery.answer(announcement, membership: membership, seeds: config.seedNodes)
+            if options.pushesMembers, response.success, !known, membership.contains(announcement.nodeID) {
+                // A new member: the linked peers hear of it now, not at their next announcement.
+                stats.membersPushed &+= 1
+                peerProtocol.pushMember(MemberMessage(
+                    nodeID: announcement.nodeID, nodeAddr: announcement.nodeAddr, priority: announcement.priority))
+            }
         }
         response.cluster = options.clusterName
         if let key = options.keyring?.primary {
@@ -585,6 +592,25 @@ final class NodeRuntime: @unchecked Sendable {
             response.mac = LinkAuth.nodeListMAC(response, requestMAC: announcement.mac, key: key)
         }
         return response
+    }
+
+    /// A peer's MEMBER frame: the member is added as an announcement would add it (a valid id and
+    /// address, a replica, within `Discovery.defaultMaxMembers`), and told to no one else. A member
+    /// already known, this node, or an invalid one changes nothing.
+    func memberPushed(_ member: MemberMessage, by peerID: String) {
+        guard member.nodeID != config.nodeID, !membership.contains(member.nodeID) else { return }
+        if let problem = NodeInfo.idProblem(member.nodeID) ?? NodeInfo.addrProblem(member.nodeAddr) {
+            logger.warning("ignoring member \(member.nodeID) from \(peerID): \(problem)")
+            return
+        }
+        guard membership.nodeCount < Discovery.defaultMaxMembers else { return }
+        do {
+            try membership.addNode(NodeInfo(id: member.nodeID, addr: member.nodeAddr, role: .replica, priority: member.priority))
+            stats.membersLearnedFromPeers &+= 1
+            logger.info("learned member \(member.nodeID) at \(member.nodeAddr) from \(peerID)")
+        } catch {
+            // Added meanwhile by another path: nothing to do.
+        }
     }
 
     private func announcementRefusal(_ a: AnnouncementMessage) -> String? {

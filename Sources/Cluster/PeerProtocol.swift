@@ -258,6 +258,9 @@ final class PeerProtocol {
             }
             guard !node.faults.blocks(peerID) else { return }
             node.step(.receive(from: peerID, .timeoutNow(message)))
+        case .member(let member):
+            guard !node.faults.blocks(peerID) else { return }
+            node.memberPushed(member, by: peerID)
         case .hello, .goodbye:
             break
         }
@@ -386,6 +389,7 @@ final class PeerProtocol {
             logger.info("linked to \(peer.id)")
             if sendHello { node.outbox.append(helloBytes(for: link), to: link) }
             node.datagrams.linked(link, to: peer, offer: hello.datagrams)
+            peer.takesMembers = hello.takesMembers
             node.peerLinked(peer, priority: hello.priority)
             sendHeartbeat(to: peer, reply: false)
         case .refused(let reason):
@@ -445,10 +449,11 @@ final class PeerProtocol {
         let offer = node.datagrams.port.flatMap { port in
             link.datagramToken == 0 ? nil : HelloDatagrams(port: port, token: link.datagramToken)
         }
-        let hello = HelloMessage(
+        var hello = HelloMessage(
             nodeID: node.config.nodeID, nodeAddr: node.membership.localNode.addr, priority: node.config.priority,
             clusterName: node.options.clusterName, auth: key.map { HelloAuth(keyID: $0.id, nonce: LinkAuth.nonce()) },
             datagrams: offer)
+        hello.takesMembers = true
         // The id, address and name were validated at start; an over-long one fails here, loudly.
         do {
             try Wire.encodeHello(hello, into: &out)
@@ -568,6 +573,17 @@ final class PeerProtocol {
         }
         node.stats.heartbeatsSent &+= 1
         benchShard?.heartbeatSent()
+    }
+
+    /// Tells every linked peer that understands MEMBER frames, but `member` itself, of a member
+    /// this node has just added through an announcement.
+    func pushMember(_ member: MemberMessage) {
+        for peer in node.links.peers.values where peer.takesMembers && peer.id != member.nodeID {
+            guard let link = peer.link, !node.faults.blocks(peer.id) else { continue }
+            append(to: link) { out in
+                do { try Wire.encodeMember(member, into: &out) } catch { logger.error("cannot encode \(member): \(error)") }
+            }
+        }
     }
 
     /// The heartbeat this node answers a JSON probe with.

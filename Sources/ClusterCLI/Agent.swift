@@ -33,6 +33,8 @@ struct Agent: AsyncParsableCommand {
     var keyFile: String?
     @Flag(help: "UNSAFE: with a key, still accept the seed's unsigned JSON announcements, votes and heartbeats (mixed clusters).")
     var allowUnauthenticatedJSON = false
+    @Flag(inversion: .prefixedNo, help: "Send heartbeats as UDP datagrams beside the TCP links (on the links when datagrams do not arrive).")
+    var datagramHeartbeats = true
     @Flag(inversion: .prefixedNo, help: "Once started, let go of the code pages only start-up ran (a smaller resident set; the pages stay in the page cache).")
     var releaseStartupCode = true
     @Option(help: "How long after start the start-up code pages are let go.")
@@ -110,6 +112,7 @@ struct Agent: AsyncParsableCommand {
             logger.info("cluster key \(key.idString)\(clusterName.isEmpty ? "" : ", cluster \(clusterName)")")
         }
         options.allowUnauthenticatedJSON = allowUnauthenticatedJSON
+        options.datagramHeartbeats = datagramHeartbeats
         var factory = PrometheusMetricsFactory(registry: registry)
         // Round trips and fsyncs on one host take microseconds to milliseconds.
         let fine: [Duration] = [50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000].map { .microseconds($0) }

@@ -66,6 +66,39 @@ struct HeartbeatDatagramTests {
         #expect(throws: WireError.malformed("heartbeat flags 8 set reserved bits")) { try Self.frame(bad) }
     }
 
+    @Test func randomAndMutatedDatagramsNeverCrashAndNeverOpen() throws {
+        // 20,000 seeded inputs: random bytes of every size around the two valid ones, and valid
+        // datagrams (plain and keyed) with one to four bytes changed. Every one is an error or a
+        // refusal; none opens under the link's key except the untouched originals.
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state >> 11
+        }
+        let sealer = DatagramSealer(key: Self.key, transcriptHash: Self.hash, dialer: true)
+        let opener = DatagramOpener(key: Self.key, transcriptHash: Self.hash, peerIsDialer: true)
+        var plain: [UInt8] = []
+        HeartbeatDatagram.encode(Self.frame, token: 11, into: &plain)
+        var opened = 0
+        for i in 0..<20_000 {
+            var bytes: [UInt8]
+            if i % 2 == 0 {
+                bytes = (0..<Int(next() % 112)).map { _ in UInt8(truncatingIfNeeded: next()) }
+                if i % 10 == 0, !bytes.isEmpty { bytes[0] = HeartbeatDatagram.kind }
+            } else {
+                bytes = i % 4 == 1 ? plain : Self.sealed(sealer)
+                for _ in 0..<(1 + Int(next() % 4)) {
+                    let at = Int(next() % UInt64(bytes.count))
+                    bytes[at] ^= UInt8(truncatingIfNeeded: next() | 1)
+                }
+            }
+            guard let header = try? Self.header(bytes) else { continue }
+            _ = try? Self.frame(bytes)
+            if header.keyed, (try? Self.open(opener, bytes)) == true { opened += 1 }
+        }
+        #expect(opened == 0)
+    }
+
     static let key = try! ClusterKey(bytes: Array(repeating: 7, count: 32))
     static let newKey = try! ClusterKey(bytes: Array(repeating: 8, count: 32))
     static let hash = LinkAuth.transcriptHash(Array("a transcript".utf8))

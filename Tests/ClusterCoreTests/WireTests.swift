@@ -35,6 +35,10 @@ struct WireTests {
         .hello(HelloMessage(
             nodeID: "n6", clusterName: "c", auth: HelloAuth(keyID: 3, nonce: Array(repeating: 7, count: LinkAuth.nonceBytes)),
             datagrams: HelloDatagrams(port: 1, token: 0))),
+        // MEMBER frames, and the hello's flag bit 3 that says they are understood.
+        .member(MemberMessage(nodeID: "x1", nodeAddr: "127.0.0.1:9", priority: -3)),
+        .member(MemberMessage(nodeID: String(repeating: "m", count: 255), nodeAddr: "", priority: .max)),
+        .hello({ var h = HelloMessage(nodeID: "n7", nodeAddr: "127.0.0.1:7007"); h.takesMembers = true; return h }()),
     ]
 
     static func encoded(_ frames: [WireFrame]) throws -> [UInt8] {
@@ -295,7 +299,7 @@ struct WireTests {
     }
 
     @Test func unknownTypeIsAnError() {
-        for type: UInt8 in [0, 7, 8, 0x7B, 255] {
+        for type: UInt8 in [0, 7, 8, 10, 0x7B, 255] {
             #expect(throws: WireError.unknownType(type)) { _ = try Self.decodeOne([0, 0, 0, 1, type]) }
             #expect(throws: WireError.unknownType(type)) { _ = try Self.decodeOne([0, 0, 0, 3, type, 1, 2]) }
         }
@@ -357,8 +361,10 @@ struct WireTests {
         bad[13] = 0xC3  // a lead byte with no continuation
         #expect(throws: WireError.badUTF8("the hello node address")) { _ = try Wire.decodeFrame(bad) }
         bad = hello
-        bad[6] = 8  // bits 0 (cluster name), 1 (key) and 2 (datagrams) are defined; 3-7 are reserved
-        #expect(throws: WireError.malformed("hello flags 8 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
+        bad[6] = 16  // bits 0 (cluster name), 1 (key), 2 (datagrams) and 3 (members) are defined; 4-7 are reserved
+        #expect(throws: WireError.malformed("hello flags 16 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
+        bad[6] = 8  // members: no field
+        #expect(try Wire.decodeFrame(bad) == .hello({ var h = HelloMessage(nodeID: "ab", nodeAddr: "cd"); h.takesMembers = true; return h }()))
         bad[6] = 4  // datagrams announced but absent
         #expect(throws: WireError.truncated("the hello datagram port")) { _ = try Wire.decodeFrame(bad) }
         bad[6] = 1  // a name announced but absent

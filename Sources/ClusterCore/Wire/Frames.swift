@@ -32,6 +32,9 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case goodbye = 5
     /// A leader tells the target of its leadership transfer to stand now.
     case timeoutNow = 6
+    /// A node that has just added a member through an announcement tells its peers (types 7 and
+    /// 8 are the keyed links' AUTH and REKEY).
+    case member = 9
 
     public var description: String {
         switch self {
@@ -41,6 +44,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .voteResponse: return "vote response"
         case .goodbye: return "goodbye"
         case .timeoutNow: return "timeout now"
+        case .member: return "member"
         }
     }
 }
@@ -77,9 +81,14 @@ public struct HelloMessage: Sendable, Equatable, Hashable {
         self.datagrams = datagrams
     }
 
+    /// Flag bit 3: the sender understands MEMBER frames (a peer may tell it of new members).
+    public var takesMembers: Bool = false
+
     /// The flags byte: bit 0 a cluster name follows, bit 1 a key id and nonce follow, bit 2 a
-    /// datagram port and token follow.
-    public var flags: UInt8 { (clusterName.isEmpty ? 0 : 1) | (auth == nil ? 0 : 2) | (datagrams == nil ? 0 : 4) }
+    /// datagram port and token follow, bit 3 MEMBER frames are understood.
+    public var flags: UInt8 {
+        (clusterName.isEmpty ? 0 : 1) | (auth == nil ? 0 : 2) | (datagrams == nil ? 0 : 4) | (takesMembers ? 8 : 0)
+    }
 }
 
 /// What a hello offers for heartbeat datagrams: the UDP port the sender receives them on (at the
@@ -173,6 +182,20 @@ public struct HeartbeatFrame: Sendable, Equatable, Hashable {
     }
 }
 
+/// A member a peer has just learned through an announcement (a MEMBER frame): its id, the
+/// address it announced and its priority.
+public struct MemberMessage: Sendable, Equatable, Hashable {
+    public var nodeID: String
+    public var nodeAddr: String
+    public var priority: Int
+
+    public init(nodeID: String, nodeAddr: String, priority: Int = 1) {
+        self.nodeID = nodeID
+        self.nodeAddr = nodeAddr
+        self.priority = priority
+    }
+}
+
 /// One decoded binary frame.
 public enum WireFrame: Sendable, Equatable, Hashable {
     case hello(HelloMessage)
@@ -182,6 +205,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
     /// Why the sender is about to close the connection.
     case goodbye(String)
     case timeoutNow(TimeoutNowMessage)
+    case member(MemberMessage)
 
     public var type: FrameType {
         switch self {
@@ -191,6 +215,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .voteResponse: return .voteResponse
         case .goodbye: return .goodbye
         case .timeoutNow: return .timeoutNow
+        case .member: return .member
         }
     }
 
@@ -212,7 +237,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .voteResponse(let r): return .voteResponse(r)
         case .heartbeat(let h): return .heartbeat(h.message(from: sender))
         case .timeoutNow(let t): return .timeoutNow(t)
-        case .hello, .goodbye: return nil
+        case .hello, .goodbye, .member: return nil
         }
     }
 }

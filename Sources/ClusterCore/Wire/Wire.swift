@@ -153,6 +153,20 @@ public enum Wire {
         out.append(contentsOf: reason)
     }
 
+    /// Appends a MEMBER frame. Throws (appending nothing) when the id is not 1...255 bytes or the
+    /// address is longer than 255 bytes.
+    public static func encodeMember(_ m: MemberMessage, into out: inout [UInt8]) throws(WireError) {
+        let id = try checkedID(m.nodeID, "member node id")
+        let addr = m.nodeAddr.utf8.count
+        guard addr <= maxAddrBytes else { throw .malformed("member node address is \(addr) bytes, more than \(maxAddrBytes)") }
+        out.appendHeader(length: 1 + 2 + id + 2 + addr + 8, type: .member)
+        out.appendBE(UInt16(id))
+        out.append(contentsOf: m.nodeID.utf8)
+        out.appendBE(UInt16(addr))
+        out.append(contentsOf: m.nodeAddr.utf8)
+        out.appendBE(UInt64(bitPattern: Int64(m.priority)))
+    }
+
     /// Appends a GOODBYE frame (the reason cut to `maxReasonBytes`).
     public static func encodeGoodbye(_ reason: String, into out: inout [UInt8]) {
         let bytes = clipped(reason)
@@ -170,6 +184,7 @@ public enum Wire {
         case .voteResponse(let r): try encodeVoteResponse(r, into: &out)
         case .goodbye(let reason): encodeGoodbye(reason, into: &out)
         case .timeoutNow(let t): try encodeTimeoutNow(t, into: &out)
+        case .member(let m): try encodeMember(m, into: &out)
         }
     }
 
@@ -215,6 +230,7 @@ public enum Wire {
         case FrameType.voteResponse.rawValue: return .voteResponse(try decodeVoteResponse(frame))
         case FrameType.goodbye.rawValue: return .goodbye(try decodeGoodbye(frame))
         case FrameType.timeoutNow.rawValue: return .timeoutNow(try decodeTimeoutNow(frame))
+        case FrameType.member.rawValue: return .member(try decodeMember(frame))
         default: throw .unknownType(type)
         }
     }
@@ -248,7 +264,7 @@ public enum Wire {
         let version = try WireRead.u8(frame, &o, "the hello version")
         guard version == Wire.version else { throw .badVersion(Int(version)) }
         let flags = try WireRead.u8(frame, &o, "the hello flags")
-        guard flags & ~7 == 0 else { throw .malformed("hello flags \(flags) set reserved bits") }
+        guard flags & ~15 == 0 else { throw .malformed("hello flags \(flags) set reserved bits") }
         let id = try WireRead.id(frame, &o, "the hello node id")
         let addrLen = Int(try WireRead.u16(frame, &o, "the hello address length"))
         guard addrLen <= maxAddrBytes else { throw .malformed("hello node address is \(addrLen) bytes, more than \(maxAddrBytes)") }
@@ -277,9 +293,11 @@ public enum Wire {
             datagrams = HelloDatagrams(port: port, token: try WireRead.u64(frame, &o, "the hello datagram token"))
         }
         try WireRead.end(frame, o, .hello)
-        return HelloMessage(
+        var hello = HelloMessage(
             nodeID: id, nodeAddr: addr, priority: Int(truncatingIfNeeded: Int64(bitPattern: priority)), version: version,
             clusterName: name, auth: auth, datagrams: datagrams)
+        hello.takesMembers = flags & 8 != 0
+        return hello
     }
 
     static func decodeVoteRequest(_ frame: RawSpan) throws(WireError) -> VoteRequest {
@@ -321,6 +339,17 @@ public enum Wire {
         try WireRead.end(frame, o, .voteResponse)
         return VoteResponse(
             voterID: id, term: term, voteGranted: flags & 1 != 0, reason: reason, preVote: flags & 2 != 0, epoch: epoch)
+    }
+
+    static func decodeMember(_ frame: RawSpan) throws(WireError) -> MemberMessage {
+        var o = 5
+        let id = try WireRead.id(frame, &o, "the member node id")
+        let addrLen = Int(try WireRead.u16(frame, &o, "the member address length"))
+        guard addrLen <= maxAddrBytes else { throw .malformed("member node address is \(addrLen) bytes, more than \(maxAddrBytes)") }
+        let addr = try WireRead.string(frame, &o, addrLen, "the member node address")
+        let priority = try WireRead.u64(frame, &o, "the member priority")
+        try WireRead.end(frame, o, .member)
+        return MemberMessage(nodeID: id, nodeAddr: addr, priority: Int(truncatingIfNeeded: Int64(bitPattern: priority)))
     }
 
     static func decodeGoodbye(_ frame: RawSpan) throws(WireError) -> String {
