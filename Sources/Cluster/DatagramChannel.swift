@@ -85,7 +85,7 @@ final class DatagramChannel {
     func linked(_ link: Link, to peer: Peer, offer: HelloDatagrams?) {
         guard socket != nil else { return }
         if link.datagramToken != 0 { tokens[link.datagramToken] = link }
-        guard let offer, let host = link.conn.peerAddress?.host else { return }
+        guard let offer, offer.token != 0, let host = link.conn.peerAddress?.host else { return }
         do {
             peer.datagramTarget = try UVDatagramTarget(host: host, port: Int(offer.port))
             peer.datagramToken = offer.token

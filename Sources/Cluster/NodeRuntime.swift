@@ -123,6 +123,9 @@ final class NodeRuntime: @unchecked Sendable {
     /// (``handlingRead(_:)``), the time it arrived: its frames were read at one instant, and the
     /// clock is read once for all of them.
     var nowNs: UInt64 { readNs ?? (UVLoop.hrtimeNs() &- originNs) }
+    /// ``nowNs`` on libuv's clock (`UVLoop.hrtimeNs()`), which every node of a process shares:
+    /// the benchmark's timestamps, compared across nodes.
+    var hrtimeNs: UInt64 { nowNs &+ originNs }
     var now: CoreInstant { CoreInstant(nanoseconds: nowNs) }
     @exclusivity(unchecked) private var readNs: UInt64?
     @exclusivity(unchecked) private var readDate: Date?

@@ -492,7 +492,8 @@ final class PeerProtocol {
     /// of a probe, the round trip of an answer; in mesh mode the next probe goes out at once.
     private func benchReceived(_ hb: HeartbeatFrame, from peer: Peer, _ shard: BenchHooks.Shard) {
         shard.heartbeatReceived()
-        let now = UVLoop.hrtimeNs()
+        // The read's time (one clock reading for all its frames), as the node's own clock is.
+        let now = node.hrtimeNs
         if hb.probe, shard.meshInflight == 0 { shard.hooks.probeDelivered(from: hb.senderTag, to: localTag, at: now) }
         guard hb.reply else { return }
         if shard.meshInflight > 0 {
@@ -539,7 +540,8 @@ final class PeerProtocol {
     func sendHeartbeat(to peer: Peer, reply: Bool, probe: Bool = false, seq: UInt64? = nil, now: UInt64? = nil) {
         guard let link = peer.link, !node.faults.blocks(peer.id) else { return }
         let now = now ?? node.nowNs
-        let datagrams = peer.datagramTarget != nil
+        // The token, not the target: testing a 128-byte optional copies it.
+        let datagrams = peer.datagramToken != 0
         let datagramOnly = datagrams && peer.datagramsConfirmedNs != 0
             && now &- peer.datagramsConfirmedNs < node.datagrams.confirmWindowNs
         if !datagramOnly && node.outbox.isCongested(link) {
@@ -563,7 +565,7 @@ final class PeerProtocol {
             peer.probeSeq = seq
             peer.probeSentNs = now
             if let shard = benchShard {
-                let now = UVLoop.hrtimeNs()
+                let now = node.hrtimeNs
                 if shard.meshInflight > 0 {
                     peer.meshSentNs.append(now)  // mesh mode measures round trips only
                 } else {

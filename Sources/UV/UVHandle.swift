@@ -13,8 +13,9 @@ public class UVHandle {
     /// Points at the subclass's uv struct, viewed as its `uv_handle_t` prefix. Valid until the
     /// close callback has run.
     let handle: UnsafeMutablePointer<uv_handle_t>
-    /// True once `close()` was called (the close callback may still be pending).
-    public private(set) var isClosing = false
+    /// True once `close()` was called (the close callback may still be pending). Loop thread
+    /// only, read by every write and queue check: no dynamic exclusivity check.
+    @exclusivity(unchecked) public private(set) var isClosing = false
     /// True once the close callback has run: the uv struct is freed.
     public private(set) var isClosed = false
 
