@@ -118,8 +118,12 @@ struct BenchReport: ParsableCommand {
                 + "  \(num(median(pairs.map(\.keyed)), 11, 2))  \(num(median(ratios), 11, 3)) (\(ratios.map { format($0, 3) }.joined(separator: ", ")))\n"
         }
         for row in rows where row["mode"]?.string == "tags" {
-            out += "  tags alone (\(format(number(row, "links") ?? 0, 0)) links): seal \(format(number(row, "seal_ns") ?? 0, 0)) ns,"
+            out += "  tags alone (\(format(number(row, "links") ?? 0, 0)) links): frames (HMAC-SHA256) seal \(format(number(row, "seal_ns") ?? 0, 0)) ns,"
                 + " open \(format(number(row, "open_ns") ?? 0, 0)) ns, \(format(number(row, "tag_ns_per_heartbeat") ?? 0, 0)) ns per heartbeat\n"
+            if let seal = number(row, "datagram_seal_ns"), let open = number(row, "datagram_open_ns") {
+                out += "  datagrams (AES-256-GCM) seal \(format(seal, 0)) ns, open \(format(open, 0)) ns,"
+                    + " \(format(seal + open, 0)) ns per heartbeat\n"
+            }
         }
         // Mesh pairs.
         let mesh = rows.filter { $0["mode"]?.string == "mesh" || ($0["impl"]?.string == "c-libuv" && $0["interval_ms"] == nil) }
