@@ -25,6 +25,9 @@ final class NodeMetrics {
     private let heartbeatsSent: Counter
     private let heartbeatsReceived: Counter
     private let heartbeatsSkipped: Counter
+    private let datagramsSent: Counter
+    private let datagramsReceived: Counter
+    private let datagramsRejected: Counter
     private let dualPrimaries: Counter
     private let transfersSucceeded: Counter
     private let transfersFailed: Counter
@@ -53,6 +56,9 @@ final class NodeMetrics {
         heartbeatsSent = counter("cluster_heartbeats_sent_total")
         heartbeatsReceived = counter("cluster_heartbeats_received_total")
         heartbeatsSkipped = counter("cluster_heartbeats_skipped_total")
+        datagramsSent = counter("cluster_heartbeat_datagrams_total", [("outcome", "sent")])
+        datagramsReceived = counter("cluster_heartbeat_datagrams_total", [("outcome", "received")])
+        datagramsRejected = counter("cluster_heartbeat_datagrams_total", [("outcome", "rejected")])
         dualPrimaries = counter("cluster_dual_primary_detections_total")
         transfersSucceeded = counter("cluster_transfers_total", [("result", "succeeded")])
         transfersFailed = counter("cluster_transfers_total", [("result", "failed")])
@@ -95,6 +101,9 @@ final class NodeMetrics {
         heartbeatsSent.increment(by: Int64(clamping: stats.heartbeatsSent &- reported.heartbeatsSent))
         heartbeatsReceived.increment(by: Int64(clamping: stats.heartbeatsReceived &- reported.heartbeatsReceived))
         heartbeatsSkipped.increment(by: Int64(clamping: stats.heartbeatsSkipped &- reported.heartbeatsSkipped))
+        datagramsSent.increment(by: Int64(clamping: stats.datagramsSent &- reported.datagramsSent))
+        datagramsReceived.increment(by: Int64(clamping: stats.datagramsReceived &- reported.datagramsReceived))
+        datagramsRejected.increment(by: Int64(clamping: stats.datagramsRejected &- reported.datagramsRejected))
         reported = stats
         self.role.record(Int64(role.rawValue))
         self.term.record(Int64(clamping: term))

@@ -155,7 +155,7 @@ final class PeerProtocol {
         }
         let transcriptHash = LinkAuth.transcriptHash(security.transcript)
         security.opener = FrameOpener(key: peerKey, transcriptHash: transcriptHash, peerIsDialer: !link.outbound)
-        if hello.datagrams != nil || link.datagramToken != 0 {
+        if link.datagramToken != 0 {  // this node's hello offered datagrams: the peer may send some
             link.datagramOpener = DatagramOpener(key: peerKey, transcriptHash: transcriptHash, peerIsDialer: !link.outbound)
         }
         security.handshakeDone()
@@ -375,7 +375,7 @@ final class PeerProtocol {
         node.outbox.append(to: link) { LinkAuth.encodeAuth(proof, into: &$0) }
         let transcriptHash = LinkAuth.transcriptHash(security.transcript)
         security.sealer = FrameSealer(key: security.ownKey, transcriptHash: transcriptHash, dialer: link.outbound)
-        if hello.datagrams != nil {
+        if hello.datagrams != nil, node.datagrams.port != nil {  // the peer takes them, and this node sends them
             link.datagramSealer = DatagramSealer(key: security.ownKey, transcriptHash: transcriptHash, dialer: link.outbound)
         }
     }

@@ -332,6 +332,8 @@ struct BenchFailover: ParsableCommand {
     @Option(help: "Heartbeat interval.") var heartbeatInterval = DurationArgument(.milliseconds(20), text: "20ms")
     @Option(help: "Election timeout.") var electionTimeout = DurationArgument(.milliseconds(200), text: "200ms")
     @Option(help: "Write each trial's time (ms), one per line, to this file.") var samplesFile: String?
+    @Flag(inversion: .prefixedNo, help: "Heartbeats as UDP datagrams beside the links (the nodes' default).")
+    var datagrams = true
     @OptionGroup var output: BenchOutput
 
     func validate() throws {
@@ -347,7 +349,7 @@ struct BenchFailover: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let cluster = try BenchCluster(
             nodes: nodes, threads: 1, heartbeat: heartbeatInterval.duration, electionTimeout: electionTimeout.duration,
-            hooks: BenchHooks(), dataRoot: root)
+            hooks: BenchHooks(), dataRoot: root, datagrams: datagrams)
         // Every primary every node reports, by term: two in one term is the failure that matters.
         let primaries = UVLocked([UInt64: Set<String>]())
         for id in cluster.ids {

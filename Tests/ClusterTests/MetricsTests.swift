@@ -29,6 +29,7 @@ struct MetricsTests {
             #"cluster_epoch{node="m1"} 1"#, #"cluster_nodes_total{node="m1"} 1"#, #"cluster_has_quorum{node="m1"} 1"#,
             #"cluster_election_duration_seconds_count{node="m1"} 1"#, "cluster_heartbeats_sent_total",
             "cluster_links_up", "cluster_dual_primary_detections_total", "cluster_transfers_total",
+            #"cluster_heartbeat_datagrams_total{node="m1",outcome="rejected"} 0"#,
         ] {
             #expect(text.contains(expected), "missing \(expected)")
         }
