@@ -154,9 +154,14 @@ final class DatagramChannel {
                 return
             }
         }
-        node.stats.datagramsReceived &+= 1
+        var taken = false
         node.handlingRead { now in
-            node.peerProtocol.datagramArrived(frame, from: peer, on: link, at: now)
+            taken = node.peerProtocol.datagramArrived(frame, from: peer, on: link, at: now)
+        }
+        if taken {
+            node.stats.datagramsReceived &+= 1
+        } else {
+            node.stats.datagramsRejected &+= 1
         }
         node.outbox.flush()
     }

@@ -267,19 +267,20 @@ final class PeerProtocol {
     }
 
     /// A heartbeat datagram for `link` (token, mode and, on a keyed link, tag checked by the
-    /// channel), at `now`: the peer's datagrams arrive, and the link is heard from.
-    func datagramArrived(_ hb: HeartbeatFrame, from peer: Peer, on link: Link, at now: UInt64) {
+    /// channel), at `now`: the peer's datagrams arrive, and the link is heard from. False when
+    /// the heartbeat is not the peer's (its sender tag): dropped.
+    func datagramArrived(_ hb: HeartbeatFrame, from peer: Peer, on link: Link, at now: UInt64) -> Bool {
         do throws(WireError) {
             try heartbeatArrived(hb, from: peer)
         } catch {
             // Only the peer on this link knows its token (and, keyed, its key): a frame it
             // should never send. Dropped; the link's stream is what says goodbye.
-            node.stats.datagramsRejected &+= 1
-            return
+            return false
         }
         link.lastHeardNs = now
         peer.lastDatagramNs = now
         applyPendingHeartbeat()
+        return true
     }
 
     /// A heartbeat from `peer`, by its link or by datagram.
