@@ -97,6 +97,27 @@ func plainGoodbye(_ client: WireClient) async -> String? {
 @Suite("A keyed cluster on loopback", .serialized)
 struct KeyedClusterTests {
     static let key = try! ClusterKey(bytes: Array(repeating: 0x42, count: 32))
+
+    /// Waits (bounded) until every node has had 20 more heartbeats, then tells whether every one
+    /// of them came as a datagram (a datagram refused under a wrong key would leave the
+    /// heartbeat to the link, and no election would show it).
+    static func heartbeatsComeByDatagram(_ managers: [ElectionManager]) async -> Bool {
+        // The first window may still see the copies of a link's start; the second must not.
+        for attempt in 0..<2 {
+            let before = managers.map { ($0.stats.heartbeatsReceived, $0.stats.datagramsReceived) }
+            let heard = await eventually(timeout: .seconds(5)) {
+                zip(managers, before).allSatisfy { $0.stats.heartbeatsReceived >= $1.0 + 20 }
+            }
+            guard heard else { return false }
+            let all = zip(managers, before).allSatisfy { m, b in
+                let s = m.stats
+                return s.datagramsReceived - b.1 >= s.heartbeatsReceived - b.0
+            }
+            if all { return true }
+            if attempt == 1 { return false }
+        }
+        return false
+    }
     static let newKey = try! ClusterKey(bytes: Array(repeating: 0x43, count: 32))
     static let wrongKey = try! ClusterKey(bytes: Array(repeating: 0x99, count: 32))
 
@@ -237,6 +258,8 @@ struct KeyedClusterTests {
         let managers = cluster.ids.compactMap { cluster.manager($0) }
         let term = managers[0].currentTerm
         let established = managers.map { $0.stats.peerLinksEstablished }
+        // Heartbeats travel as keyed datagrams before the rotation and after it.
+        #expect(await Self.heartbeatsComeByDatagram(managers), "before the rotation")
         for m in managers { try m.installKey(Self.newKey) }
         for m in managers { try m.useKey(id: Self.newKey.id) }
         for m in managers { try m.removeKey(id: Self.key.id) }
@@ -252,6 +275,7 @@ struct KeyedClusterTests {
         #expect(managers.allSatisfy { $0.currentTerm == term })
         #expect(cluster.manager(leader)?.isLeader == true)
         #expect(managers.allSatisfy { $0.keyring?.keys == [Self.newKey] })
+        #expect(await Self.heartbeatsComeByDatagram(managers), "after the rotation: the datagram keys switched with the links'")
         // The old key is refused now.
         let port = try #require(managers[0].listenAddress?.port)
         let old = try await WireClient.connect(port: port)
