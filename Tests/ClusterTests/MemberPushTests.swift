@@ -43,7 +43,9 @@ struct MemberPushTests {
 
     @Test("MEMBER frames on a member's link: an invalid member, this node's own id and a known member change nothing; a new one is added as a replica")
     func pushedMembersAreChecked() async throws {
-        let (node, port) = try soloNode("a", members: ["m1": nowhere])
+        // A long election timeout: the hand-made link sends no heartbeats, and a link silent for
+        // an election timeout is closed (on a busy machine the test can take longer than 1 s).
+        let (node, port) = try soloNode("a", members: ["m1": nowhere], electionTimeout: .seconds(60))
         defer { try? node.stop() }
         let peer = try await WireClient.connect(port: port)
         defer { peer.close() }
