@@ -126,6 +126,8 @@ final class NodeRuntime: @unchecked Sendable {
     /// ``nowNs`` on libuv's clock (`UVLoop.hrtimeNs()`), which every node of a process shares:
     /// the benchmark's timestamps, compared across nodes.
     var hrtimeNs: UInt64 { nowNs &+ originNs }
+    /// A ``nowNs`` reading already taken, on libuv's clock.
+    func hrtimeNs(at now: UInt64) -> UInt64 { now &+ originNs }
     var now: CoreInstant { CoreInstant(nanoseconds: nowNs) }
     @exclusivity(unchecked) private var readNs: UInt64?
     @exclusivity(unchecked) private var readDate: Date?
@@ -602,7 +604,8 @@ final class NodeRuntime: @unchecked Sendable {
     /// already known, this node, or an invalid one changes nothing.
     func memberPushed(_ member: MemberMessage, by peerID: String) {
         guard member.nodeID != config.nodeID, !membership.contains(member.nodeID) else { return }
-        if let problem = NodeInfo.idProblem(member.nodeID) ?? NodeInfo.addrProblem(member.nodeAddr) {
+        let announcement = AnnouncementMessage(nodeID: member.nodeID, nodeAddr: member.nodeAddr, priority: member.priority)
+        if let problem = Discovery.problem(with: announcement, membership: membership) {
             logger.warning("ignoring member \(member.nodeID) from \(peerID): \(problem)")
             return
         }

@@ -566,7 +566,7 @@ final class PeerProtocol {
             peer.probeSeq = seq
             peer.probeSentNs = now
             if let shard = benchShard {
-                let now = node.hrtimeNs
+                let now = node.hrtimeNs(at: now)
                 if shard.meshInflight > 0 {
                     peer.meshSentNs.append(now)  // mesh mode measures round trips only
                 } else {

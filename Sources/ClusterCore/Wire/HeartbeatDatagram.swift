@@ -113,9 +113,13 @@ final class DatagramMAC {
 }
 
 /// One direction's datagram keys: the key it is under and its generation (one more per REKEY
-/// of the link).
+/// of the link). `ctx` is the key's context, held beside its owner so that every datagram reads
+/// it without a hop through the owner.
 struct DatagramDirection {
-    private(set) var mac: DatagramMAC
+    private var mac: DatagramMAC {
+        didSet { ctx = mac.ctx }
+    }
+    private(set) var ctx: OpaquePointer
     private(set) var generation: UInt32 = 0
     private let transcriptHash: [UInt8]
     private let fromDialer: Bool
@@ -125,6 +129,7 @@ struct DatagramDirection {
         self.fromDialer = fromDialer
         mac = DatagramMAC(key: LinkAuth.frameKey(
             key: key, transcriptHash: transcriptHash, fromDialer: fromDialer, generation: 0, datagrams: true))
+        ctx = mac.ctx
     }
 
     mutating func switchKey(to key: ClusterKey) {
@@ -139,11 +144,7 @@ struct DatagramDirection {
 /// of the link's stream, nor one direction's for the other's). A class: the link's security
 /// state holds it, and a datagram seals through it without copying it out and back.
 public final class DatagramSealer {
-    private var direction: DatagramDirection {
-        didSet { ctx = direction.mac.ctx }
-    }
-    /// The direction's context, read by every datagram without going through its owner.
-    private var ctx: OpaquePointer
+    private var direction: DatagramDirection
     /// The datagrams sealed so far: the counter of the next one. It never restarts, not even
     /// after a key switch.
     public private(set) var counter: UInt64 = 0
@@ -151,13 +152,12 @@ public final class DatagramSealer {
 
     public init(key: ClusterKey, transcriptHash: [UInt8], dialer: Bool) {
         direction = DatagramDirection(key: key, transcriptHash: transcriptHash, fromDialer: dialer)
-        ctx = direction.mac.ctx
     }
 
     /// Seals the keyed datagram (its tag's bytes already appended) that starts at `base` in `out`.
     @inline(__always)
     func seal(_ out: inout [UInt8], at base: Int) {
-        let ctx = self.ctx, generation = direction.generation, counter = self.counter
+        let ctx = direction.ctx, generation = direction.generation, counter = self.counter
         let ok = out.withUnsafeMutableBufferPointer { buffer in
             cdatagrammac_seal(ctx, buffer.baseAddress! + base, generation, counter)
         }
@@ -176,17 +176,13 @@ public final class DatagramSealer {
 /// late datagram is not), and its tag checks. A datagram that fails is dropped, not fatal: the
 /// network may duplicate or reorder datagrams, and anyone may send one.
 public final class DatagramOpener {
-    private var direction: DatagramDirection {
-        didSet { ctx = direction.mac.ctx }
-    }
-    private var ctx: OpaquePointer
+    private var direction: DatagramDirection
     /// The lowest counter the next datagram may carry.
     public private(set) var nextCounter: UInt64 = 0
     public var generation: UInt32 { direction.generation }
 
     public init(key: ClusterKey, transcriptHash: [UInt8], peerIsDialer: Bool) {
         direction = DatagramDirection(key: key, transcriptHash: transcriptHash, fromDialer: peerIsDialer)
-        ctx = direction.mac.ctx
     }
 
     /// Why a datagram was not taken.
@@ -199,7 +195,7 @@ public final class DatagramOpener {
         guard header.keyed, datagram.byteCount == HeartbeatDatagram.keyedBytes else { throw .notKeyed }
         guard header.generation == direction.generation else { throw .otherGeneration }
         guard header.counter >= nextCounter, header.counter != .max else { throw .replayed }
-        let ctx = self.ctx
+        let ctx = direction.ctx
         let valid = datagram.withUnsafeBytes { raw in
             cdatagrammac_open(ctx, raw.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 1
         }
