@@ -114,7 +114,9 @@ struct DuplicateLinkTests {
 struct UnknownToPeerTests {
     @Test("a peer that does not know us says goodbye before hello: no protocol error, and the link forms once it learns us")
     func goodbyeBeforeHello() async throws {
-        let ports = try freePorts(2)
+        // Port 0: each node owns its port from the start (a port reserved and released can be
+        // taken in between, by any connection's ephemeral port); the addresses are told after.
+        let ports = [0, 0]
         func node(_ id: String, _ port: Int) -> (ElectionManager, ClusterMembership) {
             let membership = ClusterMembership(localNodeID: id, localAddr: "127.0.0.1:\(port)")
             let config = ClusterConfig(nodeID: id, nodeAddr: "127.0.0.1:\(port)", heartbeatInterval: .milliseconds(20))
@@ -126,12 +128,13 @@ struct UnknownToPeerTests {
         try b.start()
         try a.start()
         defer { try? a.stop(); try? b.stop() }
-        try aMembers.addNode(NodeInfo(id: "b", addr: "127.0.0.1:\(ports[1])"))  // a knows b; b does not know a
+        let aPort = try #require(a.listenAddress?.port), bPort = try #require(b.listenAddress?.port)
+        try aMembers.addNode(NodeInfo(id: "b", addr: "127.0.0.1:\(bPort)"))  // a knows b; b does not know a
         let refused = await eventually(timeout: .seconds(5)) { b.stats.connectionsRefused >= 2 }
         #expect(refused)
         #expect(a.stats.protocolErrors == 0)
         #expect(a.stats.peersConnected == 0)
-        try bMembers.addNode(NodeInfo(id: "a", addr: "127.0.0.1:\(ports[0])"))
+        try bMembers.addNode(NodeInfo(id: "a", addr: "127.0.0.1:\(aPort)"))
         let linked = await eventually(timeout: .seconds(5)) { a.stats.peersConnected == 1 && b.stats.peersConnected == 1 }
         #expect(linked)
         #expect(a.stats.protocolErrors == 0 && b.stats.protocolErrors == 0)
