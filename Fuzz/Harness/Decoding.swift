@@ -140,6 +140,17 @@ extension DecodedConnection {
         case .member(let m):
             checkID(m.nodeID, "member node id")
             if m.nodeAddr.utf8.count > Wire.maxAddrBytes { problem("member address of \(m.nodeAddr.utf8.count) bytes") }
+        case .configuration(let c):
+            checkID(c.from, "configuration sender id")
+            if c.configuration.voters.isEmpty || c.configuration.voters.count > Wire.maxVoters {
+                problem("configuration of \(c.configuration.voters.count) voters")
+            }
+            c.configuration.voters.forEach { checkID($0, "configuration voter") }
+        case .configurationAck(let a):
+            checkID(a.from, "configuration ack sender id")
+        case .bootstrap(let b):
+            if b.nodes.count > Wire.maxVoters { problem("bootstrap of \(b.nodes.count) nodes") }
+            b.nodes.forEach { checkID($0, "bootstrap node") }
         }
 
         var encoded: [UInt8] = []

@@ -190,6 +190,43 @@ public final class ElectionManager: Sendable {
         return try result.get()
     }
 
+    /// The voter configuration this node holds (``VoterConfiguration/none`` before it has one)
+    /// and whether it knows it committed.
+    public var voterConfiguration: (configuration: VoterConfiguration, committed: Bool) {
+        runtime.sync { ($0.core.configuration, $0.core.configurationCommitted) } ?? (.none, false)
+    }
+
+    /// Changes the voter set by one voter, through this node as primary and with the consent of
+    /// the current voters (Raft's single-server change): returns the new configuration once a
+    /// majority of its voters stored it. Throws `.voterChangeFailed` with the reason when this
+    /// node is not the primary, a change (or the primary's own configuration, made at its
+    /// election) is not committed yet, a transfer is under way, the node to add is not a linked
+    /// member, the node to remove is the primary or would leave fewer voters than the quorum
+    /// floor, or the primary stopped leading before the change committed (it may then still take
+    /// effect: the next primary may hold it).
+    public func changeVoters(_ change: VoterChange) async throws(ClusterError) -> VoterConfiguration {
+        let runtime = self.runtime
+        let result: Result<VoterConfiguration, ClusterError> = await withCheckedContinuation { continuation in
+            let started = runtime.loop.execute {
+                runtime.changeVoters(change) { continuation.resume(returning: $0) }
+            }
+            if !started { continuation.resume(returning: .failure(.invalidState("the node's event loop has stopped"))) }
+        }
+        return try result.get()
+    }
+
+    /// Makes a member a voter (see ``changeVoters(_:)``).
+    @discardableResult
+    public func addVoter(_ nodeID: String) async throws(ClusterError) -> VoterConfiguration {
+        try await changeVoters(.add(nodeID))
+    }
+
+    /// Makes a voter a member that does not vote (see ``changeVoters(_:)``).
+    @discardableResult
+    public func removeVoter(_ nodeID: String) async throws(ClusterError) -> VoterConfiguration {
+        try await changeVoters(.remove(nodeID))
+    }
+
     /// The target of the leadership transfer under way, if any.
     public var transferTarget: String? { runtime.publisher.snapshot.withLock { $0.transferTarget } }
 

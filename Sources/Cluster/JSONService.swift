@@ -132,18 +132,14 @@ final class JSONService {
             }
         }
         switch message {
-        case .voteRequest(var request):
-            // A JSON line only claims its candidate: it never skips the lease as a transfer.
-            request.transfer = false
-            if let identified = link.peerID, identified != request.candidateID {
-                refuse("vote request for \(request.candidateID) on a connection identified as \(identified)", on: link)
-                return
-            }
-            // A grant is answered once it is durable; the replies to later lines wait behind it.
-            let slot = holdReply(on: link)
-            node.answerVoteRequest(request, vouched: false) { [weak self] response in
-                self?.fill(slot, with: .voteResponse(response), on: link)
-            }
+        case .voteRequest(let request):
+            // A JSON line only claims its candidate, and voters speak on their peer links: a vote
+            // asked here is refused, and its term is not adopted (the seed's nodes, which ask so,
+            // are members that do not vote).
+            node.stats.voteRequestsReceived += 1
+            reply(.voteResponse(VoteResponse(
+                voterID: node.config.nodeID, term: node.core.term, voteGranted: false,
+                reason: Self.jsonVoteRefusal(candidate: request.candidateID), epoch: node.core.epoch)), on: link)
         case .announcement(let announcement):
             reply(.nodeList(node.handleAnnouncement(announcement)), on: link)
         case .heartbeat(let hb):
@@ -185,6 +181,8 @@ final class JSONService {
                 }
                 fill(slot, with: .transferResponse(response), on: link)
             }
+        case .voters(let request):
+            voters(request, on: link)
         case .keyring(let request):
             guard link.conn.peerAddress?.isLoopback == true else {
                 refuse("keyring is accepted from this node's own host only", on: link)
@@ -196,8 +194,54 @@ final class JSONService {
             reply(.hello(HelloMessage(nodeID: node.config.nodeID, nodeAddr: node.membership.localNode.addr, priority: node.config.priority)), on: link)
         case .goodbye:
             node.links.close(link)
-        case .voteResponse, .nodeList, .statusResponse, .error, .transferResponse, .keyringResponse:
+        case .voteResponse, .nodeList, .statusResponse, .error, .transferResponse, .keyringResponse, .votersResponse:
             refuse("unexpected message from a client", on: link)
+        }
+    }
+
+    /// Why a JSON `vote_request` is refused.
+    static func jsonVoteRefusal(candidate: String) -> String {
+        "votes are granted only to voters, over their peer links (\(candidate) asked on a JSON line)"
+    }
+
+    /// A `voters` request: `list` from anyone; `add` and `remove` from this node's own host only
+    /// (or anywhere, with `NodeOptions.remoteTransfers`), answered once committed.
+    private func voters(_ request: VotersRequest, on link: Link) {
+        func answer(success: Bool, error: String? = nil, tookMs: Double? = nil) -> JSONMessage {
+            .votersResponse(VotersResponse(
+                success: success, configuration: node.core.configuration, committed: node.core.configurationCommitted,
+                leaderID: node.core.leaderID, error: error, tookMs: tookMs))
+        }
+        let change: VoterChange
+        switch (request.op, request.nodeID) {
+        case ("list", _):
+            reply(answer(success: true), on: link)
+            return
+        case ("add", let id?): change = .add(id)
+        case ("remove", let id?): change = .remove(id)
+        case ("add", nil), ("remove", nil):
+            reply(answer(success: false, error: "\(request.op) needs \"node_id\""), on: link)
+            return
+        default:
+            refuse("unknown voters op \"\(request.op)\" (list, add, remove)", on: link)
+            return
+        }
+        guard node.options.remoteTransfers || link.conn.peerAddress?.isLoopback == true else {
+            refuse("voter changes are accepted from this node's own host only", on: link)
+            return
+        }
+        let slot = holdReply(on: link)
+        let startedNs = node.nowNs
+        node.changeVoters(change) { [weak self] result in
+            guard let self else { return }
+            let tookMs = Double(node.nowNs &- startedNs) / 1e6
+            switch result {
+            case .success: fill(slot, with: answer(success: true, tookMs: tookMs), on: link)
+            case .failure(let error):
+                let reason: String
+                if case .voterChangeFailed(let why) = error { reason = why } else { reason = error.description }
+                fill(slot, with: answer(success: false, error: reason, tookMs: tookMs), on: link)
+            }
         }
     }
 

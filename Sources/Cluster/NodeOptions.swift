@@ -86,6 +86,9 @@ public struct NodeOptions: Sendable {
     /// frame, PROTOCOL.md), so that they list a joining node a round trip after its seed does.
     /// Off: they learn it at their next announcement to a seed, or when it says hello.
     public var pushesMembers = true
+    /// How this node gets its first voter configuration when its data directory holds none (a
+    /// node that stored one keeps it, whatever this says). See ``Bootstrap``.
+    public var bootstrap: Bootstrap = .members
     /// Test hook: runs on the thread-pool thread of each durable write, before its first fsync
     /// (a slow or stuck disk).
     package var persistBeforeSync: (@Sendable () -> Void)?
@@ -218,5 +221,22 @@ extension NodeOptions {
         } catch {
             fatalError("cannot start an event loop: \(error)")
         }
+    }
+}
+
+extension NodeOptions {
+    /// Where a node's first voter configuration comes from (README, "Voters").
+    public enum Bootstrap: Sendable, Equatable {
+        /// The members of the membership when the node starts are the first voters (this node
+        /// included): the library's way, where the application lists the cluster's members.
+        case members
+        /// These nodes are the first voters (etcd's `--initial-cluster`; the agent's `--voters`).
+        case voters([String])
+        /// The first N nodes that link and agree form the first voter set (Consul's
+        /// `-bootstrap-expect`; the agent's `--bootstrap-expect`): see `BootstrapAgreement`.
+        case expect(Int)
+        /// Never bootstrap: join a cluster that has voters, as a member that does not vote, and
+        /// learn the configuration from its primary.
+        case join
     }
 }

@@ -63,6 +63,16 @@ final class NodeRuntime: @unchecked Sendable {
     private var readyAnswers: [() -> Void] = []
     /// Who waits for the outcome of the leadership transfer under way.
     private var transferWaiters: [(Result<String, ClusterError>) -> Void] = []
+    /// Who waits for the outcome of a voter change.
+    private var voterChangeWaiters: [(change: VoterChange, answer: (Result<VoterConfiguration, ClusterError>) -> Void)] = []
+    /// The election state read from the data directory at start.
+    private let restored: DurableElectionState
+    /// While this node bootstraps the first voters with others (`NodeOptions.Bootstrap.expect`).
+    private var bootstrapAgreement: BootstrapAgreement?
+    /// The last bootstrap problem logged, so that each is said once.
+    private var bootstrapProblemLogged: String?
+    /// The voters last logged, so that a new configuration of the same voters is not said again.
+    private var votersLogged: [String]?
 
     init(config: ClusterConfig, membership: ClusterMembership, options: NodeOptions) {
         self.config = config
@@ -92,9 +102,13 @@ final class NodeRuntime: @unchecked Sendable {
         }
         self.persister = persister
         self.storageError = storeError
+        restored = durable
+        // The library's way (the membership's members at start are the first voters) is re-derived
+        // at each start, as the core's own argument; the others are stepped in at start and written.
+        let initialVoters = options.bootstrap == .members ? membership.allNodes.map(\.id) : []
         core = ElectionCore(
             id: config.nodeID, settings: ElectionCore.Settings(config: config), durable: durable,
-            voters: membership.allNodes.map(\.id), seed: seed, now: CoreInstant(nanoseconds: 0))
+            voters: initialVoters, seed: seed, now: CoreInstant(nanoseconds: 0))
         membership.setLocalTerm(durable.term)
         outbox.findLink = { [anchor] id in anchor.runtime?.links.links[id] }
         outbox.onOverflow = { [unowned self] link in
@@ -224,9 +238,7 @@ final class NodeRuntime: @unchecked Sendable {
             }
         }
         logger.info("listening on \(bound)")
-        // The members at start are the configured voters; members that join later become voters
-        // once they link and say hello (see `peerLinked`).
-        for node in membership.allNodes where node.id != config.nodeID { step(.addVoter(node.id)) }
+        startVoters()
         membersChanged()
         step(.tick)
         publish()
@@ -254,6 +266,9 @@ final class NodeRuntime: @unchecked Sendable {
         let waiters = transferWaiters
         transferWaiters.removeAll()
         for waiter in waiters { waiter(.failure(.transferFailed("the node stopped"))) }
+        let changeWaiters = voterChangeWaiters
+        voterChangeWaiters.removeAll()
+        for waiter in changeWaiters { waiter.answer(.failure(.voterChangeFailed("the node stopped"))) }
         running = false
         if let membershipObserver {
             membership.removeObserver(membershipObserver)
@@ -359,6 +374,35 @@ final class NodeRuntime: @unchecked Sendable {
                 logger.critical("\(ClusterError.dualPrimaryDetected): term \(term), primaries \(primaries.joined(separator: ", "))")
             case .transferStarted(let target):
                 logger.info("handing leadership over to \(target)")
+            case .configurationChanged(let configuration, let committed):
+                if configuration.voters != votersLogged {
+                    votersLogged = configuration.voters
+                    let role = core.isVoter ? "this node votes" : "this node does not vote"
+                    logger.info("voters: \(configuration.voters.joined(separator: ", ")) (configuration \(configuration.id), \(committed ? "committed" : "not yet committed"); \(role))")
+                } else {
+                    logger.debug("configuration \(configuration.id)\(committed ? " committed" : "")")
+                }
+                if let message = core.configurationMessage {
+                    // Members that do not vote hear it too: they show it, and a promoted one needs it.
+                    for peer in links.peers.values where peer.link != nil && !core.voters.contains(peer.id) {
+                        peerProtocol.send(.configuration(message), to: peer.id)
+                    }
+                }
+            case .voterChangeEnded(let change, let succeeded, let reason):
+                if succeeded {
+                    logger.info("\(change): committed, voters now \(core.configuration.voters.joined(separator: ", "))")
+                } else {
+                    logger.warning("\(change) failed: \(reason ?? "unknown reason")")
+                }
+                let outcome: Result<VoterConfiguration, ClusterError> = succeeded
+                    ? .success(core.configuration) : .failure(.voterChangeFailed(reason ?? "unknown reason"))
+                var answers: [(Result<VoterConfiguration, ClusterError>) -> Void] = []
+                voterChangeWaiters.removeAll { waiter in
+                    guard waiter.change == change else { return false }
+                    answers.append(waiter.answer)
+                    return true
+                }
+                for answer in answers { readyAnswers.append { answer(outcome) } }
             case .transferEnded(let target, let succeeded, let reason):
                 metrics.transferEnded(succeeded: succeeded)
                 if succeeded {
@@ -462,8 +506,11 @@ final class NodeRuntime: @unchecked Sendable {
     /// The second half: recorded in the membership and stepped through the core.
     func applyHeartbeat(_ hb: HeartbeatMessage, from peer: Peer) {
         stats.heartbeatsApplied &+= 1
+        // A member that does not vote cannot lead: whatever role it claims, it is recorded as a
+        // replica (the membership's `primary` names voters only).
+        let role = hb.role == .replica || core.voters.contains(peer.id) ? hb.role : .replica
         try? membership.recordHeartbeat(
-            from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: hb.role, at: wallNow())
+            from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: role, at: wallNow())
         step(.receive(from: peer.id, .heartbeat(hb)))
     }
 
@@ -512,10 +559,16 @@ final class NodeRuntime: @unchecked Sendable {
         }
     }
 
-    /// A peer's link is up (hello exchanged): it counts as a voter from now on.
+    /// A peer's link is up (hello exchanged). Linking makes nobody a voter: voters change only
+    /// through the primary, with the voters' consent. The peer hears how this node stands on
+    /// bootstrap, and, from a primary, the configuration if it does not vote (voters get it from
+    /// the core, until they acknowledge it).
     func peerLinked(_ peer: Peer, priority: Int) {
-        if !core.voters.contains(peer.id) { step(.addVoter(peer.id)) }
         step(.setVoterPriority(peer.id, priority))  // a transfer with no target named weighs it
+        peerProtocol.sendBootstrap(bootstrapMessage(), to: peer)
+        if let message = core.configurationMessage, !core.voters.contains(peer.id) {
+            peerProtocol.send(.configuration(message), to: peer.id)
+        }
     }
 
     /// Hands leadership over (see `ElectionManager.transferLeadership`); `answer` gets the new
@@ -538,18 +591,12 @@ final class NodeRuntime: @unchecked Sendable {
 
     // MARK: - Members
 
-    /// Brings the link table and the core's voters in line with the membership: removed members
-    /// stop being voters at once; new ones are dialled (and become voters once linked).
+    /// Brings the link table in line with the membership: new members are dialled, removed
+    /// ones unlinked. The voters do not follow the membership: they change only by consent.
     func membersChanged() {
         guard running else { return }
         let members = membership.allNodes.filter { $0.id != config.nodeID }.map { (id: $0.id, addr: $0.addr) }
-        for id in links.sync(members: members) where core.voters.contains(id) {
-            step(.removeVoter(id))
-        }
-        let present = Set(members.map(\.id))
-        for voter in core.voters where voter != config.nodeID && !present.contains(voter) {
-            step(.removeVoter(voter))
-        }
+        _ = links.sync(members: members)
         outbox.flush()
     }
 
@@ -563,6 +610,7 @@ final class NodeRuntime: @unchecked Sendable {
 
     private func onHeartbeatTimer() {
         if options.keyring != nil { checkKeyring() }
+        if bootstrapAgreement != nil { bootstrapProgress() }
         refreshLSN()
         peerProtocol.sendHeartbeatRound()
         outbox.flush()
@@ -637,6 +685,106 @@ final class NodeRuntime: @unchecked Sendable {
         return nil
     }
 
+    // MARK: - Voters
+
+    /// At start: says what was restored, and starts the first configuration if none was stored
+    /// (`NodeOptions.bootstrap`).
+    private func startVoters() {
+        if restored.term > 0 {
+            logger.info("restored term \(restored.term), vote \(restored.votedFor ?? "none"), epoch \(restored.epoch) from \(options.dataDirectory ?? "")")
+        }
+        if !restored.configuration.isNone {
+            if options.bootstrap != .members, options.bootstrap != .join {
+                logger.info("using the stored voter configuration; bootstrap options apply to a node that has none")
+            }
+            return  // the configuration it stored, never flags
+        }
+        switch options.bootstrap {
+        case .members:
+            votersLogged = core.configuration.voters
+            logger.info("voters: \(core.configuration.voters.joined(separator: ", ")) (the members at start)")
+        case .voters(let voters):
+            step(.bootstrap(voters))
+        case .expect(let count):
+            let settle = 2 * max(1, config.heartbeatInterval.nanoseconds)
+            bootstrapAgreement = BootstrapAgreement(id: config.nodeID, expect: count, settle: settle, now: now)
+            logger.info("waiting for \(count) nodes to agree on the first voters (bootstrap)")
+            bootstrapProgress()
+        case .join:
+            logger.info("joining as a member that does not vote: the primary tells this node the voters")
+        }
+    }
+
+    /// What this node tells the nodes it links to of how it stands on bootstrap.
+    private func bootstrapMessage() -> BootstrapMessage {
+        if let bootstrapAgreement { return bootstrapAgreement.message }
+        let configuration = core.configuration
+        return BootstrapMessage(
+            expect: 0, configured: !configuration.isNone, locked: !configuration.isNone, nodes: configuration.voters)
+    }
+
+    /// A linked node's BOOTSTRAP frame.
+    func bootstrapArrived(_ message: BootstrapMessage, from peerID: String) {
+        guard bootstrapAgreement != nil else { return }
+        if bootstrapAgreement!.received(message, from: peerID, now: now) { advertiseBootstrap() }
+        bootstrapProgress()
+    }
+
+    /// Locks or decides the bootstrap when it can, and says what stands in its way, once per cause.
+    private func bootstrapProgress() {
+        guard var agreement = bootstrapAgreement else { return }
+        guard core.configuration.isNone else {
+            bootstrapAgreement = nil  // told the configuration by a primary meanwhile
+            return
+        }
+        let changed = agreement.tick(now: now)
+        let decision = agreement.decision()
+        let wasJoining = bootstrapAgreement?.joinsExistingCluster ?? false
+        bootstrapAgreement = agreement
+        if let problem = agreement.problem, problem != bootstrapProblemLogged {
+            bootstrapProblemLogged = problem
+            logger.warning("bootstrap: \(problem)")
+        }
+        if agreement.joinsExistingCluster, !wasJoining {
+            logger.info("a linked node holds a voter configuration: joining that cluster as a member that does not vote")
+        }
+        if let voters = decision {
+            bootstrapAgreement = nil
+            logger.info("bootstrap: \(voters.count) nodes agreed on the first voters")
+            step(.bootstrap(voters))
+            advertiseBootstrap()
+        } else if changed {
+            if let locked = agreement.locked {
+                logger.info("bootstrap: locked \(locked.joined(separator: ", ")); waiting for each of them to lock the same")
+            }
+            advertiseBootstrap()
+        }
+    }
+
+    private func advertiseBootstrap() {
+        let message = bootstrapMessage()
+        for peer in links.peers.values where peer.link != nil { peerProtocol.sendBootstrap(message, to: peer) }
+        outbox.flush()
+    }
+
+    /// Changes the voter set by one voter (see `ElectionManager.changeVoters`); `answer` gets the
+    /// configuration once the change is committed, or why it was not, on the loop thread, once.
+    func changeVoters(_ change: VoterChange, answer: @escaping (Result<VoterConfiguration, ClusterError>) -> Void) {
+        guard running else { return answer(.failure(.invalidState("the node is not running"))) }
+        if case .add(let node) = change, core.state == .leader, !core.voters.contains(node) {
+            // Only a running member can be made a voter: a voter that never answers lowers the
+            // cluster's tolerance of failures from the moment it is added.
+            guard membership.contains(node) else {
+                return answer(.failure(.voterChangeFailed("\(node) is not a member: start it with this cluster's seeds first")))
+            }
+            guard links.hasLiveLink(node) else {
+                return answer(.failure(.voterChangeFailed("\(node) is not linked to the primary: is it running?")))
+            }
+        }
+        voterChangeWaiters.append((change, answer))
+        step(.changeVoters(change))
+    }
+
     // MARK: - Cluster keys
 
     private var keyringVersion: UInt64 = 0
@@ -683,7 +831,9 @@ final class NodeRuntime: @unchecked Sendable {
         StatusResponse(
             nodeID: config.nodeID, role: core.role, state: core.state, term: core.term, epoch: core.fencingEpoch,
             leaderID: core.leaderID, lsn: core.localLSN, members: membership.allNodes,
-            time: membership.currentTime, healthTimeoutMs: config.electionTimeout.nanoseconds / 1_000_000)
+            time: membership.currentTime, healthTimeoutMs: config.electionTimeout.nanoseconds / 1_000_000,
+            configuration: core.configuration.isNone ? nil : core.configuration,
+            configurationCommitted: core.configurationCommitted)
     }
 
     // MARK: - Commands from the API

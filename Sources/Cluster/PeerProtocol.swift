@@ -261,6 +261,21 @@ final class PeerProtocol {
         case .member(let member):
             guard !node.faults.blocks(peerID) else { return }
             node.memberPushed(member, by: peerID)
+        case .configuration(let message):
+            guard message.from == peerID else {
+                throw .malformed("configuration from \(message.from) on the link of \(peerID)")
+            }
+            guard !node.faults.blocks(peerID) else { return }
+            node.step(.receive(from: peerID, .configuration(message)))
+        case .configurationAck(let ack):
+            guard ack.from == peerID else {
+                throw .malformed("configuration ack from \(ack.from) on the link of \(peerID)")
+            }
+            guard !node.faults.blocks(peerID) else { return }
+            node.step(.receive(from: peerID, .configurationAck(ack)))
+        case .bootstrap(let message):
+            guard !node.faults.blocks(peerID) else { return }
+            node.bootstrapArrived(message, from: peerID)
         case .hello, .goodbye:
             break
         }
@@ -484,6 +499,22 @@ final class PeerProtocol {
             append(to: link) { out in
                 do { try Wire.encodeTimeoutNow(message, into: &out) } catch { logger.error("cannot encode \(message): \(error)") }
             }
+        case .configuration(let message):
+            append(to: link) { out in
+                do { try Wire.encodeConfiguration(message, into: &out) } catch { logger.error("cannot encode \(message): \(error)") }
+            }
+        case .configurationAck(let ack):
+            append(to: link) { out in
+                do { try Wire.encodeConfigurationAck(ack, into: &out) } catch { logger.error("cannot encode \(ack): \(error)") }
+            }
+        }
+    }
+
+    /// Tells a linked peer how this node stands on bootstrap (a BOOTSTRAP frame).
+    func sendBootstrap(_ message: BootstrapMessage, to peer: Peer) {
+        guard let link = peer.link, !node.faults.blocks(peer.id) else { return }
+        append(to: link) { out in
+            do { try Wire.encodeBootstrap(message, into: &out) } catch { logger.error("cannot encode \(message): \(error)") }
         }
     }
 

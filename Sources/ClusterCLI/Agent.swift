@@ -23,6 +23,14 @@ struct Agent: AsyncParsableCommand {
     @Option(help: "Interval between heartbeats.") var heartbeatInterval = DurationArgument(.milliseconds(100), text: "100ms")
     @Option(help: "Time without a primary before an election.") var electionTimeout = DurationArgument(.seconds(1), text: "1s")
     @Option(help: "Floor on the votes an election needs (set it to a majority of the full cluster).") var minQuorum: Int?
+    @Option(help: ArgumentHelp(
+        "The first voters, comma-separated ids (etcd's --initial-cluster): for a node whose data directory holds no voter configuration.",
+        valueName: "ids"))
+    var voters: String?
+    @Option(help: ArgumentHelp(
+        "Bootstrap the first voters with the first N nodes that link and agree (Consul's -bootstrap-expect). Default with neither flag: 2 × --min-quorum − 1 when that is 3 or more.",
+        valueName: "n"))
+    var bootstrapExpect: Int?
     @Flag(inversion: .prefixedNo, help: "Elect a new primary when the primary is lost.") var autoFailover = true
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: Logger.Level = .info
     @Option(help: "text or json.") var logFormat: LogFormat = .text
@@ -44,6 +52,21 @@ struct Agent: AsyncParsableCommand {
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
 
+    var voterList: [String]? {
+        voters.map { $0.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty } }
+    }
+
+    /// Where the first voters come from: `--voters`, `--bootstrap-expect`, or, for an agent
+    /// started as before either existed, 2M − 1 nodes for `--min-quorum M` ≥ 2; with M = 1, a
+    /// node that names no seed is the cluster's one voter, and one that names seeds joins.
+    var bootstrap: NodeOptions.Bootstrap {
+        if let list = voterList { return .voters(list) }
+        if let bootstrapExpect { return .expect(bootstrapExpect) }
+        let quorum = minQuorum ?? ClusterConfig.default.minQuorumSize
+        if quorum >= 2 { return .expect(2 * quorum - 1) }
+        return seedList.isEmpty ? .voters([id]) : .join
+    }
+
     var seedList: [String] {
         seeds.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
     }
@@ -57,6 +80,17 @@ struct Agent: AsyncParsableCommand {
             throw ValidationError("--heartbeat-interval (\(heartbeatInterval)) must be shorter than --election-timeout (\(electionTimeout))")
         }
         if let minQuorum, minQuorum < 1 { throw ValidationError("--min-quorum must be at least 1") }
+        if voters != nil, bootstrapExpect != nil { throw ValidationError("--voters and --bootstrap-expect are alternatives: give one") }
+        if let list = voterList {
+            if list.isEmpty { throw ValidationError("--voters names no node") }
+            if list.count > VoterConfiguration.maxVoters { throw ValidationError("--voters names more than \(VoterConfiguration.maxVoters) nodes") }
+            for voter in list {
+                if let problem = NodeInfo.idProblem(voter) { throw ValidationError("--voters: '\(voter)': \(problem)") }
+            }
+        }
+        if let bootstrapExpect, !(1...VoterConfiguration.maxVoters).contains(bootstrapExpect) {
+            throw ValidationError("--bootstrap-expect must be 1...\(VoterConfiguration.maxVoters)")
+        }
         if !(1...1000).contains(priority) { throw ValidationError("--priority must be 1...1000") }
         if clusterName.utf8.count > 255 { throw ValidationError("--cluster-name is longer than 255 bytes") }
         _ = try clusterKey()
@@ -113,6 +147,7 @@ struct Agent: AsyncParsableCommand {
         }
         options.allowUnauthenticatedJSON = allowUnauthenticatedJSON
         options.datagramHeartbeats = datagramHeartbeats
+        options.bootstrap = bootstrap
         var factory = PrometheusMetricsFactory(registry: registry)
         // Round trips and fsyncs on one host take microseconds to milliseconds.
         let fine: [Duration] = [50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000].map { .microseconds($0) }

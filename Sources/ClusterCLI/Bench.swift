@@ -91,6 +91,7 @@ final class BenchCluster {
                 logger: logger, loop: loop)
             options.benchHooks = hooks
             options.datagramHeartbeats = datagrams
+            options.bootstrap = .voters(ids)
             if let key { options.keyring = ClusterKeyring(primary: key) }
             let manager = ElectionManager(config: config, membership: membership, options: options)
             try manager.start()
@@ -458,7 +459,10 @@ struct BenchJoin: ParsableCommand {
             let config = ClusterConfig(
                 nodeID: id, nodeAddr: "127.0.0.1:0", seedNodes: [seed], electionTimeout: heartbeat * 10,
                 heartbeatInterval: heartbeat, minQuorumSize: nodes / 2 + 1, enableAutoFailover: true)
-            let manager = ElectionManager(config: config, membership: membership, options: NodeOptions(logger: logger))
+            // A member that joins: it does not vote (the cluster's voters change only by consent).
+            var joinOptions = NodeOptions(logger: logger)
+            joinOptions.bootstrap = .join
+            let manager = ElectionManager(config: config, membership: membership, options: joinOptions)
             try manager.start()
             let discovery = NodeDiscovery(
                 config: config.withAddress(manager.listenAddress!.description), membership: membership,

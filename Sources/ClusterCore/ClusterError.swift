@@ -35,6 +35,8 @@ public enum ClusterError: Error, Equatable, Hashable, Sendable, CustomStringConv
     case invalidState(String)
     /// A leadership transfer did not happen, with the reason.
     case transferFailed(String)
+    /// A change of the voter set was refused or did not commit; the reason says which.
+    case voterChangeFailed(String)
 
     public var description: String {
         switch self {
@@ -61,6 +63,7 @@ public enum ClusterError: Error, Equatable, Hashable, Sendable, CustomStringConv
         case .protocolViolation(let why): return "protocol violation: \(why)"
         case .storage(let why): return "storage error: \(why)"
         case .transferFailed(let why): return "leadership transfer failed: \(why)"
+        case .voterChangeFailed(let why): return "voter change failed: \(why)"
         case .invalidState(let why): return "invalid state: \(why)"
         }
     }

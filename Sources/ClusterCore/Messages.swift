@@ -136,10 +136,16 @@ public struct VoteRequest: Sendable, Equatable, Hashable, Codable {
     /// reason (see `ElectionCore.step(_:now:)`, "Leadership transfer"). Ignored on a PreVote.
     /// JSON key `transfer`, omitted when false.
     public var transfer: Bool
+    /// Added by this project: the identity of the newest voter configuration the candidate has
+    /// stored. A voter refuses a candidate whose configuration is behind its own (as Raft refuses
+    /// a candidate whose log is behind), so that a committed configuration is never lost. JSON keys
+    /// `config_term` and `config_version`, omitted when 0 (a seed's node has none).
+    public var configuration: ConfigurationID
 
     public init(
         messageType: String = "vote_request", candidateID: String, term: UInt64, lastLSN: UInt64 = 0,
-        epoch: UInt64 = 0, priority: Int = 1, preVote: Bool = false, transfer: Bool = false
+        epoch: UInt64 = 0, priority: Int = 1, preVote: Bool = false, transfer: Bool = false,
+        configuration: ConfigurationID = .none
     ) {
         self.messageType = messageType
         self.candidateID = candidateID
@@ -149,11 +155,12 @@ public struct VoteRequest: Sendable, Equatable, Hashable, Codable {
         self.priority = priority
         self.preVote = preVote
         self.transfer = transfer
+        self.configuration = configuration
     }
 
     enum CodingKeys: String, CodingKey {
         case messageType = "message_type", candidateID = "candidate_id", term, lastLSN = "last_lsn", epoch, priority
-        case preVote = "pre_vote", transfer
+        case preVote = "pre_vote", transfer, configTerm = "config_term", configVersion = "config_version"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -166,6 +173,9 @@ public struct VoteRequest: Sendable, Equatable, Hashable, Codable {
         priority = try c.decodeIfPresent(Int.self, forKey: .priority) ?? 0
         preVote = try c.decodeIfPresent(Bool.self, forKey: .preVote) ?? false
         transfer = try c.decodeIfPresent(Bool.self, forKey: .transfer) ?? false
+        configuration = ConfigurationID(
+            term: try c.decodeIfPresent(UInt64.self, forKey: .configTerm) ?? 0,
+            version: try c.decodeIfPresent(UInt64.self, forKey: .configVersion) ?? 0)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -178,6 +188,8 @@ public struct VoteRequest: Sendable, Equatable, Hashable, Codable {
         try c.encode(priority, forKey: .priority)
         if preVote { try c.encode(true, forKey: .preVote) }
         if transfer { try c.encode(true, forKey: .transfer) }
+        if configuration.term != 0 { try c.encode(configuration.term, forKey: .configTerm) }
+        if configuration.version != 0 { try c.encode(configuration.version, forKey: .configVersion) }
     }
 }
 

@@ -196,7 +196,7 @@ public struct Simulation {
                 minQuorumSize = 1
             }
             voters.sort()
-            let settings = ElectionCore.Settings(
+            var settings = ElectionCore.Settings(
                 electionTimeout: config.electionTimeoutNanoseconds,
                 heartbeatInterval: config.heartbeatIntervalNanoseconds,
                 voteRequestTimeout: config.voteRequestTimeoutNanoseconds,
@@ -204,6 +204,9 @@ public struct Simulation {
                 priority: 1 + Int(rng.uniform(UInt64(max(1, config.priorityMax)))),
                 autoFailover: true,
                 maxElectionRetries: config.maxElectionRetries)
+            // Each node's view of the voters is the driver's (partial knowledge, churn one view at
+            // a time), as it was before configurations were replicated.
+            settings.replicatesConfiguration = false
             var core = ElectionCore(
                 id: id, settings: settings, durable: DurableElectionState(), voters: voters, seed: rng.next(),
                 now: .zero)
@@ -449,7 +452,7 @@ public struct Simulation {
             case .epochChanged(let epoch):
                 let core = nodes[index].core
                 checker.noteFencingEpoch(node: id, epoch, own: core.state == .leader && core.epoch == epoch, atNanoseconds: now)
-            case .leaderChanged:
+            case .leaderChanged, .configurationChanged, .voterChangeEnded:
                 break
             case .dualPrimaryDetected(let term, let primaries):
                 checker.report("\(id) detected two primaries in term \(term): \(primaries)", atNanoseconds: now)
@@ -499,7 +502,7 @@ public struct Simulation {
                 {
                     checker.notePrimaryContact(node: id, primary: sender, atNanoseconds: now)
                 }
-            case .voteResponse, .timeoutNow:
+            case .voteResponse, .timeoutNow, .configuration, .configurationAck:
                 break
             }
         }
@@ -645,7 +648,10 @@ public struct Simulation {
     /// storage's, which survives.
     private mutating func restart(_ index: Int) {
         let node = nodes[index]
-        let durable = config.sabotage.contains(.restartFromOlderState) ? node.olderDisk : node.disk
+        var durable = config.sabotage.contains(.restartFromOlderState) ? node.olderDisk : node.disk
+        // The voters are the driver's (its membership model changes them with `addVoter` and
+        // `removeVoter`): the restarted core takes them, not the configuration its disk holds.
+        durable.configuration = .none
         nodes[index].core = ElectionCore(
             id: node.id, settings: node.settings, durable: durable, voters: node.voters, seed: rng.next(),
             now: CoreInstant(nanoseconds: nowNanoseconds))
@@ -862,7 +868,9 @@ extension Simulation {
             let term = rng.uniform(2) == 0 ? nearTerm : farTerm
             let epoch = rng.uniform(2) == 0 ? core.epoch : top
             message = .voteRequest(
-                VoteRequest(candidateID: stranger, term: term, lastLSN: highLSN, epoch: epoch, preVote: rng.uniform(2) == 0))
+                VoteRequest(
+                    candidateID: stranger, term: term, lastLSN: highLSN, epoch: epoch, preVote: rng.uniform(2) == 0,
+                    configuration: core.configuration.id))
         case 1:  // a stranger claims to be primary
             let term = [core.term, nearTerm, farTerm][rng.index(3)]
             message = .heartbeat(HeartbeatMessage(from: stranger, seq: 1, epoch: core.epoch + 1, term: term, lsn: highLSN, role: .primary))
@@ -884,12 +892,14 @@ extension Simulation {
             from = others[rng.index(others.count)]
             let forged = others.filter { $0 != from } + [stranger]
             message = .voteRequest(VoteRequest(
-                candidateID: forged[rng.index(forged.count)], term: nearTerm, lastLSN: highLSN, epoch: core.epoch))
+                candidateID: forged[rng.index(forged.count)], term: nearTerm, lastLSN: highLSN, epoch: core.epoch,
+                configuration: core.configuration.id))
         case 6:  // a member sends a term or epoch beyond reach
             from = others[rng.index(others.count)]
             if rng.uniform(2) == 0 {
                 let epoch = rng.uniform(2) == 0 ? core.epoch + 1_000 + rng.uniform(100) : top  // beyond epoch + 1
-                message = .voteRequest(VoteRequest(candidateID: from, term: farTerm, lastLSN: highLSN, epoch: epoch))
+                message = .voteRequest(VoteRequest(
+                    candidateID: from, term: farTerm, lastLSN: highLSN, epoch: epoch, configuration: core.configuration.id))
             } else {
                 message = .heartbeat(HeartbeatMessage(from: from, seq: 1, epoch: core.epoch, term: farTerm, lsn: 0, role: .replica))
             }
@@ -902,12 +912,14 @@ extension Simulation {
             guard !healed else { return }
             checker.noteHostileRequest(term: core.term + 1, epoch: core.epoch)
             message = .voteRequest(VoteRequest(
-                candidateID: from, term: core.term + 1, lastLSN: highLSN, epoch: core.epoch, transfer: true))
+                candidateID: from, term: core.term + 1, lastLSN: highLSN, epoch: core.epoch, transfer: true,
+                configuration: core.configuration.id))
         default:  // a member asks for votes with rising terms (only while faults last)
             from = others[rng.index(others.count)]
             guard !healed else { return }
             checker.noteHostileRequest(term: nearTerm, epoch: core.epoch)
-            message = .voteRequest(VoteRequest(candidateID: from, term: nearTerm, lastLSN: highLSN, epoch: core.epoch))
+            message = .voteRequest(VoteRequest(
+                candidateID: from, term: nearTerm, lastLSN: highLSN, epoch: core.epoch, configuration: core.configuration.id))
         }
         let delay = rng.uniform(config.delayMaxNanoseconds + 1)
         queue.push(.inject(from: from, to: target, message), atNanoseconds: nowNanoseconds + delay)

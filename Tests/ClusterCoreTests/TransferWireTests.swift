@@ -46,9 +46,9 @@ extension WireTests {
     }
 
     @Test func malformedTransferFramesAreErrors() throws {
-        // Vote request: bits 2-7 of the flags are still reserved.
+        // Vote request: bits 3-7 of the flags are still reserved (bit 2: a configuration follows).
         let request = try Self.encoded([.voteRequest(VoteRequest(candidateID: "n2", term: 3, transfer: true))])
-        for flags: UInt8 in [4, 6, 0x80, 0xFF] {
+        for flags: UInt8 in [8, 10, 0x80, 0xFF] {
             var bad = request
             bad[37] = flags
             #expect(throws: WireError.malformed("vote request flags \(flags) set reserved bits")) { _ = try Wire.decodeFrame(bad) }

@@ -299,7 +299,7 @@ struct WireTests {
     }
 
     @Test func unknownTypeIsAnError() {
-        for type: UInt8 in [0, 7, 8, 10, 0x7B, 255] {
+        for type: UInt8 in [0, 7, 8, 13, 0x7B, 255] {
             #expect(throws: WireError.unknownType(type)) { _ = try Self.decodeOne([0, 0, 0, 1, type]) }
             #expect(throws: WireError.unknownType(type)) { _ = try Self.decodeOne([0, 0, 0, 3, type, 1, 2]) }
         }
@@ -380,8 +380,8 @@ struct WireTests {
         // Vote request and response with reserved flag bits, and a bad UTF-8 reason.
         let request = try Self.encoded([Self.samples[6]])
         bad = request
-        bad[37] = 4  // bit 1 is the transfer flag (TransferWireTests)
-        #expect(throws: WireError.malformed("vote request flags 4 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
+        bad[37] = 8  // bit 1 is the transfer flag (TransferWireTests), bit 2 the configuration
+        #expect(throws: WireError.malformed("vote request flags 8 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
         let response = try Self.encoded([.voteResponse(VoteResponse(voterID: "v", term: 1, voteGranted: false, reason: "r"))])
         bad = response
         bad[21] = 4

@@ -12,7 +12,7 @@ private func request(
 ) -> ElectionEvent {
     .receive(
         from: sender,
-        .voteRequest(VoteRequest(candidateID: candidate ?? sender, term: term, lastLSN: lsn, epoch: epoch, preVote: preVote)))
+        .voteRequest(VoteRequest(candidateID: candidate ?? sender, term: term, lastLSN: lsn, epoch: epoch, preVote: preVote, configuration: bootstrapConfiguration)))
 }
 
 @Suite("#10: a stranger deposes a healthy primary (thesis §4.2.3)")
@@ -74,7 +74,7 @@ struct StrangerDeposesPrimaryTests {
         #expect(directives.voteResponses.first?.voteGranted == true)
         #expect(directives.voteRequests.isEmpty)
         #expect(voter.term == 2 && voter.votedFor == "outsider")
-        #expect(directives.persists.last == DurableElectionState(term: 2, votedFor: "outsider", epoch: 1))
+        #expect(directives.persistedElectionStates.last == DurableElectionState(term: 2, votedFor: "outsider", epoch: 1))
         // The seed's refusals still hold there: a second candidate in the term, a stale term.
         let second = voter.step(.vouchedVoteRequest(VoteRequest(candidateID: "l", term: 2)), now: at(milliseconds: 2))
         #expect(second.voteResponses.first?.reason == ClusterError.alreadyVoted.description)
@@ -119,7 +119,7 @@ struct OneLineStopsElectionsTests {
             #expect(directives.voteResponses.first?.reason == ElectionCore.outOfRangeReason)
             #expect(directives.persists.isEmpty)
         }
-        #expect(voter.durable == DurableElectionState())
+        #expect(voter.durable.electionOnly == DurableElectionState())
         // A real candidate still gets the vote.
         #expect(voter.step(voteRequest(from: "b", term: 1), now: .zero).voteResponses.first?.voteGranted == true)
     }
@@ -144,7 +144,7 @@ struct OneLineStopsElectionsTests {
     func beyondReachNotAdopted(_ c: ReachCase) {
         var core = makeCore("v", voters: ["v", "a", "b"], durable: DurableElectionState(term: 10, epoch: 5))
         let directives = core.step(c.event, now: .zero)
-        #expect(core.durable == DurableElectionState(term: 10, epoch: 5))
+        #expect(core.durable.electionOnly == DurableElectionState(term: 10, epoch: 5))
         #expect(directives.persists.isEmpty)
         #expect(directives.voteResponses.allSatisfy { !$0.voteGranted })
     }
@@ -227,6 +227,6 @@ struct UnboundSenderTests {
         #expect(v.step(request(from: "b", candidate: "a", term: 1), now: .zero).isEmpty)
         #expect(v.step(heartbeat(from: "stranger", term: 5), now: .zero).isEmpty)
         #expect(v.step(voteResponse(from: "stranger", term: 5, granted: false), now: .zero).isEmpty)
-        #expect(v.durable == DurableElectionState() && v.leaderID == nil)
+        #expect(v.durable.electionOnly == DurableElectionState() && v.leaderID == nil)
     }
 }

@@ -136,7 +136,7 @@ struct VotingRules {
         if c.granted && !preVote {
             // The grant promises the epoch the candidate makes if it wins: a later candidate must know it.
             #expect(voter.epoch == c.candidateEpoch + 1)
-            #expect(directives.persists.last == DurableElectionState(term: 1, votedFor: "a", epoch: c.candidateEpoch + 1))
+            #expect(directives.persistedElectionStates.last == DurableElectionState(term: 1, votedFor: "a", epoch: c.candidateEpoch + 1))
         } else {
             #expect(voter.epoch == c.voterEpoch)
         }
@@ -434,7 +434,7 @@ struct CandidateRules {
         var a = makeCore("a", voters: ["a", "b", "c"], durable: DurableElectionState(term: 2, epoch: 1), lsn: 3)
         let directives = a.step(.startElection, now: .zero)
         #expect(a.state == .candidate && a.term == 3 && a.votedFor == "a")
-        #expect(directives.persists == [DurableElectionState(term: 3, votedFor: "a", epoch: 1)])
+        #expect(directives.persistedElectionStates == [DurableElectionState(term: 3, votedFor: "a", epoch: 1)])
         #expect(directives.voteRequests.map(\.to) == ["b", "c"])
         #expect(directives.voteRequests.allSatisfy { !$0.request.preVote && $0.request.lastLSN == 3 && $0.request.epoch == 1 })
     }
@@ -502,11 +502,16 @@ struct CandidateRules {
         _ = a.step(voteResponse(from: "b", term: 1, epoch: c.granted[0]), now: .zero)
         let directives = a.step(voteResponse(from: "c", term: 1, epoch: c.granted[1]), now: .zero)
         #expect(a.epoch == c.expected)
+        // The epoch and the configuration of its own term go in one write (the voters' consent:
+        // it changes no voter before this one is committed).
+        let own = VoterConfiguration(voters: ["a", "b", "c", "d", "e"], version: 2, term: 1)
         #expect(
-            directives == [
-                .persist(DurableElectionState(term: 1, votedFor: "a", epoch: c.expected)), .epochChanged(c.expected),
-                .stateChanged(.leader, term: 1, leader: "a"), .leaderChanged("a"), .broadcastHeartbeat,
+            directives.withoutConfigurationTraffic == [
+                .persist(DurableElectionState(term: 1, votedFor: "a", epoch: c.expected, configuration: own)),
+                .epochChanged(c.expected), .stateChanged(.leader, term: 1, leader: "a"), .leaderChanged("a"),
+                .broadcastHeartbeat,
             ])
+        #expect(directives.configurationSends.map(\.to) == ["b", "c", "d", "e"])
     }
 }
 
@@ -540,7 +545,7 @@ struct CheckQuorumRules {
         }
         #expect((leader.state == .leader) == c.staysLeader)
         if !c.staysLeader {
-            #expect(directives == [.stateChanged(.follower, term: 1, leader: nil), .leaderChanged(nil)])
+            #expect(directives.withoutConfigurationTraffic == [.stateChanged(.follower, term: 1, leader: nil), .leaderChanged(nil)])
             #expect(now >= 100 && now < 180)  // within electionTimeout of the last vote heard
         }
     }
@@ -774,12 +779,12 @@ struct DurableWriteRules {
         var voter = Self.rawCore("v", voters: ["v", "a", "b"])
         let asked = voter.step(voteRequest(from: "a", term: 1), now: at(milliseconds: 10))
         let write = try #require(asked.persists.first)
-        #expect(write == DurableElectionState(term: 1, votedFor: "a", epoch: 1))
+        #expect(write.electionOnly == DurableElectionState(term: 1, votedFor: "a", epoch: 1))
         #expect(asked.voteResponses.isEmpty, "no answer before the vote is durable")
         let failed = voter.step(.persistFailed(write), now: at(milliseconds: 10))
         #expect(failed.voteResponses.map(\.voteGranted) == [false])
         #expect(failed.voteResponses.first?.reason == ElectionCore.notDurableReason)
-        #expect(voter.lastWriteFailed && voter.votedFor == nil && voter.persisted == DurableElectionState())
+        #expect(voter.lastWriteFailed && voter.votedFor == nil && voter.persisted.electionOnly == DurableElectionState())
 
         let retried = voter.step(voteRequest(from: "a", term: 1), now: at(milliseconds: c.retryAtMilliseconds))
         #expect(!retried.voteResponses.contains { $0.voteGranted }, "never granted from memory")
@@ -937,7 +942,7 @@ struct DurableWriteRules {
         #expect(a.step(.tick, now: at(milliseconds: 500)).isEmpty)
         let led = a.step(.persisted(epochWrite), now: at(milliseconds: 500))
         #expect(a.state == .leader && a.fencingEpoch == 1)
-        #expect(led == [.epochChanged(1), .stateChanged(.leader, term: 1, leader: "a"), .leaderChanged("a"), .broadcastHeartbeat])
+        #expect(led.withoutConfigurationTraffic == [.epochChanged(1), .stateChanged(.leader, term: 1, leader: "a"), .leaderChanged("a"), .broadcastHeartbeat])
     }
 
     @Test("changes made while a write is in flight go out as the next write when it completes")
@@ -948,7 +953,7 @@ struct DurableWriteRules {
         let meanwhile = v.step(voteRequest(from: "b", term: 2), now: at(milliseconds: 1))
         #expect(meanwhile.persists.isEmpty && meanwhile.voteResponses.isEmpty)
         let next = v.step(.persisted(write), now: at(milliseconds: 2))
-        #expect(next.persists == [DurableElectionState(term: 2, votedFor: "b", epoch: 1)])
+        #expect(next.persistedElectionStates == [DurableElectionState(term: 2, votedFor: "b", epoch: 1)])
         #expect(next.voteResponses.isEmpty, "the vote is in the next write, not this one")
         let granted = v.step(.persisted(next.persists[0]), now: at(milliseconds: 3))
         #expect(granted.voteResponses.map(\.voteGranted) == [true])
@@ -966,7 +971,7 @@ struct DurableWriteRules {
         #expect(preVote.voteResponses.map(\.reason) == [ElectionCore.notDurableReason])
         let retry = v.step(.tick, now: retryAt)
         let rewrite = try #require(retry.persists.first)
-        #expect(rewrite == DurableElectionState(term: 1, votedFor: nil, epoch: 1), "the vote was forgotten, the term kept")
+        #expect(rewrite.electionOnly == DurableElectionState(term: 1, votedFor: nil, epoch: 1), "the vote was forgotten, the term kept")
         _ = v.step(.persisted(rewrite), now: retryAt)
         #expect(!v.lastWriteFailed && v.persisted == rewrite)
         let asked = v.step(voteRequest(from: "a", term: 1, epoch: 1), now: retryAt)

@@ -62,12 +62,19 @@ func makeCore(
     return core
 }
 
+/// The identity of the configuration `makeCore` bootstraps its cores with.
+let bootstrapConfiguration = ConfigurationID(term: 0, version: 1)
+
+/// A vote request as a candidate that holds `configuration` (by default the bootstrap one that
+/// `makeCore` gives every core) sends it.
 func voteRequest(
-    from candidate: String, term: UInt64, lsn: UInt64 = 0, epoch: UInt64 = 0, preVote: Bool = false
+    from candidate: String, term: UInt64, lsn: UInt64 = 0, epoch: UInt64 = 0, preVote: Bool = false,
+    configuration: ConfigurationID = bootstrapConfiguration
 ) -> ElectionEvent {
     .receive(
         from: candidate,
-        .voteRequest(VoteRequest(candidateID: candidate, term: term, lastLSN: lsn, epoch: epoch, preVote: preVote)))
+        .voteRequest(VoteRequest(
+            candidateID: candidate, term: term, lastLSN: lsn, epoch: epoch, preVote: preVote, configuration: configuration)))
 }
 
 func voteResponse(
@@ -95,6 +102,28 @@ func makeLeader(_ id: String, voters: [String], grantedBy: [String], settings: E
 extension Array where Element == ElectionDirective {
     var persists: [DurableElectionState] {
         compactMap { if case .persist(let state) = $0 { return state } else { return nil } }
+    }
+
+    /// The term, vote and epoch of each write (the configuration, which every write carries, left
+    /// out: `persistedConfigurations` has it).
+    var persistedElectionStates: [DurableElectionState] { persists.map(\.electionOnly) }
+
+    /// Everything but the configuration's own traffic (its sends, acknowledgements and changes).
+    var withoutConfigurationTraffic: [ElectionDirective] {
+        filter {
+            switch $0 {
+            case .configurationChanged, .send(_, .configuration), .send(_, .configurationAck): return false
+            default: return true
+            }
+        }
+    }
+
+    var configurationSends: [(to: String, message: ConfigurationMessage)] {
+        compactMap { if case .send(let to, .configuration(let m)) = $0 { return (to, m) } else { return nil } }
+    }
+
+    var persistedConfigurations: [VoterConfiguration] {
+        compactMap { if case .persist(let state) = $0 { return state.configuration } else { return nil } }
     }
 
     var voteResponses: [VoteResponse] {
@@ -229,4 +258,9 @@ func offPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
         thread.stackSize = 8 << 20
         thread.start()
     }
+}
+
+extension DurableElectionState {
+    /// The term, vote and epoch alone.
+    var electionOnly: DurableElectionState { DurableElectionState(term: term, votedFor: votedFor, epoch: epoch) }
 }

@@ -34,11 +34,20 @@ func timeoutNow(from leader: String, term: UInt64, via sender: String? = nil) ->
     .receive(from: sender ?? leader, .timeoutNow(TimeoutNowMessage(from: leader, term: term)))
 }
 
-func transferRequest(from candidate: String, term: UInt64, lsn: UInt64 = 0, epoch: UInt64 = 0, preVote: Bool = false) -> ElectionEvent {
+func transferRequest(
+    from candidate: String, term: UInt64, lsn: UInt64 = 0, epoch: UInt64 = 0, preVote: Bool = false,
+    configuration: ConfigurationID = bootstrapConfiguration
+) -> ElectionEvent {
     .receive(
         from: candidate,
-        .voteRequest(VoteRequest(candidateID: candidate, term: term, lastLSN: lsn, epoch: epoch, preVote: preVote, transfer: true)))
+        .voteRequest(VoteRequest(
+            candidateID: candidate, term: term, lastLSN: lsn, epoch: epoch, preVote: preVote, transfer: true,
+            configuration: configuration)))
 }
+
+/// The configuration `makeLeader`'s leader makes at its election (term 1); its voters hold it
+/// once it has told them.
+let ledConfiguration = ConfigurationID(term: 1, version: 2)
 
 /// A follower `v` of `leader` in `term` (heard at `now`), with voters v, the leader and c.
 func follower(_ id: String = "v", of leader: String = "l", term: UInt64 = 1, epoch: UInt64 = 1, lsn: UInt64 = 0, now: CoreInstant = .zero) -> SyncCore {
@@ -148,11 +157,11 @@ struct TransferRules {
             let directives = v.step(timeoutNow(from: "l", term: 3), now: at(milliseconds: 1))
             #expect(v.state == .candidate && v.term == 4 && v.votedFor == "v")
             #expect(directives.stateChanges == [.candidate])
-            #expect(directives.persists.first == DurableElectionState(term: 4, votedFor: "v", epoch: 2))
+            #expect(directives.persistedElectionStates.first == DurableElectionState(term: 4, votedFor: "v", epoch: 2))
             let requests = directives.voteRequests
             #expect(requests.map(\.to) == ["c", "l"])
             #expect(requests.allSatisfy {
-                $0.request == VoteRequest(candidateID: "v", term: 4, lastLSN: 4, epoch: 2, priority: 1, transfer: true)
+                $0.request == VoteRequest(candidateID: "v", term: 4, lastLSN: 4, epoch: 2, priority: 1, transfer: true, configuration: bootstrapConfiguration)
             })
         }
     }
@@ -270,7 +279,7 @@ struct TransferRules {
         #expect(leader.step(heartbeat(from: "b", term: 1, role: .replica, lsn: 3), now: at(milliseconds: 4)).timeoutNows.count == 1)
         refused = leader.step(transferRequest(from: "c", term: 2, lsn: 3, epoch: 1), now: at(milliseconds: 5))
         #expect(refused.voteResponses.first?.reason == ElectionCore.liveLeaderReason)
-        let granted = leader.step(transferRequest(from: "b", term: 2, lsn: 3, epoch: 1), now: at(milliseconds: 6))
+        let granted = leader.step(transferRequest(from: "b", term: 2, lsn: 3, epoch: 1, configuration: ledConfiguration), now: at(milliseconds: 6))
         #expect(granted.voteResponses.first?.voteGranted == true)
         #expect(leader.state == .follower && leader.term == 2 && leader.votedFor == "b")
         // It stepped down, but the transfer waits to hear who won.
@@ -374,7 +383,7 @@ struct TransferRules {
             now: .zero)
         _ = target.step(heartbeat(from: "a", term: 1, epoch: 1), now: .zero)
         let stood = target.step(timeoutNow(from: "a", term: 1), now: at(milliseconds: 1))
-        #expect(stood.persists == [DurableElectionState(term: 2, votedFor: "b", epoch: 1)])
+        #expect(stood.persistedElectionStates == [DurableElectionState(term: 2, votedFor: "b", epoch: 1)])
         #expect(stood.voteRequests.isEmpty)  // withheld until the vote is durable
         let failed = target.step(.persistFailed(stood.persists[0]), now: at(milliseconds: 2))
         #expect(failed.voteRequests.isEmpty)
@@ -390,7 +399,7 @@ struct TransferRules {
         var leader = makeLeader("a", voters: ["a", "b", "c"], grantedBy: ["b"]).core
         _ = leader.step(heartbeat(from: "b", term: 1, role: .replica), now: at(milliseconds: 1))
         #expect(leader.step(.transferLeadership(to: "b"), now: at(milliseconds: 2)).timeoutNows.count == 1)
-        let asked = leader.step(transferRequest(from: "b", term: 2, epoch: 1), now: at(milliseconds: 3))
+        let asked = leader.step(transferRequest(from: "b", term: 2, epoch: 1, configuration: ledConfiguration), now: at(milliseconds: 3))
         #expect(leader.state == .follower && leader.term == 2)
         #expect(asked.voteResponses.isEmpty)  // the grant waits for its write
         guard let write = asked.persists.first else {

@@ -23,7 +23,9 @@ struct DiscoveryIntegrationTests {
             // the intended cluster, so partial knowledge cannot elect anyone early.
             let config = TestCluster.config(id: id, addr: addrs[id]!, seeds: [seed])
             let membership = ClusterMembership(localNodeID: id, localAddr: addrs[id]!)
-            let options = NodeOptions(announceInterval: .milliseconds(50), logger: quietLogger)
+            var options = NodeOptions(announceInterval: .milliseconds(50), logger: quietLogger)
+            // The three agree on the first voters once they have found each other (bootstrap-expect).
+            options.bootstrap = .expect(3)
             let manager = ElectionManager(config: config, membership: membership, options: options)
             manager.addObserver { watch.record(id, $0) }
             try manager.start()

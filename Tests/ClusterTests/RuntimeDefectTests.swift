@@ -146,11 +146,15 @@ struct RuntimeDefectTests {
         let (node, port) = try soloNode(members: ["c": nowhere], electionTimeout: .seconds(20), heartbeat: .seconds(10))
         defer { try? node.stop() }
         node.membership.setLocalLSN(100)
-        let client = try await WireClient.connect(port: port, json: true)
-        client.send(line: #"{"message_type":"vote_request","candidate_id":"c","term":1,"last_lsn":50,"epoch":0,"priority":1}"#)
-        #expect(await client.wait(timeout: .seconds(5)) { !$0.lines.isEmpty })
-        let line = try #require(client.current.lines.first)
-        let response = try JSONDecoder().decode(VoteResponse.self, from: Data(line.utf8))
+        let peer = try await WireClient.connect(port: port)
+        peer.hello(as: "c")
+        peer.sendFrame { try Wire.encodeVoteRequest(
+            VoteRequest(candidateID: "c", term: 1, lastLSN: 50, configuration: ConfigurationID(term: 0, version: 1)), into: &$0) }
+        @Sendable func responses(_ record: WireClient.Record) -> [VoteResponse] {
+            record.frames.compactMap { if case .voteResponse(let r) = $0 { r } else { nil } }
+        }
+        #expect(await peer.wait(timeout: .seconds(5)) { !responses($0).isEmpty })
+        let response = try #require(responses(peer.current).first)
         #expect(!response.voteGranted)
         #expect(response.reason == ClusterError.staleLSN.description)
     }
@@ -371,22 +375,22 @@ struct DurableClusterTests {
         }
         let peer = try await WireClient.connect(port: port)
         peer.hello(as: "f")
-        let client = try await WireClient.connect(port: port, json: true)
-        client.send(line: #"{"message_type":"vote_request","candidate_id":"f","term":5,"last_lsn":0,"epoch":0,"priority":1}"#)
-        client.send(line: #"{"message_type":"status"}"#)
+        peer.sendFrame { try Wire.encodeVoteRequest(
+            VoteRequest(candidateID: "f", term: 5, configuration: ConfigurationID(term: 0, version: 1)), into: &$0) }
         for await _ in writes { break }  // the write of the vote is stuck before its fsync
         @Sendable func heartbeats(_ record: WireClient.Record) -> Int {
             record.frames.count { if case .heartbeat = $0 { true } else { false } }
         }
+        @Sendable func responses(_ record: WireClient.Record) -> [VoteResponse] {
+            record.frames.compactMap { if case .voteResponse(let r) = $0 { r } else { nil } }
+        }
         let before = heartbeats(peer.current)
         #expect(await peer.wait(timeout: .seconds(10)) { heartbeats($0) >= before + 5 }, "the loop stalled behind the write")
-        // Neither the vote nor the status behind it is answered while the vote is not durable.
-        #expect(client.current.lines.isEmpty)
+        // The vote is not answered while it is not durable.
+        #expect(responses(peer.current).isEmpty)
         gate.signal()
-        #expect(await client.wait(timeout: .seconds(10)) { $0.lines.count == 2 })
-        let lines = client.current.lines
-        #expect(lines.first?.contains(#""message_type":"vote_response""#) == true && lines.first?.contains(#""vote_granted":true"#) == true)
-        #expect(lines.last?.contains(#""message_type":"status_response""#) == true)
+        #expect(await peer.wait(timeout: .seconds(10)) { !responses($0).isEmpty })
+        #expect(responses(peer.current).map(\.voteGranted) == [true])
         let saved = try String(contentsOfFile: dir + "/election-state.json", encoding: .utf8)
         #expect(saved.contains(#""votedFor":"f""#) && saved.contains(#""term":5"#), "\(saved)")
     }

@@ -96,9 +96,10 @@ final class TestCluster: Sendable {
             voteRequestTimeout: .milliseconds(150), maxElectionRetries: 3)
     }
 
-    /// Starts `size` nodes. Each listens on port 0 (it owns its port from the start: no port is
-    /// reserved and released, so none can be taken in between), then each learns the others'
-    /// bound addresses through its membership, dials them, and counts them as voters once linked.
+    /// Starts `size` nodes, every one of them a voter from the start (`NodeOptions.bootstrap`
+    /// names them all, as `--voters` does). Each listens on port 0 (it owns its port from the
+    /// start: no port is reserved and released, so none can be taken in between), then each learns
+    /// the others' bound addresses through its membership and dials them.
     init(size: Int, durable: Bool = false, prefix: String = "n", configure: @escaping @Sendable (String, inout NodeOptions) -> Void = { _, _ in }) throws {
         ids = (1...size).map { "\(prefix)\($0)" }
         self.configure = configure
@@ -107,7 +108,8 @@ final class TestCluster: Sendable {
         dataRoot = durable ? NSTemporaryDirectory() + "cluster-test-\(UUID().uuidString)" : nil
         var addrs: [String: String] = [:]
         for id in ids {
-            let manager = try Self.makeNode(id: id, addr: "127.0.0.1:0", members: [:], dataRoot: dataRoot, watch: watch, configure: configure)
+            let manager = try Self.makeNode(
+                id: id, addr: "127.0.0.1:0", members: [:], voters: ids, dataRoot: dataRoot, watch: watch, configure: configure)
             addrs[id] = manager.listenAddress!.description
             managers.withLock { $0[id] = manager }
             memberships.withLock { $0[id] = manager.membership }
@@ -120,12 +122,13 @@ final class TestCluster: Sendable {
     }
 
     private static func makeNode(
-        id: String, addr: String, members: [String: String], dataRoot: String?, watch: ClusterWatch,
+        id: String, addr: String, members: [String: String], voters: [String], dataRoot: String?, watch: ClusterWatch,
         configure: @Sendable (String, inout NodeOptions) -> Void
     ) throws -> ElectionManager {
         let membership = ClusterMembership(localNodeID: id, localAddr: addr)
         for (other, otherAddr) in members { try membership.addNode(NodeInfo(id: other, addr: otherAddr)) }
         var options = NodeOptions(dataDirectory: dataRoot.map { "\($0)/\(id)" }, randomSeed: UInt64(id.utf8.reduce(0) { $0 &* 31 &+ UInt64($1) }), logger: quietLogger)
+        options.bootstrap = .voters(voters)
         configure(id, &options)
         let manager = ElectionManager(config: config(id: id, addr: addr, seeds: [addr]), membership: membership, options: options)
         manager.addObserver { [watch] status in watch.record(id, status) }
@@ -137,7 +140,8 @@ final class TestCluster: Sendable {
     /// holding every other node.
     func startNode(_ id: String) throws {
         let members = addrs.filter { $0.key != id }
-        let manager = try Self.makeNode(id: id, addr: addrs[id]!, members: members, dataRoot: dataRoot, watch: watch, configure: configure)
+        let manager = try Self.makeNode(
+            id: id, addr: addrs[id]!, members: members, voters: ids, dataRoot: dataRoot, watch: watch, configure: configure)
         managers.withLock { $0[id] = manager }
         memberships.withLock { $0[id] = manager.membership }
     }

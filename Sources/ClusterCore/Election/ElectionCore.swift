@@ -105,6 +105,11 @@ public struct ElectionCore: Sendable {
         public var autoFailover: Bool
         /// Consecutive failed attempts after which a node backs off (waits an extra timeout).
         public var maxElectionRetries: Int
+        /// The voters' configuration is replicated by the primary, and changed only with their
+        /// consent (``ElectionEvent/changeVoters(_:)``). `false`: the driver sets each node's
+        /// voters itself (``ElectionEvent/addVoter(_:)``); no CONFIG is sent or taken, and a new
+        /// primary makes no configuration of its term (the simulator's model of per-node views).
+        public var replicatesConfiguration = true
 
         public init(
             electionTimeout: UInt64, heartbeatInterval: UInt64, voteRequestTimeout: UInt64,
@@ -194,6 +199,8 @@ public struct ElectionCore: Sendable {
         /// It is a voter (in `voters`): kept with `voters`, so that a heartbeat finds the voter
         /// check and its sender's record in one lookup.
         var isVoter = false
+        /// As primary: the configuration it acknowledged having stored in this node's term.
+        var configAck: ConfigurationID?
 
         mutating func heard(at now: CoreInstant, term: UInt64, lsn: UInt64) {
             heardAt = now
@@ -263,6 +270,21 @@ public struct ElectionCore: Sendable {
     /// A transfer ended because a node other than the target was elected in a later term.
     public static let transferOtherLeaderReason = "a node other than the target was elected"
 
+    /// The refusal reason for a vote request to a node that is not a voter itself.
+    public static let notVoterReason = "this node is not a voter"
+    /// The refusal reason for a candidate whose voter configuration is behind the voter's.
+    public static let staleConfigurationReason = "candidate's voter configuration is behind local configuration"
+    /// A voter change refused: this node is not the primary.
+    public static let changeNotLeaderReason = "not the primary"
+    /// A voter change refused: the configuration this primary holds is not committed yet (its own
+    /// term's, made at its election, or the previous change's).
+    public static let changeUncommittedReason = "a voter change is under way (the primary's configuration is not committed yet)"
+    /// A voter change refused while a leadership transfer is under way.
+    public static let changeDuringTransferReason = "a leadership transfer is under way"
+    /// A voter change abandoned: the primary stopped leading before it committed.
+    public static let changeLostLeadershipReason =
+        "leadership was lost before the change was committed (the next primary may still hold it)"
+
     /// Terms and epochs at or above this bound (2^63) are out of range: no cluster gets there by
     /// elections, so a message carrying one is dropped (and a vote request refused by the driver).
     /// This keeps every `+ 1` on terms and epochs far from overflow, whatever arrives.
@@ -275,6 +297,10 @@ public struct ElectionCore: Sendable {
         case .voteRequest(let r): return r.term < maxAcceptedTerm && r.epoch < maxAcceptedTerm
         case .voteResponse(let r): return r.term < maxAcceptedTerm && r.epoch < maxAcceptedTerm
         case .timeoutNow(let t): return t.term < maxAcceptedTerm
+        case .configuration(let c):
+            return c.term < maxAcceptedTerm && c.configuration.term <= c.term && c.configuration.version < maxAcceptedTerm
+        case .configurationAck(let a):
+            return a.term < maxAcceptedTerm && a.configuration.term <= a.term && a.configuration.version < maxAcceptedTerm
         }
     }
 
@@ -314,9 +340,20 @@ public struct ElectionCore: Sendable {
     /// this node's leadership once the target was told to stand (the old leader waits to hear who
     /// won). While it is set on a leader, the application should hold new writes.
     public private(set) var transfer: Transfer?
-    /// The members whose votes count, this node included. Changes only by
-    /// ``ElectionEvent/addVoter(_:)`` and ``ElectionEvent/removeVoter(_:)``.
+    /// The members whose votes count: the voters of ``configuration``. This node may not be one
+    /// of them (``isVoter``).
     public private(set) var voters: Set<String>
+    /// True when this node's vote counts: it may stand and vote. A node that is not a voter
+    /// follows the primary it hears and does nothing else.
+    public private(set) var isVoter: Bool
+    /// The newest voter configuration this node holds (and stores: it is part of ``durable``).
+    @inlinable public var configuration: VoterConfiguration { durable.configuration }
+    /// This node knows that ``configuration`` is committed: a majority of its voters stored it (as
+    /// primary, from their acknowledgements; otherwise, as the primary said). A bootstrap
+    /// configuration counts as committed.
+    public private(set) var configurationCommitted: Bool
+    /// The voter change this primary is making, from its request until it commits.
+    public private(set) var voterChange: VoterChange?
 
     /// The current term (Raft §5.1).
     @inlinable public var term: UInt64 { durable.term }
@@ -334,6 +371,12 @@ public struct ElectionCore: Sendable {
     /// voters this node knows, and never below the configured floor.
     public var quorumSize: Int { Swift.max(settings.minQuorumSize, voters.count / 2 + 1) }
 
+    /// What this node, as primary, tells other nodes of its configuration (nil: not primary).
+    public var configurationMessage: ConfigurationMessage? {
+        guard state == .leader else { return nil }
+        return ConfigurationMessage(from: id, term: term, configuration: configuration, committed: configurationCommitted)
+    }
+
     /// The latest time at which the driver must deliver the next ``ElectionEvent/tick``; nil when no
     /// timer runs (a follower without `autoFailover` that knows no leader; a candidate waiting for
     /// its self-vote or its new epoch to be durable: the write's report moves it on). Kept up to
@@ -345,7 +388,7 @@ public struct ElectionCore: Sendable {
         let timer: CoreInstant?
         switch state {
         case .leader:
-            timer = checkQuorumDeadline
+            timer = configResendAt.map { Swift.min($0, checkQuorumDeadline) } ?? checkQuorumDeadline
         case .candidate:
             timer = campaign?.requestsSent == true ? campaign?.deadline : nil
         case .follower:
@@ -412,11 +455,20 @@ public struct ElectionCore: Sendable {
     public var withheldVoteCandidate: String? { withheldGrant?.candidate }
     /// The epoch of an election this candidate won, while that epoch is not yet durable.
     package private(set) var pendingLeaderEpoch: UInt64?
+    /// As primary: when the configuration next goes again to the nodes that have not acknowledged
+    /// it (nil: all have, or it waits for its own write).
+    private var configResendAt: CoreInstant?
+    /// As primary: who is told of the configuration (its voters, and the voters the change removed).
+    private var configRecipients: [String] = []
+    /// The primary to acknowledge the configuration to once it is durable.
+    private var configAckTo: String?
 
     /// A core starting as a follower, from the durable state of its last run (or a fresh one).
     ///
     /// - Parameters:
-    ///   - voters: the members whose votes count; `id` is added if missing.
+    ///   - voters: the first configuration's voters, used only when `durable` holds no
+    ///     configuration (`id` is added if missing); empty: none (the node is no voter until it
+    ///     is bootstrapped or told a configuration).
     ///   - seed: seeds the core's own random generator (election timeouts).
     ///   - now: the current time; the election timer starts here.
     public init(
@@ -427,11 +479,18 @@ public struct ElectionCore: Sendable {
         settings.electionTimeout = Swift.max(1, settings.electionTimeout)
         self.id = id
         self.settings = settings
+        var durable = durable
+        if durable.configuration.isNone, !voters.isEmpty {
+            // A bootstrap configuration from the driver: not written until the next write (a
+            // restart with the same arguments makes it again), so it counts as stored.
+            durable.configuration = .bootstrap(voters + [id])
+        }
         self.durable = durable
         self.persisted = durable
-        var voterSet = Set(voters)
-        voterSet.insert(id)
+        let voterSet = Set(durable.configuration.voters)
         self.voters = voterSet
+        self.isVoter = voterSet.contains(id)
+        self.configurationCommitted = !durable.configuration.isNone && durable.configuration.term == 0
         self.voterList = voterSet.sorted()
         self.rng = SplitMix64(seed: seed)
         self.randomizedElectionTimeout = settings.electionTimeout
@@ -563,6 +622,14 @@ public struct ElectionCore: Sendable {
                 guard isWithinReach(term: timeoutNow.term, epoch: epoch) else { break }
                 noteHeard(from: from, now: now)
                 stepTimeoutNow(timeoutNow, now: now, &directives)
+            case .configuration(let message):
+                guard isWithinReach(term: message.term, epoch: epoch) else { break }
+                noteHeard(from: from, now: now)
+                stepConfiguration(message, now: now, &directives)
+            case .configurationAck(let ack):
+                guard isWithinReach(term: ack.term, epoch: epoch) else { break }
+                noteHeard(from: from, now: now)
+                stepConfigurationAck(ack, now: now, &directives)
             }
         case .vouchedVoteRequest(let request):
             if request.preVote {
@@ -585,6 +652,14 @@ public struct ElectionCore: Sendable {
             addVoter(voter)
         case .removeVoter(let voter):
             removeVoter(voter, now: now, &directives)
+        case .bootstrap(let initial):
+            guard configuration.isNone, !initial.isEmpty else { break }
+            applyConfiguration(.bootstrap(initial), now: now, &directives)
+            configurationCommitted = true
+            durableDirty = true
+            directives.append(.configurationChanged(configuration, committed: true))
+        case .changeVoters(let change):
+            startVoterChange(change, now: now, &directives)
         case .peerUnreachable(let peer):
             linkLost(to: peer, now: now)
         case .persisted(let state):
@@ -619,8 +694,8 @@ public struct ElectionCore: Sendable {
             // The leader is lost: forget it, so that PreVotes from others can succeed.
             setLeader(nil, &directives)
         }
-        if lastWriteFailed {
-            resetElectionTimer(now: now)  // it does not stand on a state it cannot write
+        if lastWriteFailed || !isVoter {
+            resetElectionTimer(now: now)  // it does not stand on a state it cannot write, nor when it has no vote
         } else if settings.autoFailover {
             becomePreCandidate(now: now, &directives)
         }
@@ -630,6 +705,7 @@ public struct ElectionCore: Sendable {
     /// counted) within `electionTimeout` MUST step down, so that a leader cut off from the
     /// majority stops acting as primary, and the PreVote lease on the majority side runs out.
     private mutating func tickCheckQuorum(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        if let resend = configResendAt, now >= resend { resendConfiguration(now: now, &directives) }
         guard now >= checkQuorumDeadline else { return }
         var heard = 1  // itself
         var earliestExpiry: CoreInstant?
@@ -800,6 +876,8 @@ public struct ElectionCore: Sendable {
             reason = ClusterError.alreadyVoted.description
         } else if request.lastLSN < localLSN {
             reason = ClusterError.staleLSN.description
+        } else if !vouched, request.configuration < configuration.id {
+            reason = Self.staleConfigurationReason
         } else if votedFor == nil, request.epoch < epoch, !disabledRules.contains(.epochRule) {
             // A repeated grant (votedFor == candidate) skips this: our epoch was raised by our own grant.
             reason = Self.staleEpochReason
@@ -843,6 +921,8 @@ public struct ElectionCore: Sendable {
         let reason: String
         if !isWithinReach(term: request.term, epoch: request.epoch, candidateEpoch: true) {
             reason = Self.outOfRangeReason
+        } else if !vouched, !isVoter, !disabledRules.contains(.knownVoters) {
+            reason = Self.notVoterReason
         } else if !vouched, !isKnownVoter(candidate) {
             reason = Self.unknownCandidateReason
         } else if request.term < term {
@@ -855,6 +935,8 @@ public struct ElectionCore: Sendable {
             reason = Self.liveLeaderReason
         } else if request.lastLSN < localLSN {
             reason = ClusterError.staleLSN.description
+        } else if !vouched, request.configuration < configuration.id {
+            reason = Self.staleConfigurationReason
         } else if request.epoch < epoch, !disabledRules.contains(.epochRule) {
             reason = Self.staleEpochReason
         } else {
@@ -908,6 +990,13 @@ public struct ElectionCore: Sendable {
         state = .follower
         campaign = nil
         pendingLeaderEpoch = nil
+        if previous == .leader {
+            configResendAt = nil
+            if let change = voterChange {
+                voterChange = nil
+                directives.append(.voterChangeEnded(change, succeeded: false, reason: Self.changeLostLeadershipReason))
+            }
+        }
         if previous == .leader, let transfer {
             if !transfer.timeoutNowSent {
                 // Nobody was told to stand: nothing can complete it (etcd aborts it on any step-down).
@@ -934,7 +1023,7 @@ public struct ElectionCore: Sendable {
             grants: [id: epoch])
         let request = VoteRequest(
             candidateID: id, term: preTerm, lastLSN: localLSN, epoch: epoch, priority: settings.priority,
-            preVote: true)
+            preVote: true, configuration: configuration.id)
         for voter in voterList where voter != id {
             send(to: voter, .voteRequest(request), &directives)
         }
@@ -947,7 +1036,7 @@ public struct ElectionCore: Sendable {
     private mutating func becomeCandidate(
         now: CoreInstant, transfer: Bool = false, _ directives: inout [ElectionDirective]
     ) {
-        guard !lastWriteFailed else {
+        guard !lastWriteFailed, isVoter else {
             campaign = nil
             return
         }
@@ -974,6 +1063,14 @@ public struct ElectionCore: Sendable {
     ) {
         let newEpoch = Swift.max(epoch, grantEpoch) + 1
         durable.epoch = newEpoch
+        if settings.replicatesConfiguration {
+            // The configuration of its own term, written with the epoch (one write): it may change
+            // voters only once this one is committed (Raft's rule that a leader first commits an
+            // entry of its own term; without it, single-server changes of two terms can form
+            // disjoint quorums).
+            durable.configuration = configuration.next(voters: configuration.voters, term: term)
+            configurationCommitted = false
+        }
         durableDirty = true
         campaign = nil
         pendingLeaderEpoch = newEpoch
@@ -994,6 +1091,11 @@ public struct ElectionCore: Sendable {
         directives.append(.stateChanged(.leader, term: term, leader: id))
         setLeader(id, &directives)
         directives.append(.broadcastHeartbeat)
+        guard settings.replicatesConfiguration else { return }
+        directives.append(.configurationChanged(configuration, committed: false))
+        for voter in voterList { peers[voter]?.configAck = nil }
+        configRecipients = voterList.filter { $0 != id }
+        resendConfiguration(now: now, &directives)
     }
 
     /// A PreVote round or candidacy ran out of time: back to follower, wait a fresh randomised
@@ -1116,33 +1218,185 @@ public struct ElectionCore: Sendable {
         _ message: TimeoutNowMessage, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
         guard message.term == term, state == .follower, leaderID == message.from, message.from != id,
-              !lastWriteFailed
+              !lastWriteFailed, isVoter
         else { return }
         becomeCandidate(now: now, transfer: true, &directives)  // no PreVote: the leader vouches for the cluster
     }
 
-    // MARK: Membership
+    // MARK: Voter configuration
 
-    private mutating func addVoter(_ voter: String) {
-        guard !voters.contains(voter) else { return }
-        voters.insert(voter)
-        peers[voter, default: PeerView()].isVoter = true
-        let index = voterList.firstIndex { $0 > voter } ?? voterList.endIndex
-        voterList.insert(voter, at: index)
-    }
-
-    /// Removes a voter (never this node). The quorum may shrink, so a running campaign is recounted.
-    private mutating func removeVoter(_ voter: String, now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        guard voter != id, voters.contains(voter) else { return }
-        voters.remove(voter)
-        peers[voter]?.isVoter = false
-        voterList.removeAll { $0 == voter }
-        peers[voter]?.heardAt = nil  // its priority stays, should it come back
-        peers[voter]?.reportedTerm = nil
-        if transfer?.target == voter {  // as etcd aborts a transfer to a removed voter
+    /// Makes `new` the configuration this node holds: its voters become ``voters``. A voter the
+    /// change removed is forgotten (its priority stays); a transfer to it ends; a candidate that
+    /// lost its vote stands down; a running campaign is recounted (its quorum may have changed).
+    private mutating func applyConfiguration(
+        _ new: VoterConfiguration, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        let removed = voters.subtracting(new.voters)
+        durable.configuration = new
+        voters = Set(new.voters)
+        voterList = new.voters
+        isVoter = voters.contains(id)
+        for voter in new.voters where voter != id { peers[voter, default: PeerView()].isVoter = true }
+        for voter in removed where voter != id {
+            peers[voter]?.isVoter = false
+            peers[voter]?.heardAt = nil
+            peers[voter]?.reportedTerm = nil
+        }
+        if let target = transfer?.target, !voters.contains(target) {  // as etcd aborts a transfer to a removed voter
             endTransfer(succeeded: false, reason: Self.transferTargetRemovedReason, &directives)
         }
+        if !isVoter {
+            if state == .candidate { becomeFollower(now: now, leader: leaderID, &directives) }
+            campaign = nil
+        }
         tallyCampaign(now: now, &directives)
+    }
+
+    /// A driver's own change of the voter set (``ElectionEvent/addVoter(_:)``): the configuration
+    /// is edited in place, outside the voters' consent, and written with the next write.
+    private mutating func addVoter(_ voter: String) {
+        guard !voters.contains(voter) else { return }
+        var edited = VoterConfiguration(
+            voters: voterList + [voter], version: Swift.max(1, configuration.version), term: configuration.term)
+        if configuration.isNone { edited.version = 1 }
+        var ignored: [ElectionDirective] = []
+        applyConfiguration(edited, now: .zero, &ignored)
+    }
+
+    /// A driver's own removal of a voter (never this node): see `addVoter`. The quorum may
+    /// shrink, so a running campaign is recounted.
+    private mutating func removeVoter(_ voter: String, now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        guard voter != id, voters.contains(voter) else { return }
+        let edited = VoterConfiguration(
+            voters: voterList.filter { $0 != voter }, version: configuration.version, term: configuration.term)
+        applyConfiguration(edited, now: now, &directives)
+    }
+
+    /// ``ElectionEvent/changeVoters(_:)`` on this node: refused at once, or the next
+    /// configuration made, written, and then sent to the old and new voters (`releaseWithheld`);
+    /// it commits once a majority of its voters acknowledged storing it (`tallyConfiguration`).
+    /// One voter at a time, one uncommitted change at a time, and only once this primary's own
+    /// configuration (made at its election) is committed.
+    private mutating func startVoterChange(
+        _ change: VoterChange, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        var newVoters = voters
+        var refusal: String?
+        if !settings.replicatesConfiguration {
+            refusal = "this node's voters are set by its driver"
+        } else if state != .leader {
+            refusal = Self.changeNotLeaderReason
+        } else if !configurationCommitted || voterChange != nil {
+            refusal = Self.changeUncommittedReason
+        } else if transfer != nil {
+            refusal = Self.changeDuringTransferReason
+        } else {
+            switch change {
+            case .add(let node):
+                if node.isEmpty || node.utf8.count > 255 {
+                    refusal = "not a valid node id: \"\(node)\""
+                } else if voters.count >= VoterConfiguration.maxVoters {
+                    refusal = "a configuration holds at most \(VoterConfiguration.maxVoters) voters"
+                } else if voters.contains(node) {
+                    refusal = "\(node) is already a voter"
+                }
+                newVoters.insert(node)
+            case .remove(let node):
+                if !voters.contains(node) {
+                    refusal = "\(node) is not a voter"
+                } else if node == id {
+                    refusal = "the primary cannot remove itself: hand leadership over first (cluster transfer)"
+                } else if voters.count - 1 < settings.minQuorumSize {
+                    refusal = "removing \(node) would leave \(voters.count - 1) voters, fewer than the quorum floor of \(settings.minQuorumSize) (--min-quorum)"
+                }
+                newVoters.remove(node)
+            }
+        }
+        if let refusal {
+            directives.append(.voterChangeEnded(change, succeeded: false, reason: refusal))
+            return
+        }
+        let old = configuration
+        applyConfiguration(old.next(voters: newVoters, term: term), now: now, &directives)
+        configurationCommitted = false
+        durableDirty = true
+        voterChange = change
+        configRecipients = Set(old.voters).union(newVoters).subtracting([id]).sorted()
+        for node in configRecipients { peers[node, default: PeerView()].configAck = nil }
+        configResendAt = nil  // it goes out once durable (`releaseWithheld`)
+        directives.append(.configurationChanged(configuration, committed: false))
+    }
+
+    /// As primary: sends the configuration to every node it goes to that has not acknowledged
+    /// it, and again every heartbeat interval until each has (a node that missed a change, was
+    /// down, or restarted catches up within an interval of being back).
+    private mutating func resendConfiguration(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        guard state == .leader, persisted.configuration == configuration else {
+            configResendAt = nil
+            return
+        }
+        tallyConfiguration(now: now, &directives)
+        let message = ConfigurationMessage(from: id, term: term, configuration: configuration, committed: configurationCommitted)
+        var waiting = false
+        for node in configRecipients where peers[node]?.configAck != configuration.id {
+            waiting = true
+            send(to: node, .configuration(message), &directives)
+        }
+        configResendAt = waiting ? now + Swift.max(1, settings.heartbeatInterval) : nil
+    }
+
+    /// As primary: the configuration is committed once this node and enough of its voters to make
+    /// ``quorumSize`` have stored it; every recipient then hears that it is.
+    private mutating func tallyConfiguration(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+        guard state == .leader, !configurationCommitted, persisted.configuration == configuration else { return }
+        var stored = isVoter ? 1 : 0
+        for voter in voterList where voter != id && peers[voter]?.configAck == configuration.id { stored += 1 }
+        guard stored >= quorumSize else { return }
+        configurationCommitted = true
+        directives.append(.configurationChanged(configuration, committed: true))
+        if let change = voterChange {
+            voterChange = nil
+            directives.append(.voterChangeEnded(change, succeeded: true, reason: nil))
+        }
+        let message = ConfigurationMessage(from: id, term: term, configuration: configuration, committed: true)
+        for node in configRecipients { send(to: node, .configuration(message), &directives) }
+    }
+
+    /// A primary's configuration (frame CONFIG): a newer one than this node holds is stored
+    /// (Raft's followers take the leader's entries, an uncommitted one of an older term replaced),
+    /// and acknowledged once durable; a stale primary's is ignored. Only a voter here sends one
+    /// that is taken (a node that holds none takes one from a voter of it: see `admitsSender`).
+    private mutating func stepConfiguration(
+        _ message: ConfigurationMessage, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        guard settings.replicatesConfiguration, message.from != id, message.term >= term else { return }
+        if message.term > term { adoptTerm(message.term, now: now, &directives) }
+        guard state != .leader else { return }  // two primaries of one term: heartbeats report it
+        if message.configuration.id > configuration.id {
+            applyConfiguration(message.configuration, now: now, &directives)
+            configurationCommitted = message.committed
+            durableDirty = true
+            directives.append(.configurationChanged(configuration, committed: message.committed))
+        } else if message.configuration.id == configuration.id, message.committed, !configurationCommitted {
+            configurationCommitted = true
+            directives.append(.configurationChanged(configuration, committed: true))
+        }
+        configAckTo = message.from
+        releaseWithheld(now: now, &directives)
+    }
+
+    /// A node acknowledges the configuration it stored: counted toward commit when it is this
+    /// primary's current one.
+    private mutating func stepConfigurationAck(
+        _ ack: ConfigurationAck, now: CoreInstant, _ directives: inout [ElectionDirective]
+    ) {
+        if ack.term > term { adoptTerm(ack.term, now: now, &directives) }
+        guard state == .leader, ack.term == term, ack.configuration == configuration.id else { return }
+        peers[ack.from, default: PeerView()].configAck = ack.configuration
+        tallyConfiguration(now: now, &directives)
+        if configurationCommitted, configRecipients.allSatisfy({ peers[$0]?.configAck == configuration.id }) {
+            configResendAt = nil
+        }
     }
 
     // MARK: Helpers
@@ -1193,6 +1447,7 @@ public struct ElectionCore: Sendable {
             return Self.outOfRangeReason
         }
         if vouched { return nil }
+        if !isVoter, !disabledRules.contains(.knownVoters) { return Self.notVoterReason }
         if !isKnownVoter(candidate) { return Self.unknownCandidateReason }
         let repeatedGrant = request.term == term && votedFor == candidate
         if !repeatedGrant, !disabledRules.contains(.lease), !isTransferExempt(request), hasLiveLeader(now: now) {
@@ -1237,10 +1492,17 @@ public struct ElectionCore: Sendable {
         case .voteRequest(let r): claimed = r.candidateID
         case .voteResponse(let r): claimed = r.voterID
         case .timeoutNow(let t): claimed = t.from
+        case .configuration(let c): claimed = c.from
+        case .configurationAck(let a): claimed = a.from
         }
         if !disabledRules.contains(.senderBinding), claimed != from { return false }
-        if case .voteRequest = message { return true }
-        return disabledRules.contains(.knownVoters) || voters.contains(claimed)
+        switch message {
+        case .voteRequest: return true
+        case .configuration(let c) where configuration.isNone:
+            // A node never told a configuration takes its first from a voter of that configuration.
+            return c.configuration.contains(claimed)
+        default: return disabledRules.contains(.knownVoters) || voters.contains(claimed)
+        }
     }
 
     /// The lease (thesis §4.2.3): this node is the leader, or it heard its leader within an
@@ -1326,16 +1588,23 @@ public struct ElectionCore: Sendable {
             self.campaign = campaign
             let request = VoteRequest(
                 candidateID: id, term: term, lastLSN: localLSN, epoch: campaign.epoch, priority: settings.priority,
-                transfer: campaign.transfer)
+                transfer: campaign.transfer, configuration: configuration.id)
             for voter in voterList where voter != id {
                 send(to: voter, .voteRequest(request), &directives)
             }
             tallyCampaign(now: now, &directives)  // a single-voter cluster wins at once
         }
         if state == .candidate, let newEpoch = pendingLeaderEpoch, persisted.term == term,
-           persisted.votedFor == id, persisted.epoch >= newEpoch
+           persisted.votedFor == id, persisted.epoch >= newEpoch, persisted.configuration == configuration
         {
             assumeLeadership(now: now, &directives)
+        }
+        if let primary = configAckTo, persisted.configuration == configuration {
+            configAckTo = nil
+            send(to: primary, .configurationAck(ConfigurationAck(from: id, term: term, configuration: configuration.id)), &directives)
+        }
+        if state == .leader, configResendAt == nil, !configurationCommitted, persisted.configuration == configuration {
+            resendConfiguration(now: now, &directives)  // a change's configuration is durable here: out it goes
         }
     }
 

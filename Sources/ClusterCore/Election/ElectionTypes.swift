@@ -40,11 +40,33 @@ public struct DurableElectionState: Sendable, Equatable, Codable {
     /// The highest epoch this node has seen or made, or promised by a vote: granting a vote
     /// raises it to the candidate's epoch + 1 (see `ElectionCore.step(_:now:)`, "Voting").
     public var epoch: UInt64
+    /// The newest voter configuration this node has stored (``VoterConfiguration/none``: never
+    /// bootstrapped nor told one). A state file written before configurations existed has none.
+    public var configuration: VoterConfiguration
 
-    public init(term: UInt64 = 0, votedFor: String? = nil, epoch: UInt64 = 0) {
+    public init(term: UInt64 = 0, votedFor: String? = nil, epoch: UInt64 = 0, configuration: VoterConfiguration = .none) {
         self.term = term
         self.votedFor = votedFor
         self.epoch = epoch
+        self.configuration = configuration
+    }
+
+    enum CodingKeys: String, CodingKey { case term, votedFor, epoch, configuration }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        term = try c.decode(UInt64.self, forKey: .term)
+        votedFor = try c.decodeIfPresent(String.self, forKey: .votedFor)
+        epoch = try c.decode(UInt64.self, forKey: .epoch)
+        configuration = try c.decodeIfPresent(VoterConfiguration.self, forKey: .configuration) ?? .none
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(term, forKey: .term)
+        try c.encodeIfPresent(votedFor, forKey: .votedFor)
+        try c.encode(epoch, forKey: .epoch)
+        if !configuration.isNone { try c.encode(configuration, forKey: .configuration) }
     }
 }
 
@@ -105,6 +127,10 @@ public enum ElectionMessage: Sendable, Equatable, Hashable {
     case heartbeat(HeartbeatMessage)
     /// A leader tells the target of its leadership transfer to stand now.
     case timeoutNow(TimeoutNowMessage)
+    /// A primary tells a node the voter configuration it holds.
+    case configuration(ConfigurationMessage)
+    /// A node tells the primary which configuration it has stored (durably).
+    case configurationAck(ConfigurationAck)
 }
 
 /// What goes into a core. Every event comes with the current time.
@@ -139,10 +165,21 @@ public enum ElectionEvent: Sendable, Equatable {
     /// The priority a voter announced (its hello): the leader prefers the higher one when it picks
     /// a transfer target among voters of equal LSN. A voter never reported counts as priority 1.
     case setVoterPriority(String, Int)
-    /// A member joined the voter set (idempotent).
+    /// The driver sets the voter set itself, outside the consent of the voters (idempotent): a
+    /// driver that manages the configuration by other means (the simulator's membership model,
+    /// tests). The node runtime never uses it: its voters change by ``changeVoters(_:)`` only.
     case addVoter(String)
-    /// A member left the voter set (idempotent; never the local node).
+    /// The driver removes a voter itself (idempotent; never the local node). See ``addVoter(_:)``.
     case removeVoter(String)
+    /// The first configuration of a cluster, if this node has none (bootstrap: `--voters`, or the
+    /// set the bootstrap agreement settled on). Ignored by a node that holds a configuration: a
+    /// restarted node keeps the one it stored, whatever it is started with.
+    case bootstrap([String])
+    /// Asks this node, as primary, to change the voter set by one voter, with the consent of the
+    /// current voters (see "Voter configuration" on ``ElectionCore``). The answer comes as
+    /// ``ElectionDirective/voterChangeEnded(_:succeeded:reason:)``: at once with the refusal's
+    /// reason, or once the new configuration is committed (a majority of its voters stored it).
+    case changeVoters(VoterChange)
     /// The transport's link to a peer ended (the peer's kernel closed it, as when its process
     /// dies, or the driver closed it after an election timeout of silence). A follower takes the
     /// end of its link to its leader as crash evidence: its lease on that leader ends and it
@@ -197,6 +234,13 @@ public enum ElectionDirective: Sendable, Equatable {
     /// one `transferEnded` for it, by ``ElectionCore/Transfer/deadline`` (within one election
     /// timeout of the request while the node leads, two at most), unless the node restarts first.
     case transferEnded(target: String?, succeeded: Bool, reason: String?)
+    /// The configuration this node holds changed (it adopted a newer one, made one as primary, or
+    /// learned that the one it holds is committed).
+    case configurationChanged(VoterConfiguration, committed: Bool)
+    /// A ``ElectionEvent/changeVoters(_:)`` ended: refused (in the step of the request), committed,
+    /// or abandoned when this node stopped being primary before it committed (the change may then
+    /// still take effect: the next primary may hold it).
+    case voterChangeEnded(VoterChange, succeeded: Bool, reason: String?)
 }
 
 /// A seeded pseudo-random generator (SplitMix64): passed explicitly to whatever needs

@@ -35,6 +35,12 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     /// A node that has just added a member through an announcement tells its peers (types 7 and
     /// 8 are the keyed links' AUTH and REKEY).
     case member = 9
+    /// A primary tells a node its voter configuration.
+    case configuration = 10
+    /// A node tells the primary which configuration it has stored.
+    case configurationAck = 11
+    /// Nodes that bootstrap a cluster together tell each other what they have seen.
+    case bootstrap = 12
 
     public var description: String {
         switch self {
@@ -45,6 +51,9 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .goodbye: return "goodbye"
         case .timeoutNow: return "timeout now"
         case .member: return "member"
+        case .configuration: return "configuration"
+        case .configurationAck: return "configuration ack"
+        case .bootstrap: return "bootstrap"
         }
     }
 }
@@ -206,6 +215,9 @@ public enum WireFrame: Sendable, Equatable, Hashable {
     case goodbye(String)
     case timeoutNow(TimeoutNowMessage)
     case member(MemberMessage)
+    case configuration(ConfigurationMessage)
+    case configurationAck(ConfigurationAck)
+    case bootstrap(BootstrapMessage)
 
     public var type: FrameType {
         switch self {
@@ -216,6 +228,9 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .goodbye: return .goodbye
         case .timeoutNow: return .timeoutNow
         case .member: return .member
+        case .configuration: return .configuration
+        case .configurationAck: return .configurationAck
+        case .bootstrap: return .bootstrap
         }
     }
 
@@ -226,6 +241,8 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .voteResponse(let r): self = .voteResponse(r)
         case .heartbeat(let h): self = .heartbeat(HeartbeatFrame(h))
         case .timeoutNow(let t): self = .timeoutNow(t)
+        case .configuration(let c): self = .configuration(c)
+        case .configurationAck(let a): self = .configurationAck(a)
         }
     }
 
@@ -237,7 +254,29 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .voteResponse(let r): return .voteResponse(r)
         case .heartbeat(let h): return .heartbeat(h.message(from: sender))
         case .timeoutNow(let t): return .timeoutNow(t)
-        case .hello, .goodbye, .member: return nil
+        case .configuration(let c): return .configuration(c)
+        case .configurationAck(let a): return .configurationAck(a)
+        case .hello, .goodbye, .member, .bootstrap: return nil
         }
+    }
+}
+
+/// What a node that bootstraps a cluster (`--bootstrap-expect N`) tells the nodes it links to
+/// (frame BOOTSTRAP): see `BootstrapAgreement`.
+public struct BootstrapMessage: Sendable, Equatable, Hashable {
+    /// The number of voters the sender expects to bootstrap with (0: it does not bootstrap).
+    public var expect: Int
+    /// The sender holds a configuration already: nobody bootstraps with it; they join.
+    public var configured: Bool
+    /// `nodes` is the set the sender has locked (final); otherwise it is what it has seen so far.
+    public var locked: Bool
+    /// Sorted node ids.
+    public var nodes: [String]
+
+    public init(expect: Int, configured: Bool, locked: Bool, nodes: [String]) {
+        self.expect = expect
+        self.configured = configured
+        self.locked = locked
+        self.nodes = nodes
     }
 }

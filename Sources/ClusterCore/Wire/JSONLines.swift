@@ -117,11 +117,19 @@ public struct StatusResponse: Sendable, Equatable, Codable {
     /// A member heard from within this many milliseconds counts as healthy
     /// (`health_timeout_ms`, optional; the node's election timeout).
     public var healthTimeoutMs: UInt64?
+    /// The voter configuration the node holds (`voters`, `config_version`, `config_term`,
+    /// `config_committed`; omitted when it holds none).
+    public var configuration: VoterConfiguration?
+    /// The node knows that `configuration` is committed.
+    public var configurationCommitted: Bool
 
     public init(
         nodeID: String, role: NodeRole, state: ElectionState, term: UInt64, epoch: UInt64, leaderID: String? = nil,
-        lsn: UInt64, members: [NodeInfo] = [], time: Date? = nil, healthTimeoutMs: UInt64? = nil
+        lsn: UInt64, members: [NodeInfo] = [], time: Date? = nil, healthTimeoutMs: UInt64? = nil,
+        configuration: VoterConfiguration? = nil, configurationCommitted: Bool = false
     ) {
+        self.configuration = configuration
+        self.configurationCommitted = configurationCommitted
         self.time = time
         self.healthTimeoutMs = healthTimeoutMs
         self.nodeID = nodeID
@@ -137,6 +145,7 @@ public struct StatusResponse: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case messageType = "message_type", nodeID = "node_id", role, state, term, epoch, leaderID = "leader_id", lsn
         case members, time, healthTimeoutMs = "health_timeout_ms"
+        case voters, configVersion = "config_version", configTerm = "config_term", configCommitted = "config_committed"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -156,6 +165,12 @@ public struct StatusResponse: Sendable, Equatable, Codable {
         members = try c.decodeIfPresent([NodeInfo].self, forKey: .members) ?? []
         time = try c.decodeIfPresent(String.self, forKey: .time).flatMap(GoTime.parse)
         healthTimeoutMs = try c.decodeIfPresent(UInt64.self, forKey: .healthTimeoutMs)
+        if let voters = try c.decodeIfPresent([String].self, forKey: .voters) {
+            configuration = VoterConfiguration(
+                voters: voters, version: try c.decodeIfPresent(UInt64.self, forKey: .configVersion) ?? 0,
+                term: try c.decodeIfPresent(UInt64.self, forKey: .configTerm) ?? 0)
+        }
+        configurationCommitted = try c.decodeIfPresent(Bool.self, forKey: .configCommitted) ?? false
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -171,6 +186,12 @@ public struct StatusResponse: Sendable, Equatable, Codable {
         try c.encode(members, forKey: .members)
         try c.encodeIfPresent(time.map(GoTime.format), forKey: .time)
         try c.encodeIfPresent(healthTimeoutMs, forKey: .healthTimeoutMs)
+        if let configuration, !configuration.isNone {
+            try c.encode(configuration.voters, forKey: .voters)
+            try c.encode(configuration.version, forKey: .configVersion)
+            try c.encode(configuration.term, forKey: .configTerm)
+            try c.encode(configurationCommitted, forKey: .configCommitted)
+        }
     }
 }
 
@@ -196,6 +217,10 @@ public enum JSONMessage: Sendable, Equatable {
     /// A change to, or a look at, the node's cluster keys; answered with `.keyringResponse`.
     case keyring(KeyringRequest)
     case keyringResponse(KeyringResponse)
+    /// A look at, or a change of, the voter set; answered with `.votersResponse` (a change once
+    /// it is committed, or with the reason it was not).
+    case voters(VotersRequest)
+    case votersResponse(VotersResponse)
 
     static let statusResponseType = "status_response"
 
@@ -216,6 +241,8 @@ public enum JSONMessage: Sendable, Equatable {
         case .transferResponse: return "transfer_response"
         case .keyring: return "keyring"
         case .keyringResponse: return "keyring_response"
+        case .voters: return "voters"
+        case .votersResponse: return "voters_response"
         }
     }
 
@@ -268,6 +295,11 @@ public enum JSONMessage: Sendable, Equatable {
         case "transfer_response": return .transferResponse(try json(TransferResponse.self, data, context: type))
         case "keyring": return .keyring(try json(KeyringRequest.self, data, context: type))
         case "keyring_response": return .keyringResponse(try json(KeyringResponse.self, data, context: type))
+        case "voters":
+            let request = try json(VotersRequest.self, data, context: type)
+            if let node = request.nodeID { _ = try Wire.checkedID(node, "voters node_id") }
+            return .voters(request)
+        case "voters_response": return .votersResponse(try json(VotersResponse.self, data, context: type))
         default: throw .unknownMessageType(type)
         }
     }
@@ -316,6 +348,8 @@ public enum JSONMessage: Sendable, Equatable {
         case .transferResponse(let r): return try encoder.encode(r)
         case .keyring(let r): return try encoder.encode(Typed(messageType: messageType, body: r))
         case .keyringResponse(let r): return try encoder.encode(Typed(messageType: messageType, body: r))
+        case .voters(let r): return try encoder.encode(Typed(messageType: messageType, body: r))
+        case .votersResponse(let r): return try encoder.encode(Typed(messageType: messageType, body: r))
         }
     }
 
@@ -479,5 +513,51 @@ private struct Typed<Body: Encodable>: Encodable {
         try body.encode(to: encoder)
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(messageType, forKey: .messageType)
+    }
+}
+
+/// A `voters` request: `op` is `list`, `add` or `remove` (`node_id` names the node for the last two).
+public struct VotersRequest: Sendable, Equatable, Codable {
+    public var op: String
+    public var nodeID: String?
+
+    public init(op: String, nodeID: String? = nil) {
+        self.op = op
+        self.nodeID = nodeID
+    }
+
+    enum CodingKeys: String, CodingKey { case op, nodeID = "node_id" }
+}
+
+/// The answer to a `voters` request: the configuration the node holds after it, and for a change
+/// whether it was committed (`error`: why not).
+public struct VotersResponse: Sendable, Equatable, Codable {
+    public var success: Bool
+    public var voters: [String]
+    public var configVersion: UInt64
+    public var configTerm: UInt64
+    public var committed: Bool
+    public var leaderID: String?
+    public var error: String?
+    /// Milliseconds from the request to the answer.
+    public var tookMs: Double?
+
+    public init(
+        success: Bool, configuration: VoterConfiguration, committed: Bool, leaderID: String?, error: String? = nil,
+        tookMs: Double? = nil
+    ) {
+        self.success = success
+        self.voters = configuration.voters
+        self.configVersion = configuration.version
+        self.configTerm = configuration.term
+        self.committed = committed
+        self.leaderID = leaderID
+        self.error = error
+        self.tookMs = tookMs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case success, voters, configVersion = "config_version", configTerm = "config_term", committed
+        case leaderID = "leader_id", error, tookMs = "took_ms"
     }
 }

@@ -117,14 +117,19 @@ public enum Wire {
     /// 1...255 bytes.
     public static func encodeVoteRequest(_ r: VoteRequest, into out: inout [UInt8]) throws(WireError) {
         let id = try checkedID(r.candidateID, "vote request candidate id")
-        out.appendHeader(length: 1 + 8 * 4 + 1 + 2 + id, type: .voteRequest)
+        let hasConfiguration = r.configuration != .none
+        out.appendHeader(length: 1 + 8 * 4 + 1 + 2 + id + (hasConfiguration ? 16 : 0), type: .voteRequest)
         out.appendBE(r.term)
         out.appendBE(r.lastLSN)
         out.appendBE(r.epoch)
         out.appendBE(UInt64(bitPattern: Int64(r.priority)))
-        out.append((r.preVote ? 1 : 0) | (r.transfer ? 2 : 0))
+        out.append((r.preVote ? 1 : 0) | (r.transfer ? 2 : 0) | (hasConfiguration ? 4 : 0))
         out.appendBE(UInt16(id))
         out.append(contentsOf: r.candidateID.utf8)
+        if hasConfiguration {
+            out.appendBE(r.configuration.term)
+            out.appendBE(r.configuration.version)
+        }
     }
 
     /// Appends a TIMEOUT_NOW frame. Throws (appending nothing) when the sender id is not 1...255
@@ -185,6 +190,9 @@ public enum Wire {
         case .goodbye(let reason): encodeGoodbye(reason, into: &out)
         case .timeoutNow(let t): try encodeTimeoutNow(t, into: &out)
         case .member(let m): try encodeMember(m, into: &out)
+        case .configuration(let c): try encodeConfiguration(c, into: &out)
+        case .configurationAck(let a): try encodeConfigurationAck(a, into: &out)
+        case .bootstrap(let b): try encodeBootstrap(b, into: &out)
         }
     }
 
@@ -231,6 +239,9 @@ public enum Wire {
         case FrameType.goodbye.rawValue: return .goodbye(try decodeGoodbye(frame))
         case FrameType.timeoutNow.rawValue: return .timeoutNow(try decodeTimeoutNow(frame))
         case FrameType.member.rawValue: return .member(try decodeMember(frame))
+        case FrameType.configuration.rawValue: return .configuration(try decodeConfiguration(frame))
+        case FrameType.configurationAck.rawValue: return .configurationAck(try decodeConfigurationAck(frame))
+        case FrameType.bootstrap.rawValue: return .bootstrap(try decodeBootstrap(frame))
         default: throw .unknownType(type)
         }
     }
@@ -308,13 +319,19 @@ public enum Wire {
         let priority = try WireRead.u64(frame, &o, "the vote request priority")
         let flags = try WireRead.u8(frame, &o, "the vote request flags")
         // Bit 1 (transfer) was reserved before leadership transfer: an older sender leaves it 0.
-        guard flags & ~3 == 0 else { throw .malformed("vote request flags \(flags) set reserved bits") }
+        // Bit 2 (a configuration follows the id) likewise.
+        guard flags & ~7 == 0 else { throw .malformed("vote request flags \(flags) set reserved bits") }
         let id = try WireRead.id(frame, &o, "the vote request candidate id")
+        var configuration = ConfigurationID.none
+        if flags & 4 != 0 {
+            configuration.term = try WireRead.u64(frame, &o, "the vote request configuration term")
+            configuration.version = try WireRead.u64(frame, &o, "the vote request configuration version")
+        }
         try WireRead.end(frame, o, .voteRequest)
         return VoteRequest(
             candidateID: id, term: term, lastLSN: lastLSN, epoch: epoch,
             priority: Int(truncatingIfNeeded: Int64(bitPattern: priority)), preVote: flags & 1 != 0,
-            transfer: flags & 2 != 0)
+            transfer: flags & 2 != 0, configuration: configuration)
     }
 
     static func decodeTimeoutNow(_ frame: RawSpan) throws(WireError) -> TimeoutNowMessage {
@@ -439,5 +456,122 @@ extension Array where Element == UInt8 {
     mutating func appendHeader(length: Int, type: FrameType) {
         appendBE(UInt32(length))
         append(type.rawValue)
+    }
+}
+
+// MARK: - Voter configuration frames
+
+extension Wire {
+    /// The most voters a configuration (and a BOOTSTRAP frame) holds: a CONFIG frame of that many
+    /// ids of the longest length fits in a frame.
+    public static let maxVoters = VoterConfiguration.maxVoters
+
+    /// Appends a list of ids: a u16 count, then each id as a u16 length and its bytes.
+    static func appendIDs(_ ids: [String], _ field: String, into out: inout [UInt8]) throws(WireError) {
+        for i in ids.indices.dropFirst() where !(ids[i - 1] < ids[i]) {
+            throw .malformed("\(field) are not in ascending order without repeats")
+        }
+        guard ids.count <= maxVoters else { throw .malformed("\(field) has \(ids.count) ids, more than \(maxVoters)") }
+        for id in ids { _ = try checkedID(id, field) }
+        out.appendBE(UInt16(ids.count))
+        for id in ids {
+            out.appendBE(UInt16(id.utf8.count))
+            out.append(contentsOf: id.utf8)
+        }
+    }
+
+    static func idsLength(_ ids: [String]) -> Int { 2 + ids.reduce(0) { $0 + 2 + $1.utf8.count } }
+
+    static func readIDs(_ frame: RawSpan, _ o: inout Int, _ field: String) throws(WireError) -> [String] {
+        let count = Int(try WireRead.u16(frame, &o, field + " count"))
+        guard count <= maxVoters else { throw .malformed("\(field) has \(count) ids, more than \(maxVoters)") }
+        var ids: [String] = []
+        ids.reserveCapacity(count)
+        for _ in 0..<count { ids.append(try WireRead.id(frame, &o, field)) }
+        // One canonical form: ascending, no repeats (a frame decodes to what encodes to it).
+        for i in ids.indices.dropFirst() where !(ids[i - 1] < ids[i]) {
+            throw .malformed("\(field) are not in ascending order without repeats")
+        }
+        return ids
+    }
+
+    /// Appends a CONFIGURATION frame (type 10): flags (bit 0: committed), the primary's term, the
+    /// configuration's term and version, the primary's id, the voters.
+    public static func encodeConfiguration(_ c: ConfigurationMessage, into out: inout [UInt8]) throws(WireError) {
+        let from = try checkedID(c.from, "configuration sender id")
+        var body: [UInt8] = []
+        try appendIDs(c.configuration.voters, "configuration voters", into: &body)
+        out.appendHeader(length: 1 + 1 + 8 * 3 + 2 + from + body.count, type: .configuration)
+        out.append(c.committed ? 1 : 0)
+        out.appendBE(c.term)
+        out.appendBE(c.configuration.term)
+        out.appendBE(c.configuration.version)
+        out.appendBE(UInt16(from))
+        out.append(contentsOf: c.from.utf8)
+        out.append(contentsOf: body)
+    }
+
+    static func decodeConfiguration(_ frame: RawSpan) throws(WireError) -> ConfigurationMessage {
+        var o = 5
+        let flags = try WireRead.u8(frame, &o, "the configuration flags")
+        guard flags & ~1 == 0 else { throw .malformed("configuration flags \(flags) set reserved bits") }
+        let term = try WireRead.u64(frame, &o, "the configuration primary term")
+        let configTerm = try WireRead.u64(frame, &o, "the configuration term")
+        let version = try WireRead.u64(frame, &o, "the configuration version")
+        let from = try WireRead.id(frame, &o, "the configuration sender id")
+        let voters = try readIDs(frame, &o, "the configuration voters")
+        try WireRead.end(frame, o, .configuration)
+        guard version > 0, !voters.isEmpty else { throw .malformed("configuration with no voters or version 0") }
+        return ConfigurationMessage(
+            from: from, term: term, configuration: VoterConfiguration(voters: voters, version: version, term: configTerm),
+            committed: flags & 1 != 0)
+    }
+
+    /// Appends a CONFIGURATION_ACK frame (type 11): flags 0, the sender's term, the stored
+    /// configuration's term and version, the sender's id.
+    public static func encodeConfigurationAck(_ a: ConfigurationAck, into out: inout [UInt8]) throws(WireError) {
+        let from = try checkedID(a.from, "configuration ack sender id")
+        out.appendHeader(length: 1 + 1 + 8 * 3 + 2 + from, type: .configurationAck)
+        out.append(0)
+        out.appendBE(a.term)
+        out.appendBE(a.configuration.term)
+        out.appendBE(a.configuration.version)
+        out.appendBE(UInt16(from))
+        out.append(contentsOf: a.from.utf8)
+    }
+
+    static func decodeConfigurationAck(_ frame: RawSpan) throws(WireError) -> ConfigurationAck {
+        var o = 5
+        let flags = try WireRead.u8(frame, &o, "the configuration ack flags")
+        guard flags == 0 else { throw .malformed("configuration ack flags \(flags) set reserved bits") }
+        let term = try WireRead.u64(frame, &o, "the configuration ack term")
+        let configTerm = try WireRead.u64(frame, &o, "the configuration ack configuration term")
+        let version = try WireRead.u64(frame, &o, "the configuration ack configuration version")
+        let from = try WireRead.id(frame, &o, "the configuration ack sender id")
+        try WireRead.end(frame, o, .configurationAck)
+        return ConfigurationAck(from: from, term: term, configuration: ConfigurationID(term: configTerm, version: version))
+    }
+
+    /// Appends a BOOTSTRAP frame (type 12): the expected voter count (u16), flags (bit 0: holds a
+    /// configuration, bit 1: `nodes` is locked), the node ids.
+    public static func encodeBootstrap(_ b: BootstrapMessage, into out: inout [UInt8]) throws(WireError) {
+        guard (0...maxVoters).contains(b.expect) else { throw .malformed("bootstrap expects \(b.expect) voters, not 0...\(maxVoters)") }
+        var body: [UInt8] = []
+        try appendIDs(b.nodes, "bootstrap nodes", into: &body)
+        out.appendHeader(length: 1 + 2 + 1 + body.count, type: .bootstrap)
+        out.appendBE(UInt16(b.expect))
+        out.append((b.configured ? 1 : 0) | (b.locked ? 2 : 0))
+        out.append(contentsOf: body)
+    }
+
+    static func decodeBootstrap(_ frame: RawSpan) throws(WireError) -> BootstrapMessage {
+        var o = 5
+        let expect = Int(try WireRead.u16(frame, &o, "the bootstrap expected count"))
+        guard expect <= maxVoters else { throw .malformed("bootstrap expects \(expect) voters, more than \(maxVoters)") }
+        let flags = try WireRead.u8(frame, &o, "the bootstrap flags")
+        guard flags & ~3 == 0 else { throw .malformed("bootstrap flags \(flags) set reserved bits") }
+        let nodes = try readIDs(frame, &o, "the bootstrap nodes")
+        try WireRead.end(frame, o, .bootstrap)
+        return BootstrapMessage(expect: expect, configured: flags & 1 != 0, locked: flags & 2 != 0, nodes: nodes)
     }
 }
