@@ -89,6 +89,15 @@ public struct NodeOptions: Sendable {
     /// How this node gets its first voter configuration when its data directory holds none (a
     /// node that stored one keeps it, whatever this says). See ``Bootstrap``.
     public var bootstrap: Bootstrap = .members
+    /// Autopilot (Consul's): as primary, keep this many voters by promoting members that have been
+    /// linked and healthy for ``autopilotStabilization``, and replace a voter that has been down
+    /// for ``autopilotDeadVoterGrace`` with such a member: one change at a time, a promotion
+    /// before the removal it makes possible. nil: off (the voters change on request only).
+    public var votersTarget: Int?
+    /// How long a member must have been linked and heard before autopilot makes it a voter.
+    public var autopilotStabilization: Duration = .seconds(10)
+    /// How long a voter must have been unlinked and unheard before autopilot replaces it.
+    public var autopilotDeadVoterGrace: Duration = .seconds(30)
     /// Test hook: runs on the thread-pool thread of each durable write, before its first fsync
     /// (a slow or stuck disk).
     package var persistBeforeSync: (@Sendable () -> Void)?

@@ -354,12 +354,17 @@ final class NodeRuntime: @unchecked Sendable {
                 case .candidate: logger.info("stood for election in term \(term)")
                 case .leader: logger.info("elected primary in term \(term), epoch \(core.fencingEpoch)")
                 case .follower where lastPublished.state == .leader: logger.info("stepped down in term \(term)")
-                case .follower: logger.info("following \(core.leaderID ?? "no one yet") in term \(term)")
+                case .follower where core.leaderID == nil: logger.info("following no one yet in term \(term)")
+                case .follower: break  // `leaderChanged` says whom it follows
                 }
                 metrics.stateChanged(to: state, nowNs: nowNs)
                 publisher.transition(to: state)
             case .leaderChanged(let leader):
-                logger.debug("leader is now \(leader ?? "unknown")")
+                if let leader, leader != config.nodeID, core.state == .follower, lastPublished.leaderID != leader {
+                    logger.info("following \(leader) in term \(core.term)")
+                } else {
+                    logger.debug("leader is now \(leader ?? "unknown")")
+                }
             case .epochChanged(let epoch):
                 // The core's fencing epoch: its own as a durable primary, or a primary's it heard.
                 if core.state == .leader, core.epoch == epoch {
@@ -611,6 +616,7 @@ final class NodeRuntime: @unchecked Sendable {
     private func onHeartbeatTimer() {
         if options.keyring != nil { checkKeyring() }
         if bootstrapAgreement != nil { bootstrapProgress() }
+        if options.votersTarget != nil { autopilot() }
         refreshLSN()
         peerProtocol.sendHeartbeatRound()
         outbox.flush()
@@ -765,6 +771,52 @@ final class NodeRuntime: @unchecked Sendable {
         let message = bootstrapMessage()
         for peer in links.peers.values where peer.link != nil { peerProtocol.sendBootstrap(message, to: peer) }
         outbox.flush()
+    }
+
+    /// Since when each node has been linked (autopilot's view, on the primary): a member is
+    /// promoted once linked for the stabilization time, a voter replaced once unlinked for the grace.
+    private var linkedSince: [String: UInt64] = [:]
+    private var unlinkedSince: [String: UInt64] = [:]
+
+    /// One pass of autopilot (`NodeOptions.votersTarget`), on the primary, every heartbeat round:
+    /// at most one change asked, and only when none is under way.
+    private func autopilot() {
+        guard let target = options.votersTarget, core.state == .leader else {
+            linkedSince.removeAll()
+            unlinkedSince.removeAll()
+            return
+        }
+        let now = nowNs
+        for member in membership.allNodes where member.id != config.nodeID {
+            if links.hasLiveLink(member.id) {
+                unlinkedSince[member.id] = nil
+                if linkedSince[member.id] == nil { linkedSince[member.id] = now }
+            } else {
+                linkedSince[member.id] = nil
+                if unlinkedSince[member.id] == nil { unlinkedSince[member.id] = now }
+            }
+        }
+        guard core.configurationCommitted, core.voterChange == nil, core.transfer == nil else { return }
+        let voters = core.voters
+        let stable = options.autopilotStabilization.nanoseconds
+        let grace = options.autopilotDeadVoterGrace.nanoseconds
+        let dead = voters.filter { voter in
+            voter != config.nodeID && unlinkedSince[voter].map { now &- $0 >= grace } == true
+        }.sorted()
+        let promotable = linkedSince.filter { !voters.contains($0.key) && now &- $0.value >= stable }.keys.sorted()
+        let change: VoterChange
+        let why: String
+        if let member = promotable.first, voters.count < target || (!dead.isEmpty && voters.count <= target) {
+            change = .add(member)
+            why = voters.count < target ? "\(voters.count) voters, target \(target)" : "to replace \(dead[0])"
+        } else if let voter = dead.first, voters.count > target {
+            change = .remove(voter)
+            why = "down for \((now &- unlinkedSince[voter]!) / 1_000_000_000) s"
+        } else {
+            return
+        }
+        logger.info("autopilot: \(change) (\(why))")
+        changeVoters(change) { _ in }  // its outcome is logged with the directive
     }
 
     /// Changes the voter set by one voter (see `ElectionManager.changeVoters`); `answer` gets the

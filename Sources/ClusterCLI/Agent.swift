@@ -31,6 +31,14 @@ struct Agent: AsyncParsableCommand {
         "Bootstrap the first voters with the first N nodes that link and agree (Consul's -bootstrap-expect). Default with neither flag: 2 × --min-quorum − 1 when that is 3 or more.",
         valueName: "n"))
     var bootstrapExpect: Int?
+    @Option(help: ArgumentHelp(
+        "Autopilot: as primary, keep this many voters, promoting members linked for --autopilot-stabilization and replacing voters down for --autopilot-dead-after.",
+        valueName: "n"))
+    var votersTarget: Int?
+    @Option(help: "How long a member must have been linked before autopilot makes it a voter.")
+    var autopilotStabilization = DurationArgument(.seconds(10), text: "10s")
+    @Option(help: "How long a voter must have been unreachable before autopilot replaces it.")
+    var autopilotDeadAfter = DurationArgument(.seconds(30), text: "30s")
     @Flag(inversion: .prefixedNo, help: "Elect a new primary when the primary is lost.") var autoFailover = true
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: Logger.Level = .info
     @Option(help: "text or json.") var logFormat: LogFormat = .text
@@ -87,6 +95,9 @@ struct Agent: AsyncParsableCommand {
             for voter in list {
                 if let problem = NodeInfo.idProblem(voter) { throw ValidationError("--voters: '\(voter)': \(problem)") }
             }
+        }
+        if let votersTarget, !(1...VoterConfiguration.maxVoters).contains(votersTarget) {
+            throw ValidationError("--voters-target must be 1...\(VoterConfiguration.maxVoters)")
         }
         if let bootstrapExpect, !(1...VoterConfiguration.maxVoters).contains(bootstrapExpect) {
             throw ValidationError("--bootstrap-expect must be 1...\(VoterConfiguration.maxVoters)")
@@ -148,6 +159,9 @@ struct Agent: AsyncParsableCommand {
         options.allowUnauthenticatedJSON = allowUnauthenticatedJSON
         options.datagramHeartbeats = datagramHeartbeats
         options.bootstrap = bootstrap
+        options.votersTarget = votersTarget
+        options.autopilotStabilization = autopilotStabilization.duration
+        options.autopilotDeadVoterGrace = autopilotDeadAfter.duration
         var factory = PrometheusMetricsFactory(registry: registry)
         // Round trips and fsyncs on one host take microseconds to milliseconds.
         let fine: [Duration] = [50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000].map { .microseconds($0) }

@@ -48,7 +48,7 @@ struct Demo: ParsableCommand {
         defer { for agent in agents.values { agent.stop() } }
         let timeoutMs = Double(electionTimeout.duration.nanoseconds) / 1e6
         let common = ["--heartbeat-interval", heartbeatInterval.text, "--election-timeout", electionTimeout.text,
-                      "--min-quorum", "\(nodes / 2 + 1)"]
+                      "--min-quorum", "\(nodes / 2 + 1)", "--voters", ids.joined(separator: ",")]
         func start(_ id: String, seeds: [HostPort]) throws {
             agents[id] = try DemoAgent.start(id: id, dataDir: root + "/" + id, seeds: seeds, arguments: common)
         }

@@ -40,7 +40,8 @@ enum MembersTable {
     static func render(_ status: StatusResponse) -> String {
         let now = status.time ?? Date()
         let healthTimeout = Double(status.healthTimeoutMs ?? 5000) / 1000
-        var rows = [["ID", "ADDRESS", "ROLE", "STATE", "TERM", "EPOCH", "LSN", "PRIO", "HEALTHY", "LAST SEEN"]]
+        var rows = [["ID", "ADDRESS", "ROLE", "STATE", "VOTES", "TERM", "EPOCH", "LSN", "PRIO", "HEALTHY", "LAST SEEN"]]
+        let voters = status.configuration.map { Set($0.voters) }
         for member in status.members {
             let local = member.id == status.nodeID
             let ago = max(0, now.timeIntervalSince(member.lastSeen))
@@ -55,7 +56,8 @@ enum MembersTable {
                 }
             }
             rows.append([
-                member.id + (local ? " *" : ""), member.addr, member.role.description, state, "\(member.term)",
+                member.id + (local ? " *" : ""), member.addr, member.role.description, state,
+                voters.map { $0.contains(member.id) ? "yes" : "no" } ?? "-", "\(member.term)",
                 "\(member.epoch)", "\(member.lastLSN)", "\(member.priority)",
                 local || ago < healthTimeout ? "yes" : "no",
                 local ? "-" : lastSeen(ago, zero: member.lastSeen.timeIntervalSince1970 < 0),
@@ -63,6 +65,7 @@ enum MembersTable {
         }
         let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         var out = "\(status.nodeID) at term \(status.term), epoch \(status.epoch), leader \(status.leaderID ?? "-")"
+            + (status.configuration.map { ", voters v\($0.version)\(status.configurationCommitted ? "" : " (not yet committed)")" } ?? ", no voter configuration yet")
             + " (* = the node asked)\n"
         for row in rows {
             out += zip(row, widths).map { $0.padded(to: $1) }.joined(separator: "  ").trimmingWhitespace() + "\n"

@@ -186,9 +186,13 @@ struct TestCluster {
         }
     }
 
+    /// Every node heartbeats every node (as the node runtime heartbeats its linked peers), not
+    /// only the voters it knows.
+    var heartbeatsEveryone = false
+
     mutating func sendHeartbeats(_ id: String) {
         guard let core = cores[id] else { return }
-        for voter in core.voters.sorted() where voter != id {
+        for voter in (heartbeatsEveryone ? ids : core.voters.sorted()) where voter != id {
             let message = HeartbeatMessage(
                 from: id, seq: nowMilliseconds + 1, epoch: core.epoch, term: core.term, lsn: core.localLSN, role: core.role)
             enqueue(from: id, to: voter, .heartbeat(message))

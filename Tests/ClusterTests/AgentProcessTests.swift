@@ -59,21 +59,31 @@ final class AgentCluster: @unchecked Sendable {
     let ids: [String]
     var seed: HostPort
 
-    static func start(size: Int = 5) async throws -> AgentCluster {
+    /// `voters`: the first that many agents are the voters (`--voters`), the others members that
+    /// do not vote; nil: all are (bootstrapped by agreement, `--min-quorum` a majority).
+    static func start(size: Int = 5, voters: Int? = nil, extra more: [String] = []) async throws -> AgentCluster {
         let root = NSTemporaryDirectory() + "cluster-agents-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let ids = (1...size).map { "a\($0)" }
-        let first = try await AgentProcess.start(ids[0], seeds: [], dataDir: root + "/" + ids[0], minQuorum: size / 2 + 1)
-        let cluster = AgentCluster(root: root, ids: ids, seed: first.address)
+        let minQuorum = (voters ?? size) / 2 + 1
+        let extra = (voters.map { ["--voters", ids.prefix($0).joined(separator: ",")] } ?? []) + more
+        let first = try await AgentProcess.start(ids[0], seeds: [], dataDir: root + "/" + ids[0], minQuorum: minQuorum, extra: extra)
+        let cluster = AgentCluster(root: root, ids: ids, seed: first.address, minQuorum: minQuorum, extra: extra)
         cluster.agents[ids[0]] = first
         for id in ids.dropFirst() { try await cluster.startAgent(id) }
         return cluster
     }
 
-    private init(root: String, ids: [String], seed: HostPort) {
+    /// Every agent's `--min-quorum`, and the flags every agent gets.
+    let minQuorum: Int
+    let extra: [String]
+
+    private init(root: String, ids: [String], seed: HostPort, minQuorum: Int, extra: [String]) {
         self.root = root
         self.ids = ids
         self.seed = seed
+        self.minQuorum = minQuorum
+        self.extra = extra
     }
 
     deinit {
@@ -86,7 +96,8 @@ final class AgentCluster: @unchecked Sendable {
     /// Starts (or restarts, on its data directory) the agent `id`, seeded with every running agent.
     func startAgent(_ id: String) async throws {
         let seeds = agents.filter { $0.key != id }.values.map(\.address).sorted { $0.port < $1.port }
-        agents[id] = try await AgentProcess.start(id, seeds: seeds.isEmpty ? [seed] : seeds, dataDir: root + "/" + id, minQuorum: ids.count / 2 + 1)
+        agents[id] = try await AgentProcess.start(
+            id, seeds: seeds.isEmpty ? [seed] : seeds, dataDir: root + "/" + id, minQuorum: minQuorum, extra: extra)
     }
 
     func remove(_ id: String) { agents[id] = nil }

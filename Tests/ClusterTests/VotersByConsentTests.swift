@@ -1,0 +1,142 @@
+import Cluster
+import Foundation
+import Testing
+
+/// Issue 15 against real `cluster agent` processes: the voters are a set that only the voters
+/// change. On the code before it, linking made a voter, so each attack here worked.
+@Suite("Voters by consent (agents)", .serialized, .timeLimit(.minutes(2)))
+struct VotersByConsentTests {
+    /// What a stranger with a TCP connection to an unkeyed cluster tries, in one go, against every
+    /// agent: announcements of made-up members (the seed's JSON form), a binary HELLO for each, a
+    /// made-up member heartbeating as primary at term + 1000, and a JSON heartbeat claiming
+    /// primary at term 2^62.
+    static func attack(_ agent: AgentProcess, term: UInt64, round: Int) async throws {
+        let fakes = (1...4).map { "fake\(round)-\($0)" }
+        for fake in fakes {
+            let announcement = AnnouncementMessage(nodeID: fake, nodeAddr: "127.0.0.1:\(9 + fakes.firstIndex(of: fake)!)")
+            _ = try? ClusterClient.request(.announcement(announcement), to: agent.address, timeout: .seconds(2))
+        }
+        var clients: [WireClient] = []
+        for (i, fake) in fakes.enumerated() {
+            let client = try await WireClient.connect(port: agent.address.port)
+            client.hello(as: fake)
+            client.heartbeat(as: fake, seq: 1, term: term + 1000, epoch: 0, role: i == 0 ? .primary : .replica)
+            client.sendFrame {
+                try Wire.encodeVoteRequest(VoteRequest(candidateID: fake, term: term + 1000, lastLSN: 1 << 40), into: &$0)
+            }
+            clients.append(client)
+        }
+        let json = try await WireClient.connect(port: agent.address.port, json: true)
+        json.send(line: #"{"message_type":"hello","version":1,"node_id":"\#(fakes[1])","node_addr":"127.0.0.1:1","priority":1}"#)
+        json.send(line: #"{"message_type":"heartbeat","node_id":"\#(fakes[1])","seq":2,"epoch":9,"term":4611686018427387904,"lsn":0,"role":2}"#)
+        // Every connection has been read by the time the node answers a status on the last one.
+        json.send(line: #"{"message_type":"status"}"#)
+        _ = await json.wait(timeout: .seconds(5)) { $0.lines.contains { $0.contains("status_response") } }
+        for client in clients { client.close() }
+        json.close()
+    }
+
+    @Test("a stranger's made-up members, hellos, heartbeats at term + 1000 and JSON claims change no voter, term, primary or quorum; a crash is still replaced")
+    func madeUpVoters() async throws {
+        let cluster = try await AgentCluster.start(size: 3)
+        let ids = cluster.ids
+        let leader = try #require(await cluster.agreedLeader(among: ids))
+        let before = try #require(cluster.agent(leader).status())
+        let voters = try #require(before.configuration?.voters)
+        #expect(voters == ids)
+        for (round, id) in ids.enumerated() { try await Self.attack(cluster.agent(id), term: before.term, round: round) }
+        for id in ids {
+            let status = try #require(cluster.agent(id).status(timeout: .seconds(2)))
+            #expect(status.configuration?.voters == voters, "\(id) counts \(status.configuration?.voters ?? [])")
+            #expect(status.term == before.term && status.leaderID == leader, "\(id): term \(status.term), leader \(status.leaderID ?? "-")")
+            let primaries = status.members.filter { $0.role == .primary }.map(\.id)
+            #expect(primaries == [leader], "\(id)'s membership names \(primaries) primary")
+        }
+        // The primary crashes; right after, a stranger asks every survivor, on a JSON line, to
+        // vote for it (a vote given would hold each survivor's vote in the next term).
+        cluster.remove(leader)
+        let survivors = ids.filter { $0 != leader }
+        for id in survivors {
+            let line = #"{"message_type":"vote_request","candidate_id":"\#(leader)","term":\#(before.term + 1),"last_lsn":0,"epoch":\#(before.epoch),"priority":1}"#
+            let answer = try? ClusterClient.request(try JSONMessage.decode(line: line), to: cluster.agent(id).address, timeout: .seconds(2))
+            if case .voteResponse(let response)? = answer { #expect(!response.voteGranted) }
+        }
+        let next = try #require(await cluster.agreedLeader(among: survivors, other: leader, timeout: .seconds(5)))
+        #expect(survivors.contains(next))
+    }
+
+    @Test("grow 3 → 5 voters and back while the primary is killed in the middle of a change; the restarted primary takes the configuration the others committed")
+    func growAndShrink() async throws {
+        let cluster = try await AgentCluster.start(size: 5, voters: 3)
+        let ids = cluster.ids
+        let leader = try #require(await cluster.agreedLeader(among: ids))
+        #expect(cluster.agent(leader).status()?.configuration?.voters == Array(ids.prefix(3)))
+        func change(_ op: String, _ node: String, at target: String) throws -> VotersResponse {
+            let answer = try ClusterClient.request(
+                .voters(VotersRequest(op: op, nodeID: node)), to: cluster.agent(target).address, timeout: .seconds(10))
+            guard case .votersResponse(let response) = answer else { throw ClusterError.io("answered \(answer.messageType)") }
+            return response
+        }
+        let added = try change("add", ids[3], at: leader)
+        #expect(added.success && added.committed && added.voters == ids.prefix(3) + [ids[3]], "\(added)")
+        // The next change is asked for, and the primary killed at once: it may or may not commit.
+        let leaderAddress = cluster.agent(leader).address
+        let pending = Task.detached {
+            try? ClusterClient.request(.voters(VotersRequest(op: "add", nodeID: ids[4])), to: leaderAddress, timeout: .seconds(2))
+        }
+        cluster.remove(leader)
+        _ = await pending.value
+        let live = ids.filter { $0 != leader }
+        let next = try #require(await cluster.agreedLeader(among: live, other: leader, timeout: .seconds(10)))
+        // Every live node ends up with the new primary's committed configuration.
+        var agreed: VoterConfiguration?
+        _ = await eventually(timeout: .seconds(10)) {
+            let configurations = live.compactMap { cluster.agent($0).status()?.configuration }
+            guard configurations.count == live.count, Set(configurations.map(\.id)).count == 1 else { return false }
+            agreed = configurations.first
+            return cluster.agent(next).status()?.configurationCommitted == true
+        }
+        var configuration = try #require(agreed)
+        #expect(configuration.contains(ids[3]) && configuration.contains(leader), "\(configuration)")
+        // Shrink back to three voters: the dead primary first, then the others but the primary.
+        for node in [leader] + ids.reversed() where configuration.voters.count > 3 && node != next {
+            guard configuration.contains(node) else { continue }
+            let removed = try change("remove", node, at: next)
+            #expect(removed.success && removed.committed, "\(removed)")
+            configuration = VoterConfiguration(voters: removed.voters, version: removed.configVersion, term: removed.configTerm)
+        }
+        let final = try #require(cluster.agent(next).status()?.configuration)
+        #expect(final.voters.count == 3 && !final.contains(leader), "\(final)")
+        // The old primary comes back with its stored configuration and learns the committed one.
+        try await cluster.startAgent(leader)
+        #expect(await eventually(timeout: .seconds(10)) { cluster.agent(leader).status()?.configuration?.id == final.id })
+        let saved = try cluster.savedState(leader)
+        #expect(saved["configuration"] != nil, "the configuration is stored beside term and vote: \(saved)")
+        #expect(await cluster.agreedLeader(among: ids, timeout: .seconds(10)) != nil)
+    }
+
+    @Test("autopilot: a SIGKILLed voter is replaced by a member linked long enough, one change at a time, and the voter count comes back to the target")
+    func autopilotReplacesDeadVoter() async throws {
+        let cluster = try await AgentCluster.start(
+            size: 4, voters: 3,
+            extra: ["--voters-target", "3", "--autopilot-stabilization", "200ms", "--autopilot-dead-after", "1s"])
+        let ids = cluster.ids
+        let leader = try #require(await cluster.agreedLeader(among: ids))
+        let victim = try #require(ids.prefix(3).first { $0 != leader })
+        cluster.remove(victim)
+        let live = ids.filter { $0 != victim }
+        var final: VoterConfiguration?
+        _ = await eventually(timeout: .seconds(15)) {
+            guard let status = cluster.agent(leader).status(), let configuration = status.configuration,
+                  status.configurationCommitted, configuration.voters == live
+            else { return false }
+            final = configuration
+            return true
+        }
+        let configuration = try #require(final, "the voters became \(cluster.agent(leader).status()?.configuration?.voters ?? [])")
+        // Two changes: the member promoted, then the dead voter removed (its own term's first).
+        #expect(configuration.version >= 4)
+        #expect(cluster.agent(leader).child.output.contains("autopilot: add voter a4"))
+        #expect(cluster.agent(leader).child.output.contains("autopilot: remove voter \(victim)"))
+    }
+}
