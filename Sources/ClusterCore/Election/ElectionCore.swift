@@ -459,7 +459,8 @@ public struct ElectionCore: Sendable {
     /// that grants a vote durably raises its epoch to `candidate epoch + 1`, the epoch the candidate
     /// makes if it wins: any later winner must then get the vote of some voter of this one (the
     /// quorums intersect), so it must know that epoch and makes a higher one. The response carries
-    /// the voter's epoch before the grant.
+    /// the voter's epoch before the grant. A repeated grant of the term's vote to the same
+    /// candidate needs a candidate epoch of at least the voter's epoch - 1 (see `grantEpochFloor`).
     ///
     /// Disruptive servers (thesis §4.2.3, §9.6): a node that has heard from a live primary within
     /// `electionTimeout` (or is the primary) neither grants a vote (or PreVote) to any candidate
@@ -800,8 +801,7 @@ public struct ElectionCore: Sendable {
             reason = ClusterError.alreadyVoted.description
         } else if request.lastLSN < localLSN {
             reason = ClusterError.staleLSN.description
-        } else if votedFor == nil, request.epoch < epoch, !disabledRules.contains(.epochRule) {
-            // A repeated grant (votedFor == candidate) skips this: our epoch was raised by our own grant.
+        } else if request.epoch < grantEpochFloor(votedFor: votedFor), !disabledRules.contains(.epochRule) {
             reason = Self.staleEpochReason
         } else {
             reason = ""
@@ -829,6 +829,17 @@ public struct ElectionCore: Sendable {
         let promised = disabledRules.contains(.epochRule) ? 0 : request.epoch + 1  // a core without the rule promises nothing
         withheldGrant = WithheldGrant(candidate: candidate, response: grant, promisedEpoch: promised)
         releaseWithheld(now: now, &directives)
+    }
+
+    /// The lowest candidate epoch a vote request may carry: this node's epoch for a first grant in
+    /// the term; for a repeated grant (`votedFor` is the candidate) one less, since the first grant
+    /// raised the epoch to its request's epoch + 1. The repeat must still make, if it wins, at
+    /// least every epoch this node holds: its request may differ from the first (a hostile member
+    /// may have asked first in its name, with a higher epoch), and a repeat that skipped the rule
+    /// let a candidate win with an epoch a leader had already held (issue 16, seed 3940).
+    private func grantEpochFloor(votedFor: String?) -> UInt64 {
+        guard votedFor != nil else { return epoch }
+        return epoch > 0 ? epoch - 1 : 0
     }
 
     /// A PreVote request (thesis §9.6): "would you vote for me at `request.term`?" Changes no state.
