@@ -48,6 +48,24 @@ struct SimulationTests {
         #expect(leaders > 500, "the schedules must exercise elections")
     }
 
+    struct FailedSeed: Sendable, CustomTestStringConvertible {
+        var seed: UInt64
+        var nodes: Int
+        var testDescription: String { "seed \(seed), \(nodes) nodes" }
+    }
+
+    @Test(
+        "issue 16, hole 8: the schedules that failed on main replay clean (a fencing bug in the core, two checker false positives)",
+        arguments: [FailedSeed(seed: 3940, nodes: 3), FailedSeed(seed: 2693, nodes: 5), FailedSeed(seed: 20_301_039, nodes: 3)])
+    func issue16SeedsReplayClean(_ c: FailedSeed) async {
+        let result = await offPool {
+            var simulation = Simulation(config: SimulationConfig(seed: c.seed, nodes: c.nodes))
+            return simulation.run()
+        }
+        if !result.passed { Issue.record(Comment(rawValue: Self.failure(result))) }
+        #expect(result.leaderElectedAfterHealNanoseconds != nil)
+    }
+
     @Test("partial voter knowledge (minQuorumSize = a majority of the cluster): no violation; once the views converge at the heal, a leader within the bound")
     func partialKnowledgeSchedules() async {
         let results = await offPool { Self.runSchedules(count: 150, firstSeed: 10_000, knowledge: .partial) }
