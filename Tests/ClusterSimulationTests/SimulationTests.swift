@@ -26,11 +26,17 @@ struct SimulationTests {
             + "  schedule: \(result.config)\n  replay: \(result.config.replayCommand)"
     }
 
-    @Test("500 randomised schedules of 3, 5 and 7 nodes: no invariant violated, a leader within 10 T of the heal")
+    /// The first seeds of the short run (`make sim` runs longer from 7, 20261130 and 424242): not
+    /// only the one the simulator was tuned on (issue 16, hole 8).
+    static let firstSeeds: [UInt64] = [1, 7, 20_261_130, 424_242]
+
+    @Test("500 randomised schedules of 3, 5 and 7 nodes, 125 from each of four first seeds: no invariant violated, a leader within 10 T of the heal")
     func randomisedSchedules() async {
         let (results, elapsed) = await offPool { () -> ([SimulationResult], Duration) in
             var results: [SimulationResult] = []
-            let elapsed = ContinuousClock().measure { results = Self.runSchedules(count: 500, firstSeed: 1) }
+            let elapsed = ContinuousClock().measure {
+                for seed in Self.firstSeeds { results += Self.runSchedules(count: 125, firstSeed: seed) }
+            }
             return (results, elapsed)
         }
         for result in results where !result.passed {
