@@ -744,10 +744,10 @@ final class NodeRuntime: @unchecked Sendable {
             return
         }
         let changed = agreement.tick(now: now)
-        let decision = agreement.decision()
+        let decision = agreement.decision
         let wasJoining = bootstrapAgreement?.joinsExistingCluster ?? false
         bootstrapAgreement = agreement
-        if let problem = agreement.problem, problem != bootstrapProblemLogged {
+        if let problem = agreement.disagreement ?? agreement.problem, problem != bootstrapProblemLogged {
             bootstrapProblemLogged = problem
             logger.warning("bootstrap: \(problem)")
         }

@@ -1,6 +1,8 @@
 // `cluster sim`: runs randomised schedules of the election simulator and checks every invariant.
-// Schedule i uses seed S+i and the i-th node count of --nodes (cycling). A failure prints the
-// seed, the schedule parameters and the command that replays it, and the exit status is 1.
+// Schedule i uses seed S+i and the i-th node count of --nodes (cycling); with --seeds, that many
+// schedules from each first seed S in turn (a simulator tuned on one seed's schedules is checked
+// on others'). A failure prints the seed, the schedule parameters and the command that replays
+// it, and the exit status is 1.
 
 import ArgumentParser
 import ClusterSimulation
@@ -16,6 +18,9 @@ struct Sim: ParsableCommand {
 
     @Option(help: "Seed of the first schedule; schedule i uses seed+i.")
     var seed: UInt64 = 1
+
+    @Option(help: "Comma-separated first seeds: --schedules schedules from each (instead of --seed).")
+    var seeds: String?
 
     @Option(help: "Comma-separated cluster sizes, cycled through.")
     var nodes: String = "3,5,7"
@@ -41,6 +46,26 @@ struct Sim: ParsableCommand {
         case "disjoint": voterKnowledge = .disjointGroups
         default: throw ValidationError("--knowledge must be full, partial or disjoint")
         }
+        var firstSeeds = [seed]
+        if let seeds {
+            let parsed = seeds.split(separator: ",").map { UInt64($0.trimmingWhitespace()) }
+            guard !parsed.isEmpty, parsed.allSatisfy({ $0 != nil }) else {
+                throw ValidationError("--seeds needs unsigned integers, e.g. 7,20261130,424242")
+            }
+            firstSeeds = parsed.compactMap { $0 }
+        }
+        var failed = 0
+        for first in firstSeeds {
+            failed += try runSchedules(from: first, sizes: sizes, knowledge: voterKnowledge)
+        }
+        if firstSeeds.count > 1 {
+            print("cluster sim: \(firstSeeds.count) seeds × \(schedules) schedules: \(failed) failed")
+        }
+        if failed > 0 { throw ExitCode.failure }
+    }
+
+    /// Runs `schedules` schedules from `seed`, prints the summary, and returns how many failed.
+    func runSchedules(from seed: UInt64, sizes: [Int], knowledge voterKnowledge: SimulationConfig.VoterKnowledge) throws -> Int {
         let started = Date()
         var passed = 0
         var failed = 0
@@ -97,7 +122,7 @@ struct Sim: ParsableCommand {
                 + " \(transfers.succeeded) succeeded, \(transfers.failed) failed; request to new leader: median \(latency(50)),"
                 + " p90 \(latency(90)), max \(latency(100))")
         print("\(passed) passed, \(failed) failed")
-        if failed > 0 { throw ExitCode.failure }
+        return failed
     }
 }
 

@@ -57,9 +57,19 @@ package struct LivenessView: Sendable {
 ///   restarts, and one learned from others is the epoch of a primary that really led (a new
 ///   primary whose write failed exposes nothing);
 /// - every granted vote respects the LSN rule (candidate lastLSN >= the voter's LSN as its driver
-///   knows it when the request arrived) and the epoch rule (candidate epoch >= voter epoch, for a
-///   first grant), goes from the network only to a known voter that sent the request itself, and
-///   is not given (nor its term adopted) while the voter hears a live primary (thesis §4.2.3);
+///   knows it when the request arrived) and the epoch rule (candidate epoch >= voter epoch for a
+///   first grant, >= voter epoch - 1 for a repeated grant to the same candidate in the term),
+///   goes from the network only to a known voter that sent the request itself, and is not given
+///   (nor its term adopted) while the voter hears a live primary (thesis §4.2.3);
+/// - a candidate's claimed LSN is the storage's: a vote request (or PreVote) sent by a node
+///   claims no more than its driver's LSN at the send (so the LSN rule above, judged on the
+///   claim, holds on the LSN the candidate really has; a hostile member's forged claim is not a
+///   core's, and is judged as it arrives);
+/// - no term inflation: a node enters a higher term as candidate only by a forced election
+///   (`.startElection`), a TimeoutNow from the leader of its term, or a won PreVote round, that is,
+///   PreVote grants for that term really sent to it by a quorum of its voters (itself included);
+///   with the lease rule on PreVote grants, a follower cut off or on a broken link cannot raise
+///   the cluster's term while a majority holds a lease on a live primary;
 /// - the lease: no vote or PreVote from the network is granted while the voter holds a lease on
 ///   its primary, that is, is the primary or accepted the primary's heartbeat within an election
 ///   timeout over a link that has not ended since (a `.peerUnreachable` for that primary,
@@ -128,6 +138,8 @@ package struct InvariantChecker: Sendable {
     private var toldToStandIn: [String: Set<UInt64>] = [:]
     /// The transfer under way on each node: target, the term it started in, when.
     private var transfers: [String: (target: String, term: UInt64, atNanoseconds: UInt64)] = [:]
+    /// PreVote grants really sent: voters by (candidate, term asked for).
+    private var preVoteGrants: [VoterTerm: Set<String>] = [:]
 
     private struct VoterTerm: Hashable {
         var voter: String
@@ -178,9 +190,60 @@ package struct InvariantChecker: Sendable {
         transfers[node] = nil
     }
 
-    /// A node crashed: a transfer it had under way ends with it, unreported.
+    /// A node crashed: a transfer it had under way ends with it, unreported, and so do the votes it
+    /// withheld until durable (a later grant of the restarted node answers a later request).
     package mutating func noteCrash(node: String) {
         transfers[node] = nil
+        requests = requests.filter { $0.key.voter != node }
+    }
+
+    /// After a step of `node`: the core withholds the grant of its vote in `term` to `candidate`
+    /// (nil: it withholds none). A withheld grant the core dropped (its term moved on, its write
+    /// failed) is never sent: its request is forgotten, so that a later grant is not judged
+    /// against it.
+    package mutating func noteWithheldVote(node: String, candidate: String?, term: UInt64) {
+        guard !requests.isEmpty else { return }
+        for key in requests.keys where key.voter == node && !key.preVote {
+            if key.candidate != candidate || key.term != term { requests[key] = nil }
+        }
+    }
+
+    /// How a node came to stand as candidate (see ``noteStanding(node:term:cause:voters:quorumSize:atNanoseconds:)``).
+    package enum StandingCause: Sendable {
+        /// The application forced an election (`.startElection`).
+        case forced
+        /// A TimeoutNow from `from` (the core acts only on its leader's, in its own term).
+        case timeoutNow(from: String)
+        /// Anything else: the core's only other way to stand is a won PreVote round.
+        case preVote
+    }
+
+    /// `node` became candidate for `term` (its term + 1). No term inflation: unless forced, or told
+    /// to stand by the leader of `term - 1`, it must have won a PreVote round for `term`: PreVote
+    /// grants really sent to it by voters in `voters` (as it counts them), with its own, reach
+    /// `quorumSize`. (Grants of an earlier round for the same term count too: a sound check, not a
+    /// tight one.)
+    package mutating func noteStanding(
+        node: String, term: UInt64, cause: StandingCause, voters: Set<String>, quorumSize: Int, atNanoseconds now: UInt64
+    ) {
+        switch cause {
+        case .forced:
+            return
+        case .timeoutNow(let sender):
+            if !(toldToStandIn[node]?.contains(term &- 1) ?? false) {
+                report(
+                    "\(node) stood in term \(term) on a TimeoutNow from \(sender), who did not lead term \(term &- 1)",
+                    atNanoseconds: now)
+            }
+        case .preVote:
+            let granted = preVoteGrants[VoterTerm(voter: node, term: term), default: []]
+                .intersection(voters).subtracting([node]).count + 1
+            if granted < quorumSize {
+                report(
+                    "\(node) stood in term \(term) with \(granted) PreVote grants of the \(quorumSize) it needs:"
+                        + " term inflation, unforced and not told to stand", atNanoseconds: now)
+            }
+        }
     }
 
     // MARK: Leadership transfer
@@ -320,13 +383,14 @@ package struct InvariantChecker: Sendable {
         stepped = (key, NoteRequest(request: request, sender: sender, before: before, leaseHeld: lease), false)
     }
 
-    /// The step of the request noted last is over. `withheld`: the node gave its vote, which goes
-    /// out once durable, so a later grant is judged against this request (or against an earlier
-    /// one still withheld: the grant released is the first decision's). A refused or dropped
-    /// request leaves nothing behind.
+    /// The step of the request noted last is over. `withheld`: the core decided to grant this
+    /// request and withholds the grant until it is durable, so a later grant is judged against
+    /// this request. It replaces an earlier one still withheld for the same candidate and term (the
+    /// core keeps one withheld grant, the latest decision's). A refused or dropped request leaves
+    /// nothing behind.
     package mutating func noteVoteRequestOutcome(withheld: Bool) {
         defer { stepped = nil }
-        guard let stepped, withheld, !stepped.answered, requests[stepped.key] == nil else { return }
+        guard let stepped, withheld, !stepped.answered else { return }
         requests[stepped.key] = stepped.note
     }
 
@@ -369,11 +433,18 @@ package struct InvariantChecker: Sendable {
         }
     }
 
-    /// A `.send` was carried out by `node`, whose disk then held `disk`. A granted vote is judged
-    /// against its request, as noted by ``noteVoteRequest(node:from:_:before:)``.
+    /// A `.send` was carried out by `node`, whose disk then held `disk` and whose storage then held
+    /// `storageLSN` (nil: not known, as in hand-built histories). A granted vote is judged against
+    /// its request, as noted by ``noteVoteRequest(node:from:_:before:)``.
     package mutating func noteSend(
-        node: String, to peer: String, _ message: ElectionMessage, disk: DurableElectionState, atNanoseconds now: UInt64
+        node: String, to peer: String, _ message: ElectionMessage, disk: DurableElectionState, storageLSN: UInt64? = nil,
+        atNanoseconds now: UInt64
     ) {
+        if case .voteRequest(let request) = message, let storageLSN, request.lastLSN > storageLSN {
+            report(
+                "\(node) asked for \(request.preVote ? "pre-votes" : "votes") in term \(request.term) claiming LSN"
+                    + " \(request.lastLSN), but its storage holds \(storageLSN)", atNanoseconds: now)
+        }
         switch message {
         case .timeoutNow(let message):
             if leaderByTerm[message.term]?.node != node || message.from != node {
@@ -422,13 +493,20 @@ package struct InvariantChecker: Sendable {
                     "\(node) granted \(peer) a \(response.preVote ? "pre-vote" : "vote") in term \(request.term)"
                         + " with candidate LSN \(request.lastLSN) < voter LSN \(before.localLSN)", atNanoseconds: now)
             }
+            // A repeated grant (the voter's vote in the term already went to this candidate): its
+            // first grant raised the voter's epoch to that request's epoch + 1, so one less.
             let repeatedGrant = before.term == request.term && before.votedFor == peer
-            if !repeatedGrant, request.epoch < before.epoch {
+            let epochFloor = repeatedGrant ? max(before.epoch, 1) - 1 : before.epoch
+            if request.epoch < epochFloor {
                 report(
-                    "\(node) granted \(peer) a \(response.preVote ? "pre-vote" : "vote") in term \(request.term)"
-                        + " with candidate epoch \(request.epoch) < voter epoch \(before.epoch)", atNanoseconds: now)
+                    "\(node) granted \(peer) a \(repeatedGrant ? "repeated " : "")\(response.preVote ? "pre-vote" : "vote")"
+                        + " in term \(request.term) with candidate epoch \(request.epoch) < voter epoch"
+                        + " \(before.epoch)\(repeatedGrant ? " - 1" : "")", atNanoseconds: now)
             }
-            guard !response.preVote else { return }
+            if response.preVote {
+                preVoteGrants[VoterTerm(voter: peer, term: response.term), default: []].insert(node)
+                return
+            }
             if !checksPersistBeforeSend {
                 // judged by the votes it sent, below
             } else if disk.term != response.term || disk.votedFor != peer {

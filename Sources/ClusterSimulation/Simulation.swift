@@ -425,13 +425,23 @@ public struct Simulation {
                     startWrite(index, state)
                 }
             case .send(let peer, let message):
-                checker.noteSend(node: id, to: peer, message, disk: nodes[index].disk, atNanoseconds: now)
+                checker.noteSend(
+                    node: id, to: peer, message, disk: nodes[index].disk, storageLSN: nodes[index].lsn, atNanoseconds: now)
                 if let to = indexByID[peer] { transmit(from: index, to: to, message) }
             case .broadcastHeartbeat:
                 sendHeartbeats(index)
             case .stateChanged(let state, let term, _):
                 if state == .candidate {
                     checker.noteCandidacy(term: term, epoch: before.epoch)  // a candidate asks with its epoch
+                    let cause: InvariantChecker.StandingCause
+                    switch event {
+                    case .startElection: cause = .forced
+                    case .receive(let sender, .timeoutNow): cause = .timeoutNow(from: sender)
+                    default: cause = .preVote
+                    }
+                    let core = nodes[index].core
+                    checker.noteStanding(
+                        node: id, term: term, cause: cause, voters: core.voters, quorumSize: core.quorumSize, atNanoseconds: now)
                     candidacies += 1
                     if failoverAtNanoseconds != nil, failoverLatency == nil { failoverCandidacies += 1 }
                 }
@@ -478,16 +488,25 @@ public struct Simulation {
         let after = nodes[index].core
         switch event {
         case .receive(_, .voteRequest(let request)), .vouchedVoteRequest(let request):
-            // Given and not refused in this step: the grant waits for the write.
+            // Given and not refused in this step: the grant waits for the write. A request the core
+            // drops unanswered (out of range, a body naming another sender, its own id) decides
+            // nothing, even when the node's vote already went to the candidate it names.
+            var dropped = !ElectionCore.isInRange(.voteRequest(request)) || request.candidateID == id
+            if case .receive(let sender, _) = event, sender != request.candidateID,
+               !config.disabledCoreRules.contains(.senderBinding)
+            {
+                dropped = true
+            }
             let refused = directives.contains {
                 if case .send(let to, .voteResponse(let r)) = $0 { to == request.candidateID && !r.voteGranted } else { false }
             }
-            let withheld = !request.preVote && !refused && after.term == request.term
+            let withheld = !request.preVote && !dropped && !refused && after.term == request.term
                 && after.votedFor == request.candidateID
             checker.noteVoteRequestOutcome(withheld: withheld)
         default:
             break
         }
+        checker.noteWithheldVote(node: id, candidate: after.withheldVoteCandidate, term: after.term)
         if case .receive(let sender, let message) = event {
             switch message {
             case .voteRequest(let request):
@@ -669,7 +688,7 @@ public struct Simulation {
         if config.sabotage.contains(.staleLSN) {
             nodes[index].lsnUntold = true
         } else {
-            step(index, .setLocalLSN(node.lsn))
+            step(index, .setLocalLSN(toldLSN(node.lsn)))
         }
         queue.push(
             .heartbeat(node: index, incarnation: nodes[index].incarnation),
@@ -726,8 +745,14 @@ extension Simulation {
         if config.sabotage.contains(.staleLSN) {
             nodes[index].lsnUntold = true
         } else {
-            step(index, .setLocalLSN(lsn))
+            step(index, .setLocalLSN(toldLSN(lsn)))
         }
+    }
+
+    /// The LSN the driver tells its core: the storage's, or with
+    /// ``SimulationConfig/Sabotage/inflatedLSN`` 10^6 more.
+    private func toldLSN(_ lsn: UInt64) -> UInt64 {
+        config.sabotage.contains(.inflatedLSN) ? lsn + 1_000_000 : lsn
     }
 
     /// An LSN change at a random moment: the primary took writes, or another node's storage moved

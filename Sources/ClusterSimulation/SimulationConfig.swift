@@ -118,6 +118,9 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         package static let restartFromOlderState = Sabotage(rawValue: 1 << 2)
         /// After the heal, vote responses are lost.
         package static let dropVotesAfterHeal = Sabotage(rawValue: 1 << 3)
+        /// The driver tells its core an LSN 10^6 above its storage's: its vote requests claim a
+        /// log it does not have (issue 16, hole 6).
+        package static let inflatedLSN = Sabotage(rawValue: 1 << 4)
     }
 
     // Durable writes of each node's election state (asynchronous: the core hears the outcome later).

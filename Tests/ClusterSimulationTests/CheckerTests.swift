@@ -237,6 +237,115 @@ struct CheckerHistoryTests {
     }
 }
 
+@Suite("Invariant checker: ground truth and term inflation (issue 16, holes 6 and 8)")
+struct CheckerGroundTruthTests {
+    func violations(_ plant: (inout InvariantChecker) -> Void) -> [String] {
+        var checker = InvariantChecker(electionTimeoutNanoseconds: 100 * msNs)
+        plant(&checker)
+        return checker.violations
+    }
+
+    @Test("hole 6: a vote request claiming more LSN than the candidate's storage holds is caught at the send, vote granted or not")
+    func claimedLSNAboveStorage() {
+        let found = violations { c in
+            let honest = VoteRequest(candidateID: "a", term: 2, lastLSN: 7, epoch: 1)
+            c.noteSend(node: "a", to: "b", .voteRequest(honest), disk: durableLeader("a", 2, 1), storageLSN: 7, atNanoseconds: 0)
+            let inflated = VoteRequest(candidateID: "a", term: 3, lastLSN: 1_000_007, epoch: 1, preVote: true)
+            c.noteSend(node: "a", to: "b", .voteRequest(inflated), disk: durableLeader("a", 2, 1), storageLSN: 7, atNanoseconds: 1)
+            // The voter's own check passes on the claim (1_000_007 >= 9): only the ground truth shows the lie.
+            let message = grant(&c, by: "b", to: "a", term: 3, lsn: 1_000_007, epoch: 1, before: NodeSnapshot(term: 2, epoch: 1, localLSN: 9, voters: ["a", "b"]))
+            c.noteSend(node: "b", to: "a", message, disk: DurableElectionState(term: 3, votedFor: "a", epoch: 2), atNanoseconds: 2)
+        }
+        #expect(found.count == 1, "\(found)")
+        #expect(found.first?.contains("a asked for pre-votes in term 3 claiming LSN 1000007, but its storage holds 7") == true)
+    }
+
+    @Test("hole 6: a candidacy without a forced election, a TimeoutNow from the leader, or a PreVote quorum is term inflation")
+    func termInflation() {
+        let voters: Set<String> = ["a", "b", "c", "d", "e"]
+        let found = violations { c in
+            // b and c grant a's PreVote for term 2 (a counts itself): 3 of 5, it may stand.
+            for voter in ["b", "c"] {
+                let request = VoteRequest(candidateID: "a", term: 2, epoch: 0, preVote: true)
+                c.noteVoteRequest(node: voter, from: "a", request, before: NodeSnapshot(term: 1, voters: voters))
+                let response = VoteResponse(voterID: voter, term: 2, voteGranted: true, preVote: true)
+                c.noteSend(node: voter, to: "a", .voteResponse(response), disk: DurableElectionState(term: 1), atNanoseconds: 0)
+                c.noteVoteRequestOutcome(withheld: false)
+            }
+            c.noteStanding(node: "a", term: 2, cause: .preVote, voters: voters, quorumSize: 3, atNanoseconds: 1)
+            // e forced (the application's right); d stands on nothing (as on a broken link, without PreVote).
+            c.noteStanding(node: "e", term: 2, cause: .forced, voters: voters, quorumSize: 3, atNanoseconds: 2)
+            c.noteStanding(node: "d", term: 2, cause: .preVote, voters: voters, quorumSize: 3, atNanoseconds: 3)
+            // A grant from x, not one of b's voters, does not count.
+            let request = VoteRequest(candidateID: "b", term: 3, preVote: true)
+            c.noteVoteRequest(node: "x", from: "b", request, before: NodeSnapshot(term: 2, voters: voters.union(["x"])))
+            c.noteSend(
+                node: "x", to: "b", .voteResponse(VoteResponse(voterID: "x", term: 3, voteGranted: true, preVote: true)),
+                disk: DurableElectionState(term: 2), atNanoseconds: 4)
+            c.noteStanding(node: "b", term: 3, cause: .preVote, voters: ["a", "b", "c"], quorumSize: 2, atNanoseconds: 5)
+            // A TimeoutNow from a node that did not lead the term before.
+            c.noteStanding(node: "c", term: 4, cause: .timeoutNow(from: "e"), voters: voters, quorumSize: 3, atNanoseconds: 6)
+        }
+        #expect(found.count == 3, "\(found)")
+        #expect(found.first?.contains("d stood in term 2 with 1 PreVote grants of the 3 it needs") == true)
+        #expect(found.dropFirst().first?.contains("b stood in term 3 with 1 PreVote grants of the 2 it needs") == true)
+        #expect(found.last?.contains("c stood in term 4 on a TimeoutNow from e, who did not lead term 3") == true)
+    }
+
+    @Test("hole 8 (seed 3940): a repeated grant whose candidate asks with an epoch below the voter's epoch - 1")
+    func repeatedGrantBelowEpochFloor() {
+        let voters: Set<String> = ["v", "a", "l"]
+        let found = violations { c in
+            // v followed a leader of epoch 3; a hostile a asked first, in term 4 with epoch 3 (v promised 4).
+            let first = grant(&c, by: "v", to: "a", term: 4, epoch: 3, before: NodeSnapshot(term: 3, epoch: 3, voters: voters))
+            c.noteSend(node: "v", to: "a", first, disk: DurableElectionState(term: 4, votedFor: "a", epoch: 4), atNanoseconds: 0)
+            // A retry of that request is fine; a's honest candidacy with epoch 2 would make epoch 3 again.
+            let retry = grant(&c, by: "v", to: "a", term: 4, epoch: 3, before: NodeSnapshot(term: 4, votedFor: "a", epoch: 4, voters: voters))
+            c.noteSend(node: "v", to: "a", retry, disk: DurableElectionState(term: 4, votedFor: "a", epoch: 4), atNanoseconds: 1)
+            let honest = grant(&c, by: "v", to: "a", term: 4, epoch: 2, before: NodeSnapshot(term: 4, votedFor: "a", epoch: 4, voters: voters))
+            c.noteSend(node: "v", to: "a", honest, disk: DurableElectionState(term: 4, votedFor: "a", epoch: 4), atNanoseconds: 2)
+        }
+        #expect(found.count == 1, "\(found)")
+        #expect(found.first?.contains("v granted a a repeated vote in term 4 with candidate epoch 2 < voter epoch 4 - 1") == true)
+    }
+
+    @Test("hole 8 (seeds 2693, 20301039): a withheld grant lost in a crash or dropped by the core is not what a later grant is judged against")
+    func withheldGrantForgottenWhenDropped() {
+        let voters: Set<String> = ["v", "a", "b"]
+        let found = violations { c in
+            // v withholds its grant to a (term 9, epoch 4: it promises 5), then crashes before the write.
+            c.noteVoteRequest(node: "v", from: "a", VoteRequest(candidateID: "a", term: 9, epoch: 4), before: NodeSnapshot(term: 8, epoch: 4, voters: voters))
+            c.noteVoteRequestOutcome(withheld: true)
+            c.noteCrash(node: "v")
+            c.noteRestart(node: "v", term: 8, atNanoseconds: 1)
+            // Restarted from an older disk (epoch 3), it grants a's request of epoch 3 (promising 4), durably.
+            c.noteVoteRequest(node: "v", from: "a", VoteRequest(candidateID: "a", term: 9, epoch: 3), before: NodeSnapshot(term: 8, epoch: 3, voters: voters))
+            c.noteVoteRequestOutcome(withheld: true)
+            let response = ElectionMessage.voteResponse(VoteResponse(voterID: "v", term: 9, voteGranted: true, epoch: 3))
+            c.noteSend(node: "v", to: "a", response, disk: DurableElectionState(term: 9, votedFor: "a", epoch: 4), atNanoseconds: 2)
+            // The same with a grant the core dropped (its term moved on): the later grant is not judged against it.
+            c.noteVoteRequest(node: "v", from: "b", VoteRequest(candidateID: "b", term: 10, epoch: 6), before: NodeSnapshot(term: 9, epoch: 4, voters: voters))
+            c.noteVoteRequestOutcome(withheld: true)
+            c.noteWithheldVote(node: "v", candidate: nil, term: 11)
+            c.noteWithheldVote(node: "v", candidate: nil, term: 10)  // a restart from a disk of term 9, say
+            c.noteVoteRequest(node: "v", from: "b", VoteRequest(candidateID: "b", term: 10, epoch: 4), before: NodeSnapshot(term: 9, epoch: 4, voters: voters))
+            c.noteVoteRequestOutcome(withheld: true)
+            let second = ElectionMessage.voteResponse(VoteResponse(voterID: "v", term: 10, voteGranted: true, epoch: 4))
+            c.noteSend(node: "v", to: "b", second, disk: DurableElectionState(term: 10, votedFor: "b", epoch: 5), atNanoseconds: 3)
+        }
+        #expect(found.isEmpty, "\(found)")
+        // And the check still bites: the grant released without the promised epoch on disk.
+        let caught = violations { c in
+            c.noteVoteRequest(node: "v", from: "a", VoteRequest(candidateID: "a", term: 9, epoch: 4), before: NodeSnapshot(term: 8, epoch: 4, voters: voters))
+            c.noteVoteRequestOutcome(withheld: true)
+            c.noteWithheldVote(node: "v", candidate: "a", term: 9)  // still withheld
+            let response = ElectionMessage.voteResponse(VoteResponse(voterID: "v", term: 9, voteGranted: true, epoch: 4))
+            c.noteSend(node: "v", to: "a", response, disk: DurableElectionState(term: 9, votedFor: "a", epoch: 4), atNanoseconds: 2)
+        }
+        #expect(caught.count == 1 && caught.first?.contains("before persisting the promised epoch 5 (disk: 4)") == true, "\(caught)")
+    }
+}
+
 @Suite("Invariant checker: schedules against a broken driver or core")
 struct BrokenCoreScheduleTests {
     struct BrokenCase: Sendable, CustomTestStringConvertible {
@@ -281,6 +390,9 @@ struct BrokenCoreScheduleTests {
             BrokenCase(name: "sends before persists", sabotage: .sendBeforePersist, expected: "before persisting"),
             BrokenCase(name: "restarts from an older state", sabotage: .restartFromOlderState, expected: "term went down"),
             BrokenCase(name: "votes lost after the heal", sabotage: .dropVotesAfterHeal, expected: "no single leader"),
+            BrokenCase(
+                name: "candidates claim their storage's LSN + 10^6 (issue 16, hole 6)", sabotage: .inflatedLSN,
+                expected: "but its storage holds"),
         ])
     func brokenDriver(_ c: BrokenCase) async {
         #expect(await offPool { Self.firstCatch(c) } != nil, "no schedule reported \"\(c.expected)\"")
@@ -296,6 +408,9 @@ struct BrokenCoreScheduleTests {
             BrokenCase(
                 name: "no epoch rule (the seed's votes)", disabled: .epochRule, checksPersistBeforeSend: false,
                 expected: "epoch not increasing"),
+            BrokenCase(
+                name: "a follower stands at once on a broken link, without PreVote (issue 16, hole 6)",
+                disabled: .preVoteOnCrashEvidence, expected: "term inflation"),
         ])
     func brokenCore(_ c: BrokenCase) async {
         #expect(await offPool { Self.firstCatch(c) } != nil, "no schedule reported \"\(c.expected)\"")

@@ -26,11 +26,17 @@ struct SimulationTests {
             + "  schedule: \(result.config)\n  replay: \(result.config.replayCommand)"
     }
 
-    @Test("500 randomised schedules of 3, 5 and 7 nodes: no invariant violated, a leader within 10 T of the heal")
+    /// The first seeds of the short run (`make sim` runs longer from 7, 20261130 and 424242): not
+    /// only the one the simulator was tuned on (issue 16, hole 8).
+    static let firstSeeds: [UInt64] = [1, 7, 20_261_130, 424_242]
+
+    @Test("500 randomised schedules of 3, 5 and 7 nodes, 125 from each of four first seeds: no invariant violated, a leader within 10 T of the heal")
     func randomisedSchedules() async {
         let (results, elapsed) = await offPool { () -> ([SimulationResult], Duration) in
             var results: [SimulationResult] = []
-            let elapsed = ContinuousClock().measure { results = Self.runSchedules(count: 500, firstSeed: 1) }
+            let elapsed = ContinuousClock().measure {
+                for seed in Self.firstSeeds { results += Self.runSchedules(count: 125, firstSeed: seed) }
+            }
             return (results, elapsed)
         }
         for result in results where !result.passed {
@@ -46,6 +52,24 @@ struct SimulationTests {
                 + " \(TransferSummary(results))")
         #expect(results.allSatisfy { $0.leaderElectedAfterHealNanoseconds != nil })
         #expect(leaders > 500, "the schedules must exercise elections")
+    }
+
+    struct FailedSeed: Sendable, CustomTestStringConvertible {
+        var seed: UInt64
+        var nodes: Int
+        var testDescription: String { "seed \(seed), \(nodes) nodes" }
+    }
+
+    @Test(
+        "issue 16, hole 8: the schedules that failed on main replay clean (a fencing bug in the core, two checker false positives)",
+        arguments: [FailedSeed(seed: 3940, nodes: 3), FailedSeed(seed: 2693, nodes: 5), FailedSeed(seed: 20_301_039, nodes: 3)])
+    func issue16SeedsReplayClean(_ c: FailedSeed) async {
+        let result = await offPool {
+            var simulation = Simulation(config: SimulationConfig(seed: c.seed, nodes: c.nodes))
+            return simulation.run()
+        }
+        if !result.passed { Issue.record(Comment(rawValue: Self.failure(result))) }
+        #expect(result.leaderElectedAfterHealNanoseconds != nil)
     }
 
     @Test("partial voter knowledge (minQuorumSize = a majority of the cluster): no violation; once the views converge at the heal, a leader within the bound")

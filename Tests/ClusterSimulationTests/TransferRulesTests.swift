@@ -377,7 +377,7 @@ struct TransferRules {
     }
 
     @Test("a failed write of the target's candidacy: it sends no vote request, and the leader abandons the transfer after T")
-    func targetWriteFails() {
+    func targetWriteFails() throws {
         var target = ElectionCore(
             id: "b", settings: testSettings(), durable: DurableElectionState(term: 1, epoch: 1), voters: ["a", "b", "c"], seed: 3,
             now: .zero)
@@ -385,7 +385,7 @@ struct TransferRules {
         let stood = target.step(timeoutNow(from: "a", term: 1), now: at(milliseconds: 1))
         #expect(stood.persistedElectionStates == [DurableElectionState(term: 2, votedFor: "b", epoch: 1)])
         #expect(stood.voteRequests.isEmpty)  // withheld until the vote is durable
-        let failed = target.step(.persistFailed(stood.persists[0]), now: at(milliseconds: 2))
+        let failed = target.step(.persistFailed(try #require(stood.persists.first)), now: at(milliseconds: 2))
         #expect(failed.voteRequests.isEmpty)
         #expect(target.state == .follower && target.lastWriteFailed)
         // And while its writes fail, a TimeoutNow does not make it stand (a new leader of term 2).

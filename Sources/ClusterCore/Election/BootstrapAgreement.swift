@@ -17,7 +17,7 @@
 /// a set is decided only when every one of its members locked it. So two different decided sets
 /// have no member in common; they are two clusters that never shared a voter (as two clusters
 /// started apart are). Views that do not settle (more nodes than N arriving at different times)
-/// can leave locks that disagree: then no node decides, and `problem` says why; the operator
+/// can leave locks that disagree: then no node decides, and `disagreement` says why; the operator
 /// names the voters (`--voters`).
 public struct BootstrapAgreement: Sendable {
     public let id: String
@@ -31,8 +31,7 @@ public struct BootstrapAgreement: Sendable {
     public private(set) var locked: [String]?
     /// A node holding a configuration was heard before this one locked: it joins instead.
     public private(set) var joinsExistingCluster = false
-    /// The latest reason the agreement cannot go on as it is (another N, locks that disagree), for
-    /// the log; nil while all is well.
+    /// The latest node left out for expecting another N, for the log; nil while all is well.
     public private(set) var problem: String?
     private var lastGrowth: CoreInstant
     private var heard: [String: BootstrapMessage] = [:]
@@ -87,17 +86,23 @@ public struct BootstrapAgreement: Sendable {
 
     /// The agreed first voters: this node locked a set it belongs to, and every other member of
     /// it locked (or decided) the same set. nil until then.
-    public mutating func decision() -> [String]? {
+    public var decision: [String]? {
         guard let locked, locked.contains(id) else { return nil }
         for member in locked where member != id {
-            guard let state = heard[member], state.locked || state.configured else { return nil }
-            guard state.nodes == locked else {
-                problem = "bootstrap locks disagree: this node locked \(locked.joined(separator: ",")), "
-                    + "\(member) \(state.configured ? "holds" : "locked") \(state.nodes.joined(separator: ","));"
-                    + " start the nodes with --voters"
-                return nil
-            }
+            guard let state = heard[member], state.locked || state.configured, state.nodes == locked else { return nil }
         }
         return locked
+    }
+
+    /// Why no decision can come: a member of the set this node locked locked (or holds) another.
+    public var disagreement: String? {
+        guard let locked else { return nil }
+        for member in locked where member != id {
+            guard let state = heard[member], state.locked || state.configured, state.nodes != locked else { continue }
+            return "bootstrap locks disagree: this node locked \(locked.joined(separator: ",")), "
+                + "\(member) \(state.configured ? "holds" : "locked") \(state.nodes.joined(separator: ","));"
+                + " start the nodes with --voters"
+        }
+        return nil
     }
 }

@@ -518,7 +518,8 @@ public struct ElectionCore: Sendable {
     /// that grants a vote durably raises its epoch to `candidate epoch + 1`, the epoch the candidate
     /// makes if it wins: any later winner must then get the vote of some voter of this one (the
     /// quorums intersect), so it must know that epoch and makes a higher one. The response carries
-    /// the voter's epoch before the grant.
+    /// the voter's epoch before the grant. A repeated grant of the term's vote to the same
+    /// candidate needs a candidate epoch of at least the voter's epoch - 1 (see `grantEpochFloor`).
     ///
     /// Disruptive servers (thesis §4.2.3, §9.6): a node that has heard from a live primary within
     /// `electionTimeout` (or is the primary) neither grants a vote (or PreVote) to any candidate
@@ -689,6 +690,7 @@ public struct ElectionCore: Sendable {
             return
         }
         guard state == .follower, now >= electionDeadline else { return }
+        let onEvidence = evidenceTimer
         evidenceTimer = false
         if leaderID != nil {
             // The leader is lost: forget it, so that PreVotes from others can succeed.
@@ -696,6 +698,8 @@ public struct ElectionCore: Sendable {
         }
         if lastWriteFailed || !isVoter {
             resetElectionTimer(now: now)  // it does not stand on a state it cannot write, nor when it has no vote
+        } else if onEvidence, disabledRules.contains(.preVoteOnCrashEvidence) {
+            becomeCandidate(now: now, &directives)  // a test's broken core: no PreVote round
         } else if settings.autoFailover {
             becomePreCandidate(now: now, &directives)
         }
@@ -878,8 +882,7 @@ public struct ElectionCore: Sendable {
             reason = ClusterError.staleLSN.description
         } else if !vouched, request.configuration < configuration.id {
             reason = Self.staleConfigurationReason
-        } else if votedFor == nil, request.epoch < epoch, !disabledRules.contains(.epochRule) {
-            // A repeated grant (votedFor == candidate) skips this: our epoch was raised by our own grant.
+        } else if request.epoch < grantEpochFloor(votedFor: votedFor), !disabledRules.contains(.epochRule) {
             reason = Self.staleEpochReason
         } else {
             reason = ""
@@ -907,6 +910,17 @@ public struct ElectionCore: Sendable {
         let promised = disabledRules.contains(.epochRule) ? 0 : request.epoch + 1  // a core without the rule promises nothing
         withheldGrant = WithheldGrant(candidate: candidate, response: grant, promisedEpoch: promised)
         releaseWithheld(now: now, &directives)
+    }
+
+    /// The lowest candidate epoch a vote request may carry: this node's epoch for a first grant in
+    /// the term; for a repeated grant (`votedFor` is the candidate) one less, since the first grant
+    /// raised the epoch to its request's epoch + 1. The repeat must still make, if it wins, at
+    /// least every epoch this node holds: its request may differ from the first (a hostile member
+    /// may have asked first in its name, with a higher epoch), and a repeat that skipped the rule
+    /// let a candidate win with an epoch a leader had already held (issue 16, seed 3940).
+    private func grantEpochFloor(votedFor: String?) -> UInt64 {
+        guard votedFor != nil else { return epoch }
+        return epoch > 0 ? epoch - 1 : 0
     }
 
     /// A PreVote request (thesis §9.6): "would you vote for me at `request.term`?" Changes no state.
@@ -1227,7 +1241,7 @@ public struct ElectionCore: Sendable {
 
     /// Makes `new` the configuration this node holds: its voters become ``voters``. A voter the
     /// change removed is forgotten (its priority stays); a transfer to it ends; a candidate that
-    /// lost its vote stands down; a running campaign is recounted (its quorum may have changed).
+    /// lost its vote stands down; after a removal a running campaign is recounted.
     private mutating func applyConfiguration(
         _ new: VoterConfiguration, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
@@ -1249,7 +1263,9 @@ public struct ElectionCore: Sendable {
             if state == .candidate { becomeFollower(now: now, leader: leaderID, &directives) }
             campaign = nil
         }
-        tallyCampaign(now: now, &directives)
+        // A removal may lower the quorum: recount. An addition only raises it (and a grant a
+        // campaign holds from before a voter left does not count again when it is back).
+        if !removed.isEmpty { tallyCampaign(now: now, &directives) }
     }
 
     /// A driver's own change of the voter set (``ElectionEvent/addVoter(_:)``): the configuration

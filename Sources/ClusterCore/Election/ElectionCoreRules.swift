@@ -18,5 +18,9 @@ extension ElectionCore {
         /// Take the end of any peer's link as crash evidence against the leader, not only the
         /// leader's own link (issue 9): the lease then ends on a link that says nothing of the leader.
         package static let evidenceFromLeaderLinkOnly = DisabledRules(rawValue: 1 << 5)
+        /// A follower whose election timer was brought forward by crash evidence (its link to its
+        /// leader ended) stands at once, without a PreVote round (issue 16, hole 6): it raises the
+        /// term even while the rest of the cluster holds a lease on a live primary.
+        package static let preVoteOnCrashEvidence = DisabledRules(rawValue: 1 << 6)
     }
 }
