@@ -566,13 +566,16 @@ final class NodeRuntime: @unchecked Sendable {
 
     /// A peer's link is up (hello exchanged). Linking makes nobody a voter: voters change only
     /// through the primary, with the voters' consent. The peer hears how this node stands on
-    /// bootstrap, and, from a primary, the configuration if it does not vote (voters get it from
-    /// the core, until they acknowledge it).
+    /// bootstrap, and the configuration this node holds: a peer that was away takes it if it is
+    /// newer than its own and this node is one of its voters (a primary's reaches members that do
+    /// not vote too, whose acknowledgement lets them be added).
     func peerLinked(_ peer: Peer, priority: Int) {
         step(.setVoterPriority(peer.id, priority))  // a transfer with no target named weighs it
         peerProtocol.sendBootstrap(bootstrapMessage(), to: peer)
-        if let message = core.configurationMessage, !core.voters.contains(peer.id) {
-            peerProtocol.send(.configuration(message), to: peer.id)
+        if !core.configuration.isNone {
+            peerProtocol.send(.configuration(ConfigurationMessage(
+                from: config.nodeID, term: core.term, configuration: core.configuration,
+                committed: core.configurationCommitted)), to: peer.id)
         }
     }
 

@@ -37,12 +37,16 @@ package struct LivenessView: Sendable {
     package var state: ElectionState
     package var term: UInt64
     package var leaderID: String?
+    /// A member that does not vote (voters by consent) need only name the leader: its term may be
+    /// ahead (terms never go down, and it cannot make the voters adopt its term).
+    package var votes: Bool
 
-    package init(id: String, state: ElectionState, term: UInt64, leaderID: String?) {
+    package init(id: String, state: ElectionState, term: UInt64, leaderID: String?, votes: Bool = true) {
         self.id = id
         self.state = state
         self.term = term
         self.leaderID = leaderID
+        self.votes = votes
     }
 }
 
@@ -99,6 +103,14 @@ package struct InvariantChecker: Sendable {
     }
 
     package private(set) var violations: [String] = []
+    /// Voter configurations: their voters, the one each was made from, who stored each, which
+    /// are committed, and the configuration each term's leader held.
+    private var configurationVoters: [ConfigurationID: [String]] = [:]
+    private var configurationParent: [ConfigurationID: ConfigurationID] = [:]
+    private var storedBy: [ConfigurationID: Set<String>] = [:]
+    private var committedConfigurations: [ConfigurationID] = []
+    private var leaderConfigurations: [UInt64: (node: String, configuration: ConfigurationID)] = [:]
+
     package private(set) var leaderByTerm: [UInt64: LeaderRecord] = [:]
     /// The election timeout, for the lease rule.
     package var electionTimeoutNanoseconds: UInt64
@@ -312,7 +324,8 @@ package struct InvariantChecker: Sendable {
     /// term and epoch (its core's, promises included) come from honest elections; the leader it
     /// follows is the one elected in its term.
     package mutating func checkNode(
-        node: String, term: UInt64, epoch: UInt64, fencingEpoch: UInt64, leaderID: String?, atNanoseconds now: UInt64
+        node: String, term: UInt64, epoch: UInt64, fencingEpoch: UInt64, leaderID: String?, votes: Bool = true,
+        atNanoseconds now: UInt64
     ) {
         if let read = highestAppEpoch[node], fencingEpoch < read {
             report("the epoch \(node)'s application reads went down from \(read) to \(fencingEpoch)", atNanoseconds: now)
@@ -326,7 +339,10 @@ package struct InvariantChecker: Sendable {
                 "\(node) holds epoch \(max(epoch, fencingEpoch)), above any epoch an honest node made or promised"
                     + " (\(epochCeiling))", atNanoseconds: now)
         }
-        if let leaderID, leaderID != node, leaderByTerm[term]?.node != leaderID {
+        if let leaderID, leaderID != node, leaderByTerm[term]?.node != leaderID,
+           votes || !leaderByTerm.values.contains(where: { $0.node == leaderID })
+        {
+            // A member that does not vote may follow a primary of an earlier term than its own.
             report("\(node) follows \(leaderID) in term \(term), who was not elected in it", atNanoseconds: now)
         }
     }
@@ -537,6 +553,70 @@ package struct InvariantChecker: Sendable {
 
     /// A node became leader of `term` with fencing epoch `epoch`, with `voters` and `quorumSize`
     /// as it counted them, its disk then holding `disk`.
+    // MARK: Voter configurations (issue 15)
+
+    /// A configuration a primary made (at its election, or for a change), from `parent`: the
+    /// lineage the committed-configuration check follows. One identity is one configuration.
+    package mutating func noteConfigurationMade(
+        node: String, _ made: VoterConfiguration, parent: ConfigurationID, atNanoseconds now: UInt64
+    ) {
+        if let known = configurationVoters[made.id], known != made.voters {
+            report("\(node) made configuration \(made.id) of \(made.voters), already made of \(known)", atNanoseconds: now)
+        }
+        configurationVoters[made.id] = made.voters
+        configurationParent[made.id] = parent
+    }
+
+    /// A write reached a node's disk, with `stored` its configuration and `term` its term. Once a
+    /// majority of its voters have stored it in the term it was made in (as Raft counts a leader's
+    /// entry committed by the acknowledgements of its term), it is committed: every leader of a
+    /// later term must hold it or a configuration made from it. A configuration that reaches a
+    /// disk later, relayed when links come back, commits nothing (no primary counted it).
+    package mutating func noteStoredConfiguration(
+        node: String, _ stored: VoterConfiguration, term: UInt64, atNanoseconds now: UInt64
+    ) {
+        guard !stored.isNone else { return }
+        if let known = configurationVoters[stored.id], known != stored.voters {
+            report("\(node) stored configuration \(stored.id) of \(stored.voters), made of \(known)", atNanoseconds: now)
+        }
+        configurationVoters[stored.id] = stored.voters
+        guard term == stored.term else { return }
+        storedBy[stored.id, default: []].insert(node)
+        guard !committedConfigurations.contains(stored.id),
+              storedBy[stored.id, default: []].intersection(stored.voters).count >= stored.majority
+        else { return }
+        committedConfigurations.append(stored.id)
+        for (term, held) in leaderConfigurations where term > stored.term && !descends(held.configuration, from: stored.id) {
+            report(
+                "configuration \(stored.id) committed, but \(held.node) leads term \(term) with \(held.configuration),"
+                    + " which does not hold it", atNanoseconds: now)
+        }
+    }
+
+    /// The configuration a new leader holds (its disk's: written with its epoch). It must hold
+    /// every configuration committed in an earlier term (Raft's leader completeness, for the one
+    /// entry this project replicates).
+    package mutating func noteLeaderConfiguration(
+        node: String, term: UInt64, _ held: VoterConfiguration, atNanoseconds now: UInt64
+    ) {
+        leaderConfigurations[term] = (node, held.id)
+        for committed in committedConfigurations where committed.term < term && !descends(held.id, from: committed) {
+            report(
+                "\(node) leads term \(term) with configuration \(held.id), which lost the committed configuration"
+                    + " \(committed)", atNanoseconds: now)
+        }
+    }
+
+    /// `id` is `ancestor` or was made from it, one change after another.
+    private func descends(_ id: ConfigurationID, from ancestor: ConfigurationID) -> Bool {
+        var current: ConfigurationID? = id
+        while let configuration = current, configuration >= ancestor {
+            if configuration == ancestor { return true }
+            current = configurationParent[configuration]
+        }
+        return false
+    }
+
     package mutating func noteLeader(
         node: String, term: UInt64, epoch: UInt64, voters: Set<String>, quorumSize: Int, disk: DurableElectionState,
         atNanoseconds now: UInt64
@@ -591,7 +671,7 @@ package struct InvariantChecker: Sendable {
                     + " states: \(summary)", atNanoseconds: now)
             return nil
         }
-        if nodes.contains(where: { $0.term != leader.term || $0.leaderID != leader.id }) {
+        if nodes.contains(where: { ($0.votes && $0.term != leader.term) || $0.leaderID != leader.id }) {
             report("\(leader.id) leads term \(leader.term) but not every node follows it; states: \(summary)", atNanoseconds: now)
             return nil
         }

@@ -109,7 +109,7 @@ public struct Simulation {
         func snapshot() -> NodeSnapshot {
             NodeSnapshot(
                 term: core.term, votedFor: core.votedFor, epoch: core.epoch, localLSN: lsn, state: core.state,
-                leaderID: core.leaderID, voters: Set(voters),
+                leaderID: core.leaderID, voters: core.settings.replicatesConfiguration ? core.voters : Set(voters),
                 toldToStand: core.transfer.flatMap { $0.timeoutNowSent ? $0.target : nil })
         }
     }
@@ -205,13 +205,26 @@ public struct Simulation {
                 autoFailover: true,
                 maxElectionRetries: config.maxElectionRetries)
             // Each node's view of the voters is the driver's (partial knowledge, churn one view at
-            // a time), as it was before configurations were replicated.
-            settings.replicatesConfiguration = false
+            // a time), as it was before configurations were replicated; unless they change by
+            // consent: then every node starts from one bootstrap configuration of the first
+            // `initialVoters` nodes, which the primary changes.
+            settings.replicatesConfiguration = config.voterChanges
+            var durable = DurableElectionState()
+            if config.voterChanges {
+                settings.minQuorumSize = 1
+                durable.configuration = .bootstrap(ids.prefix(config.initialVoters))
+            }
             var core = ElectionCore(
-                id: id, settings: settings, durable: DurableElectionState(), voters: voters, seed: rng.next(),
+                id: id, settings: settings, durable: durable, voters: config.voterChanges ? [] : voters, seed: rng.next(),
                 now: .zero)
             core.disabledRules = config.disabledCoreRules
             var node = Node(id: id, core: core, settings: settings, voters: voters, baseVoters: voters)
+            if config.voterChanges {
+                // The bootstrap configuration is on every disk from the start (as `--voters` writes it).
+                node.disk = durable
+                node.olderDisk = durable
+                checker.noteStoredConfiguration(node: id, durable.configuration, term: 0, atNanoseconds: 0)
+            }
             node.lastHeard = Array(repeating: 0, count: config.nodes)
             node.linkOpen = Array(repeating: true, count: config.nodes)
             nodes.append(node)
@@ -275,6 +288,9 @@ public struct Simulation {
     }
 
     private var electedAfterHeal: UInt64?
+    /// Voter changes asked of a primary, and committed (with ``SimulationConfig/voterChanges``).
+    private var voterChangesAsked = 0
+    private var voterChangesCommitted = 0
     private var trace: [String] = []
 
     // MARK: Events
@@ -396,6 +412,7 @@ public struct Simulation {
         // Read in place: a copy of the core held across its step would make every dictionary the
         // step writes (one per heartbeat) copy itself whole.
         let before = nodes[index].snapshot()
+        let configurationBefore = nodes[index].core.configuration.id
         switch event {
         case .receive(let sender, .voteRequest(let request)):
             checker.noteVoteRequest(node: id, from: sender, request, before: before, atNanoseconds: now)
@@ -454,6 +471,9 @@ public struct Simulation {
                     checker.noteLeader(
                         node: id, term: term, epoch: after.fencingEpoch, voters: won.voters, quorumSize: won.quorumSize,
                         disk: nodes[index].disk, atNanoseconds: now)
+                    if config.voterChanges {
+                        checker.noteLeaderConfiguration(node: id, term: term, nodes[index].disk.configuration, atNanoseconds: now)
+                    }
                     if let awaited = awaitingTransferLeader[id], term > awaited.term {
                         awaitingTransferLeader[id] = nil
                         transferLatencies.append(now - awaited.atNanoseconds)
@@ -462,8 +482,17 @@ public struct Simulation {
             case .epochChanged(let epoch):
                 let core = nodes[index].core
                 checker.noteFencingEpoch(node: id, epoch, own: core.state == .leader && core.epoch == epoch, atNanoseconds: now)
-            case .leaderChanged, .configurationChanged, .voterChangeEnded:
+            case .leaderChanged:
                 break
+            case .configurationChanged:
+                // A primary's configuration reaches the members that do not vote too (the node
+                // runtime sends it to every linked peer): they follow it, and may be added.
+                if config.voterChanges, nodes[index].core.state == .leader {
+                    let voters = nodes[index].core.voters
+                    tellConfiguration(from: index, to: nodes.indices.filter { !voters.contains(nodes[$0].id) })
+                }
+            case .voterChangeEnded(_, let succeeded, _):
+                if succeeded { voterChangesCommitted += 1 }
             case .dualPrimaryDetected(let term, let primaries):
                 checker.report("\(id) detected two primaries in term \(term): \(primaries)", atNanoseconds: now)
             case .transferStarted(let target):
@@ -486,6 +515,14 @@ public struct Simulation {
             }
         }
         let after = nodes[index].core
+        if config.voterChanges, after.configuration.id != configurationBefore,
+           after.configuration.term == after.term, after.state == .leader || after.pendingLeaderEpoch != nil
+        {
+            // A configuration this node made as primary (of its term, at its election or for a
+            // change), from the one it held: its lineage, for the checker.
+            checker.noteConfigurationMade(
+                node: id, after.configuration, parent: configurationBefore, atNanoseconds: now)
+        }
         switch event {
         case .receive(_, .voteRequest(let request)), .vouchedVoteRequest(let request):
             // Given and not refused in this step: the grant waits for the write. A request the core
@@ -529,7 +566,7 @@ public struct Simulation {
         checker.checkTransfersEnd(node: id, leads: after.state == .leader, atNanoseconds: now)
         checker.checkNode(
             node: id, term: after.term, epoch: after.epoch, fencingEpoch: after.fencingEpoch, leaderID: after.leaderID,
-            atNanoseconds: now)
+            votes: after.isVoter, atNanoseconds: now)
         scheduleTick(index)
     }
 
@@ -560,6 +597,10 @@ public struct Simulation {
         nodes[index].olderDisk = nodes[index].disk
         nodes[index].disk = state
         checker.notePersist(node: nodes[index].id, state, atNanoseconds: nowNanoseconds)
+        if config.voterChanges {  // otherwise the driver edits each node's voters in place (no lineage)
+            checker.noteStoredConfiguration(
+                node: nodes[index].id, state.configuration, term: state.term, atNanoseconds: nowNanoseconds)
+        }
     }
 
     private mutating func scheduleTick(_ index: Int) {
@@ -572,7 +613,9 @@ public struct Simulation {
 
     private mutating func sendHeartbeats(_ index: Int) {
         let core = nodes[index].core
-        for voter in nodes[index].voters where voter != nodes[index].id {
+        // With voters by consent, every node is heartbeated (members that do not vote follow the
+        // primary too), as the node runtime heartbeats its linked peers.
+        for voter in (config.voterChanges ? nodes.map(\.id) : nodes[index].voters) where voter != nodes[index].id {
             nodes[index].heartbeatSeq += 1
             let heartbeat = core.heartbeat(seq: nodes[index].heartbeatSeq)
             if let to = indexByID[voter] { transmit(from: index, to: to, .heartbeat(heartbeat)) }
@@ -669,8 +712,9 @@ public struct Simulation {
         let node = nodes[index]
         var durable = config.sabotage.contains(.restartFromOlderState) ? node.olderDisk : node.disk
         // The voters are the driver's (its membership model changes them with `addVoter` and
-        // `removeVoter`): the restarted core takes them, not the configuration its disk holds.
-        durable.configuration = .none
+        // `removeVoter`): the restarted core takes them, not the configuration its disk holds;
+        // unless they change by consent: then the disk's configuration is the node's.
+        if !config.voterChanges { durable.configuration = .none }
         nodes[index].core = ElectionCore(
             id: node.id, settings: node.settings, durable: durable, voters: node.voters, seed: rng.next(),
             now: CoreInstant(nanoseconds: nowNanoseconds))
@@ -680,6 +724,11 @@ public struct Simulation {
         nodes[index].tickAtNanoseconds = nil
         nodes[index].lastHeard = Array(repeating: nowNanoseconds, count: nodes.count)
         nodes[index].linkOpen = Array(repeating: true, count: nodes.count)
+        if config.voterChanges {
+            // Its links come back: it and every node tell each other the configuration they hold.
+            tellConfiguration(from: index)
+            for other in nodes.indices where other != index && nodes[other].up { tellConfiguration(from: other, to: [index]) }
+        }
         queue.push(
             .sweep(node: index, incarnation: nodes[index].incarnation),
             atNanoseconds: nowNanoseconds + linkRng.uniform(sweepPeriod))
@@ -706,6 +755,8 @@ public struct Simulation {
         blockedOneWay.removeAll()
         linkDownUntil.removeAll()
         for index in nodes.indices where !nodes[index].up { restart(index) }
+        // The links come back: each node tells each other one the configuration it holds.
+        if config.voterChanges { for index in nodes.indices { tellConfiguration(from: index) } }
         // Every view becomes whole again (partial knowledge: every node learns every voter), one
         // voter at a time, within a heartbeat interval: the membership converging.
         removedMembers.removeAll()
@@ -728,7 +779,9 @@ public struct Simulation {
     /// partial knowledge the views have converged by then (see ``SimulationConfig/VoterKnowledge/partial``).
     private mutating func checkLiveness() {
         guard config.knowledge != .disjointGroups else { return }
-        let views = nodes.map { LivenessView(id: $0.id, state: $0.core.state, term: $0.core.term, leaderID: $0.core.leaderID) }
+        let views = nodes.map {
+            LivenessView(id: $0.id, state: $0.core.state, term: $0.core.term, leaderID: $0.core.leaderID, votes: $0.core.isVoter)
+        }
         electedAfterHeal = checker.checkLiveness(
             nodes: views, healedAtNanoseconds: healedAtNanoseconds, boundNanoseconds: config.electionBoundNanoseconds,
             atNanoseconds: nowNanoseconds)
@@ -772,8 +825,10 @@ extension Simulation {
 
     /// The next membership change or one-way partition.
     private mutating func injectAdversity() {
-        let churn = config.membershipChanges && (!config.oneWayPartitions || rng.uniform(2) == 0)
-        if churn {
+        let churn = (config.membershipChanges || config.voterChanges) && (!config.oneWayPartitions || rng.uniform(2) == 0)
+        if churn, config.voterChanges {
+            changeVotersByConsent()
+        } else if churn {
             changeMembership()
         } else if config.oneWayPartitions {
             let n = nodes.count
@@ -812,6 +867,40 @@ extension Simulation {
                 .voterChange(node: index, voter: member, add: comeBack),
                 atNanoseconds: nowNanoseconds + rng.uniform(config.electionTimeoutNanoseconds))
         }
+    }
+
+    /// What the node runtime does when a link comes up: `from` tells the nodes `to` (by default
+    /// all others) the configuration it holds. A node takes it if `from` is one of its voters and
+    /// it is newer than its own.
+    private mutating func tellConfiguration(from index: Int, to targets: [Int]? = nil) {
+        let core = nodes[index].core
+        guard nodes[index].up, !core.configuration.isNone else { return }
+        let message = ConfigurationMessage(
+            from: nodes[index].id, term: core.term, configuration: core.configuration, committed: core.configurationCommitted)
+        for target in targets ?? Array(nodes.indices) where target != index {
+            transmit(from: index, to: target, .configuration(message))
+        }
+    }
+
+    /// The primary of the moment (if any node leads) is asked to add a member that does not vote,
+    /// or to remove a voter other than itself: one voter at a time, by consent (issue 15). Most
+    /// requests are refused while a change is under way or the primary's own configuration is not
+    /// committed yet; the core says so, and the checker reads what the disks really hold.
+    private mutating func changeVotersByConsent() {
+        guard let leader = nodes.indices.first(where: { nodes[$0].up && nodes[$0].core.state == .leader }) else { return }
+        let voters = nodes[leader].core.voters
+        let members = nodes.map(\.id).filter { !voters.contains($0) }
+        let removable = voters.filter { $0 != nodes[leader].id }.sorted()
+        let change: VoterChange
+        if !removable.isEmpty, members.isEmpty || rng.uniform(2) == 0 {
+            change = .remove(removable[rng.index(removable.count)])
+        } else if !members.isEmpty {
+            change = .add(members[rng.index(members.count)])
+        } else {
+            return
+        }
+        voterChangesAsked += 1
+        step(leader, .changeVoters(change))
     }
 
     /// One node's view gains or loses a voter. A removal that lands after the heal is void.

@@ -64,6 +64,13 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
     /// Members leave the other nodes' voter sets and come back, one node's view at a time; with it,
     /// `minQuorumSize` is a majority of the whole cluster (the quorum floor rule).
     public var membershipChanges: Bool
+    /// The voters change by consent (issue 15): the first ``initialVoters`` nodes are the first
+    /// voters, the others members that do not vote, and the primary of the moment is asked to add
+    /// or remove one voter at a time. Replaces ``membershipChanges`` (the driver's per-node views)
+    /// in the schedules that have it.
+    public var voterChanges: Bool
+    /// How many of the nodes are voters at the start (with ``voterChanges``; otherwise all).
+    public var initialVoters: Int
     /// Messages from strangers and hostile peers: forged sender ids, terms and epochs far ahead or
     /// near 2^63, forged votes, and (during the faults) members' vote requests with rising terms.
     public var hostilePeers: Bool
@@ -191,6 +198,10 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         linkDrops = fourth.uniform(3) != 0
         linkDropGapMaxNanoseconds = (1 + fourth.uniform(4)) * electionTimeoutNanoseconds / 2
         linkDropOutageMaxNanoseconds = electionTimeoutNanoseconds / 2
+        var fifth = SplitMix64(seed: seed ^ 0xC0DF_16A7_0000_000F)  // voters by consent (issue 15)
+        voterChanges = knowledge == .full && self.nodes > 1 && fifth.uniform(2) == 0
+        initialVoters = voterChanges ? self.nodes / 2 + 1 + Int(fifth.uniform(UInt64(self.nodes - self.nodes / 2))) : self.nodes
+        if voterChanges { membershipChanges = false }
         priorityMax = 3
         failoverFault = nil
         electionBoundNanoseconds = 10 * electionTimeoutNanoseconds
@@ -220,6 +231,8 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         config.forcedElections = false
         config.lsnChanges = false
         config.membershipChanges = false
+        config.voterChanges = false
+        config.initialVoters = nodes
         config.hostilePeers = false
         config.oneWayPartitions = false
         config.transfers = false
@@ -240,7 +253,7 @@ public struct SimulationConfig: Sendable, Equatable, CustomStringConvertible {
         return "seed=\(seed) nodes=\(nodes) knowledge=\(knowledge) delay=\(f(delayMinNanoseconds))-\(f(delayMaxNanoseconds))"
             + " lossMax=\(lossMaxPercent)% dup=\(duplicatePercent)% chaos=\(f(chaosDurationNanoseconds))"
             + " gapMax=\(f(chaosGapMaxNanoseconds)) partitions=\(partitions) crashes=\(crashes)"
-            + " forced=\(forcedElections) lsn=\(lsnChanges) churn=\(membershipChanges) hostile=\(hostilePeers)"
+            + " forced=\(forcedElections) lsn=\(lsnChanges) churn=\(membershipChanges) consent=\(voterChanges ? "\(initialVoters) of \(nodes)" : "false") hostile=\(hostilePeers)"
             + " oneWay=\(oneWayPartitions) transfers=\(transfers)(gap \(f(transferGapMaxNanoseconds)), faults \(transferFaultPercent)%)"
             + " linkDrops=\(linkDrops)(gap \(f(linkDropGapMaxNanoseconds)))"
             + (failoverFault.map { " failover=\($0.rawValue)" } ?? "")

@@ -817,6 +817,15 @@ public struct ElectionCore: Sendable {
         if heartbeat.role == .primary, heartbeat.epoch > fencingEpoch {
             raiseFencingEpoch(heartbeat.epoch, &directives)  // a newer primary than any known
         }
+        if heartbeat.term < term, !isVoter, heartbeat.role == .primary, settings.replicatesConfiguration {
+            // A member that does not vote follows the primary it hears even behind its own term
+            // (a term it reached while it voted, or standing alone): its term never goes down, it
+            // has no vote to protect, and the voters never take a non-voter's term.
+            setLeader(heartbeat.from, &directives)
+            lastLeaderContact = now
+            electionDeadline = now + randomizedElectionTimeout
+            return
+        }
         guard heartbeat.term == term else { return }  // stale sender: it adopts our term from our heartbeats
         if let transfer, heartbeat.from == transfer.target {
             sendTimeoutNowIfCaughtUp(&directives)  // the target may have caught up
@@ -880,7 +889,7 @@ public struct ElectionCore: Sendable {
             reason = ClusterError.alreadyVoted.description
         } else if request.lastLSN < localLSN {
             reason = ClusterError.staleLSN.description
-        } else if !vouched, request.configuration < configuration.id {
+        } else if !vouched, request.configuration < configuration.id, !disabledRules.contains(.configurationRule) {
             reason = Self.staleConfigurationReason
         } else if request.epoch < grantEpochFloor(votedFor: votedFor), !disabledRules.contains(.epochRule) {
             reason = Self.staleEpochReason
@@ -949,7 +958,7 @@ public struct ElectionCore: Sendable {
             reason = Self.liveLeaderReason
         } else if request.lastLSN < localLSN {
             reason = ClusterError.staleLSN.description
-        } else if !vouched, request.configuration < configuration.id {
+        } else if !vouched, request.configuration < configuration.id, !disabledRules.contains(.configurationRule) {
             reason = Self.staleConfigurationReason
         } else if request.epoch < epoch, !disabledRules.contains(.epochRule) {
             reason = Self.staleEpochReason
@@ -1315,6 +1324,10 @@ public struct ElectionCore: Sendable {
                     refusal = "a configuration holds at most \(VoterConfiguration.maxVoters) voters"
                 } else if voters.contains(node) {
                     refusal = "\(node) is already a voter"
+                } else if peers[node]?.configAck != configuration.id {
+                    // It must hold this configuration: a node that holds another (a stale one, or
+                    // one a stranger made up) would count votes by it once it votes.
+                    refusal = "\(node) has not acknowledged the primary's configuration \(configuration.id) (is it linked? it may hold another: restart it with an empty data directory)"
                 }
                 newVoters.insert(node)
             case .remove(let node):
@@ -1385,10 +1398,16 @@ public struct ElectionCore: Sendable {
     private mutating func stepConfiguration(
         _ message: ConfigurationMessage, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
-        guard settings.replicatesConfiguration, message.from != id, message.term >= term else { return }
-        if message.term > term { adoptTerm(message.term, now: now, &directives) }
-        guard state != .leader else { return }  // two primaries of one term: heartbeats report it
-        if message.configuration.id > configuration.id {
+        // From the primary, or relayed by any voter of this node's configuration (a node that was
+        // away catches up from whichever voter it links to first: see `admitsSender`).
+        // A configuration is taken whenever it is newer than this node's, whatever the sender's
+        // term: configurations are ordered by the term of the primary that made each, and one
+        // newer than a committed one was made from it (a stale relay is older, and not taken).
+        guard settings.replicatesConfiguration, message.from != id else { return }
+        let newTerm = Swift.max(message.term, message.configuration.term)
+        if newTerm > term, isWithinReach(term: newTerm, epoch: epoch) { adoptTerm(newTerm, now: now, &directives) }
+        guard state != .leader || message.configuration.term > term else { return }  // a leader's own term's are its own
+        if message.configuration.id > configuration.id, message.configuration.term <= term {
             applyConfiguration(message.configuration, now: now, &directives)
             configurationCommitted = message.committed
             durableDirty = true
@@ -1397,17 +1416,22 @@ public struct ElectionCore: Sendable {
             configurationCommitted = true
             directives.append(.configurationChanged(configuration, committed: true))
         }
-        configAckTo = message.from
+        if message.term == term { configAckTo = message.from }  // the primary of this term, or a relay
         releaseWithheld(now: now, &directives)
     }
 
     /// A node acknowledges the configuration it stored: counted toward commit when it is this
-    /// primary's current one.
+    /// primary's current one and the node is one of its voters; a member's tells whether it may
+    /// be added.
     private mutating func stepConfigurationAck(
         _ ack: ConfigurationAck, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
         if ack.term > term { adoptTerm(ack.term, now: now, &directives) }
-        guard state == .leader, ack.term == term, ack.configuration == configuration.id else { return }
+        guard state == .leader, ack.term == term else { return }
+        if ack.configuration != configuration.id {
+            peers[ack.from]?.configAck = nil
+            return
+        }
         peers[ack.from, default: PeerView()].configAck = ack.configuration
         tallyConfiguration(now: now, &directives)
         if configurationCommitted, configRecipients.allSatisfy({ peers[$0]?.configAck == configuration.id }) {
@@ -1514,6 +1538,10 @@ public struct ElectionCore: Sendable {
         if !disabledRules.contains(.senderBinding), claimed != from { return false }
         switch message {
         case .voteRequest: return true
+        case .configurationAck:
+            // Any linked node's: it says which configuration it holds. Only voters' count toward
+            // a commit; a member's must name the primary's before the member can be added.
+            return true
         case .configuration(let c) where configuration.isNone:
             // A node never told a configuration takes its first from a voter of that configuration.
             return c.configuration.contains(claimed)

@@ -22,5 +22,8 @@ extension ElectionCore {
         /// leader ended) stands at once, without a PreVote round (issue 16, hole 6): it raises the
         /// term even while the rest of the cluster holds a lease on a live primary.
         package static let preVoteOnCrashEvidence = DisabledRules(rawValue: 1 << 6)
+        /// Vote for a candidate whose voter configuration is behind the voter's (issue 15): a
+        /// committed configuration can then be lost.
+        package static let configurationRule = DisabledRules(rawValue: 1 << 7)
     }
 }
