@@ -23,14 +23,23 @@ final class AgentProcess: @unchecked Sendable {
         self.address = address
     }
 
-    /// Starts an agent and waits until it listens.
-    static func start(_ id: String, seeds: [HostPort], dataDir: String, minQuorum: Int, extra: [String] = []) async throws -> AgentProcess {
+    /// Starts an agent and waits until it listens. `descriptorLimit`: a shell's `ulimit` command
+    /// (`["ulimit", "-n", "1024"]`) run before the agent is exec'd in its place (same pid).
+    static func start(
+        _ id: String, seeds: [HostPort], dataDir: String, minQuorum: Int, extra: [String] = [], descriptorLimit: [String]? = nil
+    ) async throws -> AgentProcess {
         var arguments = [
             "agent", "--id", id, "--listen", "127.0.0.1:0", "--data-dir", dataDir,
             "--heartbeat-interval", heartbeat, "--election-timeout", "\(electionTimeoutMs)ms", "--min-quorum", "\(minQuorum)",
         ] + extra
         if !seeds.isEmpty { arguments += ["--seeds", seeds.map(\.description).joined(separator: ",")] }
-        let child = try ChildProcess("cluster", arguments)
+        let child: ChildProcess
+        if let descriptorLimit {
+            let cluster = productsDirectory().appendingPathComponent("cluster").path
+            child = try ChildProcess(path: "/bin/sh", ["-c", descriptorLimit.joined(separator: " ") + #" && exec "$0" "$@""#, cluster] + arguments)
+        } else {
+            child = try ChildProcess("cluster", arguments)
+        }
         var address: HostPort?
         _ = await eventually(timeout: .seconds(20)) {
             address = listeningAddress(in: child.output)
@@ -59,16 +68,21 @@ final class AgentCluster: @unchecked Sendable {
     let ids: [String]
     var seed: HostPort
 
-    static func start(size: Int = 5) async throws -> AgentCluster {
+    /// `descriptorLimit`: see `AgentProcess.start`; `firstExtra`: more arguments for the first agent.
+    static func start(size: Int = 5, descriptorLimit: [String]? = nil, firstExtra: [String] = []) async throws -> AgentCluster {
         let root = NSTemporaryDirectory() + "cluster-agents-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let ids = (1...size).map { "a\($0)" }
-        let first = try await AgentProcess.start(ids[0], seeds: [], dataDir: root + "/" + ids[0], minQuorum: size / 2 + 1)
+        let first = try await AgentProcess.start(
+            ids[0], seeds: [], dataDir: root + "/" + ids[0], minQuorum: size / 2 + 1, extra: firstExtra, descriptorLimit: descriptorLimit)
         let cluster = AgentCluster(root: root, ids: ids, seed: first.address)
+        cluster.descriptorLimit = descriptorLimit
         cluster.agents[ids[0]] = first
         for id in ids.dropFirst() { try await cluster.startAgent(id) }
         return cluster
     }
+
+    private var descriptorLimit: [String]?
 
     private init(root: String, ids: [String], seed: HostPort) {
         self.root = root
@@ -86,7 +100,8 @@ final class AgentCluster: @unchecked Sendable {
     /// Starts (or restarts, on its data directory) the agent `id`, seeded with every running agent.
     func startAgent(_ id: String) async throws {
         let seeds = agents.filter { $0.key != id }.values.map(\.address).sorted { $0.port < $1.port }
-        agents[id] = try await AgentProcess.start(id, seeds: seeds.isEmpty ? [seed] : seeds, dataDir: root + "/" + id, minQuorum: ids.count / 2 + 1)
+        agents[id] = try await AgentProcess.start(
+            id, seeds: seeds.isEmpty ? [seed] : seeds, dataDir: root + "/" + id, minQuorum: ids.count / 2 + 1, descriptorLimit: descriptorLimit)
     }
 
     func remove(_ id: String) { agents[id] = nil }
