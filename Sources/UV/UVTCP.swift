@@ -54,6 +54,8 @@ public final class UVTCPListener: UVHandle {
     /// Spare descriptors held to give up when the process has no descriptor left (see above).
     private var spares: [Int32] = []
     private static let spareCount = 2
+    /// The spare descriptors held now (tests).
+    var spareDescriptorCount: Int { spares.count }
     private var pauseTimer: UVTimer?
     /// True from running out of descriptors until the pause ends.
     public private(set) var isPausedForDescriptors = false
@@ -128,7 +130,8 @@ public final class UVTCPListener: UVHandle {
     /// dials hang (libuv stops polling a listener whose pending connection was not accepted).
     var leavesConnectionsPending = false
 
-    private func accept(status: Int32) {
+    /// libuv's connection callback (tests call it to play libuv's accept loop out of descriptors).
+    func accept(status: Int32) {
         guard !isClosing, !leavesConnectionsPending else { return }
         if status == UVError.tooManyOpenFiles || status == UVError.fileTableFull {
             outOfDescriptors(status)
