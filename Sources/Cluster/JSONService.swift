@@ -17,8 +17,8 @@ import UV
 /// With a cluster key (`NodeOptions.keyring`) and without `allowUnauthenticatedJSON`, JSON is
 /// read-only: `vote_request`, `heartbeat` and `hello` are refused with an `error` line, and
 /// announcements must carry the cluster's name and a MAC under one of its keys.
-/// A client's flood is bounded: at most `NodeOptions.maxLinesPerRead` of its lines are handled
-/// per pass of the loop, and none while more than `NodeOptions.maxClientReplyBytes` of its
+/// A client's flood is bounded: at most `NodeOptions.maxLinesPerRead` of its lines, and what
+/// fits in `NodeOptions.clientTimeSlice`, are handled per pass of the loop, and none while more than `NodeOptions.maxClientReplyBytes` of its
 /// replies wait to be taken by the kernel; the rest of what was read is held and reading from it
 /// pauses until the next pass (`LinkTable.continueNextPass`) or until its replies drain.
 /// An unknown or unexpected message is answered with an `error` line; after
@@ -57,6 +57,7 @@ final class JSONService {
         let maxLines = max(1, node.options.maxLinesPerRead)
         let replyLimit = node.outbox.clientLimit
         let outbox = node.outbox
+        let deadlineNs = UVLoop.hrtimeNs() &+ max(1, node.options.clientTimeSlice.nanoseconds)
         var handled = 0
         // The lines of one read are handled at one instant: their `status` answers are the
         // same, encoded once (a status flood costs a decode per line, not an encode).
@@ -64,7 +65,7 @@ final class JSONService {
         defer { statusReply = nil }
         do throws(WireError) {
             return try link.lines.feed(bytes, stoppingWhen: {
-                handled >= maxLines || outbox.backlog(link) > replyLimit
+                handled >= maxLines || outbox.backlog(link) > replyLimit || (handled > 0 && UVLoop.hrtimeNs() >= deadlineNs)
             }) { line in
                 guard !link.isClosed else { return }
                 handled += 1

@@ -481,6 +481,11 @@ final class LinkTable {
 
     private func detach(_ link: Link) {
         links[link.id] = nil
+        if link.inputScheduled {
+            link.inputScheduled = false
+            waitingInput.removeAll { $0 === link }
+        }
+        link.heldInput = []
         node.datagrams.closed(link)
         guard let peerID = link.peerID ?? link.expectedPeer, let peer = peers[peerID] else { return }
         if peer.link === link {

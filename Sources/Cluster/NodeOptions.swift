@@ -31,6 +31,9 @@ public struct NodeOptions: Sendable {
     /// for the next pass (reading from the client paused meanwhile), so that a client's flood
     /// of requests never holds the loop from peers' heartbeats and votes.
     public var maxLinesPerRead = 32
+    /// The time one client's lines may take per pass of the loop (checked after each line, so
+    /// at least one is handled); the rest waits for the next pass, as over `maxLinesPerRead`.
+    public var clientTimeSlice: Duration = .milliseconds(2)
     /// A JSON client's replies not yet taken by the kernel beyond which its requests wait, and
     /// reading from it pauses, until they drain (a client that sends and does not read costs at
     /// most this much memory). At most `maxQueuedBytes`.
