@@ -68,21 +68,30 @@ final class AgentCluster: @unchecked Sendable {
     let ids: [String]
     var seed: HostPort
 
-    /// `descriptorLimit`: see `AgentProcess.start`; `firstExtra`: more arguments for the first agent.
-    static func start(size: Int = 5, descriptorLimit: [String]? = nil, firstExtra: [String] = []) async throws -> AgentCluster {
+    /// `descriptorLimit`: see `AgentProcess.start`; `firstExtra`: more arguments for the first
+    /// agent; `keyed`: every agent gets one new cluster key (a key file in the root folder).
+    static func start(size: Int = 5, descriptorLimit: [String]? = nil, firstExtra: [String] = [], keyed: Bool = false) async throws -> AgentCluster {
         let root = NSTemporaryDirectory() + "cluster-agents-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        var extra: [String] = []
+        if keyed {
+            let keyFile = root + "/cluster.key"
+            try Data((ClusterKey.generate().base64 + "\n").utf8).write(to: URL(fileURLWithPath: keyFile))
+            extra = ["--key-file", keyFile]
+        }
         let ids = (1...size).map { "a\($0)" }
         let first = try await AgentProcess.start(
-            ids[0], seeds: [], dataDir: root + "/" + ids[0], minQuorum: size / 2 + 1, extra: firstExtra, descriptorLimit: descriptorLimit)
+            ids[0], seeds: [], dataDir: root + "/" + ids[0], minQuorum: size / 2 + 1, extra: firstExtra + extra, descriptorLimit: descriptorLimit)
         let cluster = AgentCluster(root: root, ids: ids, seed: first.address)
         cluster.descriptorLimit = descriptorLimit
+        cluster.extra = extra
         cluster.agents[ids[0]] = first
         for id in ids.dropFirst() { try await cluster.startAgent(id) }
         return cluster
     }
 
     private var descriptorLimit: [String]?
+    private var extra: [String] = []
 
     private init(root: String, ids: [String], seed: HostPort) {
         self.root = root
@@ -101,7 +110,8 @@ final class AgentCluster: @unchecked Sendable {
     func startAgent(_ id: String) async throws {
         let seeds = agents.filter { $0.key != id }.values.map(\.address).sorted { $0.port < $1.port }
         agents[id] = try await AgentProcess.start(
-            id, seeds: seeds.isEmpty ? [seed] : seeds, dataDir: root + "/" + id, minQuorum: ids.count / 2 + 1, descriptorLimit: descriptorLimit)
+            id, seeds: seeds.isEmpty ? [seed] : seeds, dataDir: root + "/" + id, minQuorum: ids.count / 2 + 1, extra: extra,
+            descriptorLimit: descriptorLimit)
     }
 
     func remove(_ id: String) { agents[id] = nil }

@@ -104,8 +104,9 @@ struct FloodTests {
 
     /// Three agents, `a1` also serving metrics on a port of its own; returns the cluster, its
     /// primary, and a1's metrics port.
-    func startCluster(metrics: Bool = false) async throws -> (AgentCluster, String, Int?) {
-        let cluster = try await AgentCluster.start(size: 3, descriptorLimit: Self.limit, firstExtra: metrics ? ["--metrics", "127.0.0.1:0"] : [])
+    func startCluster(metrics: Bool = false, keyed: Bool = false) async throws -> (AgentCluster, String, Int?) {
+        let cluster = try await AgentCluster.start(
+            size: 3, descriptorLimit: Self.limit, firstExtra: metrics ? ["--metrics", "127.0.0.1:0"] : [], keyed: keyed)
         let leader = try #require(await cluster.agreedLeader(among: cluster.ids))
         var metricsPort: Int?
         if metrics, let range = cluster.agent("a1").child.output.range(of: "metrics at http://") {
@@ -178,9 +179,10 @@ struct FloodTests {
         #expect(await cluster.agreedLeader(among: cluster.ids, timeout: .seconds(10)) == leader)
     }
 
-    @Test("hole 2: a status flood (one client that reads, one that does not) against the primary: it stays primary and another client's status is answered within 100 ms (issue 16 #2)")
-    func hole2StatusFlood() async throws {
-        let (cluster, leader, _) = try await startCluster()
+    @Test("hole 2: a status flood (one client that reads, one that does not) against the primary, keyed or not: it stays primary and another client's status is answered within 100 ms (issue 16 #2)",
+          arguments: [false, true])
+    func hole2StatusFlood(keyed: Bool) async throws {
+        let (cluster, leader, _) = try await startCluster(keyed: keyed)
         let primary = cluster.agent(leader)
         let port = primary.address.port
         let term = try #require(primary.status(timeout: .seconds(2))).term
@@ -225,7 +227,7 @@ struct FloodTests {
         let seen = watch.stop()
         let cpu = cpuSeconds(of: primary.child.pid)
         latencies.sort()
-        print("hole 2: status latency under the flood: n=\(latencies.count) missed \(missed), median \(latencies.isEmpty ? -1 : latencies[latencies.count / 2]) ms, max \(latencies.last ?? -1) ms; primaries seen \(seen.primaries.sorted()); RSS \(rssBefore) -> \(rssDuring) KiB; flood \((UVLoop.hrtimeNs() - floodStart) / 1_000_000) ms, agent CPU total \(cpu ?? -1) s")
+        print("hole 2\(keyed ? " (keyed)" : ""): status latency under the flood: n=\(latencies.count) missed \(missed), median \(latencies.isEmpty ? -1 : latencies[latencies.count / 2]) ms, max \(latencies.last ?? -1) ms; primaries seen \(seen.primaries.sorted()); RSS \(rssBefore) -> \(rssDuring) KiB; flood \((UVLoop.hrtimeNs() - floodStart) / 1_000_000) ms, agent CPU total \(cpu ?? -1) s")
         #expect(missed == 0)
         #expect((latencies.last ?? .infinity) < 100, "status latencies \(latencies)")
         #expect(seen.primaries == [leader], "primaries seen: \(seen.primaries)")
