@@ -21,6 +21,38 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/resource.h>
+#include <fcntl.h>
+
+/* The process's descriptor limits (RLIMIT_NOFILE), RLIM_INFINITY as UINT64_MAX. Returns 0 or -errno. */
+static inline int clibuv_nofile_limits(uint64_t *soft, uint64_t *hard) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -errno;
+    *soft = limit.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)limit.rlim_cur;
+    *hard = limit.rlim_max == RLIM_INFINITY ? UINT64_MAX : (uint64_t)limit.rlim_max;
+    return 0;
+}
+
+/* Sets the soft descriptor limit (at most the hard one). Returns 0 or -errno. */
+static inline int clibuv_set_nofile_soft(uint64_t soft) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return -errno;
+    limit.rlim_cur = soft == UINT64_MAX ? RLIM_INFINITY : (rlim_t)soft;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return -errno;
+    return 0;
+}
+
+/* A spare descriptor (/dev/null, close-on-exec) a listener holds to give up when the process runs
+ * out of descriptors. Returns it, or -errno. */
+static inline int clibuv_open_spare_fd(void) {
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+}
+
+/* Closes a descriptor opened by clibuv_open_spare_fd. */
+static inline void clibuv_close_fd(int fd) {
+    close(fd);
+}
 
 /* Lets go of the resident pages of this process's code and read-only data that nothing wrote: for
  * each private, read-only mapping of a file (the binary's and the libraries' code and constants)

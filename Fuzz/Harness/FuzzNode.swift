@@ -26,7 +26,8 @@ struct ConnectionReport: Sendable {
 /// `members`, which have no address: nobody is dialled, so only the input reaches the node. Its
 /// timers are hours long (nothing but the input changes its state while an input runs, and an
 /// input runs whole in one pass of the loop), and its write limits small, so that inputs of a
-/// few KiB reach them.
+/// few KiB reach them. A client's lines are not bounded per pass (`maxLinesPerRead`,
+/// `clientTimeSlice`): there is one pass; its unread replies are (`maxClientReplyBytes`, the soft limit here).
 final class FuzzNode: Sendable {
     static let localID = "fuzz-node"
     /// The other members: the ids the seeds use (`n9` is a stranger's id).
@@ -47,11 +48,13 @@ final class FuzzNode: Sendable {
             for id in Self.members.sorted() { try membership.addNode(NodeInfo(id: id, addr: "")) }
             let config = ClusterConfig(
                 nodeID: Self.localID, nodeAddr: "127.0.0.1:0", electionTimeout: .seconds(7200), heartbeatInterval: .seconds(3600))
-            let options = NodeOptions(
+            var options = NodeOptions(
                 maxConnections: 16, helloTimeout: .seconds(3600), reconnectBackoffBase: .seconds(3600),
                 reconnectBackoffMax: .seconds(3600), maxQueuedBytes: Self.softLimit, maxQueuedBytesHard: Self.hardLimit,
                 clientIdleTimeout: .seconds(3600), randomSeed: 1,
                 logger: Logger(label: "fuzz", factory: { _ in DiscardingLogHandler() }), loop: loop)
+            options.maxLinesPerRead = .max
+            options.clientTimeSlice = .seconds(3600)
             manager = ElectionManager(config: config, membership: membership, options: options)
             try manager.start()
         } catch {
@@ -115,7 +118,9 @@ final class FuzzNode: Sendable {
         for read in reads where !read.isEmpty {
             if conn.closeRequested { break }
             if !conn.isReading {
-                conn.drain()
+                drainUntilReading(conn)
+                // (What the runtime held of earlier reads may have closed the connection.)
+                if conn.closeRequested { break }
                 if !conn.isReading { problem("reading stays paused after the peer read everything") }
             }
             conn.deliver(read)
@@ -124,6 +129,11 @@ final class FuzzNode: Sendable {
             } else if conn.queued > Self.hardLimit {
                 problem("an open connection has \(conn.queued) bytes queued, over the hard limit \(Self.hardLimit)")
             }
+        }
+        // The peer reads on: what the runtime still holds of the input is handled.
+        if !conn.closeRequested && !conn.isReading {
+            drainUntilReading(conn)
+            if !conn.closeRequested && !conn.isReading { problem("reading stays paused after the peer read everything") }
         }
         report.closedByRuntime = conn.closeRequested
         if !conn.closeRequested {
@@ -144,6 +154,19 @@ final class FuzzNode: Sendable {
         let replies = checkReplies(conn.written, kind: kind)
         report.replies = replies.count
         for p in replies.problems { problem(p) }
+    }
+
+    /// The peer reads everything it was sent, again each time that makes the runtime handle
+    /// more of what it holds and answer (a client's unread replies are bounded, so a read's
+    /// requests are answered in steps), until the runtime reads again; at most 100,000 steps.
+    private func drainUntilReading(_ conn: FakeConnection) {
+        var steps = 0
+        while !conn.isReading && !conn.closeRequested && steps < 100_000 {
+            let before = conn.written.count
+            conn.drain()
+            steps += 1
+            if conn.written.count == before { break }
+        }
     }
 
     /// What may change on one connection. The election state (term, vote, epochs, leader, role)

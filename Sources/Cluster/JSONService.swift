@@ -17,6 +17,10 @@ import UV
 /// With a cluster key (`NodeOptions.keyring`) and without `allowUnauthenticatedJSON`, JSON is
 /// read-only: `vote_request`, `heartbeat` and `hello` are refused with an `error` line, and
 /// announcements must carry the cluster's name and a MAC under one of its keys.
+/// A client's flood is bounded: at most `NodeOptions.maxLinesPerRead` of its lines, and what
+/// fits in `NodeOptions.clientTimeSlice`, are handled per pass of the loop, and none while more than `NodeOptions.maxClientReplyBytes` of its
+/// replies wait to be taken by the kernel; the rest of what was read is held and reading from it
+/// pauses until the next pass (`LinkTable.continueNextPass`) or until its replies drain.
 /// An unknown or unexpected message is answered with an `error` line; after
 /// ``maxClientErrors`` such lines the connection is closed. A line that is not JSON or is too
 /// long closes it at once (with an `error` line first).
@@ -36,15 +40,84 @@ final class JSONService {
     }
 
     func received(_ bytes: RawSpan, on link: Link) {
+        guard link.heldInput.isEmpty else {
+            // Read before the pause took effect: after what is held, in order.
+            bytes.withUnsafeBytes { link.heldInput.append(contentsOf: $0) }
+            holdInput(link)
+            return
+        }
+        let used = feed(bytes, on: link)
+        guard used < bytes.byteCount, !link.isClosed else { return }
+        link.heldInput = Wire.copyBytes(bytes.extracting(used..<bytes.byteCount))
+        holdInput(link)
+    }
+
+    /// Handles the lines of `bytes` within this pass's bounds; returns the bytes taken.
+    private func feed(_ bytes: RawSpan, on link: Link) -> Int {
+        let maxLines = max(1, node.options.maxLinesPerRead)
+        let replyLimit = node.outbox.clientLimit
+        let outbox = node.outbox
+        let deadlineNs = UVLoop.hrtimeNs() &+ max(1, node.options.clientTimeSlice.nanoseconds)
+        var handled = 0
+        // The lines of one read are handled at one instant: their `status` answers are the
+        // same, encoded once (a status flood costs a decode per line, not an encode).
+        statusReply = nil
+        defer { statusReply = nil }
         do throws(WireError) {
-            try link.lines.feed(bytes) { line in
+            return try link.lines.feed(bytes, stoppingWhen: {
+                handled >= maxLines || outbox.backlog(link) > replyLimit || (handled > 0 && UVLoop.hrtimeNs() >= deadlineNs)
+            }) { line in
                 guard !link.isClosed else { return }
+                handled += 1
                 handle(line, on: link)
             }
         } catch {
             node.stats.protocolErrors += 1
             close(link, "\(error)")
+            return bytes.byteCount
         }
+    }
+
+    /// The encoded `status` answer for the rest of the read being handled (see `feed`); nil
+    /// after any other request, which may have changed what it says.
+    private var statusReply: [UInt8]?
+
+    /// `link` holds input not handled yet: reading pauses, and the input waits for the next pass.
+    private func holdInput(_ link: Link) {
+        link.conn.pauseReading()
+        node.links.continueNextPass(link)
+    }
+
+    /// A held client's next turn (the next pass of the loop, or its replies drained): handles
+    /// what it holds within the bounds, then reads again once it holds nothing.
+    func resume(_ link: Link) {
+        guard !link.isClosed, link.kind == .json else { return }
+        if !link.heldInput.isEmpty {
+            if node.outbox.backlog(link) > node.outbox.clientLimit {
+                // Its replies are not being read: wait until they drain.
+                if !link.readingPaused {
+                    if link.conn.writeQueueSize > node.outbox.clientLimit / 2 {
+                        node.outbox.pauseReading(link)
+                    } else {
+                        node.links.continueNextPass(link)  // the buffer, written at this pass's end
+                    }
+                }
+                return
+            }
+            let input = link.heldInput
+            var used = 0
+            node.handlingRead { now in
+                link.lastHeardNs = now
+                used = input.withUnsafeBytes { feed(RawSpan(_unsafeBytes: $0), on: link) }
+            }
+            guard !link.isClosed else { return }
+            link.heldInput.removeFirst(min(used, link.heldInput.count))
+            if !link.heldInput.isEmpty {
+                holdInput(link)
+                return
+            }
+        }
+        if !link.readingPaused { link.conn.resumeReading() }
     }
 
     /// Sends an `error` line with `reason`, then closes the connection once it is written.
@@ -57,10 +130,14 @@ final class JSONService {
     /// Replies go out in the order of the requests: behind a reply still being made (a vote
     /// waiting for its write), they are held, up to the outbox's soft limit in bytes.
     private func reply(_ message: JSONMessage, on link: Link) {
+        reply(line: message.encodeLine(), on: link)
+    }
+
+    private func reply(line: [UInt8], on link: Link) {
         if link.heldReplies.isEmpty {
-            node.outbox.append(message.encodeLine(), to: link)
+            node.outbox.append(line, to: link)
         } else {
-            hold(message.encodeLine(), on: link)
+            hold(line, on: link)
         }
     }
 
@@ -131,6 +208,7 @@ final class JSONService {
                 break
             }
         }
+        if case .status = message {} else { statusReply = nil }
         switch message {
         case .voteRequest(let request):
             // A JSON line only claims its candidate, and voters speak on their peer links: a vote
@@ -160,7 +238,10 @@ final class JSONService {
                 reply(.heartbeat(node.peerProtocol.heartbeatMessage(ackSeq: hb.seq)), on: link)
             }
         case .status:
-            reply(.statusResponse(node.status()), on: link)
+            let line = statusReply ?? JSONMessage.statusResponse(node.status()).encodeLine()
+            statusReply = line
+            reply(line: line, on: link)
+            return
         case .transfer(let target):
             guard node.options.remoteTransfers || link.conn.peerAddress?.isLoopback == true else {
                 refuse("transfer is accepted from this node's own host only", on: link)

@@ -38,6 +38,11 @@ final class Link {
     @exclusivity(unchecked) var isClosed = false
     /// True while reading is paused because the write queue is over the soft limit.
     @exclusivity(unchecked) var readingPaused = false
+    /// JSON input read but not handled yet (the per-pass bound, `NodeOptions.maxLinesPerRead`,
+    /// or replies not drained, `maxClientReplyBytes`): reading is paused while it is not empty.
+    var heldInput: [UInt8] = []
+    /// True while the link waits in the link table's list for the next pass.
+    var inputScheduled = false
     /// Protocol errors seen on a JSON link; more than `JSONService.maxClientErrors` close it.
     var jsonErrors = 0
     /// JSON replies held back behind one not known yet (nil: a vote waiting for its write), in

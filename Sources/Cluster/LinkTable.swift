@@ -29,6 +29,15 @@ final class LinkTable {
     private var nextLinkID = 0
     private var listener: UVTCPListener?
     private var sweepTimer: UVTimer?
+    /// JSON clients whose input waits for the next pass of the loop (`continueNextPass`), and
+    /// the timer (0 ms: the next pass, after the loop has polled every connection) that serves them.
+    private var waitingInput: [Link] = []
+    private var nextPassTimer: UVTimer?
+    /// Connections open at most: `NodeOptions.maxConnections`, and the descriptor limit less
+    /// `NodeOptions.descriptorReserve` (set at start).
+    private(set) var connectionCap: Int
+    /// Repeated log lines of strangers' making, at most one a second per cause.
+    private var logLimiter = LogLimiter()
     private let helloTimeoutNs: UInt64
     private let clientIdleNs: UInt64
     private let silenceNs: UInt64
@@ -52,6 +61,23 @@ final class LinkTable {
         raceWindowNs = max(1_000_000, node.config.electionTimeout.nanoseconds)
         dialDeferralNs = (options.dialDeferral ?? node.config.heartbeatInterval).nanoseconds
         random = SplitMix64(seed: seed ^ 0x5DEE_CE66_D1CE_4E5B)
+        connectionCap = max(1, options.maxConnections)
+    }
+
+    /// The connection cap under the process's descriptor limit: that limit less the reserve
+    /// (never below 16), and at most `maxConnections`.
+    static func connectionCap(maxConnections: Int, reserve: Int, limit: UInt64?) -> Int {
+        let cap = max(1, maxConnections)
+        guard let limit, limit < UInt64(Int.max) else { return cap }
+        return min(cap, max(16, Int(limit) - max(0, reserve)))
+    }
+
+    /// Logs `message` at `level` unless a line of this `cause` was logged within the last
+    /// second; the next line logged says how many were left out.
+    func logLimited(_ level: Logger.Level, _ cause: String, _ message: @autoclosure () -> String) {
+        guard logger.logLevel <= level, let skipped = logLimiter.admit(cause, nowNs: UVLoop.hrtimeNs()) else { return }
+        let text = message()
+        logger.log(level: level, "\(skipped > 0 ? "\(text) (and \(skipped) more like it in the last second)" : text)")
     }
 
     var boundAddress: HostPort? {
@@ -66,7 +92,7 @@ final class LinkTable {
     func start(listeningOn addr: HostPort) throws(ClusterError) -> HostPort {
         do {
             listener = try UVTCPListener(loop: loop, host: addr.host, port: addr.port, onAcceptError: { [anchor = node.anchor] error in
-                anchor.runtime?.links.logger.warning("accept failed: \(error)")
+                anchor.runtime?.links.logLimited(.warning, "accept", "accept failed: \(error)")
             }) { [anchor = node.anchor] conn in
                 guard let table = anchor.runtime?.links else { conn.close(); return }
                 table.accept(conn)
@@ -75,7 +101,11 @@ final class LinkTable {
             throw .io("cannot listen on \(addr): \(error)")
         }
         running = true
+        connectionCap = Self.connectionCap(
+            maxConnections: node.options.maxConnections, reserve: node.options.descriptorReserve,
+            limit: UVProcess.descriptorLimits()?.soft)
         do {
+            nextPassTimer = try UVTimer(loop: loop)
             let timer = try UVTimer(loop: loop)
             let periodNs = max(5_000_000, min(helloTimeoutNs, clientIdleNs, silenceNs) / 4)
             let periodMs = periodNs / 1_000_000
@@ -100,6 +130,9 @@ final class LinkTable {
         listener = nil
         sweepTimer?.close()
         sweepTimer = nil
+        nextPassTimer?.close()
+        nextPassTimer = nil
+        waitingInput.removeAll()
         for link in Array(links.values) {
             if crashing {
                 link.isClosed = true
@@ -247,9 +280,16 @@ final class LinkTable {
     /// a link of no kind yet, reading, or closed at once when the table is full or stopped.
     func accept(_ conn: any LinkConnection) {
         node.stats.connectionsAccepted += 1
-        guard running, links.count < node.options.maxConnections else {
+        if running, links.count >= connectionCap, let stale = longestUndecided() {
+            // Full: the connection that has waited longest without saying what it is makes room
+            // (a stranger holding a slot; a peer's link or a client is never closed for this).
             node.stats.connectionsRefused += 1
-            logger.warning("refusing a connection: \(links.count) open, limit \(node.options.maxConnections)")
+            logLimited(.warning, "evict", "at the connection limit (\(connectionCap)): closing \(stale.description), which has not said hello")
+            close(stale)
+        }
+        guard running, links.count < connectionCap else {
+            node.stats.connectionsRefused += 1
+            logLimited(.warning, "refuse", "refusing a connection: \(links.count) open, limit \(connectionCap)")
             conn.close()
             return
         }
@@ -261,6 +301,39 @@ final class LinkTable {
             if let table = anchor.runtime?.links, let link = table.links[linkID] { table.closed(link) }
         }
         startReading(link)
+    }
+
+    /// The inbound connection, open longest, that has not said what it is (no byte yet, or a
+    /// binary one whose hello has not come).
+    private func longestUndecided() -> Link? {
+        var oldest: Link?
+        for link in links.values where !link.outbound && !link.isClosed
+            && (link.kind == .undecided || (link.kind == .binary && link.peerID == nil)) {
+            if oldest == nil || link.id < oldest!.id { oldest = link }
+        }
+        return oldest
+    }
+
+    /// `link` (a JSON client holding input, reading paused) gets its next turn in the next pass
+    /// of the loop, after the loop has polled every connection (`JSONService.resume`).
+    func continueNextPass(_ link: Link) {
+        guard running, !link.inputScheduled, let timer = nextPassTimer else { return }
+        link.inputScheduled = true
+        waitingInput.append(link)
+        guard waitingInput.count == 1 else { return }
+        try? timer.start(timeoutMs: 0) { [anchor = node.anchor] in
+            anchor.runtime?.links.nextPass()
+        }
+    }
+
+    private func nextPass() {
+        let batch = waitingInput
+        waitingInput.removeAll(keepingCapacity: true)
+        for link in batch {
+            link.inputScheduled = false
+            node.jsonService.resume(link)
+        }
+        node.outbox.flush()
     }
 
     private func startReading(_ link: Link) {
@@ -408,6 +481,11 @@ final class LinkTable {
 
     private func detach(_ link: Link) {
         links[link.id] = nil
+        if link.inputScheduled {
+            link.inputScheduled = false
+            waitingInput.removeAll { $0 === link }
+        }
+        link.heldInput = []
         node.datagrams.closed(link)
         guard let peerID = link.peerID ?? link.expectedPeer, let peer = peers[peerID] else { return }
         if peer.link === link {

@@ -62,6 +62,9 @@ public final class MetricsEndpoint: @unchecked Sendable {
     /// The address it listens on (the kernel's port when 0 was asked for).
     public let boundAddress: HostPort
 
+    /// Connections open at once at most; more are closed at once (a scraper needs one).
+    public static let maxConnections = 64
+
     /// Listens on `address`. Throws when it cannot bind.
     public init(address: HostPort, exporter: @escaping @Sendable () -> [UInt8]) throws(ClusterError) {
         do {
@@ -75,7 +78,9 @@ public final class MetricsEndpoint: @unchecked Sendable {
         let bound: Result<HostPort, UVError>? = loop.executeAndWait { () -> Result<HostPort, UVError> in
             do throws(UVError) {
                 let listener = try UVTCPListener(loop: loop, host: address.host, port: address.port) { conn in
-                    MetricsEndpoint.serve(conn, exporter: exporter)
+                    guard holder.open < MetricsEndpoint.maxConnections else { return conn.close() }
+                    holder.open += 1
+                    MetricsEndpoint.serve(conn, exporter: exporter) { holder.open -= 1 }
                 }
                 holder.listener = listener
                 return .success(HostPort(host: listener.boundAddress.host, port: listener.port))
@@ -110,13 +115,16 @@ public final class MetricsEndpoint: @unchecked Sendable {
 
     private final class ListenerHolder: @unchecked Sendable {
         var listener: UVTCPListener?  // loop thread only
+        var open = 0  // loop thread only: connections being served
     }
 
-    private static func serve(_ conn: UVTCPConnection, exporter: @escaping @Sendable () -> [UInt8]) {
+    private static func serve(_ conn: UVTCPConnection, exporter: @escaping @Sendable () -> [UInt8], closed: @escaping () -> Void) {
         var head: [UInt8] = []
-        if let timer = try? UVTimer(loop: conn.loop) {
-            try? timer.start(timeoutMs: requestTimeoutMs) { [weak conn] in conn?.close() }
-            conn.onClose = { timer.close() }
+        let timer = try? UVTimer(loop: conn.loop)
+        try? timer?.start(timeoutMs: requestTimeoutMs) { [weak conn] in conn?.close() }
+        conn.onClose = {
+            timer?.close()
+            closed()
         }
         do {
             try conn.startReading(onRead: { [unowned conn] bytes in

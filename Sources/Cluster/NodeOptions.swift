@@ -27,6 +27,22 @@ public struct NodeOptions: Sendable {
     public var maxQueuedBytes: Int
     /// The hard limit on a connection's unsent bytes: beyond it the connection is closed.
     public var maxQueuedBytesHard: Int
+    /// JSON lines of one client handled per pass of the loop: the rest of what was read waits
+    /// for the next pass (reading from the client paused meanwhile), so that a client's flood
+    /// of requests never holds the loop from peers' heartbeats and votes.
+    public var maxLinesPerRead = 32
+    /// The time one client's lines may take per pass of the loop (checked after each line, so
+    /// at least one is handled); the rest waits for the next pass, as over `maxLinesPerRead`.
+    public var clientTimeSlice: Duration = .milliseconds(2)
+    /// A JSON client's replies not yet taken by the kernel beyond which its requests wait, and
+    /// reading from it pauses, until they drain (a client that sends and does not read costs at
+    /// most this much memory). At most `maxQueuedBytes`.
+    public var maxClientReplyBytes = 64 << 10
+    /// Descriptors kept free below the process's limit (`RLIMIT_NOFILE`) for files, logs, the
+    /// runtime's own and dials to peers: connections are capped at the limit less this, and at
+    /// `maxConnections`. When the cap is reached, the connection that has waited longest without
+    /// saying what it is (no byte, or no whole hello) is closed for the newcomer.
+    public var descriptorReserve = 128
     /// A JSON client that sends nothing for this long is disconnected.
     public var clientIdleTimeout: Duration
     /// How long a closing connection may take to send what is queued on it before it is closed

@@ -85,7 +85,7 @@ final class NodeRuntime: @unchecked Sendable {
         publisher = StatusPublisher(label: "cluster.callbacks.\(config.nodeID)")
         metrics = NodeMetrics(nodeID: config.nodeID, factory: options.metricsFactory ?? MetricsSystem.factory)
         benchHooks = options.benchHooks
-        outbox = Outbox(softLimit: options.maxQueuedBytes, hardLimit: options.maxQueuedBytesHard)
+        outbox = Outbox(softLimit: options.maxQueuedBytes, hardLimit: options.maxQueuedBytesHard, clientLimit: options.maxClientReplyBytes)
         originNs = UVLoop.hrtimeNs()
         seed = options.randomSeed ?? UInt64.random(in: .min ... .max)
         var durable = DurableElectionState()
@@ -111,9 +111,17 @@ final class NodeRuntime: @unchecked Sendable {
             voters: initialVoters, seed: seed, now: CoreInstant(nanoseconds: 0))
         membership.setLocalTerm(durable.term)
         outbox.findLink = { [anchor] id in anchor.runtime?.links.links[id] }
+        outbox.onDrained = { [anchor] link in
+            if link.kind == .json, let runtime = anchor.runtime {
+                runtime.jsonService.resume(link)
+                runtime.outbox.flush()
+            } else {
+                link.conn.resumeReading()
+            }
+        }
         outbox.onOverflow = { [unowned self] link in
             stats.writeOverflows &+= 1
-            logger.warning("closing \(link.description): more than \(outbox.hardLimit) bytes queued")
+            links.logLimited(.warning, "overflow", "closing \(link.description): more than \(outbox.hardLimit) bytes queued")
             links.close(link)
         }
         publish()

@@ -8,11 +8,13 @@ import UV
 /// queued and the kernel has not taken) is capped:
 /// - over the soft limit (`NodeOptions.maxQueuedBytes`) heartbeats to it are skipped and reading
 ///   from it is paused (a client that sends requests and never reads stops being served) until
-///   its queue drains;
+///   its queue drains; for a JSON client the limit is `NodeOptions.maxClientReplyBytes`;
 /// - over the hard limit (`NodeOptions.maxQueuedBytesHard`) the connection is closed.
 final class Outbox {
     let softLimit: Int
     let hardLimit: Int
+    /// The soft limit of a JSON client (at most `softLimit`).
+    let clientLimit: Int
     /// Links with bytes appended during this pass.
     @exclusivity(unchecked) private var dirty: [Link] = []
     /// The other buffer of `dirty`: a flush swaps them, so that a pass allocates nothing.
@@ -22,6 +24,9 @@ final class Outbox {
     unowned(unsafe) var datagrams: DatagramChannel?
     /// Called for a link over the hard limit; the link table closes it.
     var onOverflow: (Link) -> Void = { _ in }
+    /// Called when a link paused for its backlog has drained: resumes it (a JSON client first
+    /// handles the input it holds).
+    var onDrained: (Link) -> Void = { $0.conn.resumeReading() }
     /// The open link with this id (the link table's), for callbacks that must not hold a link;
     /// nil once the runtime is gone.
     var findLink: (Int) -> Link? = { _ in nil }
@@ -29,9 +34,10 @@ final class Outbox {
     @exclusivity(unchecked) private(set) var readsPaused: UInt64 = 0
     private(set) var overflowsClosed: UInt64 = 0
 
-    init(softLimit: Int, hardLimit: Int) {
+    init(softLimit: Int, hardLimit: Int, clientLimit: Int? = nil) {
         self.softLimit = max(1, softLimit)
         self.hardLimit = max(self.softLimit, hardLimit)
+        self.clientLimit = max(1, min(self.softLimit, clientLimit ?? self.softLimit))
     }
 
     /// The bytes waiting to go out on `link`: its buffer and the libuv write queue.
@@ -93,7 +99,7 @@ final class Outbox {
             let queued = link.conn.writeQueueSize
             if queued > hardLimit {
                 overflow(link)
-            } else if queued > softLimit, !link.readingPaused {
+            } else if queued > (link.kind == .json ? clientLimit : softLimit), !link.readingPaused {
                 pauseReading(link)
             }
         }
@@ -106,18 +112,22 @@ final class Outbox {
         link.out.removeAll(keepingCapacity: true)
     }
 
-    private func pauseReading(_ link: Link) {
+    /// Pauses reading from `link` until its write queue drains to half its limit; then
+    /// `onDrained` resumes it. The queue must hold bytes libuv queued (a write that has to
+    /// complete), or nothing would say that it drained.
+    func pauseReading(_ link: Link) {
         link.readingPaused = true
         readsPaused &+= 1
         link.conn.pauseReading()
-        link.conn.writeLowWaterMark = softLimit / 2
+        link.conn.writeLowWaterMark = (link.kind == .json ? clientLimit : softLimit) / 2
         let linkID = link.id
         let findLink = self.findLink  // not `self`: no weak reference to the outbox is ever made
+        let onDrained = self.onDrained
         link.conn.onWriteDrained = {
             guard let link = findLink(linkID), !link.isClosed, link.readingPaused else { return }
             link.readingPaused = false
             link.conn.onWriteDrained = nil
-            link.conn.resumeReading()
+            onDrained(link)
         }
     }
 

@@ -172,7 +172,7 @@ final class PeerProtocol {
         node.stats.connectionsRefused += 1
         if auth {
             node.stats.authenticationFailures &+= 1
-            logger.warning("refusing \(link.description): \(reason)")
+            node.links.logLimited(.warning, "unauthenticated", "refusing \(link.description): \(reason)")
         }
         goodbye(link, reason)
     }
@@ -420,7 +420,7 @@ final class PeerProtocol {
     /// a binary link, an error line on a JSON one.
     func violation(on link: Link, _ reason: String) {
         node.stats.protocolErrors += 1
-        logger.warning("closing \(link.description): \(reason)")
+        node.links.logLimited(.warning, "violation", "closing \(link.description): \(reason)")
         switch link.kind {
         case .json: node.jsonService.close(link, reason)
         case .binary: goodbye(link, reason)

@@ -137,6 +137,18 @@ struct Agent: AsyncParsableCommand {
             }
         }
         let logger = Logger(label: "cluster")
+        // A service starts with the soft descriptor limit it inherits (systemd: 1024), far below
+        // what the node's connection cap needs; the hard limit is what may be asked for.
+        do {
+            let (before, after) = try UVProcess.raiseDescriptorLimit()
+            if after > before {
+                logger.info("descriptor limit raised from \(before) to \(after)")
+            } else {
+                logger.info("descriptor limit \(after)")
+            }
+        } catch {
+            logger.warning("cannot raise the descriptor limit: \(error)")
+        }
         let registry = PrometheusCollectorRegistry()
         let config = ClusterConfig(
             // A first node, named by no seed list, is its own seed (the seed's rule: auto-failover

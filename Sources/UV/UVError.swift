@@ -36,4 +36,10 @@ public struct UVError: Error, Equatable, Hashable, Sendable, CustomStringConvert
     public static let invalidArgument = UV_EINVAL.rawValue
     public static let notConnected = UV_ENOTCONN.rawValue
     public static let brokenPipe = UV_EPIPE.rawValue
+    /// The process (EMFILE) or the system (ENFILE) has no descriptor left.
+    public static let tooManyOpenFiles = UV_EMFILE.rawValue
+    public static let fileTableFull = UV_ENFILE.rawValue
+
+    /// True for EMFILE and ENFILE: out of descriptors.
+    public var isOutOfDescriptors: Bool { code == Self.tooManyOpenFiles || code == Self.fileTableFull }
 }

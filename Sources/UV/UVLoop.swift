@@ -365,6 +365,26 @@ public enum UVProcess {
         clibuv_signal_when_parent_exits(signal, getppid()) == 0
     }
 
+    /// The process's descriptor limits (`RLIMIT_NOFILE`): soft (what applies) and hard (the
+    /// most the soft one may be raised to); `UInt64.max` for no limit. nil if unreadable.
+    public static func descriptorLimits() -> (soft: UInt64, hard: UInt64)? {
+        var soft: UInt64 = 0
+        var hard: UInt64 = 0
+        guard clibuv_nofile_limits(&soft, &hard) == 0 else { return nil }
+        return (soft, hard)
+    }
+
+    /// Raises the soft descriptor limit to the hard one (a systemd service starts at 1024, its
+    /// hard limit far higher). Returns the limits before and after.
+    @discardableResult
+    public static func raiseDescriptorLimit() throws(UVError) -> (before: UInt64, after: UInt64) {
+        guard let limits = descriptorLimits() else { throw UVError(code: UVError.invalidArgument, operation: "getrlimit(RLIMIT_NOFILE)") }
+        guard limits.soft < limits.hard else { return (limits.soft, limits.soft) }
+        let status = clibuv_set_nofile_soft(limits.hard)
+        guard status == 0 else { throw UVError(code: status, operation: "setrlimit(RLIMIT_NOFILE, \(limits.hard))") }
+        return (limits.soft, descriptorLimits()?.soft ?? limits.hard)
+    }
+
     /// Lets go of the resident pages of the process's code that nothing wrote (the executable's
     /// and its libraries' read-only code mappings; see `clibuv_release_code_pages`): the pages stay
     /// in the page cache, and code that runs again faults its page back in. Called once a

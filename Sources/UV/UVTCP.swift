@@ -32,11 +32,42 @@ public struct UVSocketAddress: Sendable, Hashable, CustomStringConvertible {
 
 /// A listening TCP socket. Loop thread only.
 ///
-/// Ownership: `tcp` is allocated in `init` and freed in the close callback (`didClose`).
+/// Out of descriptors (EMFILE, ENFILE), libuv's accept loop calls back with the error and tries
+/// again at once, for as long as the process has none: the loop spins and serves nothing else.
+/// (libuv has a spare descriptor of its own for this, but another thread can take the one it
+/// frees before libuv takes it back, and then nothing stops the spin.) So the listener holds
+/// spare descriptors of its own: on the first such error it pauses (reporting the error once to
+/// `onAcceptError`) and gives one up; libuv's next accept takes a connection into it, which the
+/// listener leaves un-accepted, and libuv stops polling a listener whose connection waits. After
+/// `descriptorPauseMs` the listener takes its spares back and accepts that connection: handed on
+/// when the spares were all taken back, closed at once when not (the process is still out of
+/// descriptors; that frees one for a spare). Either way libuv then polls the listener again.
+///
+/// Ownership: `tcp` is allocated in `init` and freed in the close callback (`didClose`). The
+/// spare descriptors (`spares`) are opened in `init` and whenever the listener resumes, and
+/// closed when given up or when the listener closes (`willClose`). `pauseTimer` is a handle of
+/// its own, closed in `willClose`.
 public final class UVTCPListener: UVHandle {
     private let tcp: UnsafeMutablePointer<uv_tcp_t>
     private var onConnection: ((UVTCPConnection) -> Void)?
     private var onAcceptError: ((UVError) -> Void)?
+    /// Spare descriptors held to give up when the process has no descriptor left (see above).
+    private var spares: [Int32] = []
+    private static let spareCount = 2
+    /// The spare descriptors held now (tests).
+    var spareDescriptorCount: Int { spares.count }
+    private var pauseTimer: UVTimer?
+    /// True from running out of descriptors until the pause ends.
+    public private(set) var isPausedForDescriptors = false
+    /// True while a connection libuv took during a pause waits to be accepted.
+    private var holdsPendingConnection = false
+    /// How long accepting pauses when the process runs out of descriptors.
+    public var descriptorPauseMs: UInt64 = 250
+    /// Pauses for want of descriptors so far.
+    public private(set) var descriptorPauses: UInt64 = 0
+    /// Connections closed at once at the end of a pause because the process was still out of
+    /// descriptors.
+    public private(set) var connectionsShed: UInt64 = 0
     /// The address actually bound: with port 0 the kernel picks a free port, reported here.
     public let localAddress: UVSocketAddress
 
@@ -75,6 +106,18 @@ public final class UVTCPListener: UVHandle {
             close()
             throw error
         }
+        refillSpares()
+    }
+
+    /// Opens spare descriptors up to `spareCount`; true when it holds them all.
+    @discardableResult
+    private func refillSpares() -> Bool {
+        while spares.count < Self.spareCount {
+            let fd = clibuv_open_spare_fd()
+            guard fd >= 0 else { return false }
+            spares.append(fd)
+        }
+        return true
     }
 
     /// The bound address; its port is the one the kernel picked when 0 was asked for.
@@ -87,12 +130,74 @@ public final class UVTCPListener: UVHandle {
     /// dials hang (libuv stops polling a listener whose pending connection was not accepted).
     var leavesConnectionsPending = false
 
-    private func accept(status: Int32) {
+    /// libuv's connection callback (tests call it to play libuv's accept loop out of descriptors).
+    func accept(status: Int32) {
         guard !isClosing, !leavesConnectionsPending else { return }
+        if status == UVError.tooManyOpenFiles || status == UVError.fileTableFull {
+            outOfDescriptors(status)
+            return
+        }
         if status < 0 {
             onAcceptError?(UVError(code: status, operation: "accept"))
             return
         }
+        if isPausedForDescriptors {
+            // The connection a spare made room for: left un-accepted, it makes libuv stop
+            // polling this listener (and leave its accept loop) until the pause ends.
+            holdsPendingConnection = true
+            return
+        }
+        takeConnection()
+    }
+
+    /// libuv's accept failed for want of descriptors and it is about to try again: pause, and
+    /// give up a spare so that its next try succeeds and ends the loop (see the class comment).
+    private func outOfDescriptors(_ status: Int32) {
+        if !isPausedForDescriptors {
+            isPausedForDescriptors = true
+            descriptorPauses &+= 1
+            startPauseTimer()
+            onAcceptError?(UVError(code: status, operation: "accept (pausing \(descriptorPauseMs) ms: out of descriptors)"))
+        }
+        if let fd = spares.popLast() {
+            clibuv_close_fd(fd)
+            return
+        }
+        // No spare left (another thread took what each one freed): any descriptor another
+        // thread frees ends the loop the same way; until then libuv retries.
+    }
+
+    private func startPauseTimer() {
+        do {
+            let timer = try pauseTimer ?? UVTimer(loop: loop)
+            pauseTimer = timer
+            try timer.start(timeoutMs: max(1, descriptorPauseMs)) { [unowned self] in endPause() }
+        } catch {
+            // No timer (the loop is closing): nothing to resume to.
+            isPausedForDescriptors = false
+        }
+    }
+
+    private func endPause() {
+        guard !isClosing else { return }
+        let refilled = refillSpares()
+        isPausedForDescriptors = false
+        guard holdsPendingConnection else { return }
+        holdsPendingConnection = false
+        if refilled {
+            takeConnection()
+            return
+        }
+        // Still out of descriptors: close the waiting connection, which frees one for a spare.
+        if let conn = try? UVTCPConnection(loop: loop) {
+            if uv_accept(clibuv_tcp_as_stream(tcp), conn.stream) == 0 { connectionsShed &+= 1 }
+            conn.close()
+        }
+        refillSpares()
+    }
+
+    /// Accepts the pending connection and hands it on.
+    private func takeConnection() {
         let conn: UVTCPConnection
         do {
             conn = try UVTCPConnection(loop: loop)
@@ -113,6 +218,10 @@ public final class UVTCPListener: UVHandle {
     override func willClose() {
         onConnection = nil
         onAcceptError = nil
+        pauseTimer?.close()
+        pauseTimer = nil
+        for fd in spares { clibuv_close_fd(fd) }
+        spares.removeAll()
     }
 
     override func didClose() {

@@ -23,14 +23,23 @@ final class AgentProcess: @unchecked Sendable {
         self.address = address
     }
 
-    /// Starts an agent and waits until it listens.
-    static func start(_ id: String, seeds: [HostPort], dataDir: String, minQuorum: Int, extra: [String] = []) async throws -> AgentProcess {
+    /// Starts an agent and waits until it listens. `descriptorLimit`: a shell's `ulimit` command
+    /// (`["ulimit", "-n", "1024"]`) run before the agent is exec'd in its place (same pid).
+    static func start(
+        _ id: String, seeds: [HostPort], dataDir: String, minQuorum: Int, extra: [String] = [], descriptorLimit: [String]? = nil
+    ) async throws -> AgentProcess {
         var arguments = [
             "agent", "--id", id, "--listen", "127.0.0.1:0", "--data-dir", dataDir,
             "--heartbeat-interval", heartbeat, "--election-timeout", "\(electionTimeoutMs)ms", "--min-quorum", "\(minQuorum)",
         ] + extra
         if !seeds.isEmpty { arguments += ["--seeds", seeds.map(\.description).joined(separator: ",")] }
-        let child = try ChildProcess("cluster", arguments)
+        let child: ChildProcess
+        if let descriptorLimit {
+            let cluster = productsDirectory().appendingPathComponent("cluster").path
+            child = try ChildProcess(path: "/bin/sh", ["-c", descriptorLimit.joined(separator: " ") + #" && exec "$0" "$@""#, cluster] + arguments)
+        } else {
+            child = try ChildProcess("cluster", arguments)
+        }
         var address: HostPort?
         _ = await eventually(timeout: .seconds(20)) {
             address = listeningAddress(in: child.output)
@@ -61,14 +70,29 @@ final class AgentCluster: @unchecked Sendable {
 
     /// `voters`: the first that many agents are the voters (`--voters`), the others members that
     /// do not vote; nil: all are (bootstrapped by agreement, `--min-quorum` a majority).
-    static func start(size: Int = 5, voters: Int? = nil, extra more: [String] = []) async throws -> AgentCluster {
+    /// `descriptorLimit`: see `AgentProcess.start`; `firstExtra`: more arguments for the first
+    /// agent; `keyed`: every agent gets one new cluster key (a key file in the root folder);
+    /// `extra`: more arguments for every agent.
+    static func start(
+        size: Int = 5, voters: Int? = nil, extra more: [String] = [], descriptorLimit: [String]? = nil,
+        firstExtra: [String] = [], keyed: Bool = false
+    ) async throws -> AgentCluster {
         let root = NSTemporaryDirectory() + "cluster-agents-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        var extra: [String] = []
+        if keyed {
+            let keyFile = root + "/cluster.key"
+            try Data((ClusterKey.generate().base64 + "\n").utf8).write(to: URL(fileURLWithPath: keyFile))
+            extra = ["--key-file", keyFile]
+        }
         let ids = (1...size).map { "a\($0)" }
         let minQuorum = (voters ?? size) / 2 + 1
-        let extra = (voters.map { ["--voters", ids.prefix($0).joined(separator: ",")] } ?? []) + more
-        let first = try await AgentProcess.start(ids[0], seeds: [], dataDir: root + "/" + ids[0], minQuorum: minQuorum, extra: extra)
+        extra += (voters.map { ["--voters", ids.prefix($0).joined(separator: ",")] } ?? []) + more
+        let first = try await AgentProcess.start(
+            ids[0], seeds: [], dataDir: root + "/" + ids[0], minQuorum: minQuorum, extra: firstExtra + extra,
+            descriptorLimit: descriptorLimit)
         let cluster = AgentCluster(root: root, ids: ids, seed: first.address, minQuorum: minQuorum, extra: extra)
+        cluster.descriptorLimit = descriptorLimit
         cluster.agents[ids[0]] = first
         for id in ids.dropFirst() { try await cluster.startAgent(id) }
         return cluster
@@ -77,6 +101,7 @@ final class AgentCluster: @unchecked Sendable {
     /// Every agent's `--min-quorum`, and the flags every agent gets.
     let minQuorum: Int
     let extra: [String]
+    private var descriptorLimit: [String]?
 
     private init(root: String, ids: [String], seed: HostPort, minQuorum: Int, extra: [String]) {
         self.root = root
@@ -97,7 +122,8 @@ final class AgentCluster: @unchecked Sendable {
     func startAgent(_ id: String) async throws {
         let seeds = agents.filter { $0.key != id }.values.map(\.address).sorted { $0.port < $1.port }
         agents[id] = try await AgentProcess.start(
-            id, seeds: seeds.isEmpty ? [seed] : seeds, dataDir: root + "/" + id, minQuorum: minQuorum, extra: extra)
+            id, seeds: seeds.isEmpty ? [seed] : seeds, dataDir: root + "/" + id, minQuorum: minQuorum, extra: extra,
+            descriptorLimit: descriptorLimit)
     }
 
     func remove(_ id: String) { agents[id] = nil }

@@ -139,6 +139,18 @@ struct RuntimeDefectTests {
         #expect(node.stats.connectionsTimedOut >= 1)
     }
 
+    @Test("an inbound connection that never sends a byte is closed after helloTimeout (issue 16 #9)")
+    func hole9SilentInboundConnectionIsClosed() async throws {
+        var options = NodeOptions(logger: quietLogger)
+        options.helloTimeout = .milliseconds(200)
+        let (node, port) = try soloNode(options: options)
+        defer { try? node.stop() }
+        let silent = try await WireClient.connect(port: port)
+        #expect(await silent.wait(timeout: .seconds(5)) { $0.closed })
+        #expect(node.stats.connectionsTimedOut == 1)
+        #expect(node.stats.openConnections == 0)
+    }
+
     // #4: the LSN rule uses the LSN of the moment.
 
     @Test("an LSN set through the membership before the first tick is used by the next vote")
@@ -205,12 +217,15 @@ struct RuntimeDefectTests {
 struct RuntimeLimitTests {
     /// A node with 8 KiB socket buffers and the given write limits, and a JSON client with 8 KiB
     /// buffers that has stopped reading: the node's replies to it pile up early.
-    func stalledClient(soft: Int, hard: Int, closeGrace: Duration = .seconds(2)) async throws -> (ElectionManager, WireClient) {
+    func stalledClient(
+        soft: Int, hard: Int, closeGrace: Duration = .seconds(2), configure: (inout NodeOptions) -> Void = { _ in }
+    ) async throws -> (ElectionManager, WireClient) {
         var options = NodeOptions(logger: quietLogger)
         options.closeGracePeriod = closeGrace
         options.maxQueuedBytes = soft
         options.maxQueuedBytesHard = hard
         options.socketBufferBytes = 8 << 10
+        configure(&options)
         let (node, port) = try soloNode(options: options)
         let client = try await WireClient.connect(port: port, json: true)
         client.setBuffers(8 << 10)
@@ -245,8 +260,12 @@ struct RuntimeLimitTests {
 
     @Test("a client over the hard limit is closed (issue 6 #6)")
     func clientOverTheHardLimitIsClosed() async throws {
-        // Reading goes on well past the hard limit, which closes the connection.
-        let (node, client) = try await stalledClient(soft: 1 << 20, hard: 32 << 10)
+        // Reading goes on well past the hard limit, which closes the connection: a client's
+        // per-pass bounds (lines, replies queued) lifted, which would otherwise stop it first.
+        let (node, client) = try await stalledClient(soft: 1 << 20, hard: 32 << 10) {
+            $0.maxLinesPerRead = 1 << 20
+            $0.maxClientReplyBytes = 1 << 30
+        }
         defer { try? node.stop() }
         client.send(statusLines(5_000))
         #expect(await eventually(timeout: .seconds(10)) { node.stats.writeOverflows == 1 })
@@ -303,8 +322,11 @@ struct RuntimeLimitTests {
 
     @Test("closing a client sends what was queued first: every reply, then the error, then EOF (issue 6 #8)")
     func closingFlushesQueuedOutput() async throws {
-        // A long grace period: a loaded machine drains tiny loopback buffers slowly.
-        let (node, client) = try await stalledClient(soft: 64 << 20, hard: 128 << 20, closeGrace: .seconds(30))
+        // A long grace period: a loaded machine drains tiny loopback buffers slowly. The replies
+        // a client may leave unread raised: every request is handled before the close.
+        let (node, client) = try await stalledClient(soft: 64 << 20, hard: 128 << 20, closeGrace: .seconds(30)) {
+            $0.maxClientReplyBytes = 64 << 20
+        }
         defer { try? node.stop() }
         // ~100 KB of replies: far more than the two 8 KiB socket buffers hold, so most are still
         // queued in the node when it closes; small enough to drain within the grace period

@@ -297,3 +297,51 @@ struct UVConnectTimeoutTests {
         #expect(loop.closeStatus == 0)
     }
 }
+
+@Suite("UVTCP out of descriptors", .timeLimit(.minutes(1)))
+struct UVListenerDescriptorTests {
+    @Test("hole 1: a listener out of descriptors pauses instead of spinning: it gives up a spare, reports once, leaves the next connection waiting, and hands it on after the pause (issue 16 #1)")
+    func hole1ListenerPausesOutOfDescriptors() async throws {
+        let loop = try UVLoop()
+        struct Outcome: Sendable {
+            var sparesBefore = 0, sparesAfterFirst = 0, sparesAtEnd = 0
+            var errors: [String] = []
+            var acceptedAfterMs: UInt64 = 0
+            var accepted = 0
+        }
+        let outcome: Outcome = await onLoop(loop) { done in
+            var outcome = Outcome()
+            var client: UVTCPConnection?
+            var listener: UVTCPListener?
+            let start = loop.nowMs
+            listener = try! UVTCPListener(loop: loop, host: "127.0.0.1", port: 0, onAcceptError: { outcome.errors.append($0.name) }) { conn in
+                outcome.accepted += 1
+                outcome.acceptedAfterMs = loop.nowMs - start
+                outcome.sparesAtEnd = listener!.spareDescriptorCount
+                conn.close()
+                client?.close()
+                listener!.close()
+                done(outcome)
+            }
+            listener!.descriptorPauseMs = 200
+            outcome.sparesBefore = listener!.spareDescriptorCount
+            // What libuv's accept loop does when the process has no descriptor left: it calls
+            // back with EMFILE, and (its own spare lost) again at once, for as long as it lasts.
+            listener!.accept(status: UVError.tooManyOpenFiles)
+            outcome.sparesAfterFirst = listener!.spareDescriptorCount
+            listener!.accept(status: UVError.tooManyOpenFiles)
+            listener!.accept(status: UVError.fileTableFull)
+            // A connection arrives during the pause: libuv takes it (into the descriptor a spare
+            // freed), and the listener leaves it waiting until the pause ends.
+            client = try! UVTCPConnection.connect(loop: loop, host: "127.0.0.1", port: listener!.port, timeoutMs: 5000) { _ in }
+        }
+        loop.shutdown()
+        #expect(outcome.sparesBefore == 2)
+        #expect(outcome.sparesAfterFirst == 1)
+        #expect(outcome.errors.count == 1, "\(outcome.errors)")
+        #expect(outcome.accepted == 1)
+        #expect(outcome.acceptedAfterMs >= 190, "handed on after \(outcome.acceptedAfterMs) ms, within the pause")
+        #expect(outcome.sparesAtEnd == 2)
+        #expect(loop.closeStatus == 0)
+    }
+}

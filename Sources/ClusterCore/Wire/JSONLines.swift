@@ -36,7 +36,24 @@ public struct LineSplitter: Sendable {
     public mutating func feed(_ chunk: RawSpan, _ onLine: (RawSpan) throws(WireError) -> Void) throws(WireError) {
         if let failure { throw failure }
         do {
-            try split(chunk, onLine)
+            _ = try split(chunk, stop: { false }, onLine)
+        } catch {
+            failure = error
+            throw error
+        }
+    }
+
+    /// Feeds the next chunk as `feed` does, but before each line that starts in the chunk asks
+    /// `stop`; when it says true, stops there and returns the offset of that line (the bytes from
+    /// there on are not taken: the caller holds them and feeds them again later). Returns the
+    /// chunk's size when it took all of it. A line completing bytes held from an earlier chunk is
+    /// always handled.
+    public mutating func feed(
+        _ chunk: RawSpan, stoppingWhen stop: () -> Bool, _ onLine: (RawSpan) throws(WireError) -> Void
+    ) throws(WireError) -> Int {
+        if let failure { throw failure }
+        do {
+            return try split(chunk, stop: stop, onLine)
         } catch {
             failure = error
             throw error
@@ -58,10 +75,13 @@ public struct LineSplitter: Sendable {
     private static let newline: UInt8 = 0x0A
     private static let carriageReturn: UInt8 = 0x0D
 
-    private mutating func split(_ chunk: RawSpan, _ onLine: (RawSpan) throws(WireError) -> Void) throws(WireError) {
+    private mutating func split(
+        _ chunk: RawSpan, stop: () -> Bool, _ onLine: (RawSpan) throws(WireError) -> Void
+    ) throws(WireError) -> Int {
         let count = chunk.byteCount
         var offset = 0
         while offset < count {
+            if partial.isEmpty && stop() { return offset }
             var end = offset
             while end < count && WireRead.u8(chunk, end) != Self.newline { end += 1 }
             if end == count {
@@ -73,7 +93,7 @@ public struct LineSplitter: Sendable {
                     throw .lineTooLong
                 }
                 for i in offset..<count { partial.append(WireRead.u8(chunk, i)) }
-                return
+                return count
             }
             if partial.isEmpty {
                 var stop = end
@@ -94,6 +114,7 @@ public struct LineSplitter: Sendable {
             }
             offset = end + 1
         }
+        return count
     }
 }
 
