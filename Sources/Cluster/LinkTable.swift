@@ -10,8 +10,11 @@ import UV
 /// - a connection must say hello (binary) or send its first JSON line within
 ///   `NodeOptions.helloTimeout`, dialled ones included;
 /// - a JSON client silent for `NodeOptions.clientIdleTimeout` is closed;
-/// - a peer link on which nothing arrived for an election timeout is replaced: closed and redialled
-///   (a half-open link to a rebooted peer does not linger until the kernel gives up);
+/// - a peer link on whose stream nothing arrived for an election timeout is replaced: closed and
+///   redialled (a half-open link to a rebooted peer does not linger until the kernel gives up). A
+///   heartbeat datagram does not count: a link proves itself on its own stream, by the
+///   keepalives of `PeerProtocol.sendHeartbeat`, else a TCP flow lost while UDP passes would
+///   keep a link that carries no vote;
 /// - a hello naming a member whose link is live does not take that link over.
 final class LinkTable {
     /// The runtime that owns this (a `lazy var` of it) and alone calls it: it cannot outlive the
@@ -290,7 +293,7 @@ final class LinkTable {
     /// Bytes read from `link`'s connection (valid during the call only): every read of every
     /// link comes here, then goes out through the outbox in one write per link.
     private func read(_ bytes: RawSpan, on link: Link) {
-        guard !link.isClosed else { return }
+        guard !link.isClosed, !link.blackholed else { return }
         node.handlingRead { now in
             link.lastHeardNs = now
             node.peerProtocol.received(bytes, on: link)
@@ -377,7 +380,7 @@ final class LinkTable {
                 node.jsonService.close(link, "idle for \(node.options.clientIdleTimeout)")
             case .binary where link.peerID != nil && now &- link.lastHeardNs >= silenceNs:
                 node.stats.connectionsTimedOut += 1
-                logger.info("link \(link.description) silent for an election timeout: replacing it")
+                logger.info("link \(link.description) silent on its stream for an election timeout: replacing it")
                 close(link, goodbye: "silent for an election timeout")
             default:
                 break

@@ -1,0 +1,60 @@
+import Cluster
+import Foundation
+import Testing
+import UV
+
+/// Issue 16's holes in the links: each test is named for its hole and fails on the code before
+/// the hole was closed.
+@Suite("Issue 16: links a stranger or a bad network still broke", .serialized, .timeLimit(.minutes(1)))
+struct LinkHolesTests {
+    @Test("hole 3: a link whose TCP flow is black-holed while its datagrams pass is replaced, and a primary is elected without the old one")
+    func hole3DatagramsDoNotHideADeadLink() async throws {
+        let cluster = try TestCluster(size: 3)
+        defer { cluster.shutdown() }
+        let leader = try #require(await cluster.waitForAgreedLeader(among: cluster.ids))
+        let followers = cluster.ids.filter { $0 != leader }
+        let (b, c) = (cluster.manager(followers[0])!, cluster.manager(followers[1])!)
+        // Heartbeats between the followers go by datagram alone.
+        #expect(await eventually(timeout: .seconds(5)) {
+            let (sb, sc) = (b.stats, c.stats)
+            return sb.datagramsReceived > 20 && sc.datagramsReceived > 20 && sb.linkKeepalivesSent > 0
+        })
+        let before = (b.stats, c.stats)
+        // The flow between the followers drops everything both ways; their datagrams still pass.
+        b.injectFaults(NetworkFaults(blackholedLinks: [followers[1]]))
+        cluster.manager(leader)!.crash()
+        cluster.stopNode(leader)
+        // Only a new link between the followers carries their votes.
+        let elected = await cluster.waitForAgreedLeader(among: followers, timeout: .seconds(5))
+        #expect(elected != nil, "no primary 5 s after the old one died")
+        let after = (b.stats, c.stats)
+        #expect(after.0.connectionsTimedOut + after.1.connectionsTimedOut > before.0.connectionsTimedOut + before.1.connectionsTimedOut)
+        #expect(after.0.datagramsReceived > before.0.datagramsReceived, "the datagrams passed")
+        #expect(cluster.watch.doubleLeaderTerms.isEmpty)
+    }
+
+    @Test("hole 3: at rest a link carries a keepalive each way about every half election timeout, and no healthy link is replaced")
+    func hole3KeepalivesAreFewAndHealthyLinksStay() async throws {
+        let cluster = try TestCluster(size: 3)
+        defer { cluster.shutdown() }
+        _ = try #require(await cluster.waitForAgreedLeader(among: cluster.ids))
+        let managers = cluster.ids.map { cluster.manager($0)! }
+        #expect(await eventually(timeout: .seconds(5)) { managers.allSatisfy { $0.stats.linkKeepalivesSent > 0 } })
+        let before = managers.map(\.stats)
+        // Ten election timeouts (300 ms each) at rest.
+        #expect(await eventually(timeout: .seconds(10)) {
+            zip(managers, before).allSatisfy { $0.stats.heartbeatRounds >= $1.heartbeatRounds + 100 }
+        })
+        for (m, b) in zip(managers, before) {
+            let s = m.stats
+            let keepalives = s.linkKeepalivesSent - b.linkKeepalivesSent
+            let rounds = s.heartbeatRounds - b.heartbeatRounds
+            // Two peers, one keepalive each per half election timeout (five rounds) or a little
+            // more: at most a quarter of the heartbeats, and well over none.
+            #expect(keepalives >= rounds * 2 / 10 / 2, "\(keepalives) keepalives in \(rounds) rounds")
+            #expect(keepalives <= rounds * 2 / 4, "\(keepalives) keepalives in \(rounds) rounds")
+            #expect(s.connectionsTimedOut == b.connectionsTimedOut, "a healthy link was replaced")
+            #expect(s.peerLinksEstablished == b.peerLinksEstablished)
+        }
+    }
+}
