@@ -129,6 +129,9 @@ final class Peer {
     /// A link the peer dialled whose keyed handshake is under way (its HELLO came, its AUTH not
     /// yet), by id.
     var handshakingLinkID: Int?
+    /// The node has waited a `NodeOptions.dialDeferral` for that handshake before this dial
+    /// (an unproven handshake postpones a dial once, never again).
+    var handshakeWaited = false
     /// The highest heartbeat sequence received from this peer.
     @exclusivity(unchecked) var lastSeqReceived: UInt64 = 0
     /// The last probe sent to it (a heartbeat asking for an immediate reply) and when (core

@@ -166,12 +166,16 @@ final class LinkTable {
             startDialTimer(peer, delayNs: dialDeferralNs)
             return
         }
-        if dialDeferralNs > 0, let id = peer.handshakingLinkID, let pending = links[id], !pending.isClosed {
-            // The peer's own dial is proving itself (a keyed handshake): wait for it as well.
+        if dialDeferralNs > 0, !peer.handshakeWaited, let id = peer.handshakingLinkID, let pending = links[id], !pending.isClosed {
+            // The peer's own dial is proving itself (a keyed handshake): wait for it as well, but
+            // once only. The hello came before any proof, so anyone who knows a member's id and
+            // the key's id can send it: an unproven handshake never holds this dial longer.
+            peer.handshakeWaited = true
             startDialTimer(peer, delayNs: dialDeferralNs)
             return
         }
         peer.dialDeferred = false
+        peer.handshakeWaited = false
         let timeoutMs = max(1, node.options.connectTimeout.nanoseconds / 1_000_000)
         let id = nextLinkID
         nextLinkID += 1
@@ -345,6 +349,7 @@ final class LinkTable {
         peer.redialTimer?.close()
         peer.redialTimer = nil
         peer.dialDeferred = false
+        peer.handshakeWaited = false
         peer.handshakingLinkID = nil
         if let dialing = peer.dialing, dialing !== link, !(node.config.nodeID < peer.id) {
             // Our own dial would lose anyway.

@@ -57,4 +57,49 @@ struct LinkHolesTests {
             #expect(s.peerLinksEstablished == b.peerLinksEstablished)
         }
     }
+
+    @Test("hole 4: a stranger's keyed hello naming a member, never proven, does not keep a restarted node from dialling that member")
+    func hole4UnprovenHelloHoldsNoDial() async throws {
+        let key = KeyedClusterTests.key
+        // n3's dials wait 300 ms for n1 and n2 to dial it first (their ids are smaller): a wide
+        // window for the stranger. n1 and n2 redial a lost n3 only after 3 to 6 s, and keep the
+        // stranger's connections for 20 s.
+        let cluster = try TestCluster(size: 3) { id, options in
+            options.clusterName = "blue"
+            options.keyring = ClusterKeyring(primary: key)
+            options.reconnectBackoffBase = .seconds(6)
+            options.reconnectBackoffMax = .seconds(6)
+            options.helloTimeout = .seconds(20)
+            if id == "n3" { options.dialDeferral = .milliseconds(300) }
+        }
+        defer { cluster.shutdown() }
+        _ = try #require(await cluster.waitForAgreedLeader(among: cluster.ids))
+        let n1 = cluster.manager("n1")!, n2 = cluster.manager("n2")!
+        cluster.stopNode("n3")
+        #expect(await eventually(timeout: .seconds(5)) { n1.stats.peersConnected == 1 && n2.stats.peersConnected == 1 })
+        try cluster.startNode("n3")
+        let started = ContinuousClock.now
+        let n3 = cluster.manager("n3")!
+        let port = try #require(n3.listenAddress?.port)
+        // The stranger knows the members' ids, the cluster's name and its key's id, not the key.
+        var strangers: [WireClient] = []
+        defer { for s in strangers { s.close() } }
+        for id in ["n1", "n2"] {
+            let client = try await WireClient.connect(port: port)
+            var hello: [UInt8] = []
+            try Wire.encodeHello(
+                HelloMessage(nodeID: id, nodeAddr: "127.0.0.1:1", clusterName: "blue", auth: HelloAuth(keyID: key.id, nonce: LinkAuth.nonce())),
+                into: &hello)
+            client.send(hello)
+            // n3 answers with its hello and proof: the handshake is under way, and stays so.
+            #expect(await client.wait(timeout: .seconds(5)) { rawFrames($0.bytes).count >= 2 })
+            strangers.append(client)
+        }
+        #expect(ContinuousClock.now - started < .milliseconds(300), "the stranger came after n3 dialled")
+        let linked = await eventually(timeout: .seconds(2)) { n3.stats.peersConnected == 2 }
+        let took = ContinuousClock.now - started
+        #expect(linked, "n3 was not linked to n1 and n2 within 2 s of its start")
+        #expect(took < .seconds(2))
+        #expect(strangers.allSatisfy { !$0.current.closed }, "the stranger's handshakes were still pending")
+    }
 }
