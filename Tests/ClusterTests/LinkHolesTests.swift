@@ -102,4 +102,104 @@ struct LinkHolesTests {
         #expect(took < .seconds(2))
         #expect(strangers.allSatisfy { !$0.current.closed }, "the stranger's handshakes were still pending")
     }
+
+    // MARK: - Hole 9 (part): datagrams on a running node
+
+    /// Sends `datagrams` from a socket of its own to 127.0.0.1:`port`; how many the kernel took.
+    static func sendDatagrams(_ datagrams: [[UInt8]], to port: Int) throws -> Int {
+        let loop = try UVLoop(name: "datagram-sender")
+        defer { loop.shutdown() }
+        let sent: Int?? = loop.executeAndWait { () -> Int? in
+            do {
+                let socket = try UVUDPSocket(loop: loop, host: "127.0.0.1", port: 0)
+                defer { socket.close() }
+                let to = try UVDatagramTarget(host: "127.0.0.1", port: port)
+                var batch = UVDatagramBatch()
+                for d in datagrams { batch.append(to: to) { out, _ in out += d } }
+                return socket.send(&batch)
+            } catch {
+                return nil
+            }
+        }
+        return (sent ?? nil) ?? 0
+    }
+
+    @Test("hole 9: a running keyed node takes a member's sealed datagram, and drops it replayed and one under a wrong token")
+    func hole9DatagramReplayAndWrongTokenOnALiveNode() async throws {
+        let key = KeyedClusterTests.key
+        let cluster = try TestCluster(size: 3, configure: KeyedClusterTests.keyed())
+        defer { cluster.shutdown() }
+        _ = try #require(await cluster.waitForAgreedLeader(among: cluster.ids))
+        cluster.stopNode("n3")
+        let n1 = cluster.manager("n1")!
+        #expect(await eventually(timeout: .seconds(5)) { n1.stats.peersConnected == 1 })
+        let port = try #require(n1.listenAddress?.port)
+        let udpPort = try #require(n1.datagramPort)
+
+        // A member holding the key (n3, restarted by hand): the handshake, then n1's datagram
+        // token from its hello on this link.
+        let client = try await WireClient.connect(port: port)
+        defer { client.close() }
+        var hello: [UInt8] = []
+        try Wire.encodeHello(
+            HelloMessage(nodeID: "n3", nodeAddr: cluster.addrs["n3"]!, clusterName: "blue", auth: HelloAuth(keyID: key.id, nonce: LinkAuth.nonce())),
+            into: &hello)
+        client.send(hello)
+        #expect(await client.wait(timeout: .seconds(5)) { rawFrames($0.bytes).count >= 2 || $0.closed })
+        let frames = rawFrames(client.current.bytes)
+        try #require(frames.count >= 2)
+        guard case .hello(let nodeHello) = try Wire.decodeFrame(frames[0]) else {
+            Issue.record("n1 did not say hello first")
+            return
+        }
+        let token = try #require(nodeHello.datagrams?.token)
+        let transcript = LinkAuth.transcript(clusterName: "blue", dialerHello: hello, acceptorHello: frames[0])
+        var auth: [UInt8] = []
+        LinkAuth.encodeAuth(LinkAuth.proof(key: key, transcript: transcript, dialer: true), into: &auth)
+        client.send(auth)
+        let hash = LinkAuth.transcriptHash(transcript)
+        var frameSealer = FrameSealer(key: key, transcriptHash: hash, dialer: true)
+        let datagramSealer = DatagramSealer(key: key, transcriptHash: hash, dialer: true)
+        #expect(await eventually(timeout: .seconds(5)) { n1.stats.peersConnected == 2 })
+
+        let tag = Wire.fnv1a64("n3")
+        var seq: UInt64 = 0
+        /// A heartbeat on the link first (the link must be heard on its own stream), then `datagram`.
+        func step(_ datagram: (UInt64) -> [UInt8]) throws {
+            seq += 1
+            var onLink: [UInt8] = []
+            Wire.encodeHeartbeat(HeartbeatFrame(seq: seq, epoch: 0, term: 0, lsn: 0, role: .replica, senderTag: tag), into: &onLink)
+            frameSealer.seal(&onLink, from: 0)
+            client.send(onLink)
+            seq += 1
+            #expect(try Self.sendDatagrams([datagram(seq)], to: udpPort) == 1)
+        }
+        func sealed(_ seq: UInt64, token: UInt64) -> [UInt8] {
+            var out: [UInt8] = []
+            HeartbeatDatagram.encode(
+                HeartbeatFrame(seq: seq, epoch: 0, term: 0, lsn: 0, role: .replica, senderTag: tag), token: token,
+                sealer: datagramSealer, into: &out)
+            return out
+        }
+
+        var s = n1.stats
+        var good: [UInt8] = []
+        try step { good = sealed($0, token: token); return good }
+        #expect(await eventually(timeout: .seconds(2)) { n1.stats.datagramsReceived == s.datagramsReceived + 1 }, "the good datagram was not taken")
+        s = n1.stats
+        try step { _ in good }  // the same bytes again
+        #expect(await eventually(timeout: .seconds(2)) { n1.stats.datagramsRejected == s.datagramsRejected + 1 }, "the replay was not dropped")
+        #expect(n1.stats.datagramsReceived == s.datagramsReceived, "the replay was taken")
+        s = n1.stats
+        try step { sealed($0, token: token ^ 1) }  // sealed for this link, under another token
+        #expect(await eventually(timeout: .seconds(2)) { n1.stats.datagramsRejected == s.datagramsRejected + 1 }, "the wrong token was not dropped")
+        #expect(n1.stats.datagramsReceived == s.datagramsReceived, "the wrong token was taken")
+        s = n1.stats
+        try step { sealed($0, token: token) }  // and the link's datagrams still come in
+        #expect(await eventually(timeout: .seconds(2)) { n1.stats.datagramsReceived == s.datagramsReceived + 1 })
+        #expect(n1.stats.protocolErrors == 0)
+        #expect(n1.stats.peersConnected == 2, "the link was closed")
+        #expect(!client.current.closed)
+    }
+
 }
