@@ -202,4 +202,156 @@ struct LinkHolesTests {
         #expect(!client.current.closed)
     }
 
+    // MARK: - Hole 7: the seed's JSON forms
+
+    /// Lines of a JSON client, decoded (an undecodable one as nil).
+    static func messages(_ client: WireClient) -> [JSONMessage?] {
+        client.current.lines.map { try? JSONMessage.decode(line: $0) }
+    }
+
+    @Test("hole 7: a JSON hello from a non-member gets an error line, as PROTOCOL.md says")
+    func hole7HelloFromANonMemberIsRefused() async throws {
+        let cluster = try TestCluster(size: 2)
+        defer { cluster.shutdown() }
+        let port = try #require(cluster.manager("n1")?.listenAddress?.port)
+        let client = try await WireClient.connect(port: port, json: true)
+        defer { client.close() }
+        client.send(line: #"{"message_type":"hello","version":1,"node_id":"n9","node_addr":"127.0.0.1:1","priority":1}"#)
+        #expect(await client.wait(timeout: .seconds(5)) { $0.lines.count >= 2 || $0.closed })
+        let answers = Self.messages(client)
+        let error = answers.compactMap { m -> String? in if case .error(let e)? = m { e } else { nil } }.first
+        #expect(error?.contains("n9 is not a member") == true, "answers: \(client.current.lines)")
+        #expect(answers.contains { if case .hello(let h)? = $0 { h.nodeID == "n1" } else { false } })
+        // The connection stays anonymous: a heartbeat as n9 is refused as unidentified.
+        client.send(line: #"{"message_type":"heartbeat","node_id":"n9","seq":1,"epoch":0,"term":0,"lsn":0,"role":0}"#)
+        #expect(await client.wait(timeout: .seconds(5)) { $0.lines.count >= 3 })
+        #expect(client.current.lines.last?.contains("identify with a hello") == true)
+    }
+
+    @Test("hole 7: a Go seed's node_list with one entry of an unknown role is taken without that entry")
+    func hole7UnknownRoleDropsOnlyItsEntry() async throws {
+        // The seed's form (NodeInfo has no json tags): one entry with role 7.
+        let line = #"{"message_type":"node_list","nodes":[{"ID":"n1","Addr":"127.0.0.1:7001","Role":2,"LastSeen":"2026-11-26T10:00:00.123456789+01:00","LastHeartbeatSeq":17,"Epoch":2,"Term":3,"LastLSN":120,"Priority":1},{"ID":"n8","Addr":"127.0.0.1:7008","Role":7,"LastSeen":"0001-01-01T00:00:00Z","LastHeartbeatSeq":0,"Epoch":0,"Term":0,"LastLSN":0,"Priority":1},{"ID":"n2","Addr":"127.0.0.1:7002","Role":0,"LastSeen":"0001-01-01T00:00:00Z","LastHeartbeatSeq":0,"Epoch":0,"Term":0,"LastLSN":0,"Priority":1}],"success":true}"#
+        guard case .nodeList(let list) = try JSONMessage.decode(line: line) else {
+            Issue.record("not a node_list")
+            return
+        }
+        #expect(list.nodes.map(\.id) == ["n1", "n2"])
+        // And through discovery: a node announcing to a Go seed that answers so learns the others.
+        let seed = try FakeGoSeed { _ in line }
+        defer { seed.close() }
+        let membership = ClusterMembership(localNodeID: "n5", localAddr: "127.0.0.1:7005")
+        let config = TestCluster.config(id: "n5", addr: "127.0.0.1:7005", seeds: ["127.0.0.1:\(seed.port)"])
+        let discovery = NodeDiscovery(config: config, membership: membership, options: NodeOptions(logger: quietLogger))
+        try discovery.start()
+        defer { try? discovery.stop() }
+        #expect(await eventually(timeout: .seconds(5)) { membership.contains("n1") && membership.contains("n2") })
+        #expect(!membership.contains("n8"))
+    }
+
+    @Test("hole 7: a keyed node refuses a seed's JSON vote_request with a vote_response that says why")
+    func hole7KeyedVoteRefusalIsAVoteResponse() async throws {
+        let cluster = try TestCluster(size: 2, configure: KeyedClusterTests.keyed())
+        defer { cluster.shutdown() }
+        let port = try #require(cluster.manager("n1")?.listenAddress?.port)
+        let client = try await WireClient.connect(port: port, json: true)
+        defer { client.close() }
+        // The seed's candidate: one line, one line back.
+        client.send(line: #"{"message_type":"vote_request","candidate_id":"n2","term":3,"last_lsn":120,"epoch":2,"priority":1}"#)
+        #expect(await client.wait(timeout: .seconds(5)) { !$0.lines.isEmpty || $0.closed })
+        let answer = try #require(client.current.lines.first)
+        // What the seed's Go code reads: a VoteResponse (its json tags), whatever message came.
+        struct GoVoteResponse: Decodable {
+            var message_type: String?
+            var voter_id: String?
+            var term: UInt64?
+            var vote_granted: Bool?
+            var reason: String?
+        }
+        let go = try JSONDecoder().decode(GoVoteResponse.self, from: Data(answer.utf8))
+        #expect(go.message_type == "vote_response")
+        #expect(go.voter_id == "n1")
+        #expect(go.vote_granted == false)
+        #expect(go.reason?.contains("requires the cluster key") == true, "answer: \(answer)")
+        // Heartbeats and hellos still get error lines.
+        client.send(line: #"{"message_type":"hello","version":1,"node_id":"n2"}"#)
+        #expect(await client.wait(timeout: .seconds(5)) { $0.lines.count >= 2 })
+        #expect(client.current.lines[1].contains(#""message_type":"error""#))
+    }
+
+    @Test("hole 7: with allowUnauthenticatedJSON a keyed node takes the unsigned node_list of a Go seed that registered it")
+    func hole7CompatibleKeyedNodeTakesAGoSeedsAnswer() async throws {
+        let answer = #"{"message_type":"node_list","nodes":[{"ID":"n1","Addr":"127.0.0.1:7001","Role":2,"LastSeen":"2026-11-26T10:00:00Z","LastHeartbeatSeq":1,"Epoch":1,"Term":1,"LastLSN":0,"Priority":1},{"ID":"n5","Addr":"127.0.0.1:7005","Role":0,"LastSeen":"2026-11-26T10:00:00Z","LastHeartbeatSeq":0,"Epoch":0,"Term":0,"LastLSN":0,"Priority":1}],"success":true}"#
+        let seed = try FakeGoSeed { _ in answer }
+        defer { seed.close() }
+        func node(compatible: Bool) -> (NodeDiscovery, ClusterMembership) {
+            let membership = ClusterMembership(localNodeID: "n5", localAddr: "127.0.0.1:7005")
+            let config = TestCluster.config(id: "n5", addr: "127.0.0.1:7005", seeds: ["127.0.0.1:\(seed.port)"])
+            var options = NodeOptions(logger: quietLogger)
+            options.clusterName = "blue"
+            options.keyring = ClusterKeyring(primary: KeyedClusterTests.key)
+            options.allowUnauthenticatedJSON = compatible
+            return (NodeDiscovery(config: config, membership: membership, options: options), membership)
+        }
+        let (discovery, membership) = node(compatible: true)
+        try discovery.start()
+        defer { try? discovery.stop() }
+        #expect(await eventually(timeout: .seconds(5)) { membership.contains("n1") })
+        #expect(discovery.counts.answered > 0)
+        // The seed got the announcement in its own form (it registers the node from these keys).
+        let announcement = try #require(seed.received.first)
+        guard case .announcement(let a) = try JSONMessage.decode(line: announcement) else {
+            Issue.record("not an announcement: \(announcement)")
+            return
+        }
+        #expect(a.nodeID == "n5")
+        // Without the flag, the unsigned answer is still ignored.
+        let (strict, strictMembership) = node(compatible: false)
+        try strict.start()
+        defer { try? strict.stop() }
+        #expect(await eventually(timeout: .seconds(5)) { strict.counts.failed > 0 })
+        #expect(!strictMembership.contains("n1"))
+        #expect(strict.counts.answered == 0)
+    }
+}
+
+/// A seed's Go node as its discovery behaves on the wire: it reads one JSON line, writes one
+/// back (`answer` of the line) and closes. On a loop of its own, port 0.
+final class FakeGoSeed: @unchecked Sendable {
+    let loop: UVLoop
+    private(set) var port = 0
+    private let lines = UVLocked<[String]>([])
+    // Loop thread only (closed by the loop's shutdown).
+    private var listener: UVTCPListener?
+
+    init(answer: @escaping @Sendable (String) -> String) throws {
+        loop = try UVLoop(name: "go-seed")
+        let bound: Int?? = loop.executeAndWait { [self] () -> Int? in
+            guard let listener = try? UVTCPListener(loop: loop, host: "127.0.0.1", port: 0, onConnection: { [lines] conn in
+                var buffer: [UInt8] = []
+                try? conn.startReading(onRead: { bytes in
+                    bytes.withUnsafeBytes { buffer += $0 }
+                    guard let newline = buffer.firstIndex(of: 0x0A) else { return }
+                    let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                    buffer.removeAll()
+                    lines.withLock { $0.append(line) }
+                    try? conn.write(Array((answer(line) + "\n").utf8))
+                    conn.closeAfterFlush(timeoutMs: 1000)
+                }, onEnd: { _ in conn.close() })
+            }) else { return nil }
+            self.listener = listener
+            return listener.port
+        }
+        guard let port = bound ?? nil else {
+            loop.shutdown()
+            throw ClusterError.io("the fake seed cannot listen")
+        }
+        self.port = port
+    }
+
+    /// The lines it was sent.
+    var received: [String] { lines.withLock { $0 } }
+
+    /// Closes the listener and every connection (the loop's shutdown closes every handle).
+    func close() { loop.shutdown() }
 }
