@@ -10,11 +10,12 @@ import UV
 /// - a connection must say hello (binary) or send its first JSON line within
 ///   `NodeOptions.helloTimeout`, dialled ones included;
 /// - a JSON client silent for `NodeOptions.clientIdleTimeout` is closed;
-/// - a peer link on whose stream nothing arrived for an election timeout is replaced: closed and
-///   redialled (a half-open link to a rebooted peer does not linger until the kernel gives up). A
-///   heartbeat datagram does not count: a link proves itself on its own stream, by the
-///   keepalives of `PeerProtocol.sendHeartbeat`, else a TCP flow lost while UDP passes would
-///   keep a link that carries no vote;
+/// - a peer link on whose stream nothing arrived for an election timeout (one and a half while the
+///   peer's datagrams arrive) is replaced: closed and redialled (a half-open link to a rebooted
+///   peer does not linger until the kernel gives up). A heartbeat datagram does not count as
+///   hearing the link: a link proves itself on its own stream, by the keepalives of
+///   `PeerProtocol.sendHeartbeat`, else a TCP flow lost while UDP passes would keep a link that
+///   carries no vote;
 /// - a hello naming a member whose link is live does not take that link over.
 final class LinkTable {
     /// The runtime that owns this (a `lazy var` of it) and alone calls it: it cannot outlive the
@@ -384,6 +385,13 @@ final class LinkTable {
                 node.stats.connectionsTimedOut += 1
                 node.jsonService.close(link, "idle for \(node.options.clientIdleTimeout)")
             case .binary where link.peerID != nil && now &- link.lastHeardNs >= silenceNs:
+                // While the peer's datagrams still arrive the peer is alive and its keepalives
+                // come every half election timeout: a stalled loop gets half an election timeout
+                // more before the stream is judged gone (the slack heartbeats had before).
+                if let peer = link.attachedPeer, peer.lastDatagramNs != 0, now &- peer.lastDatagramNs < silenceNs,
+                   now &- link.lastHeardNs < silenceNs + silenceNs / 2 {
+                    break
+                }
                 node.stats.connectionsTimedOut += 1
                 logger.info("link \(link.description) silent on its stream for an election timeout: replacing it")
                 close(link, goodbye: "silent for an election timeout")
