@@ -221,7 +221,8 @@ final class JSONService {
     private func identify(_ link: Link, as id: String) {
         guard link.peerID == nil else { return }
         guard id != node.config.nodeID, node.links.peers[id] != nil else {
-            refuse("\(id) is not a member of this node's cluster; this connection stays anonymous", on: link)
+            let why = id == node.config.nodeID ? "\(id) is this node" : "\(id) is not a member of this node's cluster"
+            refuse("\(why); this connection stays anonymous", on: link)
             return
         }
         if node.links.hasLiveLink(id) {

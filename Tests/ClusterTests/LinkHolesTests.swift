@@ -228,6 +228,12 @@ struct LinkHolesTests {
         client.send(line: #"{"message_type":"heartbeat","node_id":"n9","seq":1,"epoch":0,"term":0,"lsn":0,"role":0}"#)
         #expect(await client.wait(timeout: .seconds(5)) { $0.lines.count >= 3 })
         #expect(client.current.lines.last?.contains("identify with a hello") == true)
+        // Nor does a hello naming the node itself.
+        let other = try await WireClient.connect(port: port, json: true)
+        defer { other.close() }
+        other.send(line: #"{"message_type":"hello","version":1,"node_id":"n1"}"#)
+        #expect(await other.wait(timeout: .seconds(5)) { $0.lines.count >= 2 || $0.closed })
+        #expect(other.current.lines.first?.contains("n1 is this node") == true, "answers: \(other.current.lines)")
     }
 
     @Test("hole 7: a Go seed's node_list with one entry of an unknown role is taken without that entry")
