@@ -321,6 +321,51 @@ struct LinkHolesTests {
         #expect(!strictMembership.contains("n1"))
         #expect(strict.counts.answered == 0)
     }
+
+    @Test("hole 7: real keyed agents: a seed's vote_request gets a vote_response saying why; with --allow-unauthenticated-json a Go seed's unsigned node_list is taken without its unknown-role entry, and a non-member's hello gets an error line")
+    func hole7AgainstAgents() async throws {
+        let root = NSTemporaryDirectory() + "cluster-hole7-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let keyFile = root + "/key"
+        try Data(Array(repeating: 0x42, count: 32)).base64EncodedString().write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let keyed = ["--key-file", keyFile, "--cluster-name", "blue"]
+        // The Go seed knows n1, an entry of role 7, and n2 (addresses where nothing listens).
+        let answer = #"{"message_type":"node_list","nodes":[{"ID":"n1","Addr":"127.0.0.1:1","Role":2,"LastSeen":"2026-11-26T10:00:00Z","LastHeartbeatSeq":1,"Epoch":1,"Term":1,"LastLSN":0,"Priority":1},{"ID":"n8","Addr":"127.0.0.1:3","Role":7,"LastSeen":"2026-11-26T10:00:00Z","LastHeartbeatSeq":0,"Epoch":0,"Term":0,"LastLSN":0,"Priority":1},{"ID":"n2","Addr":"127.0.0.1:2","Role":0,"LastSeen":"0001-01-01T00:00:00Z","LastHeartbeatSeq":0,"Epoch":0,"Term":0,"LastLSN":0,"Priority":1}],"success":true}"#
+        let seed = try FakeGoSeed { _ in answer }
+        defer { seed.close() }
+        let strict = try await AgentProcess.start("k1", seeds: [], dataDir: root + "/k1", minQuorum: 1, extra: keyed)
+        let mixed = try await AgentProcess.start(
+            "k2", seeds: [HostPort(host: "127.0.0.1", port: seed.port)], dataDir: root + "/k2", minQuorum: 1,
+            extra: keyed + ["--allow-unauthenticated-json"])
+
+        // The seed's candidate asks the strict agent for a vote.
+        let voter = try await WireClient.connect(port: strict.address.port, json: true)
+        defer { voter.close() }
+        voter.send(line: #"{"message_type":"vote_request","candidate_id":"n2","term":3,"last_lsn":120,"epoch":2,"priority":1}"#)
+        #expect(await voter.wait(timeout: .seconds(5)) { !$0.lines.isEmpty || $0.closed })
+        guard case .voteResponse(let response)? = try? JSONMessage.decode(line: voter.current.lines.first ?? "") else {
+            Issue.record("not a vote_response: \(voter.current.lines)")
+            return
+        }
+        #expect(response.voterID == "k1" && !response.voteGranted)
+        #expect(response.reason.contains("requires the cluster key"))
+
+        // The agent in the compatibility mode took the Go seed's answer, all but the role-7 entry.
+        #expect(await eventually(timeout: .seconds(10)) {
+            let ids = Set(mixed.status()?.members.map(\.id) ?? [])
+            return ids.contains("n1") && ids.contains("n2")
+        }, "members: \(mixed.status()?.members.map(\.id) ?? [])")
+        #expect(!(mixed.status()?.members.contains { $0.id == "n8" } ?? true))
+        #expect(seed.received.contains { $0.contains(#""node_id":"k2""#) })
+
+        // A non-member's JSON hello (JSON is open in that mode) gets an error line.
+        let stranger = try await WireClient.connect(port: mixed.address.port, json: true)
+        defer { stranger.close() }
+        stranger.send(line: #"{"message_type":"hello","version":1,"node_id":"n9"}"#)
+        #expect(await stranger.wait(timeout: .seconds(5)) { $0.lines.count >= 2 || $0.closed })
+        #expect(stranger.current.lines.first?.contains("n9 is not a member") == true, "answers: \(stranger.current.lines)")
+    }
 }
 
 /// A seed's Go node as its discovery behaves on the wire: it reads one JSON line, writes one
