@@ -7,6 +7,9 @@ import UV
 /// together, and the checks of what arrives. Which way each heartbeat goes is the peer
 /// protocol's choice (`PeerProtocol.sendHeartbeat`). Loop thread only.
 ///
+/// A datagram is not heard on its link: the link proves itself on its own stream (see
+/// `keepaliveNs`), so that a TCP flow lost while UDP passes is found and replaced.
+///
 /// What arrives is taken only for a token of a live link, only in the link's mode (keyed or not),
 /// on a keyed link only under the link's datagram key with a counter above the last one taken;
 /// everything else is dropped and counted, with nothing kept of it: a stranger's datagrams
@@ -25,6 +28,14 @@ final class DatagramChannel {
     /// peer's report counts for this time and a half.
     let arriveWindowNs: UInt64
     let confirmWindowNs: UInt64
+    /// A link's stream must carry a frame each way at least once an election timeout, or the
+    /// link is replaced (`LinkTable.sweep`), datagrams or not. While heartbeats go by datagram
+    /// alone, one goes on the link too once its stream has carried none of this node's for
+    /// `keepaliveNs` (half an election timeout); and a node whose stream from a peer has been
+    /// quiet for `streamQuietNs` (two thirds of one: an older peer sends no keepalive) stops
+    /// reporting datagrams arriving, which brings the peer's heartbeats back onto the link.
+    let keepaliveNs: UInt64
+    let streamQuietNs: UInt64
 
     init(node: NodeRuntime) {
         self.node = node
@@ -32,6 +43,9 @@ final class DatagramChannel {
         let interval = node.config.heartbeatInterval.nanoseconds
         arriveWindowNs = 2 * interval
         confirmWindowNs = 5 * interval / 2
+        let electionTimeout = node.config.electionTimeout.nanoseconds
+        keepaliveNs = electionTimeout / 2
+        streamQuietNs = 2 * electionTimeout / 3
     }
 
     /// The UDP port datagrams are taken on, while the channel is open.

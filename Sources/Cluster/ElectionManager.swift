@@ -272,7 +272,10 @@ public final class ElectionManager: Sendable {
 
     /// Fault injection for tests: drop peer traffic (see `NetworkFaults`).
     public func injectFaults(_ faults: NetworkFaults) {
-        _ = runtime.sync { $0.faults = faults }
+        _ = runtime.sync { rt in
+            rt.faults = faults
+            for id in faults.blackholedLinks { rt.links.peers[id]?.link?.blackholed = true }
+        }
     }
 
     /// The node's status report, as the JSON `status` query returns it.

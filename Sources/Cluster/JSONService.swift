@@ -15,7 +15,8 @@ import UV
 /// - `heartbeat`: only on a connection that identified itself with `hello` as that member, and
 ///   only while that member has no live binary link.
 /// With a cluster key (`NodeOptions.keyring`) and without `allowUnauthenticatedJSON`, JSON is
-/// read-only: `vote_request`, `heartbeat` and `hello` are refused with an `error` line, and
+/// read-only: `heartbeat` and `hello` are refused with an `error` line, `vote_request` with a
+/// `vote_response` not granted that says why (what the seed's candidate reads), and
 /// announcements must carry the cluster's name and a MAC under one of its keys.
 /// A client's flood is bounded: at most `NodeOptions.maxLinesPerRead` of its lines, and what
 /// fits in `NodeOptions.clientTimeSlice`, are handled per pass of the loop, and none while more than `NodeOptions.maxClientReplyBytes` of its
@@ -198,11 +199,25 @@ final class JSONService {
             return
         }
         if node.options.keyring != nil, !node.options.allowUnauthenticatedJSON {
+            let reason = "this node requires the cluster key: \(message.messageType) is refused on JSON (peers link with binary frames "
+                + "and a key; NodeOptions.allowUnauthenticatedJSON re-enables the seed's exchanges)"
             switch message {
-            case .voteRequest, .heartbeat, .hello:
-                refuse(
-                    "this node requires the cluster key: \(message.messageType) is refused on JSON (peers link with binary frames "
-                        + "and a key; NodeOptions.allowUnauthenticatedJSON re-enables the seed's exchanges)", on: link)
+            case .voteRequest(let request):
+                // The seed's candidate reads one `vote_response` back, whatever comes: the
+                // refusal is one, not granted, with the reason (an `error` line would reach its
+                // code as a refusal with no reason).
+                node.stats.protocolErrors += 1
+                link.jsonErrors += 1
+                guard link.jsonErrors <= Self.maxClientErrors else {
+                    close(link, "too many errors; last: \(reason)")
+                    return
+                }
+                reply(.voteResponse(VoteResponse(
+                    voterID: node.config.nodeID, term: node.core.term, voteGranted: false, reason: reason,
+                    preVote: request.preVote)), on: link)
+                return
+            case .heartbeat, .hello:
+                refuse(reason, on: link)
                 return
             default:
                 break
@@ -329,7 +344,12 @@ final class JSONService {
     /// A client's `hello` identifies its connection as a member, which lets it send that
     /// member's heartbeats; not while the member has a live binary link, and only once.
     private func identify(_ link: Link, as id: String) {
-        guard link.peerID == nil, id != node.config.nodeID, node.links.peers[id] != nil else { return }
+        guard link.peerID == nil else { return }
+        guard id != node.config.nodeID, node.links.peers[id] != nil else {
+            let why = id == node.config.nodeID ? "\(id) is this node" : "\(id) is not a member of this node's cluster"
+            refuse("\(why); this connection stays anonymous", on: link)
+            return
+        }
         if node.links.hasLiveLink(id) {
             refuse("\(id) has a live peer link; this connection stays anonymous", on: link)
             return

@@ -36,6 +36,9 @@ final class Link {
     @exclusivity(unchecked) var out: [UInt8] = []
     @exclusivity(unchecked) var isDirty = false
     @exclusivity(unchecked) var isClosed = false
+    /// A test's fault (`NetworkFaults.blackholedLinks`): nothing is read from or written to the
+    /// connection any more, as if its TCP flow were dropped on the way.
+    @exclusivity(unchecked) var blackholed = false
     /// True while reading is paused because the write queue is over the soft limit.
     @exclusivity(unchecked) var readingPaused = false
     /// JSON input read but not handled yet (the per-pass bound, `NodeOptions.maxLinesPerRead`,
@@ -54,10 +57,15 @@ final class Link {
     var httpHead: [UInt8] = []
     let id: Int
     /// When the connection was made, when it became a peer's link, and when anything last arrived
-    /// on it (loop time in nanoseconds, see `NodeRuntime.nowNs`): the link table's timeouts.
+    /// on its stream (loop time in nanoseconds, see `NodeRuntime.nowNs`): the link table's
+    /// timeouts. A heartbeat datagram does not count as hearing the stream: the link must prove
+    /// itself on its own (PROTOCOL.md, "Datagram heartbeats").
     let openedNs: UInt64
     @exclusivity(unchecked) var attachedNs: UInt64 = 0
     @exclusivity(unchecked) var lastHeardNs: UInt64
+    /// When this node last put a heartbeat on the stream (its keepalive, see
+    /// `PeerProtocol.sendHeartbeat`).
+    @exclusivity(unchecked) var lastSentNs: UInt64
 
     init(conn: any LinkConnection, outbound: Bool, expectedPeer: String?, id: Int, nowNs: UInt64) {
         self.conn = conn
@@ -66,6 +74,7 @@ final class Link {
         self.id = id
         openedNs = nowNs
         lastHeardNs = nowNs
+        lastSentNs = nowNs
         // No capacity reserved: the first frame sizes the buffer, which keeps it (a node of a
         // 64-node cluster has 63 links; 256 bytes reserved on each was a seventh of the heap).
     }
@@ -125,6 +134,9 @@ final class Peer {
     /// A link the peer dialled whose keyed handshake is under way (its HELLO came, its AUTH not
     /// yet), by id.
     var handshakingLinkID: Int?
+    /// The node has waited a `NodeOptions.dialDeferral` for that handshake before this dial
+    /// (an unproven handshake postpones a dial once, never again).
+    var handshakeWaited = false
     /// The highest heartbeat sequence received from this peer.
     @exclusivity(unchecked) var lastSeqReceived: UInt64 = 0
     /// The last probe sent to it (a heartbeat asking for an immediate reply) and when (core

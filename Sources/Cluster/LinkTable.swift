@@ -10,8 +10,12 @@ import UV
 /// - a connection must say hello (binary) or send its first JSON line within
 ///   `NodeOptions.helloTimeout`, dialled ones included;
 /// - a JSON client silent for `NodeOptions.clientIdleTimeout` is closed;
-/// - a peer link on which nothing arrived for an election timeout is replaced: closed and redialled
-///   (a half-open link to a rebooted peer does not linger until the kernel gives up);
+/// - a peer link on whose stream nothing arrived for an election timeout (one and a half while the
+///   peer's datagrams arrive) is replaced: closed and redialled (a half-open link to a rebooted
+///   peer does not linger until the kernel gives up). A heartbeat datagram does not count as
+///   hearing the link: a link proves itself on its own stream, by the keepalives of
+///   `PeerProtocol.sendHeartbeat`, else a TCP flow lost while UDP passes would keep a link that
+///   carries no vote;
 /// - a hello naming a member whose link is live does not take that link over.
 final class LinkTable {
     /// The runtime that owns this (a `lazy var` of it) and alone calls it: it cannot outlive the
@@ -196,12 +200,16 @@ final class LinkTable {
             startDialTimer(peer, delayNs: dialDeferralNs)
             return
         }
-        if dialDeferralNs > 0, let id = peer.handshakingLinkID, let pending = links[id], !pending.isClosed {
-            // The peer's own dial is proving itself (a keyed handshake): wait for it as well.
+        if dialDeferralNs > 0, !peer.handshakeWaited, let id = peer.handshakingLinkID, let pending = links[id], !pending.isClosed {
+            // The peer's own dial is proving itself (a keyed handshake): wait for it as well, but
+            // once only. The hello came before any proof, so anyone who knows a member's id and
+            // the key's id can send it: an unproven handshake never holds this dial longer.
+            peer.handshakeWaited = true
             startDialTimer(peer, delayNs: dialDeferralNs)
             return
         }
         peer.dialDeferred = false
+        peer.handshakeWaited = false
         let timeoutMs = max(1, node.options.connectTimeout.nanoseconds / 1_000_000)
         let id = nextLinkID
         nextLinkID += 1
@@ -363,7 +371,7 @@ final class LinkTable {
     /// Bytes read from `link`'s connection (valid during the call only): every read of every
     /// link comes here, then goes out through the outbox in one write per link.
     private func read(_ bytes: RawSpan, on link: Link) {
-        guard !link.isClosed else { return }
+        guard !link.isClosed, !link.blackholed else { return }
         node.handlingRead { now in
             link.lastHeardNs = now
             node.peerProtocol.received(bytes, on: link)
@@ -415,6 +423,7 @@ final class LinkTable {
         peer.redialTimer?.close()
         peer.redialTimer = nil
         peer.dialDeferred = false
+        peer.handshakeWaited = false
         peer.handshakingLinkID = nil
         if let dialing = peer.dialing, dialing !== link, !(node.config.nodeID < peer.id) {
             // Our own dial would lose anyway.
@@ -449,8 +458,15 @@ final class LinkTable {
                 node.stats.connectionsTimedOut += 1
                 node.jsonService.close(link, "idle for \(node.options.clientIdleTimeout)")
             case .binary where link.peerID != nil && now &- link.lastHeardNs >= silenceNs:
+                // While the peer's datagrams still arrive the peer is alive and its keepalives
+                // come every half election timeout: a stalled loop gets half an election timeout
+                // more before the stream is judged gone (the slack heartbeats had before).
+                if let peer = link.attachedPeer, peer.lastDatagramNs != 0, now &- peer.lastDatagramNs < silenceNs,
+                   now &- link.lastHeardNs < silenceNs + silenceNs / 2 {
+                    break
+                }
                 node.stats.connectionsTimedOut += 1
-                logger.info("link \(link.description) silent for an election timeout: replacing it")
+                logger.info("link \(link.description) silent on its stream for an election timeout: replacing it")
                 close(link, goodbye: "silent for an election timeout")
             default:
                 break

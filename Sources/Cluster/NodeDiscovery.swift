@@ -100,6 +100,9 @@ final class DiscoveryRuntime: @unchecked Sendable {
     let timeoutMs: UInt64
     let clusterName: String
     let keyring: ClusterKeyring?
+    /// `NodeOptions.allowUnauthenticatedJSON`: an unsigned answer of a seed without a cluster
+    /// name (the seed's Go node) is taken too.
+    let allowUnsigned: Bool
     let sharedCounts = UVLocked(Counts())
     /// Seed → when it last answered (hrtime ns).
     let sharedLastAnswer = UVLocked([String: UInt64]())
@@ -120,6 +123,7 @@ final class DiscoveryRuntime: @unchecked Sendable {
         self.logger = logger
         clusterName = options.clusterName
         keyring = options.keyring
+        allowUnsigned = options.allowUnauthenticatedJSON
         intervalNs = max(1_000_000, (options.announceInterval ?? config.heartbeatInterval * 5).nanoseconds)
         timeoutMs = max(1, config.voteRequestTimeout.nanoseconds / 1_000_000)
         (loop, ownsLoop) = options.resolveLoop(name: "discovery-\(config.nodeID)")
@@ -289,8 +293,12 @@ final class DiscoveryRuntime: @unchecked Sendable {
     }
 
     /// Why a `node_list` is not to be trusted: another cluster's name, or, with a keyring, no
-    /// valid MAC bound to this exchange's announcement.
+    /// valid MAC bound to this exchange's announcement. With `allowUnauthenticatedJSON`, an
+    /// answer with neither a MAC nor a cluster name (what the seed's Go node writes: it cannot
+    /// sign, and has no names) is taken, as the seed's exchanges are by this node's listener; a
+    /// signed answer is still checked.
     private func answerProblem(_ response: DiscoveryResponse, _ exchange: Exchange) -> String? {
+        if allowUnsigned, keyring != nil, response.mac.isEmpty, response.cluster.isEmpty { return nil }
         guard response.cluster == clusterName else {
             return "it is in cluster \"\(response.cluster)\", this node in \"\(clusterName)\""
         }

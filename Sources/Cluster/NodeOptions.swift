@@ -208,6 +208,10 @@ public struct NodeStats: Sendable, Equatable {
     /// Heartbeats dropped as already had: the copy on the link of one that came by datagram,
     /// or a datagram that came after a newer heartbeat.
     public var heartbeatDuplicates: UInt64 = 0
+    /// Heartbeats sent on a link as its keepalive, though the peer took them by datagram: the
+    /// link's stream had carried nothing of this node's for half an election timeout (a link
+    /// proves itself on its own stream; PROTOCOL.md, "Datagram heartbeats").
+    public var linkKeepalivesSent: UInt64 = 0
     /// Peers with an established link, when the stats were read.
     public var peersConnected = 0
     /// Open connections of any kind (peer links and JSON clients), when the stats were read.
@@ -224,11 +228,16 @@ public struct NetworkFaults: Sendable, Equatable {
     public var blockedPeers: Set<String>
     /// Drop every heartbeat datagram that arrives (UDP is blocked; the links still work).
     public var dropsDatagrams: Bool
+    /// Black-hole the TCP flows of the links to these peers as they are when the faults are
+    /// injected: nothing more is read from them nor written to them (not even a goodbye), while
+    /// heartbeat datagrams pass. Links made later (a redial is a new flow) are not touched.
+    public var blackholedLinks: Set<String>
 
-    public init(isolated: Bool = false, blockedPeers: Set<String> = [], dropsDatagrams: Bool = false) {
+    public init(isolated: Bool = false, blockedPeers: Set<String> = [], dropsDatagrams: Bool = false, blackholedLinks: Set<String> = []) {
         self.isolated = isolated
         self.blockedPeers = blockedPeers
         self.dropsDatagrams = dropsDatagrams
+        self.blackholedLinks = blackholedLinks
     }
 
     /// Whether messages to or from `peer` are dropped. On every heartbeat: an empty set is not

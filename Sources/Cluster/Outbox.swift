@@ -88,7 +88,7 @@ final class Outbox {
         }
         for link in batch {
             link.isDirty = false
-            guard !link.isClosed, !link.out.isEmpty else {
+            guard !link.isClosed, !link.out.isEmpty, !link.blackholed else {
                 link.out.removeAll(keepingCapacity: true)
                 continue
             }
@@ -107,7 +107,7 @@ final class Outbox {
 
     /// Writes one link's buffer now (before closing it, say).
     func flush(_ link: Link) {
-        guard !link.isClosed, !link.out.isEmpty else { return }
+        guard !link.isClosed, !link.out.isEmpty, !link.blackholed else { return }
         try? link.conn.write(link.out)
         link.out.removeAll(keepingCapacity: true)
     }

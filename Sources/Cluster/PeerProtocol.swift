@@ -282,8 +282,9 @@ final class PeerProtocol {
     }
 
     /// A heartbeat datagram for `link` (token, mode and, on a keyed link, tag checked by the
-    /// channel), at `now`: the peer's datagrams arrive, and the link is heard from. False when
-    /// the heartbeat is not the peer's (its sender tag): dropped.
+    /// channel), at `now`: the peer's datagrams arrive. The link's stream is not heard from by
+    /// it (see `DatagramChannel.keepaliveNs`). False when the heartbeat is not the peer's (its
+    /// sender tag): dropped.
     func datagramArrived(_ hb: HeartbeatFrame, from peer: Peer, on link: Link, at now: UInt64) -> Bool {
         do throws(WireError) {
             try heartbeatArrived(hb, from: peer)
@@ -292,7 +293,6 @@ final class PeerProtocol {
             // should never send. Dropped; the link's stream is what says goodbye.
             return false
         }
-        link.lastHeardNs = now
         peer.lastDatagramNs = now
         applyPendingHeartbeat()
         return true
@@ -576,6 +576,9 @@ final class PeerProtocol {
         let datagrams = peer.datagramToken != 0
         let datagramOnly = datagrams && peer.datagramsConfirmedNs != 0
             && now &- peer.datagramsConfirmedNs < node.datagrams.confirmWindowNs
+        // The link's keepalive: the stream must carry something of this node's once in a while,
+        // or the peer replaces the link (see `DatagramChannel.keepaliveNs`).
+        let keepalive = datagramOnly && now &- link.lastSentNs >= node.datagrams.keepaliveNs
         if !datagramOnly && node.outbox.isCongested(link) {
             node.stats.heartbeatsSkipped &+= 1
             return
@@ -588,10 +591,13 @@ final class PeerProtocol {
         let frame = HeartbeatFrame(
             seq: seq, epoch: state.epoch, term: state.term, lsn: state.lsn, role: state.role,
             ackSeq: peer.lastSeqReceived, senderTag: localTag, probe: probe, reply: reply,
-            datagramsArrive: peer.lastDatagramNs != 0 && now &- peer.lastDatagramNs < node.datagrams.arriveWindowNs)
+            datagramsArrive: peer.lastDatagramNs != 0 && now &- peer.lastDatagramNs < node.datagrams.arriveWindowNs
+                && now &- link.lastHeardNs < node.datagrams.streamQuietNs)
         if datagrams { node.datagrams.append(frame, to: peer, on: link) }
-        if !datagramOnly {
+        if !datagramOnly || keepalive {
             guard append(to: link, { Wire.encodeHeartbeat(frame, into: &$0) }) else { return }
+            link.lastSentNs = now
+            if keepalive { node.stats.linkKeepalivesSent &+= 1 }
         }
         if probe {
             peer.probeSeq = seq

@@ -97,10 +97,18 @@ public struct DiscoveryResponse: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey { case messageType = "message_type", nodes, success, error, cluster, keyID = "key_id", mac }
 
+    /// One entry of `nodes`, nil when it does not decode as a `NodeInfo`.
+    private struct Entry: Decodable {
+        let node: NodeInfo?
+        init(from decoder: any Decoder) throws { node = try? NodeInfo(from: decoder) }
+    }
+
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         messageType = try c.decodeIfPresent(String.self, forKey: .messageType) ?? ""
-        nodes = try c.decodeIfPresent([NodeInfo].self, forKey: .nodes) ?? []
+        // An entry that is not a node this project can hold (an unknown role, a bad time) is
+        // left out: the rest of the list is still the seed's answer.
+        nodes = try c.decodeIfPresent([Entry].self, forKey: .nodes)?.compactMap(\.node) ?? []
         success = try c.decodeIfPresent(Bool.self, forKey: .success) ?? false
         error = try c.decodeIfPresent(String.self, forKey: .error) ?? ""
         cluster = try c.decodeIfPresent(String.self, forKey: .cluster) ?? ""

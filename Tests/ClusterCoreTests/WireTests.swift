@@ -136,6 +136,12 @@ struct WireTests {
         out.removeAll()
         try Wire.encodeHello(HelloMessage(nodeID: "n1", nodeAddr: "127.0.0.1:7001", priority: 1), into: &out)
         #expect(out == hex("00 00 00 1f 01 01 00 00 02 6e 31 00 0e 31 32 37 2e 30 2e 30 2e 31 3a 37 30 30 31 00 00 00 00 00 00 00 01"))
+        // MEMBER (type 9), the example PROTOCOL.md shows (issue 16, hole 7: it had no layout).
+        out.removeAll()
+        try Wire.encodeMember(MemberMessage(nodeID: "n4", nodeAddr: "127.0.0.1:7004", priority: 1), into: &out)
+        let member = hex("00 00 00 1d 09 00 02 6e 34 00 0e 31 32 37 2e 30 2e 30 2e 31 3a 37 30 30 34 00 00 00 00 00 00 00 01")
+        #expect(out == member)
+        #expect(try Wire.decodeFrame(member) == .member(MemberMessage(nodeID: "n4", nodeAddr: "127.0.0.1:7004", priority: 1)))
         #expect(WireError.frameTooLarge(70000).description == "frame length 70000 exceeds the limit of 65536 bytes")
         #expect(WireError.trailingBytes(type: 3, count: 1).description == "1 unexpected trailing byte in a frame of type 3")
         #expect(WireError.unknownMessageType("gossip").description == "unknown message_type \"gossip\"")
