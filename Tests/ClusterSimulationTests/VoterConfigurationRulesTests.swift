@@ -44,6 +44,10 @@ struct VoterConfigurationRules {
     func oneChangeCommits() {
         var a = makeLeader("a", voters: ["a", "b", "c"], grantedBy: ["b"])
         _ = a.step(Self.ack(from: "b", Self.led), now: at(milliseconds: 1))
+        // d, a member, has not said it holds the primary's configuration: it cannot be added yet.
+        let unknown = a.step(.changeVoters(.add("d")), now: at(milliseconds: 1))
+        #expect(Self.changeEnds(unknown).first?.contains("d has not acknowledged the primary's configuration") == true)
+        _ = a.step(Self.ack(from: "d", Self.led), now: at(milliseconds: 1))
         let started = a.step(.changeVoters(.add("d")), now: at(milliseconds: 2))
         let next = VoterConfiguration(voters: ["a", "b", "c", "d"], version: 3, term: 1)
         #expect(started.persistedConfigurations == [next])
@@ -71,6 +75,7 @@ struct VoterConfigurationRules {
         _ = a.step(Self.ack(from: "b", Self.led), now: at(milliseconds: 1))
         _ = a.step(Self.ack(from: "c", Self.led), now: at(milliseconds: 1))
         #expect(Self.changeEnds(a.step(.changeVoters(.add("b")), now: at(milliseconds: 2))) == ["add voter b: b is already a voter"])
+        _ = a.step(Self.ack(from: "d", Self.led), now: at(milliseconds: 2))
         #expect(Self.changeEnds(a.step(.changeVoters(.remove("x")), now: at(milliseconds: 2))) == ["remove voter x: x is not a voter"])
         #expect(Self.changeEnds(a.step(.changeVoters(.remove("a")), now: at(milliseconds: 2)))
             == ["remove voter a: the primary cannot remove itself: hand leadership over first (cluster transfer)"])
@@ -119,7 +124,10 @@ struct VoterConfigurationRules {
         #expect(v.step(heartbeat(from: "m", term: 1000, epoch: 9), now: .zero).isEmpty)
         #expect(v.step(voteResponse(from: "m", term: 0), now: .zero).isEmpty)
         let forged = VoterConfiguration(voters: ["m", "v"], version: 9, term: 0)
-        #expect(v.step(Self.configuration(from: "m", term: 0, forged, committed: true), now: .zero).isEmpty)
+        // The newer configuration is not taken from a non-voter: v asks its own voters for theirs.
+        let pulled = v.step(Self.configuration(from: "m", term: 0, forged, committed: true), now: .zero)
+        #expect(pulled.withoutConfigurationTraffic.isEmpty && pulled.persists.isEmpty)
+        #expect(pulled.compactMap { if case .send(let to, .configurationAck) = $0 { to } else { nil } } == ["a", "b"])
         #expect(v.term == 0 && v.leaderID == nil && v.voters == ["a", "b", "v"])
     }
 

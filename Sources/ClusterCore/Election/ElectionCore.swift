@@ -462,6 +462,11 @@ public struct ElectionCore: Sendable {
     private var configRecipients: [String] = []
     /// The primary to acknowledge the configuration to once it is durable.
     private var configAckTo: String?
+    /// The leader this node follows leads a term behind this node's own (it follows as a member
+    /// that does not vote): forgotten if this node becomes a voter.
+    private var followsBehind = false
+    /// No pull of a newer configuration from this node's voters before this time.
+    private var nextConfigurationPull: CoreInstant = .zero
 
     /// A core starting as a follower, from the durable state of its last run (or a fresh one).
     ///
@@ -822,6 +827,7 @@ public struct ElectionCore: Sendable {
             // (a term it reached while it voted, or standing alone): its term never goes down, it
             // has no vote to protect, and the voters never take a non-voter's term.
             setLeader(heartbeat.from, &directives)
+            followsBehind = true
             lastLeaderContact = now
             electionDeadline = now + randomizedElectionTimeout
             return
@@ -1255,6 +1261,7 @@ public struct ElectionCore: Sendable {
         _ new: VoterConfiguration, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
         let removed = voters.subtracting(new.voters)
+        let wasVoter = isVoter
         durable.configuration = new
         voters = Set(new.voters)
         voterList = new.voters
@@ -1271,6 +1278,8 @@ public struct ElectionCore: Sendable {
         if !isVoter {
             if state == .candidate { becomeFollower(now: now, leader: leaderID, &directives) }
             campaign = nil
+        } else if !wasVoter, followsBehind {
+            setLeader(nil, &directives)  // a voter follows a leader of its own term only
         }
         // A removal may lower the quorum: recount. An addition only raises it (and a grant a
         // campaign holds from before a voter left does not count again when it is back).
@@ -1404,6 +1413,21 @@ public struct ElectionCore: Sendable {
         // term: configurations are ordered by the term of the primary that made each, and one
         // newer than a committed one was made from it (a stale relay is older, and not taken).
         guard settings.replicatesConfiguration, message.from != id else { return }
+        // Taken from a voter of this node's configuration (a node that holds none takes its first
+        // from a voter of the configuration sent). A newer one from another sender (a primary
+        // this node does not know as a voter: it missed changes) is not taken: this node asks its
+        // own voters for theirs instead, at most once a heartbeat interval, and each voter that
+        // holds a newer one relays it (`stepConfigurationAck`), one step closer each time.
+        let trusted = voters.contains(message.from)
+            || (configuration.isNone && message.configuration.contains(message.from))
+        guard trusted else {
+            if message.configuration.id > configuration.id, now >= nextConfigurationPull {
+                nextConfigurationPull = now + Swift.max(1, settings.heartbeatInterval)
+                let pull = ConfigurationAck(from: id, term: term, configuration: configuration.id)
+                for voter in voterList where voter != id { send(to: voter, .configurationAck(pull), &directives) }
+            }
+            return
+        }
         let newTerm = Swift.max(message.term, message.configuration.term)
         if newTerm > term, isWithinReach(term: newTerm, epoch: epoch) { adoptTerm(newTerm, now: now, &directives) }
         guard state != .leader || message.configuration.term > term else { return }  // a leader's own term's are its own
@@ -1426,7 +1450,13 @@ public struct ElectionCore: Sendable {
     private mutating func stepConfigurationAck(
         _ ack: ConfigurationAck, now: CoreInstant, _ directives: inout [ElectionDirective]
     ) {
-        if ack.term > term { adoptTerm(ack.term, now: now, &directives) }
+        if ack.term > term, voters.contains(ack.from) { adoptTerm(ack.term, now: now, &directives) }
+        if ack.configuration < configuration.id, !configuration.isNone {
+            // The sender holds an older configuration: tell it this one (it takes it if this node
+            // is one of its voters; a primary resends to its voters anyway).
+            send(to: ack.from, .configuration(ConfigurationMessage(
+                from: id, term: term, configuration: configuration, committed: configurationCommitted)), &directives)
+        }
         guard state == .leader, ack.term == term else { return }
         if ack.configuration != configuration.id {
             peers[ack.from]?.configAck = nil
@@ -1468,6 +1498,7 @@ public struct ElectionCore: Sendable {
     }
 
     private mutating func setLeader(_ leader: String?, _ directives: inout [ElectionDirective]) {
+        followsBehind = false
         guard leader != leaderID else { return }
         leaderID = leader
         leaderLinkLost = false  // evidence against the old leader says nothing of a new one
@@ -1542,9 +1573,10 @@ public struct ElectionCore: Sendable {
             // Any linked node's: it says which configuration it holds. Only voters' count toward
             // a commit; a member's must name the primary's before the member can be added.
             return true
-        case .configuration(let c) where configuration.isNone:
-            // A node never told a configuration takes its first from a voter of that configuration.
-            return c.configuration.contains(claimed)
+        case .configuration:
+            // Who may change this node's configuration is decided in `stepConfiguration`; a
+            // newer one from anyone else makes it ask its own voters (a pull).
+            return true
         default: return disabledRules.contains(.knownVoters) || voters.contains(claimed)
         }
     }
