@@ -128,6 +128,10 @@ final class Peer {
     var dialing: Link?
     var redialTimer: UVTimer?
     var failedDials = 0
+    /// A link to this peer has been established once: its redials back off to
+    /// `reconnectBackoffMax`; a member that never linked (announced at an address where nobody
+    /// answers, perhaps by a stranger) backs off to `unlinkedMemberBackoffMax`.
+    var everLinked = false
     /// The node has waited its `NodeOptions.dialDeferral` before this dial (the peer's id is
     /// smaller: its own dial would win).
     var dialDeferred = false

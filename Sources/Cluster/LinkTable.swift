@@ -263,9 +263,14 @@ final class LinkTable {
     private func scheduleRedial(_ peer: Peer) {
         guard running, peers[peer.id] === peer, peer.link == nil, peer.dialing == nil, peer.redialTimer == nil else { return }
         peer.failedDials += 1
+        // A member that has never linked is redialled ever more slowly, up to a much longer cap:
+        // a stranger's announcements of members at a third party's address cannot make the
+        // cluster dial that address more than a few times a minute per made-up member.
+        let cap = peer.everLinked
+            ? node.options.reconnectBackoffMax : max(node.options.reconnectBackoffMax, node.options.unlinkedMemberBackoffMax)
         let delayNs = Backoff.delayNs(
             failures: peer.failedDials, baseNs: node.options.reconnectBackoffBase.nanoseconds,
-            capNs: node.options.reconnectBackoffMax.nanoseconds, using: &random)
+            capNs: cap.nanoseconds, using: &random)
         startDialTimer(peer, delayNs: delayNs)
     }
 
@@ -420,6 +425,7 @@ final class LinkTable {
         link.attachedNs = now
         peer.link = link
         peer.failedDials = 0
+        peer.everLinked = true
         peer.redialTimer?.close()
         peer.redialTimer = nil
         peer.dialDeferred = false

@@ -105,6 +105,9 @@ public struct NodeOptions: Sendable {
     /// How this node gets its first voter configuration when its data directory holds none (a
     /// node that stored one keeps it, whatever this says). See ``Bootstrap``.
     public var bootstrap: Bootstrap = .members
+    /// The longest wait between dials of a member that has never linked (see
+    /// ``reconnectBackoffMax`` for one that has).
+    public var unlinkedMemberBackoffMax: Duration = .seconds(30)
     /// Autopilot (Consul's): as primary, keep this many voters by promoting members that have been
     /// linked and healthy for ``autopilotStabilization``, and replace a voter that has been down
     /// for ``autopilotDeadVoterGrace`` with such a member: one change at a time, a promotion

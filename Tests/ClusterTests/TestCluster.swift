@@ -80,7 +80,9 @@ final class ClusterWatch: Sendable {
 /// A loopback cluster of real nodes for tests.
 final class TestCluster: Sendable {
     let ids: [String]
-    let addrs: [String: String]
+    /// Each node's address (a restarted node gets a new port: see `startNode`).
+    var addrs: [String: String] { addresses.withLock { $0 } }
+    private let addresses: UVLocked<[String: String]>
     let managers: UVLocked<[String: ElectionManager]>
     let memberships: UVLocked<[String: ClusterMembership]>
     let watch = ClusterWatch()
@@ -114,7 +116,7 @@ final class TestCluster: Sendable {
             managers.withLock { $0[id] = manager }
             memberships.withLock { $0[id] = manager.membership }
         }
-        self.addrs = addrs
+        addresses = UVLocked(addrs)
         for id in ids {
             let membership = memberships.withLock { $0[id]! }
             for other in ids where other != id { try membership.addNode(NodeInfo(id: other, addr: addrs[other]!)) }
@@ -136,12 +138,18 @@ final class TestCluster: Sendable {
         return manager
     }
 
-    /// Restarts node `id` on the port it had (free since it stopped), with a fresh membership
-    /// holding every other node.
+    /// Restarts node `id` with a fresh membership holding every other node. It listens on a new
+    /// port (port 0: the one it had may have been taken by another connection meanwhile), and the
+    /// running nodes learn its new address (as a member re-announced at a new address).
     func startNode(_ id: String) throws {
         let members = addrs.filter { $0.key != id }
         let manager = try Self.makeNode(
-            id: id, addr: addrs[id]!, members: members, voters: ids, dataRoot: dataRoot, watch: watch, configure: configure)
+            id: id, addr: "127.0.0.1:0", members: members, voters: ids, dataRoot: dataRoot, watch: watch, configure: configure)
+        let address = manager.listenAddress!.description
+        addresses.withLock { $0[id] = address }
+        for (other, membership) in memberships.withLock({ $0 }) where other != id && managers.withLock({ $0[other] != nil }) {
+            try membership.updateNodeAddr(id, addr: address)
+        }
         managers.withLock { $0[id] = manager }
         memberships.withLock { $0[id] = manager.membership }
     }

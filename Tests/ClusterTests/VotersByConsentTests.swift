@@ -140,3 +140,29 @@ struct VotersByConsentTests {
         #expect(cluster.agent(leader).child.output.contains("autopilot: remove voter \(victim)"))
     }
 }
+
+@Suite("Members announced where nobody answers (issue 15)", .timeLimit(.minutes(1)))
+struct UnlinkedMemberRedialTests {
+    @Test("the dial reflection: members that never linked are redialled ever more slowly (to unlinkedMemberBackoffMax), not at the linked members' pace")
+    func neverLinkedMembersBackOff() async throws {
+        var options = NodeOptions(logger: quietLogger)
+        options.reconnectBackoffBase = .milliseconds(10)
+        options.reconnectBackoffMax = .milliseconds(100)  // a linked member's pace
+        options.unlinkedMemberBackoffMax = .seconds(2)
+        // 30 members a stranger announced, at an address where nobody answers (a third party's).
+        let members = Dictionary(uniqueKeysWithValues: (1...30).map { ("made-up-\($0)", nowhere) })
+        let (node, _) = try soloNode(members: members, options: options)
+        defer { try? node.stop() }
+        // Warm-up: every member failed often enough to reach the long cap (10 ms doubling to 2 s).
+        #expect(await eventually(timeout: .seconds(20)) { node.stats.dialFailures >= 30 * 9 })
+        let before = node.stats.dialFailures
+        let window = ContinuousClock().now
+        try await Task.sleep(for: .seconds(2))  // a measurement window (a rate), not a wait for an event
+        let elapsed = ContinuousClock().now - window
+        let dials = node.stats.dialFailures - before
+        print("never-linked members: \(dials) dials in \(elapsed) for 30 members")
+        // At the linked pace (100 ms) this would be about 30 × 2 s / 75 ms = 800; at the long cap
+        // (each every 1-2 s) at most about 60.
+        #expect(dials <= 90, "\(dials) dials of 30 unlinked members in \(elapsed)")
+    }
+}
