@@ -14,41 +14,24 @@ struct Transfer: ParsableCommand {
     @Option(help: "How long to wait for the answer.") var timeout = DurationArgument(.seconds(10), text: "10s")
 
     func run() throws {
-        var target = addr
-        for attempt in 0..<2 {
-            let answer: JSONMessage
-            do {
-                answer = try ClusterClient.request(.transfer(to: to), to: target, timeout: timeout.duration)
-            } catch {
-                printError("cluster transfer: \(error)")
-                throw ExitCode.failure
-            }
-            switch answer {
-            case .transferResponse(let response) where response.success:
-                writeOut("\(response.leaderID ?? "?") is the primary now (handover took \(format(response.tookMs ?? 0, 0)) ms)\n")
-                return
-            case .transferResponse(let response):
-                let reason = response.error ?? "unknown reason"
-                // Not the primary: ask the one it names, once.
-                if attempt == 0, reason == ElectionCore.transferNotLeaderReason, let leader = response.leaderID,
-                   let status = try? ClusterClient.status(of: target, timeout: timeout.duration),
-                   let member = status.members.first(where: { $0.id == leader }),
-                   let leaderAddr = try? HostPort(parsing: member.addr) {
-                    writeOut("\(target) is not the primary; asking \(leader) at \(leaderAddr)\n")
-                    target = leaderAddr
-                    continue
-                }
-                printError("cluster transfer: \(reason)")
-                throw ExitCode.failure
-            case .error(let reason):
-                printError("cluster transfer: \(target) refused: \(reason)")
-                throw ExitCode.failure
-            default:
-                printError("cluster transfer: \(target) answered with \(answer.messageType)")
-                throw ExitCode.failure
-            }
+        let (answer, target) = try requestThroughPrimary(
+            .transfer(to: to), at: addr, timeout: timeout.duration, command: "cluster transfer"
+        ) { answer in
+            guard case .transferResponse(let r) = answer, !r.success, r.error == ElectionCore.transferNotLeaderReason else { return nil }
+            return r.leaderID
         }
-        printError("cluster transfer: no primary found")
-        throw ExitCode.failure
+        switch answer {
+        case .transferResponse(let response) where response.success:
+            writeOut("\(response.leaderID ?? "?") is the primary now (handover took \(format(response.tookMs ?? 0, 0)) ms)\n")
+        case .transferResponse(let response):
+            printError("cluster transfer: \(response.error ?? "unknown reason")")
+            throw ExitCode.failure
+        case .error(let reason):
+            printError("cluster transfer: \(target) refused: \(reason)")
+            throw ExitCode.failure
+        default:
+            printError("cluster transfer: \(target) answered with \(answer.messageType)")
+            throw ExitCode.failure
+        }
     }
 }

@@ -28,45 +28,28 @@ struct Voters: ParsableCommand {
     }
 
     func run() throws {
-        var target = addr
-        for attempt in 0..<2 {
-            let answer: JSONMessage
-            do {
-                answer = try ClusterClient.request(.voters(VotersRequest(op: op, nodeID: node)), to: target, timeout: timeout.duration)
-            } catch {
-                printError("cluster voters: \(error)")
-                throw ExitCode.failure
-            }
-            switch answer {
-            case .votersResponse(let response) where response.success:
-                if op != "list" {
-                    writeOut("\(op == "add" ? "added" : "removed") \(node ?? "") (took \(format(response.tookMs ?? 0, 0)) ms)\n")
-                }
-                let state = response.committed ? "committed" : "not yet committed"
-                writeOut("voters: \(response.voters.joined(separator: ", ")) (configuration v\(response.configVersion), term \(response.configTerm), \(state))\n")
-                return
-            case .votersResponse(let response):
-                let reason = response.error ?? "unknown reason"
-                // Not the primary: ask the one it names, once.
-                if attempt == 0, reason == ElectionCore.changeNotLeaderReason, let leader = response.leaderID,
-                   let status = try? ClusterClient.status(of: target, timeout: timeout.duration),
-                   let member = status.members.first(where: { $0.id == leader }),
-                   let leaderAddr = try? HostPort(parsing: member.addr) {
-                    writeOut("\(target) is not the primary; asking \(leader) at \(leaderAddr)\n")
-                    target = leaderAddr
-                    continue
-                }
-                printError("cluster voters: \(reason)")
-                throw ExitCode.failure
-            case .error(let reason):
-                printError("cluster voters: \(target) refused: \(reason)")
-                throw ExitCode.failure
-            default:
-                printError("cluster voters: \(target) answered with \(answer.messageType)")
-                throw ExitCode.failure
-            }
+        let (answer, target) = try requestThroughPrimary(
+            .voters(VotersRequest(op: op, nodeID: node)), at: addr, timeout: timeout.duration, command: "cluster voters"
+        ) { answer in
+            guard case .votersResponse(let r) = answer, !r.success, r.error == ElectionCore.changeNotLeaderReason else { return nil }
+            return r.leaderID
         }
-        printError("cluster voters: no primary found")
-        throw ExitCode.failure
+        switch answer {
+        case .votersResponse(let response) where response.success:
+            if op != "list" {
+                writeOut("\(op == "add" ? "added" : "removed") \(node ?? "") (took \(format(response.tookMs ?? 0, 0)) ms)\n")
+            }
+            let state = response.committed ? "committed" : "not yet committed"
+            writeOut("voters: \(response.voters.joined(separator: ", ")) (configuration v\(response.configVersion), term \(response.configTerm), \(state))\n")
+        case .votersResponse(let response):
+            printError("cluster voters: \(response.error ?? "unknown reason")")
+            throw ExitCode.failure
+        case .error(let reason):
+            printError("cluster voters: \(target) refused: \(reason)")
+            throw ExitCode.failure
+        default:
+            printError("cluster voters: \(target) answered with \(answer.messageType)")
+            throw ExitCode.failure
+        }
     }
 }
