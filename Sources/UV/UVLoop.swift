@@ -45,7 +45,7 @@ public final class UVLoop: @unchecked Sendable {
     private let async: UnsafeMutablePointer<uv_async_t>
     private let shared = UVLocked(Shared())
     private let thread: UnsafeMutablePointer<uv_thread_t>
-    private var loopThread = uv_thread_t()  // written once by the loop thread before `init` returns
+    private var loopThread = uv_thread_t()  // written by the loop thread: before `init` returns, and as it ends
     private let started: UnsafeMutablePointer<uv_sem_t>
     private var joined = false  // guarded by joinLock
     private let joinLock = UVMutex()
@@ -118,6 +118,11 @@ public final class UVLoop: @unchecked Sendable {
             status = uv_loop_close(loop)
         }
         shared.withLock { $0.closeStatus = status }  // under the lock: read from any thread
+        // A thread created after this one ends may get its id back (pthread ids are reused): no
+        // thread is this loop's from here on, or `executeAndWait` on such a thread would run its
+        // work itself after the shutdown (seen once in a full test run). Joining the thread
+        // orders this write before anything the joiner does next.
+        loopThread = uv_thread_t()
     }
 
     /// True on the loop's own thread.
