@@ -6,8 +6,8 @@ import UV
 @Suite("ElectionManager API", .serialized, .timeLimit(.minutes(1)))
 struct ElectionManagerTests {
     func manager(_ id: String = "m1", minQuorum: Int = 2, start: Bool = false) throws -> ElectionManager {
-        let port = try freePorts(1)[0]
-        let config = ClusterConfig(nodeID: id, nodeAddr: "127.0.0.1:\(port)", electionTimeout: .milliseconds(300),
+        // Port 0: the node owns its port from the start (`listenAddress` tells it once started).
+        let config = ClusterConfig(nodeID: id, nodeAddr: "127.0.0.1:0", electionTimeout: .milliseconds(300),
                                    heartbeatInterval: .milliseconds(30), minQuorumSize: minQuorum)
         let m = ElectionManager(config: config, membership: ClusterMembership(localNodeID: id, localAddr: config.nodeAddr),
                                 options: NodeOptions(logger: quietLogger))

@@ -46,8 +46,7 @@ func exchange(port: Int, send bytes: [UInt8], lines: Int = 1, halfClose: Bool = 
 @Suite("The node's port", .serialized, .timeLimit(.minutes(1)))
 struct WireIntegrationTests {
     func singleNode(_ id: String = "solo", dataDirectory: String? = nil) throws -> ElectionManager {
-        let port = try freePorts(1)[0]
-        let config = ClusterConfig(nodeID: id, nodeAddr: "127.0.0.1:\(port)", electionTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(30))
+        let config = ClusterConfig(nodeID: id, nodeAddr: "127.0.0.1:0", electionTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(30))
         let manager = ElectionManager(config: config, membership: ClusterMembership(localNodeID: id, localAddr: config.nodeAddr),
                                       options: NodeOptions(dataDirectory: dataDirectory, logger: quietLogger))
         try manager.start()
@@ -58,14 +57,14 @@ struct WireIntegrationTests {
     func seedStyleVoteRequest() throws {
         // Voters ask for votes on their peer links; a JSON line only claims its candidate (issue 15:
         // an anonymous vote request naming a crashed primary kept the survivors leaderless).
-        let port = try freePorts(1)[0]
-        let config = ClusterConfig(nodeID: "solo", nodeAddr: "127.0.0.1:\(port)", electionTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(30))
+        let config = ClusterConfig(nodeID: "solo", nodeAddr: "127.0.0.1:0", electionTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(30))
         let membership = ClusterMembership(localNodeID: "solo", localAddr: config.nodeAddr)
         try membership.addNode(NodeInfo(id: "n2", addr: "127.0.0.1:1"))
         try membership.addNode(NodeInfo(id: "n3", addr: "127.0.0.1:1"))
         let node = ElectionManager(config: config, membership: membership, options: NodeOptions(logger: quietLogger))
         try node.start()
         defer { try? node.stop() }
+        let port = node.listenAddress!.port
         #expect(node.voterConfiguration.configuration.voters == ["n2", "n3", "solo"])
         for candidate in ["x9", "n2"] {
             let request = #"{"message_type":"vote_request","candidate_id":""# + candidate + #"","term":3,"last_lsn":120,"epoch":0,"priority":1}"# + "\n"
@@ -85,13 +84,13 @@ struct WireIntegrationTests {
 
     @Test("a JSON heartbeat with the probe flag gets an immediate heartbeat back, acknowledging it")
     func jsonProbe() throws {
-        let port = try freePorts(1)[0]
-        let config = ClusterConfig(nodeID: "solo", nodeAddr: "127.0.0.1:\(port)", electionTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(30))
+        let config = ClusterConfig(nodeID: "solo", nodeAddr: "127.0.0.1:0", electionTimeout: .milliseconds(300), heartbeatInterval: .milliseconds(30))
         let membership = ClusterMembership(localNodeID: "solo", localAddr: config.nodeAddr)
         try membership.addNode(NodeInfo(id: "ghost", addr: "127.0.0.1:1"))
         let node = ElectionManager(config: config, membership: membership, options: NodeOptions(logger: quietLogger))
         try node.start()
         defer { try? node.stop() }
+        let port = node.listenAddress!.port
         // A JSON heartbeat counts only on a connection that identified itself as that member.
         let hello = #"{"message_type":"hello","version":1,"node_id":"ghost"}"# + "\n"
         let probe = #"{"message_type":"heartbeat","node_id":"ghost","seq":7,"epoch":0,"term":0,"lsn":42,"role":0,"probe":true}"# + "\n"
