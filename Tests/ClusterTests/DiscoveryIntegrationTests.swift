@@ -7,9 +7,8 @@ struct DiscoveryIntegrationTests {
     @Test("nodes that know only the seed's address find each other, link up and elect one primary")
     func bootstrapFromOneSeed() async throws {
         let ids = ["n1", "n2", "n3"]
-        let ports = try freePorts(3)
-        let addrs = Dictionary(uniqueKeysWithValues: zip(ids, ports.map { "127.0.0.1:\($0)" }))
-        let seed = addrs["n1"]!
+        // Each listens on port 0; the seed's bound address is what the others are told.
+        var seed = "127.0.0.1:0"
         let watch = ClusterWatch()
         var managers: [ElectionManager] = []
         var discoveries: [String: NodeDiscovery] = [:]
@@ -21,15 +20,20 @@ struct DiscoveryIntegrationTests {
         for id in ids {
             // Each node knows only itself and the seed's address; minQuorumSize is a majority of
             // the intended cluster, so partial knowledge cannot elect anyone early.
-            let config = TestCluster.config(id: id, addr: addrs[id]!, seeds: [seed])
-            let membership = ClusterMembership(localNodeID: id, localAddr: addrs[id]!)
+            let config = TestCluster.config(id: id, addr: "127.0.0.1:0", seeds: [seed])
+            let membership = ClusterMembership(localNodeID: id, localAddr: "127.0.0.1:0")
             var options = NodeOptions(announceInterval: .milliseconds(50), logger: quietLogger)
             // The three agree on the first voters once they have found each other (bootstrap-expect).
             options.bootstrap = .expect(3)
             let manager = ElectionManager(config: config, membership: membership, options: options)
             manager.addObserver { watch.record(id, $0) }
             try manager.start()
-            let discovery = NodeDiscovery(config: config, membership: membership, options: options)
+            let bound = manager.listenAddress!.description
+            if id == "n1" { seed = bound }
+            var announced = config  // what discovery announces: the bound address, the seed's
+            announced.nodeAddr = bound
+            announced.seedNodes = [seed]
+            let discovery = NodeDiscovery(config: announced, membership: membership, options: options)
             try discovery.start()
             managers.append(manager)
             discoveries[id] = discovery
@@ -51,10 +55,8 @@ struct DiscoveryIntegrationTests {
 
     @Test("a member learns of a join when the new node says hello, not at its next announcement (an early round)")
     func joinLearnedOnHello() async throws {
-        let ids = ["n1", "n2", "j"]  // j joins last; "j" < "n2": it dials n2 at once
-        let ports = try freePorts(3)
-        let addrs = Dictionary(uniqueKeysWithValues: zip(ids, ports.map { "127.0.0.1:\($0)" }))
-        let seed = addrs["n1"]!
+        // j joins last; "j" < "n2": it dials n2 at once. Each listens on port 0.
+        var seed = "127.0.0.1:0"
         var managers: [String: ElectionManager] = [:]
         var discoveries: [String: NodeDiscovery] = [:]
         defer {
@@ -62,8 +64,8 @@ struct DiscoveryIntegrationTests {
             for m in managers.values { try? m.stop() }
         }
         func start(_ id: String) throws {
-            let config = TestCluster.config(id: id, addr: addrs[id]!, seeds: [seed])
-            let membership = ClusterMembership(localNodeID: id, localAddr: addrs[id]!)
+            let config = TestCluster.config(id: id, addr: "127.0.0.1:0", seeds: [seed])
+            let membership = ClusterMembership(localNodeID: id, localAddr: "127.0.0.1:0")
             // An interval far beyond the test: after its first round at start, a member announces
             // again only out of turn. The seed does not tell n2 of j (MEMBER frames, tested in
             // `Members pushed to peers`): n2 is to learn of j from j's hello.
@@ -71,7 +73,12 @@ struct DiscoveryIntegrationTests {
             options.pushesMembers = false
             let manager = ElectionManager(config: config, membership: membership, options: options)
             try manager.start()
-            let discovery = NodeDiscovery(config: config, membership: membership, options: options)
+            let bound = manager.listenAddress!.description
+            if id == "n1" { seed = bound }
+            var announced = config  // what discovery announces: the bound address, the seed's
+            announced.nodeAddr = bound
+            announced.seedNodes = [seed]
+            let discovery = NodeDiscovery(config: announced, membership: membership, options: options)
             try discovery.start()
             managers[id] = manager
             discoveries[id] = discovery
@@ -92,8 +99,8 @@ struct DiscoveryIntegrationTests {
 
     @Test("a seed that is down makes discovery unhealthy, without harm")
     func seedDown() async throws {
-        let ports = try freePorts(2)
-        let config = ClusterConfig(nodeID: "lonely", nodeAddr: "127.0.0.1:\(ports[0])", seedNodes: ["127.0.0.1:\(ports[1])"],
+        // Nothing listens on port 1 of the loopback: the seed is down (and this node does not listen).
+        let config = ClusterConfig(nodeID: "lonely", nodeAddr: "127.0.0.1:2", seedNodes: ["127.0.0.1:1"],
                                    heartbeatInterval: .milliseconds(20), voteRequestTimeout: .milliseconds(100))
         let discovery = NodeDiscovery(config: config, membership: ClusterMembership(localNodeID: "lonely", localAddr: config.nodeAddr),
                                       options: NodeOptions(announceInterval: .milliseconds(20), logger: quietLogger))

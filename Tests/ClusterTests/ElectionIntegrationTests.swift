@@ -56,19 +56,24 @@ struct ElectionIntegrationTests {
     func sharedLoop() async throws {
         let loop = try UVLoop(name: "shared")
         let ids = ["n1", "n2", "n3"]
-        let ports = try freePorts(3)
-        let addrs = Dictionary(uniqueKeysWithValues: zip(ids, ports.map { "127.0.0.1:\($0)" }))
         let watch = ClusterWatch()
         var managers: [ElectionManager] = []
+        // Each listens on port 0 (it owns its port from the start); then each learns the others'.
         for id in ids {
-            let membership = ClusterMembership(localNodeID: id, localAddr: addrs[id]!)
-            for other in ids where other != id { try membership.addNode(NodeInfo(id: other, addr: addrs[other]!)) }
+            let membership = ClusterMembership(localNodeID: id, localAddr: "127.0.0.1:0")
+            var options = NodeOptions(logger: quietLogger, loop: loop)
+            options.bootstrap = .voters(ids)
             let m = ElectionManager(
-                config: TestCluster.config(id: id, addr: addrs[id]!, seeds: ids.filter { $0 != id }.map { addrs[$0]! }),
-                membership: membership, options: NodeOptions(logger: quietLogger, loop: loop))
+                config: TestCluster.config(id: id, addr: "127.0.0.1:0", seeds: ["127.0.0.1:0"]),
+                membership: membership, options: options)
             m.addObserver { watch.record(id, $0) }
             try m.start()
             managers.append(m)
+        }
+        for (m, id) in zip(managers, ids) {
+            for (other, otherID) in zip(managers, ids) where otherID != id {
+                try m.membership.addNode(NodeInfo(id: otherID, addr: other.listenAddress!.description))
+            }
         }
         let elected = await watch.wait(timeout: .seconds(10)) { TestCluster.agreedLeader($0, among: ids) != nil }
         #expect(elected)
