@@ -132,6 +132,9 @@ final class Peer {
     /// `reconnectBackoffMax`; a member that never linked (announced at an address where nobody
     /// answers, perhaps by a stranger) backs off to `unlinkedMemberBackoffMax`.
     var everLinked = false
+    /// No dial to check who answers at this peer's address before this time (see
+    /// `LinkTable.attach`: a second claim of a live inbound link's id).
+    var checkDialAfterNs: UInt64 = 0
     /// The node has waited its `NodeOptions.dialDeferral` before this dial (the peer's id is
     /// smaller: its own dial would win).
     var dialDeferred = false

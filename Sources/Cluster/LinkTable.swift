@@ -191,16 +191,18 @@ final class LinkTable {
         return removed
     }
 
-    private func dial(_ peer: Peer) {
-        guard running, let addr = peer.addr, peer.link == nil, peer.dialing == nil else { return }
-        if dialDeferralNs > 0, !peer.dialDeferred, peer.id < node.config.nodeID {
+    /// Dials `peer` at its recorded address; `checking`: even though it has a link (an inbound
+    /// one whose claim another connection disputes: see `attach`).
+    private func dial(_ peer: Peer, checking: Bool = false) {
+        guard running, let addr = peer.addr, peer.link == nil || checking, peer.dialing == nil else { return }
+        if dialDeferralNs > 0, !checking, !peer.dialDeferred, peer.id < node.config.nodeID {
             // The peer, which learns of us as we learn of it, dials us now, and its link is the
             // one both keep (`attach`): give it that long first. Its link arriving cancels this.
             peer.dialDeferred = true
             startDialTimer(peer, delayNs: dialDeferralNs)
             return
         }
-        if dialDeferralNs > 0, !peer.handshakeWaited, let id = peer.handshakingLinkID, let pending = links[id], !pending.isClosed {
+        if dialDeferralNs > 0, !checking, !peer.handshakeWaited, let id = peer.handshakingLinkID, let pending = links[id], !pending.isClosed {
             // The peer's own dial is proving itself (a keyed handshake): wait for it as well, but
             // once only. The hello came before any proof, so anyone who knows a member's id and
             // the key's id can send it: an unproven handshake never holds this dial longer.
@@ -412,11 +414,21 @@ final class LinkTable {
             if racing {
                 keepNew = link.outbound == (node.config.nodeID < peer.id)
             } else {
-                keepNew = !live
+                // A node that answers this node's own dial at the member's address, and says
+                // hello as the member, is the member: it replaces an inbound link that only
+                // claimed the id (an impostor of a member that was down, on a cluster without a
+                // key). The member itself would have refused this dial had its link been live.
+                keepNew = !live || (link.outbound && !existing.outbound)
             }
             node.stats.duplicateLinksClosed += 1
             guard keepNew else {
                 node.stats.duplicateLinksRefused += 1
+                if !link.outbound, !existing.outbound, now >= peer.checkDialAfterNs {
+                    // Two connections claim one member: ask its address who is there (once per
+                    // election timeout). The member, back, answers and takes its place.
+                    peer.checkDialAfterNs = now &+ silenceNs
+                    dial(peer, checking: true)
+                }
                 return .refused("duplicate connection")
             }
             peer.link = nil

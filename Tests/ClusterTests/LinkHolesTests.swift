@@ -408,3 +408,46 @@ final class FakeGoSeed: @unchecked Sendable {
     /// Closes the listener and every connection (the loop's shutdown closes every handle).
     func close() { loop.shutdown() }
 }
+
+@Suite("Issue 16, hole 5: an impostor of a member that is down", .serialized, .timeLimit(.minutes(1)))
+struct ImpostorTests {
+    @Test("hole 5: a stranger heartbeating as a member that is down keeps it out only until the member comes back (unkeyed)")
+    func hole5MemberComesBack() async throws {
+        let cluster = try TestCluster(size: 3)
+        defer { cluster.shutdown() }
+        let leader = try #require(await cluster.waitForAgreedLeader(among: cluster.ids))
+        let victim = try #require(cluster.ids.first { $0 != leader })
+        let others = cluster.ids.filter { $0 != victim }
+        cluster.stopNode(victim)
+        #expect(await eventually(timeout: .seconds(5)) { others.allSatisfy { cluster.manager($0)!.stats.peersConnected == 1 } })
+        // The impostor links to both others as the victim and heartbeats, keeping its links live.
+        var impostors: [WireClient] = []
+        for id in others {
+            let client = try await WireClient.connect(port: cluster.manager(id)!.listenAddress!.port)
+            client.hello(as: victim)
+            impostors.append(client)
+        }
+        let term = cluster.manager(leader)!.currentTerm
+        let clients = impostors
+        let heartbeating = Task {
+            var seq: UInt64 = 1
+            while !Task.isCancelled, seq < 1_000 {  // bounded: 50 s at most; the test ends sooner
+                for client in clients { client.heartbeat(as: victim, seq: seq, term: term) }
+                seq += 1
+                try? await Task.sleep(for: .milliseconds(50))  // a traffic generator's pace
+            }
+        }
+        defer {
+            heartbeating.cancel()
+            for client in clients { client.close() }
+        }
+        #expect(await eventually(timeout: .seconds(5)) { others.allSatisfy { cluster.manager($0)!.stats.peersConnected == 2 } })
+        // The member comes back (at a new address, which the others learn): it links to both and
+        // follows the primary, while the impostor still heartbeats.
+        try cluster.startNode(victim)
+        let back = await eventually(timeout: .seconds(10)) { cluster.manager(victim)!.stats.peersConnected == 2 }
+        #expect(back, "the member stayed out: \(cluster.manager(victim)!.stats)")
+        #expect(await cluster.waitForAgreedLeader(among: cluster.ids) != nil)
+        #expect(clients.allSatisfy { $0.current.closed }, "the impostor's links are closed")
+    }
+}
