@@ -31,7 +31,6 @@ final class FakePeer: @unchecked Sendable {
         ready.wait()
     }
 
-    func expectDial(toNodeAt port: Int) { loop.execute { [self] in nodePort = port } }
 
     private func hello() -> [UInt8] {
         var out: [UInt8] = []
@@ -49,7 +48,11 @@ final class FakePeer: @unchecked Sendable {
         try! conn.startReading(onRead: { [self] bytes in
             try? decoder.feed(bytes) { frame in
                 acceptedFrames.withLock { $0.append(frame) }
-                if case .hello = frame { try? conn.write(hello()) }
+                if case .hello(let nodeHello) = frame {
+                    // The node's hello tells where it listens (its bound address: it listens on port 0).
+                    if nodePort == 0, let addr = try? HostPort(parsing: nodeHello.nodeAddr) { nodePort = addr.port }
+                    try? conn.write(hello())
+                }
                 if case .heartbeat = frame, !dialled {
                     dialled = true
                     dialNode()
@@ -82,15 +85,14 @@ struct DuplicateLinkTests {
     func keepsTheSmallerIDsLink(real: String, fake: String) async throws {
         let peer = try FakePeer(id: fake)
         defer { peer.shutdown() }
-        let port = try freePorts(1)[0]
-        let membership = ClusterMembership(localNodeID: real, localAddr: "127.0.0.1:\(port)")
+        // The node listens on port 0; the fake dials the address the node's hello names.
+        let membership = ClusterMembership(localNodeID: real, localAddr: "127.0.0.1:0")
         try membership.addNode(NodeInfo(id: fake, addr: "127.0.0.1:\(peer.port)"))
-        peer.expectDial(toNodeAt: port)
         // Dialling at once (no deferral to the smaller id): both dial, as when a deferral runs out.
         var options = NodeOptions(logger: quietLogger)
         options.dialDeferral = .zero
         let node = ElectionManager(
-            config: ClusterConfig(nodeID: real, nodeAddr: "127.0.0.1:\(port)", heartbeatInterval: .milliseconds(20)),
+            config: ClusterConfig(nodeID: real, nodeAddr: "127.0.0.1:0", heartbeatInterval: .milliseconds(20)),
             membership: membership, options: options)
         try node.start()
         defer { try? node.stop() }
@@ -141,28 +143,29 @@ struct UnknownToPeerTests {
     }
 
     /// Two real nodes, `a` and `b`, each knowing the other at `addresses` (ids to addresses).
-    private func pair(_ addresses: [String: String], ports: [String: Int], deferral: Duration) throws -> [String: ElectionManager] {
+    /// Nodes a and b, each listening on port 0, then told of each other at once: b of a at a's
+    /// address, a of b at b's (or, `aKnowsB` false, at an address where nothing listens).
+    private func pair(aKnowsB: Bool = true, deferral: Duration) throws -> [String: ElectionManager] {
         var nodes: [String: ElectionManager] = [:]
         for id in ["b", "a"] {
-            let membership = ClusterMembership(localNodeID: id, localAddr: "127.0.0.1:\(ports[id]!)")
-            for (other, addr) in addresses where other != id { try membership.addNode(NodeInfo(id: other, addr: addr)) }
             var options = NodeOptions(reconnectBackoffBase: .milliseconds(10), reconnectBackoffMax: .milliseconds(40), logger: quietLogger)
             options.dialDeferral = deferral
+            options.bootstrap = .voters(["a", "b"])
             let node = ElectionManager(
-                config: ClusterConfig(nodeID: id, nodeAddr: "127.0.0.1:\(ports[id]!)", heartbeatInterval: .milliseconds(20)),
-                membership: membership, options: options)
+                config: ClusterConfig(nodeID: id, nodeAddr: "127.0.0.1:0", heartbeatInterval: .milliseconds(20)),
+                membership: ClusterMembership(localNodeID: id, localAddr: "127.0.0.1:0"), options: options)
             try node.start()
             nodes[id] = node
         }
+        try nodes["b"]!.membership.addNode(NodeInfo(id: "a", addr: nodes["a"]!.listenAddress!.description))
+        try nodes["a"]!.membership.addNode(NodeInfo(id: "b", addr: aKnowsB ? nodes["b"]!.listenAddress!.description : nowhere))
         return nodes
     }
 
     @Test("two nodes that learn of each other at once make one connection: the larger id waits for the smaller's dial (no duplicate to close)")
     func theLargerIDWaitsForTheSmallersDial() async throws {
-        let ports = try freePorts(2)
-        let byID = ["a": ports[0], "b": ports[1]]
         // A deferral far longer than the test: b could only link by a's dial.
-        let nodes = try pair(["a": "127.0.0.1:\(ports[0])", "b": "127.0.0.1:\(ports[1])"], ports: byID, deferral: .seconds(30))
+        let nodes = try pair(deferral: .seconds(30))
         defer { for node in nodes.values { try? node.stop() } }
         #expect(await eventually(timeout: .seconds(10)) { nodes.values.allSatisfy { $0.stats.peersConnected == 1 } })
         let a = nodes["a"]!.stats, b = nodes["b"]!.stats
@@ -172,10 +175,8 @@ struct UnknownToPeerTests {
 
     @Test("a larger id whose smaller peer cannot dial it (a wrong address) dials once its deferral is over")
     func theLargerIDDialsAfterItsDeferral() async throws {
-        let ports = try freePorts(2)
-        let byID = ["a": ports[0], "b": ports[1]]
         // a knows b at an address where nothing listens: only b's dial can make the link.
-        let nodes = try pair(["a": "127.0.0.1:\(ports[0])", "b": nowhere], ports: byID, deferral: .milliseconds(100))
+        let nodes = try pair(aKnowsB: false, deferral: .milliseconds(100))
         defer { for node in nodes.values { try? node.stop() } }
         #expect(await eventually(timeout: .seconds(10)) { nodes.values.allSatisfy { $0.stats.peersConnected == 1 } })
         #expect(nodes["a"]!.stats.connectionsAccepted == 1)

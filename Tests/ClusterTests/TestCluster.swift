@@ -5,7 +5,6 @@ import Logging
 import Testing
 import UV
 
-func freePorts(_ count: Int) throws -> [Int] { try LoopbackPorts.reserve(count) }
 
 /// Every status change of every node, so tests can await conditions and check that no term ever
 /// had two leaders.
