@@ -7,11 +7,11 @@ struct Voters: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the voters, or add or remove one (through the primary, with the voters' consent).",
         discussion: """
-            list: the voter configuration the node at --addr holds.
-            add ID: make a running member a voter. remove ID: make a voter a member that does not vote.
-            A change goes to the primary (found through --addr) and is answered once a majority of
-            the new voters stored it. Run it on the primary's host: a node takes voter changes from
-            its own host only.
+            list: the voter configuration the node at --addr holds. add ID: make a running member a voter. \
+            remove ID: make a voter a member that does not vote.
+
+            A change goes to the primary (found through --addr) and is answered once a majority of the new voters \
+            stored it. Run it on the primary's host: a node takes voter changes from its own host only.
             """)
 
     @Option(help: "A node of the cluster (HOST:PORT).") var addr: HostPort
