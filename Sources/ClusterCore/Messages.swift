@@ -214,10 +214,15 @@ public struct VoteResponse: Sendable, Equatable, Hashable, Codable {
     /// Added by this project: the voter's epoch, so a winner can pick an epoch above every
     /// voter's (`epoch`, omitted when 0).
     public var epoch: UInt64
+    /// Added by this project: the voter's configuration when it answered (`config_term`,
+    /// `config_version`, omitted when 0). A candidate counts no grant from a voter whose
+    /// configuration is newer than its own: an honest voter refuses such a candidate, so the
+    /// grant answered another request (forged in the candidate's name).
+    public var configuration: ConfigurationID
 
     public init(
         messageType: String = "vote_response", voterID: String, term: UInt64, voteGranted: Bool,
-        reason: String = "", preVote: Bool = false, epoch: UInt64 = 0
+        reason: String = "", preVote: Bool = false, epoch: UInt64 = 0, configuration: ConfigurationID = .none
     ) {
         self.messageType = messageType
         self.voterID = voterID
@@ -226,11 +231,12 @@ public struct VoteResponse: Sendable, Equatable, Hashable, Codable {
         self.reason = reason
         self.preVote = preVote
         self.epoch = epoch
+        self.configuration = configuration
     }
 
     enum CodingKeys: String, CodingKey {
         case messageType = "message_type", voterID = "voter_id", term, voteGranted = "vote_granted", reason
-        case preVote = "pre_vote", epoch
+        case preVote = "pre_vote", epoch, configTerm = "config_term", configVersion = "config_version"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -242,6 +248,9 @@ public struct VoteResponse: Sendable, Equatable, Hashable, Codable {
         reason = try c.decodeIfPresent(String.self, forKey: .reason) ?? ""
         preVote = try c.decodeIfPresent(Bool.self, forKey: .preVote) ?? false
         epoch = try c.decodeIfPresent(UInt64.self, forKey: .epoch) ?? 0
+        configuration = ConfigurationID(
+            term: try c.decodeIfPresent(UInt64.self, forKey: .configTerm) ?? 0,
+            version: try c.decodeIfPresent(UInt64.self, forKey: .configVersion) ?? 0)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -253,5 +262,7 @@ public struct VoteResponse: Sendable, Equatable, Hashable, Codable {
         if !reason.isEmpty { try c.encode(reason, forKey: .reason) }
         if preVote { try c.encode(true, forKey: .preVote) }
         if epoch != 0 { try c.encode(epoch, forKey: .epoch) }
+        if configuration.term != 0 { try c.encode(configuration.term, forKey: .configTerm) }
+        if configuration.version != 0 { try c.encode(configuration.version, forKey: .configVersion) }
     }
 }

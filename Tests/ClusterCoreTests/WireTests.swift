@@ -390,8 +390,8 @@ struct WireTests {
         #expect(throws: WireError.malformed("vote request flags 8 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
         let response = try Self.encoded([.voteResponse(VoteResponse(voterID: "v", term: 1, voteGranted: false, reason: "r"))])
         bad = response
-        bad[21] = 4
-        #expect(throws: WireError.malformed("vote response flags 4 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
+        bad[21] = 8  // bit 2: a configuration follows the reason
+        #expect(throws: WireError.malformed("vote response flags 8 set reserved bits")) { _ = try Wire.decodeFrame(bad) }
         bad = response
         bad[bad.count - 1] = 0x80
         #expect(throws: WireError.badUTF8("the vote response reason")) { _ = try Wire.decodeFrame(bad) }

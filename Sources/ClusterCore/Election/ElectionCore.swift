@@ -919,7 +919,8 @@ public struct ElectionCore: Sendable {
         campaign = nil  // we back this candidate: drop our own PreVote round
         electionDeadline = now + randomizedElectionTimeout
         evidenceTimer = false
-        let grant = VoteResponse(voterID: id, term: term, voteGranted: true, epoch: epochBeforeGrant)
+        let grant = VoteResponse(
+            voterID: id, term: term, voteGranted: true, epoch: epochBeforeGrant, configuration: configuration.id)
         // The response waits until the vote and the promised epoch are durable (a repeated grant
         // of a vote already written goes out at once).
         let promised = disabledRules.contains(.epochRule) ? 0 : request.epoch + 1  // a core without the rule promises nothing
@@ -973,12 +974,21 @@ public struct ElectionCore: Sendable {
         }
         let response = VoteResponse(
             voterID: id, term: request.term, voteGranted: reason.isEmpty, reason: reason, preVote: true,
-            epoch: epoch)
+            epoch: epoch, configuration: configuration.id)
         send(to: candidate, .voteResponse(response), &directives)
         if reason.isEmpty, evidenceTimer, campaign == nil {
             // Another follower stood first on the same evidence, and this node would vote for it:
             // give it one campaign's time before standing too, so that the two do not split the vote.
             electionDeadline = Swift.max(electionDeadline, now + settings.voteRequestTimeout)
+        }
+        if reason.isEmpty, !vouched, let own = campaign, own.kind == .preVote, own.term == request.term,
+           (request.priority, id) > (settings.priority, candidate)
+        {
+            // Two PreVote rounds for one term at once, each granting the other: both would stand
+            // and split the vote (with two voters, every time). The one of lower priority (then the
+            // larger id) yields, and waits a fresh election timeout; the other stands.
+            campaign = nil
+            resetElectionTimer(now: now)
         }
     }
 
@@ -995,6 +1005,9 @@ public struct ElectionCore: Sendable {
               campaign?.kind == .vote, campaign?.requestsSent == true, response.voterID != id
         else { return }
         // A vote from a non-voter is not counted (and the voter is not added): see `tallyCampaign`.
+        // Nor one from a voter whose configuration is newer than this node's: an honest voter
+        // refuses this node's own request, so the grant answered one forged in its name.
+        guard !grantAnsweredAnotherRequest(response) else { return }
         campaign?.grants[response.voterID] = response.epoch
         tallyCampaign(now: now, &directives)
     }
@@ -1005,8 +1018,16 @@ public struct ElectionCore: Sendable {
         guard response.voteGranted, state == .follower, let campaign, campaign.kind == .preVote,
               response.term == campaign.term, response.voterID != id
         else { return }
+        guard !grantAnsweredAnotherRequest(response) else { return }
         self.campaign?.grants[response.voterID] = response.epoch
         tallyCampaign(now: now, &directives)
+    }
+
+    /// A grant from a voter whose configuration is newer than this node's: not an answer to this
+    /// node's own request (which carried its configuration, and which that voter refuses).
+    private func grantAnsweredAnotherRequest(_ response: VoteResponse) -> Bool {
+        settings.replicatesConfiguration && !disabledRules.contains(.configurationRule)
+            && response.configuration > configuration.id
     }
 
     // MARK: Transitions

@@ -148,14 +148,19 @@ public enum Wire {
     public static func encodeVoteResponse(_ r: VoteResponse, into out: inout [UInt8]) throws(WireError) {
         let id = try checkedID(r.voterID, "vote response voter id")
         let reason = clipped(r.reason)
-        out.appendHeader(length: 1 + 8 * 2 + 1 + 2 + id + 2 + reason.count, type: .voteResponse)
+        let hasConfiguration = r.configuration != .none
+        out.appendHeader(length: 1 + 8 * 2 + 1 + 2 + id + 2 + reason.count + (hasConfiguration ? 16 : 0), type: .voteResponse)
         out.appendBE(r.term)
         out.appendBE(r.epoch)
-        out.append((r.voteGranted ? 1 : 0) | (r.preVote ? 2 : 0))
+        out.append((r.voteGranted ? 1 : 0) | (r.preVote ? 2 : 0) | (hasConfiguration ? 4 : 0))
         out.appendBE(UInt16(id))
         out.append(contentsOf: r.voterID.utf8)
         out.appendBE(UInt16(reason.count))
         out.append(contentsOf: reason)
+        if hasConfiguration {
+            out.appendBE(r.configuration.term)
+            out.appendBE(r.configuration.version)
+        }
     }
 
     /// Appends a MEMBER frame. Throws (appending nothing) when the id is not 1...255 bytes or the
@@ -349,13 +354,19 @@ public enum Wire {
         let term = try WireRead.u64(frame, &o, "the vote response term")
         let epoch = try WireRead.u64(frame, &o, "the vote response epoch")
         let flags = try WireRead.u8(frame, &o, "the vote response flags")
-        guard flags & ~3 == 0 else { throw .malformed("vote response flags \(flags) set reserved bits") }
+        guard flags & ~7 == 0 else { throw .malformed("vote response flags \(flags) set reserved bits") }
         let id = try WireRead.id(frame, &o, "the vote response voter id")
         let reasonLen = Int(try WireRead.u16(frame, &o, "the vote response reason length"))
         let reason = try WireRead.string(frame, &o, reasonLen, "the vote response reason")
+        var configuration = ConfigurationID.none
+        if flags & 4 != 0 {
+            configuration.term = try WireRead.u64(frame, &o, "the vote response configuration term")
+            configuration.version = try WireRead.u64(frame, &o, "the vote response configuration version")
+        }
         try WireRead.end(frame, o, .voteResponse)
         return VoteResponse(
-            voterID: id, term: term, voteGranted: flags & 1 != 0, reason: reason, preVote: flags & 2 != 0, epoch: epoch)
+            voterID: id, term: term, voteGranted: flags & 1 != 0, reason: reason, preVote: flags & 2 != 0, epoch: epoch,
+            configuration: configuration)
     }
 
     static func decodeMember(_ frame: RawSpan) throws(WireError) -> MemberMessage {
