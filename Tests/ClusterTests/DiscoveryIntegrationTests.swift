@@ -30,10 +30,7 @@ struct DiscoveryIntegrationTests {
             try manager.start()
             let bound = manager.listenAddress!.description
             if id == "n1" { seed = bound }
-            var announced = config  // what discovery announces: the bound address, the seed's
-            announced.nodeAddr = bound
-            announced.seedNodes = [seed]
-            let discovery = NodeDiscovery(config: announced, membership: membership, options: options)
+            let discovery = NodeDiscovery(config: config.announcing(bound, seed: seed), membership: membership, options: options)
             try discovery.start()
             managers.append(manager)
             discoveries[id] = discovery
@@ -75,10 +72,7 @@ struct DiscoveryIntegrationTests {
             try manager.start()
             let bound = manager.listenAddress!.description
             if id == "n1" { seed = bound }
-            var announced = config  // what discovery announces: the bound address, the seed's
-            announced.nodeAddr = bound
-            announced.seedNodes = [seed]
-            let discovery = NodeDiscovery(config: announced, membership: membership, options: options)
+            let discovery = NodeDiscovery(config: config.announcing(bound, seed: seed), membership: membership, options: options)
             try discovery.start()
             managers[id] = manager
             discoveries[id] = discovery
@@ -111,5 +105,15 @@ struct DiscoveryIntegrationTests {
         #expect(!discovery.isHealthy())
         #expect(discovery.counts.answered == 0)
         #expect(throws: ClusterError.self) { try discovery.start() }
+    }
+}
+
+extension ClusterConfig {
+    /// What discovery announces for a node listening on port 0: its bound address, and the seed's.
+    fileprivate func announcing(_ bound: String, seed: String) -> ClusterConfig {
+        var copy = self
+        copy.nodeAddr = bound
+        copy.seedNodes = [seed]
+        return copy
     }
 }

@@ -105,24 +105,6 @@ struct LinkHolesTests {
 
     // MARK: - Hole 9 (part): datagrams on a running node
 
-    /// Sends `datagrams` from a socket of its own to 127.0.0.1:`port`; how many the kernel took.
-    static func sendDatagrams(_ datagrams: [[UInt8]], to port: Int) throws -> Int {
-        let loop = try UVLoop(name: "datagram-sender")
-        defer { loop.shutdown() }
-        let sent: Int?? = loop.executeAndWait { () -> Int? in
-            do {
-                let socket = try UVUDPSocket(loop: loop, host: "127.0.0.1", port: 0)
-                defer { socket.close() }
-                let to = try UVDatagramTarget(host: "127.0.0.1", port: port)
-                var batch = UVDatagramBatch()
-                for d in datagrams { batch.append(to: to) { out, _ in out += d } }
-                return socket.send(&batch)
-            } catch {
-                return nil
-            }
-        }
-        return (sent ?? nil) ?? 0
-    }
 
     @Test("hole 9: a running keyed node takes a member's sealed datagram, and drops it replayed and one under a wrong token")
     func hole9DatagramReplayAndWrongTokenOnALiveNode() async throws {
@@ -174,7 +156,7 @@ struct LinkHolesTests {
             frameSealer.seal(&onLink, from: 0)
             client.send(onLink)
             seq += 1
-            #expect(try Self.sendDatagrams([datagram(seq)], to: udpPort) == 1)
+            #expect(try sendDatagrams([datagram(seq)], to: udpPort) == 1)
         }
         func sealed(_ seq: UInt64, token: UInt64) -> [UInt8] {
             var out: [UInt8] = []

@@ -205,3 +205,22 @@ final class Blackhole: @unchecked Sendable {
 
     func close() { loop.shutdown() }
 }
+
+/// Sends `datagrams` from a socket of its own to 127.0.0.1:`port`; how many the kernel took.
+func sendDatagrams(_ datagrams: [[UInt8]], to port: Int) throws -> Int {
+    let loop = try UVLoop(name: "datagram-sender")
+    defer { loop.shutdown() }
+    let sent: Int?? = loop.executeAndWait { () -> Int? in
+        do {
+            let socket = try UVUDPSocket(loop: loop, host: "127.0.0.1", port: 0)
+            defer { socket.close() }
+            let to = try UVDatagramTarget(host: "127.0.0.1", port: port)
+            var batch = UVDatagramBatch()
+            for d in datagrams { batch.append(to: to) { out, _ in out += d } }
+            return socket.send(&batch)
+        } catch {
+            return nil
+        }
+    }
+    return (sent ?? nil) ?? 0
+}
