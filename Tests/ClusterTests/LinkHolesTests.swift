@@ -411,19 +411,24 @@ struct ImpostorTests {
         }
         let term = cluster.manager(leader)!.currentTerm
         let clients = impostors
-        let heartbeating = Task {
-            var seq: UInt64 = 1
-            while !Task.isCancelled, seq < 1_000 {  // bounded: 50 s at most; the test ends sooner
-                for client in clients { client.heartbeat(as: victim, seq: seq, term: term) }
-                seq += 1
-                try? await Task.sleep(for: .milliseconds(50))  // a traffic generator's pace
+        // The impostor's heartbeats come from a dispatch timer, not a task: under a loaded test
+        // run the cooperative pool can be busy past an election timeout, and a silent link closes.
+        let heartbeating = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "impostor"))
+        let seq = UVLocked<UInt64>(0)
+        heartbeating.schedule(deadline: .now(), repeating: .milliseconds(50))
+        heartbeating.setEventHandler {
+            let next = seq.withLock { value -> UInt64 in
+                value += 1
+                return value
             }
+            for client in clients { client.heartbeat(as: victim, seq: next, term: term) }
         }
+        heartbeating.resume()
         defer {
             heartbeating.cancel()
             for client in clients { client.close() }
         }
-        #expect(await eventually(timeout: .seconds(5)) { others.allSatisfy { cluster.manager($0)!.stats.peersConnected == 2 } })
+        #expect(await eventually(timeout: .seconds(10)) { others.allSatisfy { cluster.manager($0)!.stats.peersConnected == 2 } })
         // The member comes back (at a new address, which the others learn): it links to both and
         // follows the primary, while the impostor still heartbeats.
         try cluster.startNode(victim)
