@@ -33,6 +33,10 @@ final class LinkTable {
     private var nextLinkID = 0
     private var listener: UVTCPListener?
     private var sweepTimer: UVTimer?
+    /// The sweep's period, when it last ran, and whether it put its judgments off (`sweep`).
+    private var sweepPeriodNs: UInt64 = 0
+    private var lastSweepNs: UInt64 = 0
+    private var sweepPostponed = false
     /// JSON clients whose input waits for the next pass of the loop (`continueNextPass`), and
     /// the timer (0 ms: the next pass, after the loop has polled every connection) that serves them.
     private var waitingInput: [Link] = []
@@ -113,6 +117,9 @@ final class LinkTable {
             let timer = try UVTimer(loop: loop)
             let periodNs = max(5_000_000, min(helloTimeoutNs, clientIdleNs, silenceNs) / 4)
             let periodMs = periodNs / 1_000_000
+            sweepPeriodNs = periodMs * 1_000_000
+            lastSweepNs = 0
+            sweepPostponed = false
             // The first sweep at a point of the period of this node's own (nodes started
             // together do not all sweep at once).
             try timer.start(timeoutMs: 1 + random.next() % periodMs, repeatMs: periodMs) { [anchor = node.anchor] in
@@ -464,6 +471,17 @@ final class LinkTable {
     /// Closes connections past their deadlines: no hello, idle clients, silent peer links.
     private func sweep() {
         let now = node.nowNs
+        let previous = lastSweepNs
+        lastSweepNs = now
+        if previous != 0, now &- previous > sweepPeriodNs, !sweepPostponed,
+           node.loopStalled(lateNs: now &- previous &- sweepPeriodNs) {
+            // The loop was stalled: what the peers sent meanwhile waits unread (libuv runs timers
+            // before it polls). Judge no link silent before the next pass, which comes after a
+            // poll has read it. Once: a loop late at every pass still sweeps every other pass.
+            sweepPostponed = true
+            return
+        }
+        sweepPostponed = false
         for link in Array(links.values) where !link.isClosed {
             if link.security?.peerKeyRetiredAtNs != nil { node.peerProtocol.checkRetiredKey(on: link, now: now) }
             switch link.kind {

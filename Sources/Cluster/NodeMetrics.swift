@@ -29,6 +29,7 @@ final class NodeMetrics {
     private let datagramsReceived: Counter
     private let datagramsRejected: Counter
     private let dualPrimaries: Counter
+    private let loopStalls: Counter
     private let transfersSucceeded: Counter
     private let transfersFailed: Counter
     private let persistDuration: Timer
@@ -60,6 +61,7 @@ final class NodeMetrics {
         datagramsReceived = counter("cluster_heartbeat_datagrams_total", [("outcome", "received")])
         datagramsRejected = counter("cluster_heartbeat_datagrams_total", [("outcome", "rejected")])
         dualPrimaries = counter("cluster_dual_primary_detections_total")
+        loopStalls = counter("cluster_loop_stalls_total")
         transfersSucceeded = counter("cluster_transfers_total", [("result", "succeeded")])
         transfersFailed = counter("cluster_transfers_total", [("result", "failed")])
         persistDuration = timer("cluster_persist_duration_seconds")
@@ -104,6 +106,7 @@ final class NodeMetrics {
         datagramsSent.increment(by: Int64(clamping: stats.datagramsSent &- reported.datagramsSent))
         datagramsReceived.increment(by: Int64(clamping: stats.datagramsReceived &- reported.datagramsReceived))
         datagramsRejected.increment(by: Int64(clamping: stats.datagramsRejected &- reported.datagramsRejected))
+        loopStalls.increment(by: Int64(clamping: stats.loopStalls &- reported.loopStalls))
         reported = stats
         self.role.record(Int64(role.rawValue))
         self.term.record(Int64(clamping: term))

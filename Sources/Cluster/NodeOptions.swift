@@ -186,6 +186,10 @@ public struct NodeStats: Sendable, Equatable {
     public var readsPaused: UInt64 = 0
     /// Connections closed for a timeout: no hello in time, an idle client, a silent peer link.
     public var connectionsTimedOut: UInt64 = 0
+    /// Times a timer found the event loop stalled (it ran more than a quarter of an election
+    /// timeout late: the process was paused or starved of CPU); the judgment it was due for
+    /// (an election timeout, a silent link) waited until what arrived meanwhile was read.
+    public var loopStalls: UInt64 = 0
     /// Times two primaries were seen in one term (should stay 0).
     public var dualPrimaryDetected: UInt64 = 0
     /// Connections refused or closed for the cluster key or name: no key, an unknown key, a

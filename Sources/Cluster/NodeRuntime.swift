@@ -461,13 +461,56 @@ final class NodeRuntime: @unchecked Sendable {
         let nowNs = self.nowNs
         let delayMs = deadline.nanoseconds > nowNs ? (deadline.nanoseconds - nowNs + 999_999) / 1_000_000 : 0
         tickArmedFor = deadline.nanoseconds
+        let dueNs = deadline.nanoseconds
         try? timer.start(timeoutMs: delayMs) { [anchor] in
             guard let runtime = anchor.runtime else { return }
             runtime.tickArmedFor = nil
-            runtime.refreshLSN()
-            runtime.step(.tick)
+            runtime.tickDue(dueNs)
         }
     }
+
+    /// The core's deadline `dueNs` has come. A timer that runs long after it was due finds a loop
+    /// that was stalled (the process paused, the machine overloaded): the peers were not silent
+    /// for all that time, this node was not listening. libuv runs timers before it polls the
+    /// sockets, so judged at once, every stall would look like the peers' silence: a leader
+    /// stepping down, followers standing, after a host merely paused. So the tick waits a grace
+    /// (two heartbeat intervals, at most half an election timeout) in which the node reads and
+    /// sends as usual (its heartbeats go out, the peers' answers come in), then judges. A tick
+    /// that ends a grace never starts another: a loop late at every turn still decides.
+    private func tickDue(_ dueNs: UInt64, endsGrace: Bool = false) {
+        let now = nowNs
+        if !endsGrace, now > dueNs, loopStalled(lateNs: now - dueNs), let timer = tickTimer {
+            // No earlier deadline re-arms the timer meanwhile (the core's are all later than `dueNs`).
+            tickArmedFor = dueNs
+            try? timer.start(timeoutMs: max(1, stallGraceNs / 1_000_000)) { [anchor] in
+                guard let runtime = anchor.runtime else { return }
+                runtime.tickArmedFor = nil
+                runtime.tickDue(0, endsGrace: true)
+            }
+            return
+        }
+        refreshLSN()
+        step(.tick)
+    }
+
+    /// Whether a timer that ran `lateNs` after it was due found the loop stalled: later than a
+    /// quarter of an election timeout. Counted (`NodeStats.loopStalls`) and logged at most once a
+    /// second.
+    func loopStalled(lateNs: UInt64) -> Bool {
+        guard lateNs > stallToleranceNs else { return false }
+        stats.loopStalls += 1
+        links.logLimited(
+            .warning, "stall",
+            "the event loop ran \(lateNs / 1_000_000) ms late (the process was paused or starved of CPU): hearing the peers again before judging any of them silent")
+        return true
+    }
+
+    /// How long judgments wait after a stall (see `tickDue`).
+    var stallGraceNs: UInt64 {
+        max(1_000_000, min(2 * config.heartbeatInterval.nanoseconds, config.electionTimeout.nanoseconds / 2))
+    }
+
+    private var stallToleranceNs: UInt64 { max(1_000_000, config.electionTimeout.nanoseconds / 4) }
 
     /// The application sets the LSN through the membership (the seed's `SetLocalLSN`) or
     /// `ElectionManager.setLocalLSN`; the core reads it here, at every decision that depends on

@@ -245,6 +245,29 @@ struct AgentProcessTests {
         #expect(epochs.isEmpty, "two primaries with one epoch: \(epochs)")
     }
 
+    @Test("every agent paused together past an election timeout (SIGSTOP, SIGCONT: a suspended host or laptop): each notices its own pause, reads what waits before judging anyone silent, and the primary and term stay")
+    func pauseEveryAgent() async throws {
+        let cluster = try await AgentCluster.start(size: 3)
+        let leader = try #require(await cluster.agreedLeader(among: cluster.ids))
+        let term = try #require(cluster.agent(leader).status()).term
+        for id in cluster.ids { cluster.agent(id).child.signal(SIGSTOP) }
+        // The fault itself: the pause lasts three election timeouts.
+        try await Task.sleep(for: .milliseconds(3 * AgentProcess.electionTimeoutMs))
+        for id in cluster.ids { cluster.agent(id).child.signal(SIGCONT) }
+        // Each agent saw its timers run late and says so (at the default log level).
+        let noticed = await eventually(timeout: .seconds(10)) {
+            cluster.ids.allSatisfy { cluster.agent($0).child.output.contains("the event loop ran") }
+        }
+        #expect(noticed, "\(cluster.ids.map { cluster.agent($0).child.output.suffix(600) })")
+        // For two election timeouts after: no agent leads another term, and all name the primary.
+        let changed = await eventually(timeout: .milliseconds(2 * AgentProcess.electionTimeoutMs)) {
+            cluster.statuses(of: cluster.ids).values.contains { $0.term != term || $0.leaderID != leader }
+        }
+        let after = cluster.statuses(of: cluster.ids)
+        #expect(!changed, "an election after the pause: \(after.mapValues { "\($0.state) term \($0.term) leader \($0.leaderID ?? "-")" })")
+        #expect(after.count == 3 && after.values.allSatisfy { $0.term == term && $0.leaderID == leader })
+    }
+
     @Test("SIGTERM the primary: it hands over before leaving (exit 0), and the new primary leads the next term, before an election timeout could have elapsed")
     func terminateThePrimary() async throws {
         let cluster = try await AgentCluster.start()
