@@ -403,38 +403,64 @@ struct ImpostorTests {
         cluster.stopNode(victim)
         #expect(await eventually(timeout: .seconds(5)) { others.allSatisfy { cluster.manager($0)!.stats.peersConnected == 1 } })
         // The impostor links to both others as the victim and heartbeats, keeping its links live.
-        var impostors: [WireClient] = []
-        for id in others {
-            let client = try await WireClient.connect(port: cluster.manager(id)!.listenAddress!.port)
-            client.hello(as: victim)
-            impostors.append(client)
-        }
+        // Its heartbeats come from a dispatch timer, not a task (under a loaded test run the
+        // cooperative pool can be busy past an election timeout, and a silent link closes), to
+        // each link from its hello on: the first goes right after the hello, before the next
+        // link is dialled.
         let term = cluster.manager(leader)!.currentTerm
-        let clients = impostors
-        // The impostor's heartbeats come from a dispatch timer, not a task: under a loaded test
-        // run the cooperative pool can be busy past an election timeout, and a silent link closes.
-        let heartbeating = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "impostor"))
+        let linked = UVLocked<[WireClient]>([])
         let seq = UVLocked<UInt64>(0)
+        let heartbeating = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "impostor"))
         heartbeating.schedule(deadline: .now(), repeating: .milliseconds(50))
         heartbeating.setEventHandler {
             let next = seq.withLock { value -> UInt64 in
                 value += 1
                 return value
             }
-            for client in clients { client.heartbeat(as: victim, seq: next, term: term) }
+            for client in linked.withLock({ $0 }) { client.heartbeat(as: victim, seq: next, term: term) }
         }
         heartbeating.resume()
         defer {
             heartbeating.cancel()
-            for client in clients { client.close() }
+            for client in linked.withLock({ $0 }) { client.close() }
         }
-        #expect(await eventually(timeout: .seconds(10)) { others.allSatisfy { cluster.manager($0)!.stats.peersConnected == 2 } })
+        for id in others {
+            let client = try await WireClient.connect(port: cluster.manager(id)!.listenAddress!.port)
+            client.hello(as: victim)
+            linked.withLock { clients in
+                // In the lock, so that the timer's heartbeats on this link come after this one.
+                client.heartbeat(as: victim, seq: seq.withLock { $0 }, term: term)
+                clients.append(client)
+            }
+        }
+        let clients = linked.withLock { $0 }
+        let impostorIn = await eventually(timeout: .seconds(10)) { others.allSatisfy { cluster.manager($0)!.stats.peersConnected == 2 } }
+        #expect(impostorIn, "the impostor was not linked: \(Self.diagnosis(others: others, cluster: cluster, clients: clients))")
         // The member comes back (at a new address, which the others learn): it links to both and
         // follows the primary, while the impostor still heartbeats.
         try cluster.startNode(victim)
         let back = await eventually(timeout: .seconds(10)) { cluster.manager(victim)!.stats.peersConnected == 2 }
         #expect(back, "the member stayed out: \(cluster.manager(victim)!.stats)")
         #expect(await cluster.waitForAgreedLeader(among: cluster.ids) != nil)
-        #expect(clients.allSatisfy { $0.current.closed }, "the impostor's links are closed")
+        // Replaced, each of the impostor's links gets a goodbye and closes once it is flushed.
+        let closed = await eventually(timeout: .seconds(5)) { clients.allSatisfy { $0.current.closed } }
+        #expect(closed, "the impostor's links are closed: \(Self.diagnosis(others: others, cluster: cluster, clients: clients))")
+    }
+
+    /// What each node and each of the impostor's connections saw, for a failure's message.
+    private static func diagnosis(others: [String], cluster: TestCluster, clients: [WireClient]) -> String {
+        let nodes = others.map { id -> String in
+            let s = cluster.manager(id)!.stats
+            return "\(id): linked \(s.peersConnected), duplicates refused \(s.duplicateLinksRefused), refused \(s.connectionsRefused), protocol errors \(s.protocolErrors), timed out \(s.connectionsTimedOut), loop stalls \(s.loopStalls)"
+        }
+        let links = clients.map { client -> String in
+            let record = client.current
+            let goodbyes = record.frames.compactMap { frame -> String? in
+                if case .goodbye(let reason) = frame { return reason }
+                return nil
+            }
+            return "closed \(record.closed), \(record.frames.count) frames, goodbyes \(goodbyes), written \(record.written), write errors \(record.writeErrors.prefix(3))"
+        }
+        return (nodes + links).joined(separator: "; ")
     }
 }

@@ -133,7 +133,9 @@ struct VotersByConsentTests {
             final = configuration
             return true
         }
-        let configuration = try #require(final, "the voters became \(cluster.agent(leader).status()?.configuration?.voters ?? [])")
+        let configuration = try #require(
+            final,
+            "the voters became \(cluster.agent(leader).status()?.configuration?.voters ?? []); the primary's log: \(cluster.agent(leader).child.output.suffix(3000))")
         // Two changes: the member promoted, then the dead voter removed (its own term's first).
         #expect(configuration.version >= 4)
         #expect(cluster.agent(leader).child.output.contains("autopilot: add voter a4"))

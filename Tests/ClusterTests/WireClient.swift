@@ -15,6 +15,8 @@ final class WireClient: @unchecked Sendable {
         var closed = false
         var connected = false
         var connectError: String?
+        var written = 0
+        var writeErrors: [String] = []
     }
 
     let loop: UVLoop
@@ -112,7 +114,12 @@ final class WireClient: @unchecked Sendable {
 
     /// Sends bytes (in order with earlier sends).
     func send(_ bytes: [UInt8]) {
-        loop.execute { [weak self] in guard let self else { return }; try? conn?.write(bytes) }
+        let queued = loop.execute { [weak self] in
+            guard let self else { return }
+            guard let conn else { update { $0.writeErrors.append("no connection") }; return }
+            do { try conn.write(bytes); update { $0.written += bytes.count } } catch { update { $0.writeErrors.append("\(error)") } }
+        }
+        if !queued { update { $0.writeErrors.append("loop gone") } }
     }
 
     func send(line: String) { send(Array((line + "\n").utf8)) }
