@@ -249,6 +249,8 @@ final class JSONService {
                 return
             }
             guard !node.faults.blocks(identified) else { return }
+            // A member speaking JSON (the seed's Go node) never links: its heartbeats confirm it.
+            node.membership.confirmLinked(identified)
             if node.heartbeatArrived(hb, from: peer), hb.probe {
                 reply(.heartbeat(node.peerProtocol.heartbeatMessage(ackSeq: hb.seq)), on: link)
             }

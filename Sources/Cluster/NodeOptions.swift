@@ -108,6 +108,15 @@ public struct NodeOptions: Sendable {
     /// The longest wait between dials of a member that has never linked (see
     /// ``reconnectBackoffMax`` for one that has).
     public var unlinkedMemberBackoffMax: Duration = .seconds(30)
+    /// The most members learned from the network (announcements, seeds' answers, peers' MEMBER
+    /// frames) that have not linked with this node yet that it holds: beyond, an announcement is
+    /// refused ("try again later") and a second-hand report ignored. A stranger's made-up
+    /// announcements take at most this many places, and are dialled at most this many at a time.
+    public var maxUnlinkedMembers = 256
+    /// A member learned from the network that has not linked with this node within this long is
+    /// removed from its membership (voters excepted; members the application added never are), and
+    /// only its own announcement (or its hello) brings it back for as long again.
+    public var unlinkedMemberExpiry: Duration = .seconds(120)
     /// Autopilot (Consul's): as primary, keep this many voters by promoting members that have been
     /// linked and healthy for ``autopilotStabilization``, and replace a voter that has been down
     /// for ``autopilotDeadVoterGrace`` with such a member: one change at a time, a promotion
@@ -190,6 +199,8 @@ public struct NodeStats: Sendable, Equatable {
     /// timeout late: the process was paused or starved of CPU); the judgment it was due for
     /// (an election timeout, a silent link) waited until what arrived meanwhile was read.
     public var loopStalls: UInt64 = 0
+    /// Members learned from the network that never linked within `unlinkedMemberExpiry`, removed.
+    public var unlinkedMembersExpired: UInt64 = 0
     /// Times two primaries were seen in one term (should stay 0).
     public var dualPrimaryDetected: UInt64 = 0
     /// Connections refused or closed for the cluster key or name: no key, an unknown key, a

@@ -195,6 +195,7 @@ final class NodeRuntime: @unchecked Sendable {
 
     private func startOnLoop() throws(ClusterError) {
         guard !running else { throw .invalidState("already started") }
+        membership.unlinkedLimit = max(1, options.maxUnlinkedMembers)
         guard options.clusterName.utf8.count <= Wire.maxClusterNameBytes else {
             throw .invalidState("the cluster name is longer than \(Wire.maxClusterNameBytes) bytes")
         }
@@ -527,8 +528,11 @@ final class NodeRuntime: @unchecked Sendable {
     /// announce to their seeds now and learn of it, rather than at their next interval (a join then
     /// takes a few round trips, not an announce interval). At most once per 10 ms; the discovery
     /// limits its early rounds again.
-    func unknownNodeSaidHello() {
+    func unknownNodeSaidHello(_ nodeID: String) {
         stats.unknownHellos &+= 1
+        // A member forgotten here (expired, force-left) that is back: the seeds' reports of it
+        // count again (its own announcement always did).
+        membership.pardon(nodeID)
         let now = nowNs
         if let last = lastUnknownHelloNs, now &- last < 10_000_000 { return }
         lastUnknownHelloNs = now
@@ -620,7 +624,21 @@ final class NodeRuntime: @unchecked Sendable {
     /// bootstrap, and the configuration this node holds: a peer that was away takes it if it is
     /// newer than its own and this node is one of its voters (a primary's reaches members that do
     /// not vote too, whose acknowledgement lets them be added).
+    /// Drops the members learned from the network that never linked within
+    /// `NodeOptions.unlinkedMemberExpiry` (the voters kept). Once a second.
+    private func expireUnlinkedMembers() {
+        let expiry = options.unlinkedMemberExpiry
+        let forgotten = membership.expireUnlinked(
+            addedBefore: membership.currentTime.addingTimeInterval(-expiry.seconds),
+            keeping: Set(core.configuration.voters), forgetFor: expiry)
+        guard !forgotten.isEmpty else { return }
+        stats.unlinkedMembersExpired &+= UInt64(forgotten.count)
+        let shown = forgotten.prefix(5).joined(separator: ", ") + (forgotten.count > 5 ? " and \(forgotten.count - 5) more" : "")
+        logger.warning("forgot \(forgotten.count) member(s) never linked within \(expiry): \(shown)")
+    }
+
     func peerLinked(_ peer: Peer, priority: Int) {
+        membership.confirmLinked(peer.id)
         step(.setVoterPriority(peer.id, priority))  // a transfer with no target named weighs it
         peerProtocol.sendBootstrap(bootstrapMessage(), to: peer)
         if !core.configuration.isNone {
@@ -660,6 +678,7 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     private func reportMetrics() {
+        expireUnlinkedMembers()
         let timeout = config.electionTimeout
         metrics.report(
             stats: currentStats(), role: core.role, term: core.term, epoch: core.fencingEpoch,
@@ -719,11 +738,12 @@ final class NodeRuntime: @unchecked Sendable {
         }
         guard membership.nodeCount < Discovery.defaultMaxMembers else { return }
         do {
-            try membership.addNode(NodeInfo(id: member.nodeID, addr: member.nodeAddr, role: .replica, priority: member.priority))
+            try membership.addLearned(
+                NodeInfo(id: member.nodeID, addr: member.nodeAddr, role: .replica, priority: member.priority), firstHand: false)
             stats.membersLearnedFromPeers &+= 1
             logger.info("learned member \(member.nodeID) at \(member.nodeAddr) from \(peerID)")
         } catch {
-            // Added meanwhile by another path: nothing to do.
+            // Known meanwhile, forgotten, or too many members not linked yet: nothing to add.
         }
     }
 

@@ -161,7 +161,7 @@ final class PeerProtocol {
         security.handshakeDone()
         guard let peer = node.links.peers[hello.nodeID] else {
             refuse(link, "unknown node \(hello.nodeID): not a member of this cluster", auth: false)
-            node.unknownNodeSaidHello()
+            node.unknownNodeSaidHello(hello.nodeID)
             return
         }
         attach(link, to: peer, hello: hello, sendHello: false)
@@ -356,7 +356,7 @@ final class PeerProtocol {
             }
             guard let peer = node.links.peers[hello.nodeID] else {
                 refuse(link, "unknown node \(hello.nodeID): not a member of this cluster", auth: false)
-                node.unknownNodeSaidHello()
+                node.unknownNodeSaidHello(hello.nodeID)
                 return
             }
             attach(link, to: peer, hello: hello, sendHello: !link.outbound)

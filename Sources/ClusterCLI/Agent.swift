@@ -39,6 +39,12 @@ struct Agent: AsyncParsableCommand {
     var autopilotStabilization = DurationArgument(.seconds(10), text: "10s")
     @Option(help: "How long a voter must have been unreachable before autopilot replaces it.")
     var autopilotDeadAfter = DurationArgument(.seconds(30), text: "30s")
+    @Option(help: ArgumentHelp(
+        "The most members learned from announcements, seeds and peers that have not linked with this node yet; beyond, announcements are refused until some link or expire.",
+        valueName: "n"))
+    var maxUnlinkedMembers = 256
+    @Option(help: "A member learned from the network that has not linked within this long is forgotten (voters excepted).")
+    var unlinkedMemberExpiry = DurationArgument(.seconds(120), text: "2m")
     @Flag(inversion: .prefixedNo, help: "Elect a new primary when the primary is lost.") var autoFailover = true
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: Logger.Level = .info
     @Option(help: "text or json.") var logFormat: LogFormat = .text
@@ -88,6 +94,7 @@ struct Agent: AsyncParsableCommand {
             throw ValidationError("--heartbeat-interval (\(heartbeatInterval)) must be shorter than --election-timeout (\(electionTimeout))")
         }
         if let minQuorum, minQuorum < 1 { throw ValidationError("--min-quorum must be at least 1") }
+        if maxUnlinkedMembers < 1 { throw ValidationError("--max-unlinked-members must be at least 1") }
         if voters != nil, bootstrapExpect != nil { throw ValidationError("--voters and --bootstrap-expect are alternatives: give one") }
         if let list = voterList {
             if list.isEmpty { throw ValidationError("--voters names no node") }
@@ -174,6 +181,8 @@ struct Agent: AsyncParsableCommand {
         options.votersTarget = votersTarget
         options.autopilotStabilization = autopilotStabilization.duration
         options.autopilotDeadVoterGrace = autopilotDeadAfter.duration
+        options.maxUnlinkedMembers = maxUnlinkedMembers
+        options.unlinkedMemberExpiry = unlinkedMemberExpiry.duration
         var factory = PrometheusMetricsFactory(registry: registry)
         // Round trips and fsyncs on one host take microseconds to milliseconds.
         let fine: [Duration] = [50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000].map { .microseconds($0) }

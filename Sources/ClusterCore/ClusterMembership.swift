@@ -143,6 +143,104 @@ public final class ClusterMembership: Sendable {
         let t = now()
         try mutate { (s: inout MembershipState) throws(ClusterError) in
             guard let removed = s.peers.removeValue(forKey: nodeID) else { throw .nodeNotFound }
+            s.unlinked[nodeID] = nil
+            s.emit(.removed(nodeID))
+            if removed.role == .primary { s.primaryClaimChanged(nodeID, at: t) }
+        }
+    }
+
+    // MARK: - Members learned from the network
+
+    /// Why ``addLearned(_:firstHand:)`` did not add a node.
+    package enum LearnRefusal: Error, Equatable, Sendable {
+        /// `unlinkedLimit` members learned from the network have not linked yet.
+        case tooManyUnlinked(Int)
+        /// The node was forgotten (expired, or removed by `cluster force-leave`) and only its own
+        /// announcement brings it back before the tombstone ends.
+        case forgotten
+        /// Known already (nothing to add).
+        case known
+    }
+
+    /// The most members learned from the network (announcements, seeds' answers, peers' MEMBER
+    /// frames) that have not linked yet (``confirmLinked(_:)``) that this membership holds: a
+    /// stranger's made-up announcements take at most this many places. Set by the node's runtime
+    /// (`NodeOptions.maxUnlinkedMembers`).
+    package var unlinkedLimit: Int {
+        get { state.withLock { $0.unlinkedLimit } }
+        set { state.withLock { $0.unlinkedLimit = newValue } }
+    }
+
+    /// Adds a node learned from the network, provisionally: it stays until it links
+    /// (``confirmLinked(_:)``), or until ``expireUnlinked(addedBefore:keeping:forgetFor:)`` drops
+    /// it. `firstHand`: the node announced itself (not a seed's or a peer's report of it), which
+    /// brings back a node forgotten. Members the application adds (`addNode`) are never provisional.
+    package func addLearned(_ info: NodeInfo, firstHand: Bool) throws(LearnRefusal) {
+        var node = info
+        let t = now()
+        node.lastSeen = t
+        try mutate { (s: inout MembershipState) throws(LearnRefusal) in
+            if node.id == s.local.id || s.peers[node.id] != nil { throw .known }
+            if let until = s.forgotten[node.id] {
+                if t < until && !firstHand { throw .forgotten }
+                s.forgotten[node.id] = nil
+            }
+            if s.unlinked.count >= s.unlinkedLimit { throw .tooManyUnlinked(s.unlinkedLimit) }
+            if node.role == .primary && node.term < s.primaryTerm { node.role = .replica }
+            s.peers[node.id] = node
+            s.unlinked[node.id] = t
+            s.emit(.added(node))
+            if node.role == .primary { s.primaryClaimChanged(node.id, at: t) }
+        }
+    }
+
+    /// The node linked with this one: no longer provisional.
+    package func confirmLinked(_ nodeID: String) {
+        state.withLock { s in
+            if !s.unlinked.isEmpty { s.unlinked[nodeID] = nil }
+        }
+    }
+
+    /// The members learned from the network that have not linked yet.
+    package var unlinkedMembers: Set<String> { state.withLock { Set($0.unlinked.keys) } }
+
+    /// Removes the provisional members added before `cutoff` (never those in `keeping`: the
+    /// voters), and remembers each for `forgetFor` (only its own announcement brings it back
+    /// sooner). Returns the ids removed.
+    package func expireUnlinked(addedBefore cutoff: Date, keeping: Set<String>, forgetFor: Duration) -> [String] {
+        let t = now()
+        return mutate { (s: inout MembershipState) -> [String] in
+            s.forgotten = s.forgotten.filter { $0.value > t }
+            let expired = s.unlinked.filter { $0.value < cutoff && !keeping.contains($0.key) }.keys.sorted()
+            for id in expired {
+                s.unlinked[id] = nil
+                s.forgotten[id] = t.addingTimeInterval(forgetFor.seconds)
+                if let removed = s.peers.removeValue(forKey: id) {
+                    s.emit(.removed(id))
+                    if removed.role == .primary { s.primaryClaimChanged(id, at: t) }
+                }
+            }
+            return expired
+        }
+    }
+
+    /// A node forgotten here said hello: reports of it from seeds and peers add it again.
+    package func pardon(_ nodeID: String) {
+        state.withLock { s in
+            if !s.forgotten.isEmpty { s.forgotten[nodeID] = nil }
+        }
+    }
+
+    /// Removes a member and remembers it for `forgetFor` (`cluster force-leave`): seeds' and
+    /// peers' reports of it add it back no sooner; its own announcement does. Throws
+    /// `.cannotRemoveSelf` for the local id, `.nodeNotFound` for an unknown one.
+    package func forget(_ nodeID: String, for forgetFor: Duration) throws(ClusterError) {
+        if nodeID == localNodeID { throw .cannotRemoveSelf }
+        let t = now()
+        try mutate { (s: inout MembershipState) throws(ClusterError) in
+            guard let removed = s.peers.removeValue(forKey: nodeID) else { throw .nodeNotFound }
+            s.unlinked[nodeID] = nil
+            s.forgotten[nodeID] = t.addingTimeInterval(forgetFor.seconds)
             s.emit(.removed(nodeID))
             if removed.role == .primary { s.primaryClaimChanged(nodeID, at: t) }
         }
@@ -503,6 +601,11 @@ private struct MembershipState {
     var primaryTerm: UInt64 = 0
     /// The node `primary` names. Kept up to date by `primaryClaimChanged`.
     var primaryID: String?
+    /// Members learned from the network that have not linked yet, with when each was added.
+    var unlinked: [String: Date] = [:]
+    var unlinkedLimit = Int.max
+    /// Members forgotten (expired or force-left), until when.
+    var forgotten: [String: Date] = [:]
 
     var observers: [MembershipObserver] = []
     var nextObserverToken: UInt64 = 0

@@ -40,9 +40,12 @@ public enum Discovery {
                     return DiscoveryResponse(success: false, error: "the cluster is full (\(maxMembers) members)")
                 }
                 do {
-                    try membership.addNode(NodeInfo(
+                    try membership.addLearned(NodeInfo(
                         id: id, addr: announcement.nodeAddr, role: .replica, epoch: announcement.epoch,
-                        term: announcement.term, priority: announcement.priority))
+                        term: announcement.term, priority: announcement.priority), firstHand: true)
+                } catch .tooManyUnlinked(let limit) {
+                    return DiscoveryResponse(
+                        success: false, error: "\(limit) members have not linked yet: try again later")
                 } catch {
                     // Added by another thread in between: refresh it as a known node.
                     try? membership.refreshFromAnnouncement(id, epoch: announcement.epoch, term: announcement.term)
@@ -141,12 +144,12 @@ public enum Discovery {
             else { continue }
             if membership.nodeCount >= maxMembers { break }
             do {
-                try membership.addNode(NodeInfo(
+                try membership.addLearned(NodeInfo(
                     id: node.id, addr: node.addr, role: node.role, lastHeartbeatSeq: 0,
-                    epoch: node.epoch, term: node.term, lastLSN: node.lastLSN, priority: node.priority))
+                    epoch: node.epoch, term: node.term, lastLSN: node.lastLSN, priority: node.priority), firstHand: false)
                 added.append(node.id)
             } catch {
-                continue  // added concurrently: fine
+                continue  // added concurrently, forgotten here, or too many not linked yet
             }
         }
         return added

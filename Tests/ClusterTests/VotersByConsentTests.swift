@@ -115,6 +115,42 @@ struct VotersByConsentTests {
         #expect(await cluster.agreedLeader(among: ids, timeout: .seconds(10)) != nil)
     }
 
+    @Test("made-up members: at most --max-unlinked-members take places (beyond, the announcement is refused with the reason), each is forgotten on every agent once it has not linked within --unlinked-member-expiry, the seeds' reports do not bring it back, and the places are free again")
+    func madeUpMembersCappedAndExpired() async throws {
+        let cluster = try await AgentCluster.start(
+            size: 3, extra: ["--max-unlinked-members", "5", "--unlinked-member-expiry", "2s"])
+        let ids = cluster.ids
+        #expect(await cluster.agreedLeader(among: ids) != nil)
+        let target = cluster.agent(ids[0])
+        func announce(_ id: String) -> DiscoveryResponse? {
+            // At an address where nobody answers (the discard port): it never links.
+            let announcement = AnnouncementMessage(nodeID: id, nodeAddr: "127.0.0.1:9")
+            guard case .nodeList(let answer)? = try? ClusterClient.request(.announcement(announcement), to: target.address, timeout: .seconds(5))
+            else { return nil }
+            return answer
+        }
+        let answers = (1...12).map { announce("made-up-\($0)") }
+        let taken = answers.filter { $0?.success == true }.count
+        let refusals = answers.compactMap { $0?.success == false ? $0?.error : nil }
+        #expect(taken == 5, "\(answers.map { $0.map { "\($0.success) \($0.error)" } ?? "no answer" })")
+        #expect(refusals.count == 7 && refusals.allSatisfy { $0.contains("have not linked yet") }, "\(refusals)")
+        func madeUp(_ id: String) -> [String] {
+            (cluster.agent(id).status()?.members ?? []).map(\.id).filter { $0.hasPrefix("made-up-") }
+        }
+        // The others heard of them from the agent that took them (MEMBER frames); all forget them.
+        #expect(await eventually(timeout: .seconds(10)) { ids.dropFirst().allSatisfy { !madeUp($0).isEmpty } || ids.allSatisfy { madeUp($0).isEmpty } })
+        let forgotten = await eventually(timeout: .seconds(15)) { ids.allSatisfy { madeUp($0).isEmpty } }
+        #expect(forgotten, "\(ids.map { madeUp($0) })")
+        #expect(target.child.output.contains("member(s) never linked within"))
+        // Each agent announces to its seeds several times a second: for three seconds no seed's answer
+        // brings a forgotten member back.
+        let back = await eventually(timeout: .seconds(3)) { ids.contains { !madeUp($0).isEmpty } }
+        #expect(!back, "\(ids.map { madeUp($0) })")
+        // The places are free again (a member's own announcement always counts).
+        #expect(announce("made-up-13")?.success == true)
+        #expect(announce("made-up-1")?.success == true)
+    }
+
     @Test("autopilot: a SIGKILLed voter is replaced by a member linked long enough, one change at a time, and the voter count comes back to the target")
     func autopilotReplacesDeadVoter() async throws {
         let cluster = try await AgentCluster.start(
