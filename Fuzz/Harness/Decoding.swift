@@ -151,6 +151,8 @@ extension DecodedConnection {
         case .bootstrap(let b):
             if b.nodes.count > Wire.maxVoters { problem("bootstrap of \(b.nodes.count) nodes") }
             b.nodes.forEach { checkID($0, "bootstrap node") }
+        case .leave(let id):
+            checkID(id, "leave node id")
         }
 
         var encoded: [UInt8] = []

@@ -281,6 +281,12 @@ final class JSONService {
             }
         case .voters(let request):
             voters(request, on: link)
+        case .forceLeave(let id):
+            guard node.options.remoteTransfers || link.conn.peerAddress?.isLoopback == true else {
+                refuse("force_leave is accepted from this node's own host only", on: link)
+                return
+            }
+            reply(.forceLeaveResponse(node.forceLeave(id)), on: link)
         case .keyring(let request):
             guard link.conn.peerAddress?.isLoopback == true else {
                 refuse("keyring is accepted from this node's own host only", on: link)
@@ -292,7 +298,8 @@ final class JSONService {
             reply(.hello(HelloMessage(nodeID: node.config.nodeID, nodeAddr: node.membership.localNode.addr, priority: node.config.priority)), on: link)
         case .goodbye:
             node.links.close(link)
-        case .voteResponse, .nodeList, .statusResponse, .error, .transferResponse, .keyringResponse, .votersResponse:
+        case .voteResponse, .nodeList, .statusResponse, .error, .transferResponse, .keyringResponse, .votersResponse,
+             .forceLeaveResponse:
             refuse("unexpected message from a client", on: link)
         }
     }

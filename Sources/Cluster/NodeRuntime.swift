@@ -747,6 +747,52 @@ final class NodeRuntime: @unchecked Sendable {
         }
     }
 
+    /// Why `id` may not be removed by `cluster force-leave` here, or nil: never this node, a node
+    /// linked and alive, or a voter (its vote goes first, through the primary).
+    private func forceLeaveRefusal(_ id: String) -> String? {
+        if id == config.nodeID { return "\(id) is this node: stop it instead" }
+        if !membership.contains(id) { return "\(id) is not a member" }
+        if links.hasLiveLink(id) { return "\(id) is linked and alive: stop it first" }
+        if core.configuration.voters.contains(id) {
+            return "\(id) is a voter: remove its vote first (cluster voters remove \(id))"
+        }
+        return nil
+    }
+
+    /// A JSON `force_leave` (from this node's own host): the member is removed here and every
+    /// linked peer is told (LEAVE frames); seeds' and peers' reports of it do not bring it back for
+    /// `NodeOptions.unlinkedMemberExpiry` (its own announcement or hello does).
+    func forceLeave(_ id: String) -> ForceLeaveResponse {
+        if let refusal = forceLeaveRefusal(id) { return ForceLeaveResponse(success: false, error: refusal) }
+        do {
+            try membership.forget(id, for: options.unlinkedMemberExpiry)
+        } catch {
+            return ForceLeaveResponse(success: false, error: "\(error)")
+        }
+        var told = 0
+        for peer in links.peers.values where peer.link != nil {
+            peerProtocol.sendLeave(id, to: peer.id)
+            told += 1
+        }
+        outbox.flush()
+        logger.warning("\(id) force-left the cluster (operator request); \(told) peer(s) told")
+        return ForceLeaveResponse(success: true, peersTold: told)
+    }
+
+    /// A peer's LEAVE frame: the operator removed `id` through it. Taken on the same terms as a
+    /// request here (never this node, one linked and alive, or a voter): a stranger's LEAVE can
+    /// remove at most a member that is gone and has no vote, which its own announcement brings back.
+    func memberLeft(_ id: String, by peerID: String) {
+        if let refusal = forceLeaveRefusal(id) {
+            if id != config.nodeID, membership.contains(id) {
+                links.logLimited(.warning, "leave", "ignoring \(peerID)'s word that \(id) left: \(refusal)")
+            }
+            return
+        }
+        guard (try? membership.forget(id, for: options.unlinkedMemberExpiry)) != nil else { return }
+        logger.warning("\(id) force-left the cluster (told by \(peerID))")
+    }
+
     private func announcementRefusal(_ a: AnnouncementMessage) -> String? {
         let name = options.clusterName
         if a.cluster != name && !(a.cluster.isEmpty && options.allowUnauthenticatedJSON) {

@@ -261,6 +261,9 @@ final class PeerProtocol {
         case .member(let member):
             guard !node.faults.blocks(peerID) else { return }
             node.memberPushed(member, by: peerID)
+        case .leave(let id):
+            guard !node.faults.blocks(peerID) else { return }
+            node.memberLeft(id, by: peerID)
         case .configuration(let message):
             guard message.from == peerID else {
                 throw .malformed("configuration from \(message.from) on the link of \(peerID)")
@@ -515,6 +518,14 @@ final class PeerProtocol {
         guard let link = peer.link, !node.faults.blocks(peer.id) else { return }
         append(to: link) { out in
             do { try Wire.encodeBootstrap(message, into: &out) } catch { logger.error("cannot encode \(message): \(error)") }
+        }
+    }
+
+    /// A LEAVE frame to `peerID`: the operator removed member `id` (`cluster force-leave`).
+    func sendLeave(_ id: String, to peerID: String) {
+        guard !node.faults.blocks(peerID), let link = node.links.peers[peerID]?.link else { return }
+        append(to: link) { out in
+            do { try Wire.encodeLeave(id, into: &out) } catch { logger.error("cannot encode a leave of \(id): \(error)") }
         }
     }
 

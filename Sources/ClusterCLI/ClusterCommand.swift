@@ -9,7 +9,7 @@ struct ClusterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "Cluster membership and leader election on libuv.",
-        subcommands: [Agent.self, Members.self, Transfer.self, Voters.self, Keygen.self, Keyring.self, Demo.self, Sim.self, Bench.self])
+        subcommands: [Agent.self, Members.self, Transfer.self, Voters.self, ForceLeave.self, Keygen.self, Keyring.self, Demo.self, Sim.self, Bench.self])
 
     /// Runs the command; a bad flag gets a one-line reason on stderr and exit code 64 (EX_USAGE),
     /// help and every other outcome are ArgumentParser's.

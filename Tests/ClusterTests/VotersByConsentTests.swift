@@ -151,6 +151,44 @@ struct VotersByConsentTests {
         #expect(announce("made-up-1")?.success == true)
     }
 
+    @Test("cluster force-leave: a live member is refused; a SIGKILLed member and a SIGKILLed voter (its vote first) leave every agent's membership, and seeds' reports do not bring them back")
+    func forceLeave() async throws {
+        let cluster = try await AgentCluster.start(size: 5, voters: 3)
+        let ids = cluster.ids
+        let leader = try #require(await cluster.agreedLeader(among: ids))
+        let member = ids[4]
+        let voter = try #require(ids.prefix(3).first { $0 != leader })
+        let asked = leader
+        let addr = cluster.agent(asked).address.description
+        let alive = try runChild("cluster", ["force-leave", "--addr", addr, member], timeoutSeconds: 60)
+        #expect(alive.exitCode == 1 && alive.output.contains("linked and alive"), "\(alive)")
+        cluster.remove(member)
+        cluster.remove(voter)
+        let live = ids.filter { $0 != member && $0 != voter }
+        func members(_ id: String) -> Set<String> { Set((cluster.agent(id).status()?.members ?? []).map(\.id)) }
+        var left = ChildResult(exitCode: nil, signal: nil, output: "")
+        for gone in [member, voter] {
+            // Refused while the node still counts the killed agent's link as live (it closes at once
+            // on a SIGKILL, as the kernel resets it); asked again until it is not.
+            _ = await eventually(timeout: .seconds(10)) {
+                left = (try? runChild("cluster", ["force-leave", "--addr", addr, gone], timeoutSeconds: 60)) ?? left
+                return left.exitCode == 0
+            }
+            #expect(left.exitCode == 0 && left.output.contains("\(gone) left the cluster"), "\(left)")
+        }
+        #expect(left.output.contains("removed \(voter)'s vote"), "\(left)")
+        let gone = await eventually(timeout: .seconds(10)) {
+            live.allSatisfy { members($0).isDisjoint(with: [member, voter]) }
+        }
+        #expect(gone, "\(live.map { "\($0): \(members($0).sorted())" })")
+        #expect(live.allSatisfy { cluster.agent($0).status()?.configuration?.voters.contains(voter) == false })
+        // Each agent announces to its seeds several times a second: for three seconds no seed's
+        // answer brings either back.
+        let back = await eventually(timeout: .seconds(3)) { live.contains { !members($0).isDisjoint(with: [member, voter]) } }
+        #expect(!back, "\(live.map { "\($0): \(members($0).sorted())" })")
+        #expect(await cluster.agreedLeader(among: live) != nil)
+    }
+
     @Test("autopilot: a SIGKILLed voter is replaced by a member linked long enough, one change at a time, and the voter count comes back to the target")
     func autopilotReplacesDeadVoter() async throws {
         let cluster = try await AgentCluster.start(

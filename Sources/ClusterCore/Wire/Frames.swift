@@ -41,6 +41,8 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case configurationAck = 11
     /// Nodes that bootstrap a cluster together tell each other what they have seen.
     case bootstrap = 12
+    /// A node tells its peers that the operator removed a member (`cluster force-leave`).
+    case leave = 14
 
     public var description: String {
         switch self {
@@ -54,6 +56,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable, CustomStringConvertible {
         case .configuration: return "configuration"
         case .configurationAck: return "configuration ack"
         case .bootstrap: return "bootstrap"
+        case .leave: return "leave"
         }
     }
 }
@@ -218,6 +221,8 @@ public enum WireFrame: Sendable, Equatable, Hashable {
     case configuration(ConfigurationMessage)
     case configurationAck(ConfigurationAck)
     case bootstrap(BootstrapMessage)
+    /// The id of a member the operator removed (`cluster force-leave`).
+    case leave(String)
 
     public var type: FrameType {
         switch self {
@@ -231,6 +236,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .configuration: return .configuration
         case .configurationAck: return .configurationAck
         case .bootstrap: return .bootstrap
+        case .leave: return .leave
         }
     }
 
@@ -256,7 +262,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
         case .timeoutNow(let t): return .timeoutNow(t)
         case .configuration(let c): return .configuration(c)
         case .configurationAck(let a): return .configurationAck(a)
-        case .hello, .goodbye, .member, .bootstrap: return nil
+        case .hello, .goodbye, .member, .bootstrap, .leave: return nil
         }
     }
 }

@@ -242,6 +242,10 @@ public enum JSONMessage: Sendable, Equatable {
     /// it is committed, or with the reason it was not).
     case voters(VotersRequest)
     case votersResponse(VotersResponse)
+    /// The operator removes a member that is gone, and its vote (`cluster force-leave`); answered
+    /// with `.forceLeaveResponse`.
+    case forceLeave(nodeID: String)
+    case forceLeaveResponse(ForceLeaveResponse)
 
     static let statusResponseType = "status_response"
 
@@ -264,6 +268,8 @@ public enum JSONMessage: Sendable, Equatable {
         case .keyringResponse: return "keyring_response"
         case .voters: return "voters"
         case .votersResponse: return "voters_response"
+        case .forceLeave: return "force_leave"
+        case .forceLeaveResponse: return "force_leave_response"
         }
     }
 
@@ -321,6 +327,11 @@ public enum JSONMessage: Sendable, Equatable {
             if let node = request.nodeID { _ = try Wire.checkedID(node, "voters node_id") }
             return .voters(request)
         case "voters_response": return .votersResponse(try json(VotersResponse.self, data, context: type))
+        case "force_leave":
+            let id = try json(ForceLeaveJSON.self, data, context: type).nodeID
+            _ = try Wire.checkedID(id, "force_leave node_id")
+            return .forceLeave(nodeID: id)
+        case "force_leave_response": return .forceLeaveResponse(try json(ForceLeaveResponse.self, data, context: type))
         default: throw .unknownMessageType(type)
         }
     }
@@ -371,6 +382,8 @@ public enum JSONMessage: Sendable, Equatable {
         case .keyringResponse(let r): return try encoder.encode(Typed(messageType: messageType, body: r))
         case .voters(let r): return try encoder.encode(Typed(messageType: messageType, body: r))
         case .votersResponse(let r): return try encoder.encode(Typed(messageType: messageType, body: r))
+        case .forceLeave(let id): return try encoder.encode(Typed(messageType: messageType, body: ForceLeaveJSON(nodeID: id)))
+        case .forceLeaveResponse(let r): return try encoder.encode(Typed(messageType: messageType, body: r))
         }
     }
 
@@ -535,6 +548,29 @@ private struct Typed<Body: Encodable>: Encodable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(messageType, forKey: .messageType)
     }
+}
+
+/// The body of a `force_leave` request.
+struct ForceLeaveJSON: Codable {
+    var nodeID: String
+    enum CodingKeys: String, CodingKey { case nodeID = "node_id" }
+}
+
+/// The answer to a `force_leave` request: `success` once the member is removed here (and its
+/// peers told); `error`: why not.
+public struct ForceLeaveResponse: Sendable, Equatable, Codable {
+    public var success: Bool
+    public var error: String?
+    /// The peers told (LEAVE frames).
+    public var peersTold: Int
+
+    public init(success: Bool, error: String? = nil, peersTold: Int = 0) {
+        self.success = success
+        self.error = error
+        self.peersTold = peersTold
+    }
+
+    enum CodingKeys: String, CodingKey { case success, error, peersTold = "peers_told" }
 }
 
 /// A `voters` request: `op` is `list`, `add` or `remove` (`node_id` names the node for the last two).

@@ -198,7 +198,17 @@ public enum Wire {
         case .configuration(let c): try encodeConfiguration(c, into: &out)
         case .configurationAck(let a): try encodeConfigurationAck(a, into: &out)
         case .bootstrap(let b): try encodeBootstrap(b, into: &out)
+        case .leave(let id): try encodeLeave(id, into: &out)
         }
+    }
+
+    /// Appends a LEAVE frame: the id of a member the operator removed. Throws (appending nothing)
+    /// when the id is not 1...255 bytes.
+    public static func encodeLeave(_ nodeID: String, into out: inout [UInt8]) throws(WireError) {
+        let id = try checkedID(nodeID, "leave node id")
+        out.appendHeader(length: 1 + 2 + id, type: .leave)
+        out.appendBE(UInt16(id))
+        out.append(contentsOf: nodeID.utf8)
     }
 
     /// The byte count of a node id, or the error if it is not 1...255 bytes.
@@ -247,6 +257,7 @@ public enum Wire {
         case FrameType.configuration.rawValue: return .configuration(try decodeConfiguration(frame))
         case FrameType.configurationAck.rawValue: return .configurationAck(try decodeConfigurationAck(frame))
         case FrameType.bootstrap.rawValue: return .bootstrap(try decodeBootstrap(frame))
+        case FrameType.leave.rawValue: return .leave(try decodeLeave(frame))
         default: throw .unknownType(type)
         }
     }
@@ -378,6 +389,13 @@ public enum Wire {
         let priority = try WireRead.u64(frame, &o, "the member priority")
         try WireRead.end(frame, o, .member)
         return MemberMessage(nodeID: id, nodeAddr: addr, priority: Int(truncatingIfNeeded: Int64(bitPattern: priority)))
+    }
+
+    static func decodeLeave(_ frame: RawSpan) throws(WireError) -> String {
+        var o = 5
+        let id = try WireRead.id(frame, &o, "the leave node id")
+        try WireRead.end(frame, o, .leave)
+        return id
     }
 
     static func decodeGoodbye(_ frame: RawSpan) throws(WireError) -> String {
