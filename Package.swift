@@ -35,12 +35,14 @@ let package = Package(
         // The per-frame MAC of keyed links: BoringSSL's HMAC as swift-crypto builds and links it,
         // reset in place (no allocation per frame). See its header.
         .target(name: "CFrameMAC", path: "Sources/CFrameMAC"),
-        // The pure cluster logic: types, membership, election core, wire codec. No I/O, no clock.
-        // Crypto: the cluster key's MACs and key derivation (pure functions, no I/O). UV: only its
-        // mutex (`UVMutex`), the lock of the membership and the keyring.
+        // The lock of the cluster logic (a pthread mutex behind an opaque handle). See its header.
+        .target(name: "CCoreLock", path: "Sources/CCoreLock"),
+        // The pure cluster logic: types, membership, election core, wire codec. No I/O, no clock,
+        // and not the libuv layer. Crypto: the cluster key's MACs and key derivation (pure
+        // functions, no I/O).
         .target(
             name: "ClusterCore",
-            dependencies: ["CFrameMAC", "UV", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
+            dependencies: ["CFrameMAC", "CCoreLock", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: strict),
         // The node: joins the core and the libuv layer, offers the public API.
         .target(
             name: "Cluster",

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import UV
 
 /// A change to the membership that a runtime acts on, as `ClusterMembership.addObserver(_:)`
 /// delivers it. Heartbeats (`lastSeen`, sequence numbers, LSNs) are not changes of this kind.
@@ -43,7 +42,7 @@ public final class ClusterMembership: Sendable {
     private let now: @Sendable () -> Date
     private let state: LockedMembershipState
     /// Handlers of ``requestAnnouncement()``, by token.
-    private let announcementRequests = UVLocked<(next: UInt64, handlers: [UInt64: @Sendable () -> Void])>((0, [:]))
+    private let announcementRequests = CoreLocked<(next: UInt64, handlers: [UInt64: @Sendable () -> Void])>((0, [:]))
 
     /// The time on the membership's clock (the one `lastSeen` is measured on).
     public var currentTime: Date { now() }
@@ -681,11 +680,10 @@ private struct MembershipState {
     }
 }
 
-/// `MembershipState` behind a `UVMutex` (a pthread mutex; Foundation's `NSLock` would bring
-/// Foundation into every node). Not `Synchronization.Mutex`: with Swift 6.3.1 on Linux the
-/// thread sanitizer reports false races inside `Mutex.withLock`.
+/// `MembershipState` behind a `CoreLock` (a pthread mutex; Foundation's `NSLock` would bring
+/// Foundation into every node).
 private final class LockedMembershipState: @unchecked Sendable {
-    private let lock = UVMutex()
+    private let lock = CoreLock()
     // Reached only inside the lock, one access at a time: the runtime's exclusivity check on
     // every heartbeat would check what the lock already guarantees.
     @exclusivity(unchecked) private var value: MembershipState

@@ -1,6 +1,5 @@
 import Crypto
 import FoundationEssentials
-import UV
 
 /// A cluster key: 32 random bytes that every member holds. Nodes that hold it authenticate each
 /// other at link start and every frame after (see `LinkAuth`); nodes that do not are refused.
@@ -92,7 +91,7 @@ public struct ClusterKey: Sendable, Hashable, CustomStringConvertible {
 /// every node (`use`), then remove the old one everywhere. Thread-safe; a node's runtime and
 /// its discovery may share one.
 public final class ClusterKeyring: @unchecked Sendable, CustomStringConvertible {
-    private let lock = UVMutex()
+    private let lock = CoreLock()
     /// The primary key first.
     private var entries: [ClusterKey]
     private var changes: UInt64 = 0
