@@ -271,7 +271,7 @@ public final class ElectionManager: Sendable {
     package var datagramPort: Int? { runtime.sync { $0.datagrams.port.map(Int.init) } ?? nil }
 
     /// Fault injection for tests: drop peer traffic (see `NetworkFaults`).
-    public func injectFaults(_ faults: NetworkFaults) {
+    package func injectFaults(_ faults: NetworkFaults) {
         _ = runtime.sync { rt in
             rt.faults = faults
             for id in faults.blackholedLinks { rt.links.peers[id]?.link?.blackholed = true }

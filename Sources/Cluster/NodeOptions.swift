@@ -238,20 +238,20 @@ public struct NodeStats: Sendable, Equatable {
     public init() {}
 }
 
-/// Faults a test can inject into a node's transport.
-public struct NetworkFaults: Sendable, Equatable {
+/// Faults a test can inject into a node's transport (tests and `cluster bench` only: not public).
+package struct NetworkFaults: Sendable, Equatable {
     /// Drop every peer message sent or received (the node is cut off; links stay up).
-    public var isolated: Bool
+    package var isolated: Bool
     /// Drop peer messages to and from these nodes only.
-    public var blockedPeers: Set<String>
+    package var blockedPeers: Set<String>
     /// Drop every heartbeat datagram that arrives (UDP is blocked; the links still work).
-    public var dropsDatagrams: Bool
+    package var dropsDatagrams: Bool
     /// Black-hole the TCP flows of the links to these peers as they are when the faults are
     /// injected: nothing more is read from them nor written to them (not even a goodbye), while
     /// heartbeat datagrams pass. Links made later (a redial is a new flow) are not touched.
-    public var blackholedLinks: Set<String>
+    package var blackholedLinks: Set<String>
 
-    public init(isolated: Bool = false, blockedPeers: Set<String> = [], dropsDatagrams: Bool = false, blackholedLinks: Set<String> = []) {
+    package init(isolated: Bool = false, blockedPeers: Set<String> = [], dropsDatagrams: Bool = false, blackholedLinks: Set<String> = []) {
         self.isolated = isolated
         self.blockedPeers = blockedPeers
         self.dropsDatagrams = dropsDatagrams
