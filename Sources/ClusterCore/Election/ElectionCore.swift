@@ -314,46 +314,46 @@ public struct ElectionCore: Sendable {
     public let settings: Settings
     /// Follower, candidate or leader. A node in a PreVote round is still a follower; a candidate
     /// that won stays a candidate until its new epoch is durable.
-    public private(set) var state: ElectionState = .follower
+    public internal(set) var state: ElectionState = .follower
     /// What must survive a restart (term, vote, epoch), as the core holds it now; every change is
     /// emitted as `.persist`. It may be ahead of ``persisted`` while a write is pending or failed.
-    public private(set) var durable: DurableElectionState
+    public internal(set) var durable: DurableElectionState
     /// The last state reported written (``ElectionEvent/persisted(_:)``), or the one the core
     /// started from: what a restart would find.
-    public private(set) var persisted: DurableElectionState
+    public internal(set) var persisted: DurableElectionState
     /// True from a ``ElectionEvent/persistFailed(_:)`` until the next ``ElectionEvent/persisted(_:)``:
     /// the node refuses votes and PreVotes (``notDurableReason``) and does not stand.
-    public private(set) var lastWriteFailed = false
+    public internal(set) var lastWriteFailed = false
     /// The fencing token the application reads: the epoch of the newest primary this node knows,
     /// its own once durable or the one a primary's heartbeat carries. Never decreases; 0 until this
     /// core leads or hears a primary (it is not restored on restart: a follower learns it from the
     /// primary's next heartbeat). Every rise is emitted as ``ElectionDirective/epochChanged(_:)``.
     /// ``epoch`` can be ahead of it: a voter's promise, or a new primary's epoch not yet durable.
-    public private(set) var fencingEpoch: UInt64 = 0
+    public internal(set) var fencingEpoch: UInt64 = 0
     /// The leader of the current term, if this node knows one (itself when leader).
-    public private(set) var leaderID: String?
+    public internal(set) var leaderID: String?
     /// The local log position, as last set by ``ElectionEvent/setLocalLSN(_:)``.
-    public private(set) var localLSN: UInt64 = 0
+    public internal(set) var localLSN: UInt64 = 0
     /// The leadership transfer under way on this node, if any: set by an accepted
     /// ``ElectionEvent/transferLeadership(to:)``, cleared when
     /// ``ElectionDirective/transferEnded(target:succeeded:reason:)`` reports its end. It outlives
     /// this node's leadership once the target was told to stand (the old leader waits to hear who
     /// won). While it is set on a leader, the application should hold new writes.
-    public private(set) var transfer: Transfer?
+    public internal(set) var transfer: Transfer?
     /// The members whose votes count: the voters of ``configuration``. This node may not be one
     /// of them (``isVoter``).
-    public private(set) var voters: Set<String>
+    public internal(set) var voters: Set<String>
     /// True when this node's vote counts: it may stand and vote. A node that is not a voter
     /// follows the primary it hears and does nothing else.
-    public private(set) var isVoter: Bool
+    public internal(set) var isVoter: Bool
     /// The newest voter configuration this node holds (and stores: it is part of ``durable``).
     @inlinable public var configuration: VoterConfiguration { durable.configuration }
     /// This node knows that ``configuration`` is committed: a majority of its voters stored it (as
     /// primary, from their acknowledgements; otherwise, as the primary said). A bootstrap
     /// configuration counts as committed.
-    public private(set) var configurationCommitted: Bool
+    public internal(set) var configurationCommitted: Bool
     /// The voter change this primary is making, from its request until it commits.
-    public private(set) var voterChange: VoterChange?
+    public internal(set) var voterChange: VoterChange?
 
     /// The current term (Raft §5.1).
     @inlinable public var term: UInt64 { durable.term }
@@ -382,9 +382,9 @@ public struct ElectionCore: Sendable {
     /// its self-vote or its new epoch to be durable: the write's report moves it on). Kept up to
     /// date by every step: the driver reads it after each one, and a stored property is read in
     /// place, where a computed one would copy the whole core to call its getter.
-    public private(set) var nextDeadline: CoreInstant?
+    public internal(set) var nextDeadline: CoreInstant?
 
-    private func computeNextDeadline() -> CoreInstant? {
+    func computeNextDeadline() -> CoreInstant? {
         let timer: CoreInstant?
         switch state {
         case .leader:
@@ -418,55 +418,55 @@ public struct ElectionCore: Sendable {
     // MARK: Private state
 
     /// `voters`, sorted: every message to all voters goes out in this order, so runs replay.
-    private var voterList: [String]
-    private var rng: SplitMix64
+    var voterList: [String]
+    var rng: SplitMix64
     /// This node's current randomised election timeout, drawn at every state change.
-    private var randomizedElectionTimeout: UInt64
+    var randomizedElectionTimeout: UInt64
     /// When a follower's election timer fires.
-    private var electionDeadline: CoreInstant
+    var electionDeadline: CoreInstant
     /// When a leader next checks that it still hears a quorum.
-    private var checkQuorumDeadline: CoreInstant
-    private var campaign: Campaign?
+    var checkQuorumDeadline: CoreInstant
+    var campaign: Campaign?
     /// Failed attempts in a row (PreVote rounds and candidacies) with no leader heard in between.
-    private var consecutiveFailures = 0
+    var consecutiveFailures = 0
     /// What this node knows of the other voters: when each was last heard from (any message),
     /// what its last heartbeat reported, its priority.
-    private var peers: [String: PeerView] = [:]
+    var peers: [String: PeerView] = [:]
     /// When the current leader was last heard from (meaningful while `leaderID` is a peer).
-    private var lastLeaderContact: CoreInstant = .zero
+    var lastLeaderContact: CoreInstant = .zero
     /// The link to the current leader ended (``ElectionEvent/peerUnreachable(_:)``) and the leader
     /// has not been heard since: the lease no longer holds (see `linkLost`).
-    private var leaderLinkLost = false
+    var leaderLinkLost = false
     /// The election timer was brought forward by crash evidence (`linkLost`) and has not fired.
-    private var evidenceTimer = false
+    var evidenceTimer = false
     /// The first node seen claiming primary in the current term (itself when it won).
-    private var termPrimary: String?
-    private var reportedDualPrimaries: Set<DualPrimaryReport> = []
+    var termPrimary: String?
+    var reportedDualPrimaries: Set<DualPrimaryReport> = []
     /// `durable` changed since the last `.persist` (or must be written again after a failure).
-    private var durableDirty = false
+    var durableDirty = false
     /// The state of the `.persist` whose outcome is not yet reported (at most one).
-    private var writing: DurableElectionState?
+    var writing: DurableElectionState?
     /// After a failed write: no retry before this time.
-    private var retryWriteAt: CoreInstant = .zero
+    var retryWriteAt: CoreInstant = .zero
     /// A vote granted but not yet durable: its response goes out when it is.
-    private var withheldGrant: WithheldGrant?
+    var withheldGrant: WithheldGrant?
     /// The candidate of a vote granted but not yet durable: its response goes out once the write
     /// in flight is reported (a refusal if it failed), or never if the term moves on first.
     public var withheldVoteCandidate: String? { withheldGrant?.candidate }
     /// The epoch of an election this candidate won, while that epoch is not yet durable.
-    package private(set) var pendingLeaderEpoch: UInt64?
+    package internal(set) var pendingLeaderEpoch: UInt64?
     /// As primary: when the configuration next goes again to the nodes that have not acknowledged
     /// it (nil: all have, or it waits for its own write).
-    private var configResendAt: CoreInstant?
+    var configResendAt: CoreInstant?
     /// As primary: who is told of the configuration (its voters, and the voters the change removed).
-    private var configRecipients: [String] = []
+    var configRecipients: [String] = []
     /// The primary to acknowledge the configuration to once it is durable.
-    private var configAckTo: String?
+    var configAckTo: String?
     /// The leader this node follows leads a term behind this node's own (it follows as a member
     /// that does not vote): forgotten if this node becomes a voter.
-    private var followsBehind = false
+    var followsBehind = false
     /// No pull of a newer configuration from this node's voters before this time.
-    private var nextConfigurationPull: CoreInstant = .zero
+    var nextConfigurationPull: CoreInstant = .zero
 
     /// A core starting as a follower, from the durable state of its last run (or a fresh one).
     ///
@@ -688,7 +688,7 @@ public struct ElectionCore: Sendable {
 
     /// Follower and candidate timers: the election timer, and the campaign timer of a PreVote
     /// round or candidacy.
-    private mutating func tickElection(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+    mutating func tickElection(now: CoreInstant, _ directives: inout [ElectionDirective]) {
         if let campaign {
             // A candidacy whose self-vote is not yet durable waits for the write's report.
             if campaign.requestsSent, now >= campaign.deadline { failCampaign(now: now, &directives) }
@@ -713,7 +713,7 @@ public struct ElectionCore: Sendable {
     /// CheckQuorum (thesis §6.2): a leader that has not heard from a quorum of voters (itself
     /// counted) within `electionTimeout` MUST step down, so that a leader cut off from the
     /// majority stops acting as primary, and the PreVote lease on the majority side runs out.
-    private mutating func tickCheckQuorum(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+    mutating func tickCheckQuorum(now: CoreInstant, _ directives: inout [ElectionDirective]) {
         if let resend = configResendAt, now >= resend { resendConfiguration(now: now, &directives) }
         guard now >= checkQuorumDeadline else { return }
         var heard = 1  // itself
@@ -734,766 +734,10 @@ public struct ElectionCore: Sendable {
         }
     }
 
-    // MARK: Crash evidence
-
-    /// The width of one rank of the crash-evidence delay: a quarter of the election timeout.
-    /// A follower whose link to its leader ends stands after
-    /// `(behind + r) · evidenceSlot / max(1, priority)`, r uniform in [0, 1) (see `linkLost`).
-    package var evidenceSlot: UInt64 { Swift.max(1, settings.electionTimeout / 4) }
-
-    /// ``ElectionEvent/peerUnreachable(_:)``: the transport's link to `peer` ended. When a process
-    /// dies its kernel closes its sockets, so every follower's link to a crashed leader ends at
-    /// once: evidence, not proof (a link also ends when only it broke, or when the runtime's sweep
-    /// closes one silent for an election timeout). A follower whose link to its current leader
-    /// ends therefore:
-    /// - (a) stops counting that leader as heard for the lease (`hasLiveLeader`): it grants
-    ///   PreVotes and votes from others, as it would an election timeout after the last
-    ///   heartbeat; the leader's next heartbeat (over a new link) restores the lease;
-    /// - (b) with `autoFailover`, brings its election timer forward to
-    ///   `now + (behind + r) · evidenceSlot / max(1, priority)`, r uniform in [0, 1), `behind` the
-    ///   number of other voters heard within T whose heartbeats reported a higher LSN than this
-    ///   node's: the most up-to-date, highest-priority follower usually stands first (the others
-    ///   would refuse a less up-to-date one anyway). When the timer fires it forgets the leader and
-    ///   starts a PreVote round, exactly as on an election timeout. A follower that grants a
-    ///   PreVote while such a timer runs waits at least a vote request timeout from then (another
-    ///   follower stood first on the same evidence; two candidacies at once would split the vote).
-    ///
-    /// Ignored by a leader (CheckQuorum judges its followers by silence), a candidate, a follower
-    /// for any peer but its leader, and a follower whose evidence timer already runs.
-    ///
-    /// Why safety is unchanged: the event touches no term, vote or epoch and persists nothing; it
-    /// only moves a timer and ends one node's lease. Raft's safety (one leader per term, Raft
-    /// §5.2) never depended on timing: the election still goes through a PreVote round that needs
-    /// a real majority (``quorumSize``) of grants, a candidacy that raises the term only after
-    /// that round is won (or by the operator's `startElection`, or a leader's TimeoutNow, as
-    /// before), one durable vote per term, and persist before send. The lease itself is a
-    /// liveness guard against disruptive servers (thesis §4.2.3), not a safety rule; etcd-io/raft
-    /// likewise grants votes as soon as a follower no longer counts its leader as live (its
-    /// `inLease` test) and uses the transport's unreachability reports (`MsgUnreachable`) only on
-    /// the leader. What the lease protects still holds: a link that broke only between two live
-    /// nodes ends the lease of the one follower at its end; the primary's other followers still
-    /// hear it and refuse PreVotes (and votes) by their leases, so while the nodes holding a lease
-    /// on the primary (it included) are a majority, no PreVote round against it can win, nobody's
-    /// term moves (thesis §9.6), and it stays primary. The follower's failed round counts as a
-    /// failed attempt (the back-off), and the leader's next heartbeat ends it.
-    private mutating func linkLost(to peer: String, now: CoreInstant) {
-        let aboutLeader = peer == leaderID || disabledRules.contains(.evidenceFromLeaderLinkOnly)
-        guard state == .follower, peer != id, leaderID != nil, aboutLeader, !leaderLinkLost else { return }
-        leaderLinkLost = true
-        guard settings.autoFailover, campaign == nil, !lastWriteFailed else { return }
-        let deadline = now + evidenceDelay(now: now)
-        if deadline < electionDeadline {
-            electionDeadline = deadline
-            evidenceTimer = true
-        }
-    }
-
-    /// `(behind + r) · evidenceSlot / max(1, priority)`: see `linkLost`.
-    private mutating func evidenceDelay(now: CoreInstant) -> UInt64 {
-        var behind: UInt64 = 0
-        for voter in voterList where voter != id && voter != leaderID {
-            guard let peer = peers[voter], let heard = peer.heardAt, now < heard + settings.electionTimeout,
-                  peer.reportedLSN > localLSN
-            else { continue }
-            behind += 1
-        }
-        let slot = evidenceSlot
-        return (behind * slot + rng.next(upperBound: slot)) / UInt64(Swift.max(1, settings.priority))
-    }
-
-    // MARK: Messages
-
-    /// `recorded`: the sender's record (`peers`) already notes the heartbeat.
-    private mutating func stepHeartbeat(
-        _ heartbeat: HeartbeatMessage, recorded: Bool, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        guard heartbeat.from != id else { return }
-        // Not recorded yet only with the known-voters rule switched off (a test's): a voter's
-        // heartbeat is still recorded then, a stranger's is not.
-        if !recorded, voters.contains(heartbeat.from) {
-            peers[heartbeat.from, default: PeerView()].heard(at: now, term: heartbeat.term, lsn: heartbeat.lsn)
-        }
-        if heartbeat.term > term {
-            adoptTerm(heartbeat.term, now: now, &directives)
-        }
-        if heartbeat.epoch > epoch {
-            adoptEpoch(heartbeat.epoch)
-        }
-        if heartbeat.role == .primary, heartbeat.epoch > fencingEpoch {
-            raiseFencingEpoch(heartbeat.epoch, &directives)  // a newer primary than any known
-        }
-        if heartbeat.term < term, !isVoter, heartbeat.role == .primary, settings.replicatesConfiguration {
-            // A member that does not vote follows the primary it hears even behind its own term
-            // (a term it reached while it voted, or standing alone): its term never goes down, it
-            // has no vote to protect, and the voters never take a non-voter's term.
-            setLeader(heartbeat.from, &directives)
-            followsBehind = true
-            lastLeaderContact = now
-            electionDeadline = now + randomizedElectionTimeout
-            return
-        }
-        guard heartbeat.term == term else { return }  // stale sender: it adopts our term from our heartbeats
-        if let transfer, heartbeat.from == transfer.target {
-            sendTimeoutNowIfCaughtUp(&directives)  // the target may have caught up
-        }
-        if heartbeat.role == .primary {
-            acceptPrimary(heartbeat.from, now: now, &directives)
-        } else if heartbeat.from == leaderID {
-            // Our leader stepped down (StepDown or CheckQuorum) in this term: it is no longer live.
-            setLeader(nil, &directives)
-        }
-    }
-
-    /// A heartbeat of the current term from a node claiming primary.
-    private mutating func acceptPrimary(
-        _ primary: String, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        if let known = termPrimary, known != primary {
-            reportDualPrimary(known, primary, &directives)
-            return
-        }
-        termPrimary = primary
-        if let transfer, term > transfer.term {
-            // A later term's leader: the transfer worked if it is the target.
-            let succeeded = primary == transfer.target
-            endTransfer(succeeded: succeeded, reason: succeeded ? nil : Self.transferOtherLeaderReason, &directives)
-        }
-        if state == .candidate {
-            becomeFollower(now: now, leader: primary, &directives)  // Raft §5.2: a candidate yields
-        }
-        campaign = nil
-        setLeader(primary, &directives)
-        lastLeaderContact = now
-        leaderLinkLost = false  // heard again: the link is back
-        evidenceTimer = false
-        consecutiveFailures = 0
-        electionDeadline = now + randomizedElectionTimeout
-    }
-
-    /// A real vote request (Raft §5.2, §5.4.1; see "Voting" and "Disruptive servers" on
-    /// ``step(_:now:)``). `vouched`: it came through ``ElectionEvent/vouchedVoteRequest(_:)``.
-    private mutating func stepVoteRequest(
-        _ request: VoteRequest, vouched: Bool, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        let candidate = request.candidateID
-        guard candidate != id else { return }
-        // Refusals that adopt nothing: the request's term is not this node's business.
-        if let reason = disruptionRefusal(request, vouched: vouched, now: now) {
-            let refusal = VoteResponse(voterID: id, term: term, voteGranted: false, reason: reason, epoch: epoch)
-            send(to: candidate, .voteResponse(refusal), &directives)
-            return
-        }
-        if request.term > term {
-            adoptTerm(request.term, now: now, &directives)
-        }
-        let reason: String
-        if request.term < term {
-            reason = ClusterError.staleTerm.description
-        } else if lastWriteFailed {
-            reason = Self.notDurableReason
-        } else if let votedFor, votedFor != candidate {
-            reason = ClusterError.alreadyVoted.description
-        } else if request.lastLSN < localLSN {
-            reason = ClusterError.staleLSN.description
-        } else if !vouched, request.configuration < configuration.id, !disabledRules.contains(.configurationRule) {
-            reason = Self.staleConfigurationReason
-        } else if request.epoch < grantEpochFloor(votedFor: votedFor), !disabledRules.contains(.epochRule) {
-            reason = Self.staleEpochReason
-        } else {
-            reason = ""
-        }
-        guard reason.isEmpty else {
-            let refusal = VoteResponse(voterID: id, term: term, voteGranted: false, reason: reason, epoch: epoch)
-            send(to: candidate, .voteResponse(refusal), &directives)
-            return
-        }
-        let epochBeforeGrant = Swift.min(epoch, request.epoch)
-        if votedFor == nil {
-            durable.votedFor = candidate
-            durableDirty = true
-        }
-        if request.epoch >= epoch, !disabledRules.contains(.epochRule) {
-            durable.epoch = request.epoch + 1  // the epoch this candidate makes if it wins
-            durableDirty = true
-        }
-        campaign = nil  // we back this candidate: drop our own PreVote round
-        electionDeadline = now + randomizedElectionTimeout
-        evidenceTimer = false
-        let grant = VoteResponse(
-            voterID: id, term: term, voteGranted: true, epoch: epochBeforeGrant, configuration: configuration.id)
-        // The response waits until the vote and the promised epoch are durable (a repeated grant
-        // of a vote already written goes out at once).
-        let promised = disabledRules.contains(.epochRule) ? 0 : request.epoch + 1  // a core without the rule promises nothing
-        withheldGrant = WithheldGrant(candidate: candidate, response: grant, promisedEpoch: promised)
-        releaseWithheld(now: now, &directives)
-    }
-
-    /// The lowest candidate epoch a vote request may carry: this node's epoch for a first grant in
-    /// the term; for a repeated grant (`votedFor` is the candidate) one less, since the first grant
-    /// raised the epoch to its request's epoch + 1. The repeat must still make, if it wins, at
-    /// least every epoch this node holds: its request may differ from the first (a hostile member
-    /// may have asked first in its name, with a higher epoch), and a repeat that skipped the rule
-    /// let a candidate win with an epoch a leader had already held (issue 16, seed 3940).
-    private func grantEpochFloor(votedFor: String?) -> UInt64 {
-        guard votedFor != nil else { return epoch }
-        return epoch > 0 ? epoch - 1 : 0
-    }
-
-    /// A PreVote request (thesis §9.6): "would you vote for me at `request.term`?" Changes no state.
-    /// Granted iff the request's term is above ours (or equal, with no vote given to another), no
-    /// live primary has been heard within `electionTimeout`, and the LSN and epoch rules hold
-    /// (and, from the network, the candidate is a known voter; see ``stepVoteRequest``).
-    private mutating func stepPreVoteRequest(
-        _ request: VoteRequest, vouched: Bool, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        let candidate = request.candidateID
-        guard candidate != id else { return }
-        let reason: String
-        if !isWithinReach(term: request.term, epoch: request.epoch, candidateEpoch: true) {
-            reason = Self.outOfRangeReason
-        } else if !vouched, !isVoter, !disabledRules.contains(.knownVoters) {
-            reason = Self.notVoterReason
-        } else if !vouched, !isKnownVoter(candidate) {
-            reason = Self.unknownCandidateReason
-        } else if request.term < term {
-            reason = ClusterError.staleTerm.description
-        } else if lastWriteFailed {
-            reason = Self.notDurableReason
-        } else if request.term == term, let votedFor, votedFor != candidate {
-            reason = ClusterError.alreadyVoted.description
-        } else if hasLiveLeader(now: now) {
-            reason = Self.liveLeaderReason
-        } else if request.lastLSN < localLSN {
-            reason = ClusterError.staleLSN.description
-        } else if !vouched, request.configuration < configuration.id, !disabledRules.contains(.configurationRule) {
-            reason = Self.staleConfigurationReason
-        } else if request.epoch < epoch, !disabledRules.contains(.epochRule) {
-            reason = Self.staleEpochReason
-        } else {
-            reason = ""
-        }
-        let response = VoteResponse(
-            voterID: id, term: request.term, voteGranted: reason.isEmpty, reason: reason, preVote: true,
-            epoch: epoch, configuration: configuration.id)
-        send(to: candidate, .voteResponse(response), &directives)
-        if reason.isEmpty, evidenceTimer, campaign == nil {
-            // Another follower stood first on the same evidence, and this node would vote for it:
-            // give it one campaign's time before standing too, so that the two do not split the vote.
-            electionDeadline = Swift.max(electionDeadline, now + settings.voteRequestTimeout)
-        }
-        if reason.isEmpty, !vouched, let own = campaign, own.kind == .preVote, own.term == request.term,
-           (request.priority, id) > (settings.priority, candidate)
-        {
-            // Two PreVote rounds for one term at once, each granting the other: both would stand
-            // and split the vote (with two voters, every time). The one of lower priority (then the
-            // larger id) yields, and waits a fresh election timeout; the other stands.
-            campaign = nil
-            resetElectionTimer(now: now)
-        }
-    }
-
-    private mutating func stepVoteResponse(
-        _ response: VoteResponse, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        if response.term > term {
-            adoptTerm(response.term, now: now, &directives)
-        }
-        if response.epoch > epoch {
-            adoptEpoch(response.epoch)
-        }
-        guard response.voteGranted, response.term == term, state == .candidate,
-              campaign?.kind == .vote, campaign?.requestsSent == true, response.voterID != id
-        else { return }
-        // A vote from a non-voter is not counted (and the voter is not added): see `tallyCampaign`.
-        // Nor one from a voter whose configuration is newer than this node's: an honest voter
-        // refuses this node's own request, so the grant answered one forged in its name.
-        guard !grantAnsweredAnotherRequest(response) else { return }
-        campaign?.grants[response.voterID] = response.epoch
-        tallyCampaign(now: now, &directives)
-    }
-
-    private mutating func stepPreVoteResponse(
-        _ response: VoteResponse, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        guard response.voteGranted, state == .follower, let campaign, campaign.kind == .preVote,
-              response.term == campaign.term, response.voterID != id
-        else { return }
-        guard !grantAnsweredAnotherRequest(response) else { return }
-        self.campaign?.grants[response.voterID] = response.epoch
-        tallyCampaign(now: now, &directives)
-    }
-
-    /// A grant from a voter whose configuration is newer than this node's: not an answer to this
-    /// node's own request (which carried its configuration, and which that voter refuses).
-    private func grantAnsweredAnotherRequest(_ response: VoteResponse) -> Bool {
-        settings.replicatesConfiguration && !disabledRules.contains(.configurationRule)
-            && response.configuration > configuration.id
-    }
-
-    // MARK: Transitions
-
-    /// Becomes (or stays) follower in the current term, with a fresh randomised election timer.
-    private mutating func becomeFollower(
-        now: CoreInstant, leader: String?, _ directives: inout [ElectionDirective]
-    ) {
-        let previous = state
-        state = .follower
-        campaign = nil
-        pendingLeaderEpoch = nil
-        if previous == .leader {
-            configResendAt = nil
-            if let change = voterChange {
-                voterChange = nil
-                directives.append(.voterChangeEnded(change, succeeded: false, reason: Self.changeLostLeadershipReason))
-            }
-        }
-        if previous == .leader, let transfer {
-            if !transfer.timeoutNowSent {
-                // Nobody was told to stand: nothing can complete it (etcd aborts it on any step-down).
-                endTransfer(succeeded: false, reason: Self.transferLostLeadershipReason, &directives)
-            } else {
-                // Most likely it voted for its target: it waits an election timeout to hear the winner.
-                self.transfer?.deadline = Swift.max(transfer.deadline, now + settings.electionTimeout)
-            }
-        }
-        resetElectionTimer(now: now)
-        if previous != .follower {
-            directives.append(.stateChanged(.follower, term: term, leader: leader))
-        }
-        setLeader(leader, &directives)
-    }
-
-    /// Starts a PreVote round (thesis §9.6) for term + 1, without changing term or vote: the node
-    /// stays a follower (and announces itself as a replica), so a node cut off from the cluster
-    /// cannot inflate its term and depose a healthy leader when it comes back.
-    private mutating func becomePreCandidate(now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        let preTerm = term + 1
-        campaign = Campaign(
-            kind: .preVote, term: preTerm, epoch: epoch, deadline: now + settings.voteRequestTimeout,
-            grants: [id: epoch])
-        let request = VoteRequest(
-            candidateID: id, term: preTerm, lastLSN: localLSN, epoch: epoch, priority: settings.priority,
-            preVote: true, configuration: configuration.id)
-        for voter in voterList where voter != id {
-            send(to: voter, .voteRequest(request), &directives)
-        }
-        tallyCampaign(now: now, &directives)
-    }
-
-    /// Starts a candidacy (Raft §5.2): term + 1, vote for itself, persist; once that is durable,
-    /// ask every voter (see `releaseWithheld`). Reached from a successful PreVote round, or at once
-    /// by ``ElectionEvent/startElection``. A node whose last write failed does not stand.
-    private mutating func becomeCandidate(
-        now: CoreInstant, transfer: Bool = false, _ directives: inout [ElectionDirective]
-    ) {
-        guard !lastWriteFailed, isVoter else {
-            campaign = nil
-            return
-        }
-        durable.term += 1
-        durable.votedFor = id
-        durableDirty = true
-        termPrimary = nil
-        reportedDualPrimaries.removeAll()
-        withheldGrant = nil  // a vote of an older term
-        pendingLeaderEpoch = nil
-        state = .candidate
-        campaign = Campaign(
-            kind: .vote, term: term, epoch: epoch, deadline: now + settings.voteRequestTimeout,
-            grants: [id: epoch], requestsSent: false, transfer: transfer)
-        directives.append(.stateChanged(.candidate, term: term, leader: nil))
-        setLeader(nil, &directives)
-    }
-
-    /// Wins the term: makes a new epoch, `max(own epoch, every granting voter's epoch) + 1`, and
-    /// persists it. The node becomes leader only once that epoch is durable (`assumeLeadership`):
-    /// the fencing token is durable before anyone hears of it.
-    private mutating func becomeLeader(
-        now: CoreInstant, grantEpoch: UInt64, _ directives: inout [ElectionDirective]
-    ) {
-        let newEpoch = Swift.max(epoch, grantEpoch) + 1
-        durable.epoch = newEpoch
-        if settings.replicatesConfiguration {
-            // The configuration of its own term, written with the epoch (one write): it may change
-            // voters only once this one is committed (Raft's rule that a leader first commits an
-            // entry of its own term; without it, single-server changes of two terms can form
-            // disjoint quorums).
-            durable.configuration = configuration.next(voters: configuration.voters, term: term)
-            configurationCommitted = false
-        }
-        durableDirty = true
-        campaign = nil
-        pendingLeaderEpoch = newEpoch
-    }
-
-    /// The won election's epoch is durable: leader, with that epoch as fencing token, announced
-    /// at once.
-    private mutating func assumeLeadership(now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        pendingLeaderEpoch = nil
-        state = .leader
-        if transfer != nil {  // this node won a later term than its transfer's: not the target
-            endTransfer(succeeded: false, reason: Self.transferOtherLeaderReason, &directives)
-        }
-        consecutiveFailures = 0
-        termPrimary = id
-        checkQuorumDeadline = now + settings.electionTimeout
-        raiseFencingEpoch(epoch, &directives)
-        directives.append(.stateChanged(.leader, term: term, leader: id))
-        setLeader(id, &directives)
-        directives.append(.broadcastHeartbeat)
-        guard settings.replicatesConfiguration else { return }
-        directives.append(.configurationChanged(configuration, committed: false))
-        for voter in voterList { peers[voter]?.configAck = nil }
-        configRecipients = voterList.filter { $0 != id }
-        resendConfiguration(now: now, &directives)
-    }
-
-    /// A PreVote round or candidacy ran out of time: back to follower, wait a fresh randomised
-    /// timeout (with the back-off after `maxElectionRetries` consecutive failures), try again.
-    private mutating func failCampaign(now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        consecutiveFailures += 1
-        campaign = nil
-        if state == .candidate {
-            becomeFollower(now: now, leader: nil, &directives)
-        } else {
-            resetElectionTimer(now: now)
-        }
-    }
-
-    /// Counts the granted votes of the running campaign; on a quorum, moves on (PreVote round →
-    /// candidacy, candidacy → leadership). Only votes of current voters count; a candidacy counts
-    /// nothing before its self-vote is durable and its requests are out.
-    private mutating func tallyCampaign(now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        guard let campaign, campaign.requestsSent else { return }
-        var granted = 0
-        var grantEpoch: UInt64 = 0
-        for (voter, voterEpoch) in campaign.grants where voters.contains(voter) {
-            granted += 1
-            grantEpoch = Swift.max(grantEpoch, voterEpoch)
-        }
-        guard granted >= quorumSize else { return }
-        switch campaign.kind {
-        case .preVote: becomeCandidate(now: now, &directives)
-        case .vote: becomeLeader(now: now, grantEpoch: grantEpoch, &directives)
-        }
-    }
-
-    /// The seed's StepDown(term). A `term` above the current one is adopted (as from any message):
-    /// the node becomes a follower of that term with no vote. Otherwise a leader, or a candidate
-    /// that won and waits for its epoch to be durable, steps down to follower in its own term (it
-    /// cannot win this term again) and other states are unchanged.
-    private mutating func stepDown(term newTerm: UInt64, now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        if newTerm > term {
-            adoptTerm(newTerm, now: now, &directives)
-        } else if state == .leader || pendingLeaderEpoch != nil {
-            becomeFollower(now: now, leader: nil, &directives)
-        }
-    }
-
-    // MARK: Leadership transfer
-
-    /// ``ElectionEvent/transferLeadership(to:)`` (etcd-io/raft's `MsgTransferLeader` on a leader):
-    /// refuses at once, or starts the transfer and tells the target to stand if it is caught up.
-    /// Unlike etcd, a second request while one is under way is refused rather than replacing it:
-    /// the first may already have a target standing.
-    private mutating func startTransfer(
-        to requested: String?, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        let refusal: String?
-        if state != .leader {
-            refusal = Self.transferNotLeaderReason
-        } else if transfer != nil {
-            refusal = Self.transferUnderWayReason
-        } else if let requested, requested == id {
-            refusal = Self.transferToSelfReason
-        } else if let requested, !voters.contains(requested) {
-            refusal = Self.transferUnknownTargetReason
-        } else {
-            refusal = nil
-        }
-        if let refusal {
-            directives.append(.transferEnded(target: requested, succeeded: false, reason: refusal))
-            return
-        }
-        guard let target = requested ?? bestTransferTarget(now: now) else {
-            directives.append(.transferEnded(target: nil, succeeded: false, reason: Self.transferNoTargetReason))
-            return
-        }
-        // As etcd resets electionElapsed: the transfer has one election timeout from now.
-        transfer = Transfer(
-            target: target, term: term, startedAt: now, deadline: now + settings.electionTimeout, timeoutNowSent: false)
-        directives.append(.transferStarted(target: target))
-        sendTimeoutNowIfCaughtUp(&directives)
-    }
-
-    /// The voter heard within an election timeout whose heartbeats reported the highest LSN, then
-    /// the highest priority, then the smallest id (nil: none).
-    private func bestTransferTarget(now: CoreInstant) -> String? {
-        var best: (id: String, lsn: UInt64, priority: Int)?
-        for voter in voterList where voter != id {  // sorted: the first of equals is the smallest id
-            guard let peer = peers[voter], let heard = peer.heardAt, now < heard + settings.electionTimeout else { continue }
-            let lsn = peer.reportedLSN
-            let priority = peer.priority
-            if let b = best, (lsn, priority) <= (b.lsn, b.priority) { continue }
-            best = (voter, lsn, priority)
-        }
-        return best?.id
-    }
-
-    /// Sends the target a TimeoutNow if this node still leads and the target's last heartbeat, of
-    /// this term, reported an LSN at least ``localLSN`` (the thesis's "brings it up to date",
-    /// etcd's `pr.Match == lastIndex`): the target then wins the voters this leader would.
-    private mutating func sendTimeoutNowIfCaughtUp(_ directives: inout [ElectionDirective]) {
-        guard state == .leader, let target = transfer?.target, let peer = peers[target],
-              peer.reportedTerm == term, peer.reportedLSN >= localLSN
-        else { return }
-        transfer?.timeoutNowSent = true
-        send(to: target, .timeoutNow(TimeoutNowMessage(from: id, term: term)), &directives)
-    }
-
-    /// Reports the end of the transfer under way and forgets it.
-    private mutating func endTransfer(succeeded: Bool, reason: String?, _ directives: inout [ElectionDirective]) {
-        guard let transfer else { return }
-        self.transfer = nil
-        directives.append(.transferEnded(target: transfer.target, succeeded: succeeded, reason: reason))
-    }
-
-    /// A TimeoutNow (etcd-io/raft's `MsgTimeoutNow`, stepped by a follower: `hup(campaignTransfer)`)
-    /// makes this node stand only if it comes from the leader this node follows, in this node's
-    /// term; otherwise it changes nothing. Unlike etcd, its term is not adopted when higher: a
-    /// node that adopted it would know no leader in that term and ignore the message anyway, and
-    /// heartbeats carry terms already, so it would only give a peer one more way to move terms.
-    /// A leader, a candidate, and a node whose last write failed ignore it.
-    private mutating func stepTimeoutNow(
-        _ message: TimeoutNowMessage, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        guard message.term == term, state == .follower, leaderID == message.from, message.from != id,
-              !lastWriteFailed, isVoter
-        else { return }
-        becomeCandidate(now: now, transfer: true, &directives)  // no PreVote: the leader vouches for the cluster
-    }
-
-    // MARK: Voter configuration
-
-    /// Makes `new` the configuration this node holds: its voters become ``voters``. A voter the
-    /// change removed is forgotten (its priority stays); a transfer to it ends; a candidate that
-    /// lost its vote stands down; after a removal a running campaign is recounted.
-    private mutating func applyConfiguration(
-        _ new: VoterConfiguration, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        let removed = voters.subtracting(new.voters)
-        let wasVoter = isVoter
-        durable.configuration = new
-        voters = Set(new.voters)
-        voterList = new.voters
-        isVoter = voters.contains(id)
-        for voter in new.voters where voter != id { peers[voter, default: PeerView()].isVoter = true }
-        for voter in removed where voter != id {
-            peers[voter]?.isVoter = false
-            peers[voter]?.heardAt = nil
-            peers[voter]?.reportedTerm = nil
-        }
-        if let target = transfer?.target, !voters.contains(target) {  // as etcd aborts a transfer to a removed voter
-            endTransfer(succeeded: false, reason: Self.transferTargetRemovedReason, &directives)
-        }
-        if !isVoter {
-            if state == .candidate { becomeFollower(now: now, leader: leaderID, &directives) }
-            campaign = nil
-        } else if !wasVoter, followsBehind {
-            setLeader(nil, &directives)  // a voter follows a leader of its own term only
-        }
-        // A removal may lower the quorum: recount. An addition only raises it (and a grant a
-        // campaign holds from before a voter left does not count again when it is back).
-        if !removed.isEmpty { tallyCampaign(now: now, &directives) }
-    }
-
-    /// A driver's own change of the voter set (``ElectionEvent/addVoter(_:)``): the configuration
-    /// is edited in place, outside the voters' consent, and written with the next write.
-    private mutating func addVoter(_ voter: String) {
-        guard !voters.contains(voter) else { return }
-        var edited = VoterConfiguration(
-            voters: voterList + [voter], version: Swift.max(1, configuration.version), term: configuration.term)
-        if configuration.isNone { edited.version = 1 }
-        var ignored: [ElectionDirective] = []
-        applyConfiguration(edited, now: .zero, &ignored)
-    }
-
-    /// A driver's own removal of a voter (never this node): see `addVoter`. The quorum may
-    /// shrink, so a running campaign is recounted.
-    private mutating func removeVoter(_ voter: String, now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        guard voter != id, voters.contains(voter) else { return }
-        let edited = VoterConfiguration(
-            voters: voterList.filter { $0 != voter }, version: configuration.version, term: configuration.term)
-        applyConfiguration(edited, now: now, &directives)
-    }
-
-    /// ``ElectionEvent/changeVoters(_:)`` on this node: refused at once, or the next
-    /// configuration made, written, and then sent to the old and new voters (`releaseWithheld`);
-    /// it commits once a majority of its voters acknowledged storing it (`tallyConfiguration`).
-    /// One voter at a time, one uncommitted change at a time, and only once this primary's own
-    /// configuration (made at its election) is committed.
-    private mutating func startVoterChange(
-        _ change: VoterChange, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        var newVoters = voters
-        var refusal: String?
-        if !settings.replicatesConfiguration {
-            refusal = "this node's voters are set by its driver"
-        } else if state != .leader {
-            refusal = Self.changeNotLeaderReason
-        } else if !configurationCommitted || voterChange != nil {
-            refusal = Self.changeUncommittedReason
-        } else if transfer != nil {
-            refusal = Self.changeDuringTransferReason
-        } else {
-            switch change {
-            case .add(let node):
-                if node.isEmpty || node.utf8.count > 255 {
-                    refusal = "not a valid node id: \"\(node)\""
-                } else if voters.count >= VoterConfiguration.maxVoters {
-                    refusal = "a configuration holds at most \(VoterConfiguration.maxVoters) voters"
-                } else if voters.contains(node) {
-                    refusal = "\(node) is already a voter"
-                } else if peers[node]?.configAck != configuration.id {
-                    // It must hold this configuration: a node that holds another (a stale one, or
-                    // one a stranger made up) would count votes by it once it votes.
-                    refusal = "\(node) has not acknowledged the primary's configuration \(configuration.id) (is it linked? it may hold another: restart it with an empty data directory)"
-                }
-                newVoters.insert(node)
-            case .remove(let node):
-                if !voters.contains(node) {
-                    refusal = "\(node) is not a voter"
-                } else if node == id {
-                    refusal = "the primary cannot remove itself: hand leadership over first (cluster transfer)"
-                } else if voters.count - 1 < settings.minQuorumSize {
-                    refusal = "removing \(node) would leave \(voters.count - 1) voters, fewer than the quorum floor of \(settings.minQuorumSize) (--min-quorum)"
-                }
-                newVoters.remove(node)
-            }
-        }
-        if let refusal {
-            directives.append(.voterChangeEnded(change, succeeded: false, reason: refusal))
-            return
-        }
-        let old = configuration
-        applyConfiguration(old.next(voters: newVoters, term: term), now: now, &directives)
-        configurationCommitted = false
-        durableDirty = true
-        voterChange = change
-        configRecipients = Set(old.voters).union(newVoters).subtracting([id]).sorted()
-        for node in configRecipients { peers[node, default: PeerView()].configAck = nil }
-        configResendAt = nil  // it goes out once durable (`releaseWithheld`)
-        directives.append(.configurationChanged(configuration, committed: false))
-    }
-
-    /// As primary: sends the configuration to every node it goes to that has not acknowledged
-    /// it, and again every heartbeat interval until each has (a node that missed a change, was
-    /// down, or restarted catches up within an interval of being back).
-    private mutating func resendConfiguration(now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        guard state == .leader, persisted.configuration == configuration else {
-            configResendAt = nil
-            return
-        }
-        tallyConfiguration(now: now, &directives)
-        let message = ConfigurationMessage(from: id, term: term, configuration: configuration, committed: configurationCommitted)
-        var waiting = false
-        for node in configRecipients where peers[node]?.configAck != configuration.id {
-            waiting = true
-            send(to: node, .configuration(message), &directives)
-        }
-        configResendAt = waiting ? now + Swift.max(1, settings.heartbeatInterval) : nil
-    }
-
-    /// As primary: the configuration is committed once this node and enough of its voters to make
-    /// ``quorumSize`` have stored it; every recipient then hears that it is.
-    private mutating func tallyConfiguration(now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        guard state == .leader, !configurationCommitted, persisted.configuration == configuration else { return }
-        var stored = isVoter ? 1 : 0
-        for voter in voterList where voter != id && peers[voter]?.configAck == configuration.id { stored += 1 }
-        guard stored >= quorumSize else { return }
-        configurationCommitted = true
-        directives.append(.configurationChanged(configuration, committed: true))
-        if let change = voterChange {
-            voterChange = nil
-            directives.append(.voterChangeEnded(change, succeeded: true, reason: nil))
-        }
-        let message = ConfigurationMessage(from: id, term: term, configuration: configuration, committed: true)
-        for node in configRecipients { send(to: node, .configuration(message), &directives) }
-    }
-
-    /// A primary's configuration (frame CONFIG): a newer one than this node holds is stored
-    /// (Raft's followers take the leader's entries, an uncommitted one of an older term replaced),
-    /// and acknowledged once durable; a stale primary's is ignored. Only a voter here sends one
-    /// that is taken (a node that holds none takes one from a voter of it: see `admitsSender`).
-    private mutating func stepConfiguration(
-        _ message: ConfigurationMessage, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        // From the primary, or relayed by any voter of this node's configuration (a node that was
-        // away catches up from whichever voter it links to first: see `admitsSender`).
-        // A configuration is taken whenever it is newer than this node's, whatever the sender's
-        // term: configurations are ordered by the term of the primary that made each, and one
-        // newer than a committed one was made from it (a stale relay is older, and not taken).
-        guard settings.replicatesConfiguration, message.from != id else { return }
-        // Taken from a voter of this node's configuration (a node that holds none takes its first
-        // from a voter of the configuration sent). A newer one from another sender (a primary
-        // this node does not know as a voter: it missed changes) is not taken: this node asks its
-        // own voters for theirs instead, at most once a heartbeat interval, and each voter that
-        // holds a newer one relays it (`stepConfigurationAck`), one step closer each time.
-        let trusted = voters.contains(message.from)
-            || (configuration.isNone && message.configuration.contains(message.from))
-        guard trusted else {
-            if message.configuration.id > configuration.id, now >= nextConfigurationPull {
-                nextConfigurationPull = now + Swift.max(1, settings.heartbeatInterval)
-                let pull = ConfigurationAck(from: id, term: term, configuration: configuration.id)
-                for voter in voterList where voter != id { send(to: voter, .configurationAck(pull), &directives) }
-            }
-            return
-        }
-        let newTerm = Swift.max(message.term, message.configuration.term)
-        if newTerm > term, isWithinReach(term: newTerm, epoch: epoch) { adoptTerm(newTerm, now: now, &directives) }
-        guard state != .leader || message.configuration.term > term else { return }  // a leader's own term's are its own
-        if message.configuration.id > configuration.id, message.configuration.term <= term {
-            applyConfiguration(message.configuration, now: now, &directives)
-            configurationCommitted = message.committed
-            durableDirty = true
-            directives.append(.configurationChanged(configuration, committed: message.committed))
-        } else if message.configuration.id == configuration.id, message.committed, !configurationCommitted {
-            configurationCommitted = true
-            directives.append(.configurationChanged(configuration, committed: true))
-        }
-        if message.term == term { configAckTo = message.from }  // the primary of this term, or a relay
-        releaseWithheld(now: now, &directives)
-    }
-
-    /// A node acknowledges the configuration it stored: counted toward commit when it is this
-    /// primary's current one and the node is one of its voters; a member's tells whether it may
-    /// be added.
-    private mutating func stepConfigurationAck(
-        _ ack: ConfigurationAck, now: CoreInstant, _ directives: inout [ElectionDirective]
-    ) {
-        if ack.term > term, voters.contains(ack.from) { adoptTerm(ack.term, now: now, &directives) }
-        if ack.configuration < configuration.id, !configuration.isNone {
-            // The sender holds an older configuration: tell it this one (it takes it if this node
-            // is one of its voters; a primary resends to its voters anyway).
-            send(to: ack.from, .configuration(ConfigurationMessage(
-                from: id, term: term, configuration: configuration, committed: configurationCommitted)), &directives)
-        }
-        guard state == .leader, ack.term == term else { return }
-        if ack.configuration != configuration.id {
-            peers[ack.from]?.configAck = nil
-            return
-        }
-        peers[ack.from, default: PeerView()].configAck = ack.configuration
-        tallyConfiguration(now: now, &directives)
-        if configurationCommitted, configRecipients.allSatisfy({ peers[$0]?.configAck == configuration.id }) {
-            configResendAt = nil
-        }
-    }
-
     // MARK: Helpers
 
     /// Adopts a higher term (Raft §5.1): no vote yet, no known leader, follower.
-    private mutating func adoptTerm(_ newTerm: UInt64, now: CoreInstant, _ directives: inout [ElectionDirective]) {
+    mutating func adoptTerm(_ newTerm: UInt64, now: CoreInstant, _ directives: inout [ElectionDirective]) {
         durable.term = newTerm
         durable.votedFor = nil
         durableDirty = true
@@ -1512,13 +756,13 @@ public struct ElectionCore: Sendable {
     /// token), and a candidate keeps the epoch it asked with, so that if it wins it makes exactly
     /// `requested epoch + 1` (see "Voting" on ``step(_:now:)``); either learns later epochs from
     /// heartbeats once it is a follower again.
-    private mutating func adoptEpoch(_ newEpoch: UInt64) {
+    mutating func adoptEpoch(_ newEpoch: UInt64) {
         guard state == .follower else { return }
         durable.epoch = newEpoch
         durableDirty = true
     }
 
-    private mutating func setLeader(_ leader: String?, _ directives: inout [ElectionDirective]) {
+    mutating func setLeader(_ leader: String?, _ directives: inout [ElectionDirective]) {
         followsBehind = false
         guard leader != leaderID else { return }
         leaderID = leader
@@ -1533,7 +777,7 @@ public struct ElectionCore: Sendable {
     /// healthy primary); the repeated grant of this term's vote to the same candidate (a retry)
     /// is not refused.
     /// A leadership transfer's request is the one exception to the lease (`isTransferExempt`).
-    private func disruptionRefusal(_ request: VoteRequest, vouched: Bool, now: CoreInstant) -> String? {
+    func disruptionRefusal(_ request: VoteRequest, vouched: Bool, now: CoreInstant) -> String? {
         let candidate = request.candidateID
         if !isWithinReach(term: request.term, epoch: request.epoch, candidateEpoch: true) {
             return Self.outOfRangeReason
@@ -1553,7 +797,7 @@ public struct ElectionCore: Sendable {
     /// PreVote, for exactly this node's term + 1 (the term a target of this node's leader stands
     /// in), and, on a leader, from the target this leader told to stand. Who may set the mark, and
     /// why that is safe enough: "Leadership transfer" on ``step(_:now:)``.
-    private func isTransferExempt(_ request: VoteRequest) -> Bool {
+    func isTransferExempt(_ request: VoteRequest) -> Bool {
         guard request.transfer, !request.preVote, request.term == term + 1 else { return false }
         guard state == .leader else { return true }
         guard let transfer else { return false }
@@ -1561,13 +805,13 @@ public struct ElectionCore: Sendable {
     }
 
     /// A candidate the network door may vote for: a voter here.
-    private func isKnownVoter(_ candidate: String) -> Bool {
+    func isKnownVoter(_ candidate: String) -> Bool {
         disabledRules.contains(.knownVoters) || voters.contains(candidate)
     }
 
     /// A message term and epoch within reach of this node's (see ``maxTermJump``); a candidate's
     /// epoch at most this node's epoch + 1.
-    private func isWithinReach(term messageTerm: UInt64, epoch messageEpoch: UInt64, candidateEpoch: Bool = false) -> Bool {
+    func isWithinReach(term messageTerm: UInt64, epoch messageEpoch: UInt64, candidateEpoch: Bool = false) -> Bool {
         if disabledRules.contains(.reach) { return true }
         let epochLimit = epoch + (candidateEpoch ? 1 : Self.maxTermJump)
         return messageTerm <= term + Self.maxTermJump && messageEpoch <= epochLimit
@@ -1577,7 +821,7 @@ public struct ElectionCore: Sendable {
     /// names another sender is dropped, so one link cannot vote or heartbeat for others. A
     /// heartbeat or vote response must also come from a voter (a vote request from a non-voter
     /// is refused by the voting rules, so that it gets an answer).
-    private func admitsSender(_ from: String, of message: ElectionMessage) -> Bool {
+    func admitsSender(_ from: String, of message: ElectionMessage) -> Bool {
         let claimed: String
         switch message {
         case .heartbeat(let h): claimed = h.from
@@ -1604,17 +848,17 @@ public struct ElectionCore: Sendable {
 
     /// The lease (thesis §4.2.3): this node is the leader, or it heard its leader within an
     /// election timeout and its link to the leader has not ended since (see `linkLost`).
-    private func hasLiveLeader(now: CoreInstant) -> Bool {
+    func hasLiveLeader(now: CoreInstant) -> Bool {
         if state == .leader { return true }
         guard leaderID != nil, !leaderLinkLost else { return false }
         return now < lastLeaderContact + settings.electionTimeout
     }
 
-    private mutating func noteHeard(from peer: String, now: CoreInstant) {
+    mutating func noteHeard(from peer: String, now: CoreInstant) {
         if peer != id, voters.contains(peer) { peers[peer, default: PeerView()].heardAt = now }
     }
 
-    private mutating func reportDualPrimary(_ a: String, _ b: String, _ directives: inout [ElectionDirective]) {
+    mutating func reportDualPrimary(_ a: String, _ b: String, _ directives: inout [ElectionDirective]) {
         let report = DualPrimaryReport(term: term, first: Swift.min(a, b), second: Swift.max(a, b))
         guard reportedDualPrimaries.insert(report).inserted else { return }
         directives.append(.dualPrimaryDetected(term: term, primaries: [report.first, report.second]))
@@ -1624,7 +868,7 @@ public struct ElectionCore: Sendable {
     /// timeout is T + r·T/max(1, priority), r uniform in [0, 1): within [T, 2T), shorter on
     /// average for a higher priority. After `maxElectionRetries` consecutive failures the wait
     /// gets one more full randomised timeout (back-off).
-    private mutating func resetElectionTimer(now: CoreInstant) {
+    mutating func resetElectionTimer(now: CoreInstant) {
         evidenceTimer = false
         randomizedElectionTimeout = drawElectionTimeout()
         var wait = randomizedElectionTimeout
@@ -1634,7 +878,7 @@ public struct ElectionCore: Sendable {
         electionDeadline = now + wait
     }
 
-    private mutating func drawElectionTimeout() -> UInt64 {
+    mutating func drawElectionTimeout() -> UInt64 {
         let timeout = settings.electionTimeout
         let spread = rng.next(upperBound: timeout) / UInt64(Swift.max(1, settings.priority))
         return timeout + spread
@@ -1642,12 +886,12 @@ public struct ElectionCore: Sendable {
 
     /// Appends a send of something that depends on no pending write (what does is withheld, see
     /// `releaseWithheld`).
-    private mutating func send(to peer: String, _ message: ElectionMessage, _ directives: inout [ElectionDirective]) {
+    mutating func send(to peer: String, _ message: ElectionMessage, _ directives: inout [ElectionDirective]) {
         directives.append(.send(to: peer, message))
     }
 
     /// Raises the fencing token (never lowers it) and reports the rise.
-    private mutating func raiseFencingEpoch(_ newEpoch: UInt64, _ directives: inout [ElectionDirective]) {
+    mutating func raiseFencingEpoch(_ newEpoch: UInt64, _ directives: inout [ElectionDirective]) {
         guard newEpoch > fencingEpoch else { return }
         fencingEpoch = newEpoch
         directives.append(.epochChanged(newEpoch))
@@ -1655,7 +899,7 @@ public struct ElectionCore: Sendable {
 
     /// Starts the next write when the state changed and none is in flight; after a failure, not
     /// before the retry time (a driver whose writes keep failing gets one attempt per delay).
-    private mutating func persistIfNeeded(now: CoreInstant, _ directives: inout [ElectionDirective]) {
+    mutating func persistIfNeeded(now: CoreInstant, _ directives: inout [ElectionDirective]) {
         guard durableDirty, writing == nil else { return }
         if lastWriteFailed, now < retryWriteAt { return }
         durableDirty = false
@@ -1663,70 +907,4 @@ public struct ElectionCore: Sendable {
         directives.append(.persist(durable))
     }
 
-    // MARK: Durability
-
-    /// Sends what waited for a write, now that ``persisted`` may hold it: a granted vote, a
-    /// candidacy's vote requests, a won election's leadership. Each goes out only if the written
-    /// state holds exactly what it depends on.
-    private mutating func releaseWithheld(now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        if let withheld = withheldGrant {
-            if persisted.term == withheld.response.term, persisted.votedFor == withheld.candidate,
-               persisted.epoch >= withheld.promisedEpoch
-            {
-                withheldGrant = nil
-                send(to: withheld.candidate, .voteResponse(withheld.response), &directives)
-            }
-        }
-        if state == .candidate, var campaign, campaign.kind == .vote, !campaign.requestsSent,
-           persisted.term == term, persisted.votedFor == id
-        {
-            campaign.requestsSent = true
-            campaign.deadline = now + settings.voteRequestTimeout  // the campaign's time starts now
-            self.campaign = campaign
-            let request = VoteRequest(
-                candidateID: id, term: term, lastLSN: localLSN, epoch: campaign.epoch, priority: settings.priority,
-                transfer: campaign.transfer, configuration: configuration.id)
-            for voter in voterList where voter != id {
-                send(to: voter, .voteRequest(request), &directives)
-            }
-            tallyCampaign(now: now, &directives)  // a single-voter cluster wins at once
-        }
-        if state == .candidate, let newEpoch = pendingLeaderEpoch, persisted.term == term,
-           persisted.votedFor == id, persisted.epoch >= newEpoch, persisted.configuration == configuration
-        {
-            assumeLeadership(now: now, &directives)
-        }
-        if let primary = configAckTo, persisted.configuration == configuration {
-            configAckTo = nil
-            send(to: primary, .configurationAck(ConfigurationAck(from: id, term: term, configuration: configuration.id)), &directives)
-        }
-        if state == .leader, configResendAt == nil, !configurationCommitted, persisted.configuration == configuration {
-            resendConfiguration(now: now, &directives)  // a change's configuration is durable here: out it goes
-        }
-    }
-
-    /// The write in flight failed. Nothing that waited for it is sent: a withheld vote is refused
-    /// instead, a pending candidate or leader becomes follower, a PreVote round stops, and a vote
-    /// not written is forgotten (a retried request must be decided, and written, afresh). The term
-    /// and epoch are kept (they only rise) and written again at the retry.
-    private mutating func writeFailed(now: CoreInstant, _ directives: inout [ElectionDirective]) {
-        lastWriteFailed = true
-        retryWriteAt = now + persistRetryDelay
-        durableDirty = true  // the retry: a successful write is what ends this
-        if let withheld = withheldGrant {
-            withheldGrant = nil
-            let refusal = VoteResponse(
-                voterID: id, term: term, voteGranted: false, reason: Self.notDurableReason, epoch: epoch)
-            send(to: withheld.candidate, .voteResponse(refusal), &directives)
-        }
-        if durable.votedFor != nil, persisted.term != durable.term || persisted.votedFor != durable.votedFor {
-            durable.votedFor = nil
-        }
-        if state == .candidate {
-            becomeFollower(now: now, leader: nil, &directives)
-        } else if campaign != nil {
-            campaign = nil  // a PreVote round
-            resetElectionTimer(now: now)
-        }
-    }
 }
