@@ -14,25 +14,25 @@ import FoundationEssentials
 /// generation as info, and every frame carries a 16-byte tag: HMAC-SHA256 under that frame key
 /// of an implicit per-direction counter and the frame's bytes. A replayed, reordered, reflected
 /// or altered frame fails its tag.
-public enum LinkAuth {
+package enum LinkAuth {
     /// The bytes of a hello's nonce.
-    public static let nonceBytes = 32
+    package static let nonceBytes = 32
     /// The bytes of an AUTH frame's proof.
-    public static let proofBytes = 32
+    package static let proofBytes = 32
     /// The bytes of the tag at the end of every sealed frame.
-    public static let tagBytes = 16
+    package static let tagBytes = 16
     /// Frame type of AUTH (the handshake proof), sent unsealed right after the hellos.
-    public static let authType: UInt8 = 7
+    package static let authType: UInt8 = 7
     /// Frame type of REKEY (the sender switches to another key of the keyring), sealed.
-    public static let rekeyType: UInt8 = 8
+    package static let rekeyType: UInt8 = 8
 
     /// A fresh nonce for a hello.
-    public static func nonce() -> [UInt8] {
+    package static func nonce() -> [UInt8] {
         SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
     }
 
     /// The transcript a link's proofs and keys are bound to.
-    public static func transcript(clusterName: String, dialerHello: [UInt8], acceptorHello: [UInt8]) -> [UInt8] {
+    package static func transcript(clusterName: String, dialerHello: [UInt8], acceptorHello: [UInt8]) -> [UInt8] {
         var t = Array("cluster-link-auth".utf8)
         t.append(Wire.version)
         t.appendBE(UInt16(clusterName.utf8.count))
@@ -45,12 +45,12 @@ public enum LinkAuth {
     }
 
     /// SHA-256 of a transcript: the salt of the frame keys.
-    public static func transcriptHash(_ transcript: [UInt8]) -> [UInt8] {
+    package static func transcriptHash(_ transcript: [UInt8]) -> [UInt8] {
         Array(SHA256.hash(data: transcript))
     }
 
     /// The proof that the end in `role` (dialer or not) holds `key`, for this transcript.
-    public static func proof(key: ClusterKey, transcript: [UInt8], dialer: Bool) -> [UInt8] {
+    package static func proof(key: ClusterKey, transcript: [UInt8], dialer: Bool) -> [UInt8] {
         var mac = HMAC<SHA256>(key: key.symmetricKey)
         mac.update(data: Array((dialer ? "proof dialer" : "proof acceptor").utf8))
         mac.update(data: transcript)
@@ -58,7 +58,7 @@ public enum LinkAuth {
     }
 
     /// True when `proof` is the proof of `proof(key:transcript:dialer:)` (compared in constant time).
-    public static func checkProof(_ proof: [UInt8], key: ClusterKey, transcript: [UInt8], dialer: Bool) -> Bool {
+    package static func checkProof(_ proof: [UInt8], key: ClusterKey, transcript: [UInt8], dialer: Bool) -> Bool {
         var mac = HMAC<SHA256>(key: key.symmetricKey)
         mac.update(data: Array((dialer ? "proof dialer" : "proof acceptor").utf8))
         mac.update(data: transcript)
@@ -80,14 +80,14 @@ public enum LinkAuth {
     // MARK: Control frames
 
     /// Appends an AUTH frame (unsealed) carrying `proof`.
-    public static func encodeAuth(_ proof: [UInt8], into out: inout [UInt8]) {
+    package static func encodeAuth(_ proof: [UInt8], into out: inout [UInt8]) {
         out.appendBE(UInt32(1 + proof.count))
         out.append(authType)
         out.append(contentsOf: proof)
     }
 
     /// The proof of an AUTH frame (`frame` whole, type 7).
-    public static func decodeAuth(_ frame: RawSpan) throws(WireError) -> [UInt8] {
+    package static func decodeAuth(_ frame: RawSpan) throws(WireError) -> [UInt8] {
         guard frame.byteCount == 5 + proofBytes else {
             throw .malformed("auth frame of \(frame.byteCount) bytes, not \(5 + proofBytes)")
         }
@@ -98,19 +98,19 @@ public enum LinkAuth {
     }
 
     /// Appends a REKEY frame (to be sealed) naming the key the sender switches to.
-    public static func encodeRekey(keyID: UInt64, into out: inout [UInt8]) {
+    package static func encodeRekey(keyID: UInt64, into out: inout [UInt8]) {
         out.appendBE(UInt32(1 + 8))
         out.append(rekeyType)
         out.appendBE(keyID)
     }
 
     /// The type byte of a whole frame.
-    public static func type(of frame: RawSpan) -> UInt8 { WireRead.u8(frame, 4) }
+    package static func type(of frame: RawSpan) -> UInt8 { WireRead.u8(frame, 4) }
 
     // MARK: Announcements
 
     /// The MAC of a JSON announcement (hex), over its content and `nonce`.
-    public static func announcementMAC(_ a: AnnouncementMessage, key: ClusterKey) -> String {
+    package static func announcementMAC(_ a: AnnouncementMessage, key: ClusterKey) -> String {
         var t = Array("cluster-announcement\n".utf8)
         for field in [a.cluster, a.nodeID, a.nodeAddr, "\(a.role.rawValue)", "\(a.epoch)", "\(a.term)", "\(a.priority)", a.nonce] {
             t.append(contentsOf: field.utf8)
@@ -121,7 +121,7 @@ public enum LinkAuth {
 
     /// The MAC of a `node_list` (hex), over its content and the MAC of the announcement it
     /// answers (a node list answers exactly one announcement). `LastSeen` is not covered.
-    public static func nodeListMAC(_ r: DiscoveryResponse, requestMAC: String, key: ClusterKey) -> String {
+    package static func nodeListMAC(_ r: DiscoveryResponse, requestMAC: String, key: ClusterKey) -> String {
         var t = Array("cluster-node-list\n".utf8)
         var fields = [r.cluster, requestMAC, r.success ? "1" : "0", r.error]
         for n in r.nodes {
@@ -135,7 +135,7 @@ public enum LinkAuth {
     }
 
     /// Compares two MACs in hex in constant time (for equal lengths).
-    public static func macsEqual(_ a: String, _ b: String) -> Bool {
+    package static func macsEqual(_ a: String, _ b: String) -> Bool {
         let x = Array(a.utf8), y = Array(b.utf8)
         guard x.count == y.count else { return false }
         var diff: UInt8 = 0
@@ -217,22 +217,22 @@ struct FrameDirection {
 
 /// The sending half of a keyed link: seals each frame with a tag under the direction's frame
 /// key and the next counter value.
-public struct FrameSealer {
+package struct FrameSealer {
     private var direction: FrameDirection
     private var mac: FrameMAC { direction.mac }
     /// The frames sealed so far: the counter of the next one.
-    public private(set) var counter: UInt64 = 0
+    package private(set) var counter: UInt64 = 0
     /// The key this direction is under, and its generation.
-    public var keyID: UInt64 { direction.keyID }
-    public var generation: UInt32 { direction.generation }
+    package var keyID: UInt64 { direction.keyID }
+    package var generation: UInt32 { direction.generation }
 
-    public init(key: ClusterKey, transcriptHash: [UInt8], dialer: Bool) {
+    package init(key: ClusterKey, transcriptHash: [UInt8], dialer: Bool) {
         direction = FrameDirection(key: key, transcriptHash: transcriptHash, fromDialer: dialer)
     }
 
     /// Seals the frame that starts at `start` in `out` and runs to its end: adds the tag's
     /// bytes to its length field and appends the tag.
-    public mutating func seal(_ out: inout [UInt8], from start: Int) {
+    package mutating func seal(_ out: inout [UInt8], from start: Int) {
         let length = out.count - start - 4 + LinkAuth.tagBytes
         out[start] = UInt8(truncatingIfNeeded: length >> 24)
         out[start + 1] = UInt8(truncatingIfNeeded: length >> 16)
@@ -252,7 +252,7 @@ public struct FrameSealer {
 
     /// Appends a sealed REKEY frame, then switches to `key` (a new generation): the frames after
     /// it are under the new key.
-    public mutating func rekey(to key: ClusterKey, into out: inout [UInt8]) {
+    package mutating func rekey(to key: ClusterKey, into out: inout [UInt8]) {
         let start = out.count
         LinkAuth.encodeRekey(keyID: key.id, into: &out)
         seal(&out, from: start)
@@ -262,9 +262,9 @@ public struct FrameSealer {
 
 /// The receiving half of a keyed link: checks each frame's tag against the next counter value,
 /// then decodes it. A failed check is final (the link closes).
-public struct FrameOpener {
+package struct FrameOpener {
     /// What a sealed frame carried.
-    public enum Opened: Sendable, Equatable {
+    package enum Opened: Sendable, Equatable {
         case frame(WireFrame)
         /// The sender switched to the key with this id; call `rekey(to:)` with it.
         case rekey(UInt64)
@@ -273,18 +273,18 @@ public struct FrameOpener {
     private var direction: FrameDirection
     private var mac: FrameMAC { direction.mac }
     /// The frames opened so far: the counter the next one must carry.
-    public private(set) var counter: UInt64 = 0
-    public var keyID: UInt64 { direction.keyID }
-    public var generation: UInt32 { direction.generation }
+    package private(set) var counter: UInt64 = 0
+    package var keyID: UInt64 { direction.keyID }
+    package var generation: UInt32 { direction.generation }
 
     /// The opener of frames from the dialer (`peerIsDialer`) or from the acceptor, under the key
     /// the peer's hello named.
-    public init(key: ClusterKey, transcriptHash: [UInt8], peerIsDialer: Bool) {
+    package init(key: ClusterKey, transcriptHash: [UInt8], peerIsDialer: Bool) {
         direction = FrameDirection(key: key, transcriptHash: transcriptHash, fromDialer: peerIsDialer)
     }
 
     /// Checks the tag of a whole sealed frame and decodes it.
-    public mutating func open(_ frame: RawSpan) throws(WireError) -> Opened {
+    package mutating func open(_ frame: RawSpan) throws(WireError) -> Opened {
         let count = frame.byteCount
         guard count >= 5 + LinkAuth.tagBytes else {
             throw .unauthenticated("frame \(counter) of \(count) bytes is too short to carry a tag")
@@ -307,7 +307,7 @@ public struct FrameOpener {
     }
 
     /// Switches to `key` after a REKEY that named it.
-    public mutating func rekey(to key: ClusterKey) {
+    package mutating func rekey(to key: ClusterKey) {
         direction.switchKey(to: key)
     }
 }

@@ -7,28 +7,28 @@
 ///
 /// After an error the stream cannot be trusted: every later `feed` throws the same error
 /// (send a GOODBYE with its description and close the connection), until `reset()`.
-public struct FrameDecoder: Sendable {
+package struct FrameDecoder: Sendable {
     /// The bytes of the frame the last chunk ended inside.
     private var partial: [UInt8] = []
     /// The first error seen, thrown again by every later feed.
-    public private(set) var failure: WireError?
+    package private(set) var failure: WireError?
 
     /// Nothing is allocated until a chunk ends inside a frame (rare: a read usually holds whole
     /// frames), so that an idle link costs no buffer.
-    public init() {}
+    package init() {}
 
     /// The bytes held of an incomplete frame.
-    public var bufferedByteCount: Int { partial.count }
+    package var bufferedByteCount: Int { partial.count }
 
     /// Forgets the incomplete frame and any error (keeps the buffer's capacity).
-    public mutating func reset() {
+    package mutating func reset() {
         partial.removeAll(keepingCapacity: true)
         failure = nil
     }
 
     /// Feeds the next chunk of the stream; calls `onFrame` with each frame it completes, in order.
     /// An error from `onFrame` stops the feed and is thrown, like a decoding error.
-    public mutating func feed(_ chunk: RawSpan, _ onFrame: (WireFrame) throws(WireError) -> Void) throws(WireError) {
+    package mutating func feed(_ chunk: RawSpan, _ onFrame: (WireFrame) throws(WireError) -> Void) throws(WireError) {
         try feedRaw(chunk) { (frame) throws(WireError) in try onFrame(Wire.decodeFrame(frame)) }
     }
 
@@ -36,7 +36,7 @@ public struct FrameDecoder: Sendable {
     /// completes (length field included; valid during the call only), in order, undecoded: a
     /// keyed link checks a frame's tag before decoding it (`FrameOpener`). Only the length
     /// field is checked here.
-    public mutating func feedRaw(_ chunk: RawSpan, _ onFrame: (RawSpan) throws(WireError) -> Void) throws(WireError) {
+    package mutating func feedRaw(_ chunk: RawSpan, _ onFrame: (RawSpan) throws(WireError) -> Void) throws(WireError) {
         if let failure { throw failure }
         do {
             try split(chunk, onFrame)
@@ -47,7 +47,7 @@ public struct FrameDecoder: Sendable {
     }
 
     /// Feeds the next chunk of the stream, held in an array.
-    public mutating func feed(_ chunk: [UInt8], _ onFrame: (WireFrame) throws(WireError) -> Void) throws(WireError) {
+    package mutating func feed(_ chunk: [UInt8], _ onFrame: (WireFrame) throws(WireError) -> Void) throws(WireError) {
         try feed(chunk.span.bytes, onFrame)
     }
 

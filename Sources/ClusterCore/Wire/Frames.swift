@@ -196,12 +196,12 @@ public struct HeartbeatFrame: Sendable, Equatable, Hashable {
 
 /// A member a peer has just learned through an announcement (a MEMBER frame): its id, the
 /// address it announced and its priority.
-public struct MemberMessage: Sendable, Equatable, Hashable {
-    public var nodeID: String
-    public var nodeAddr: String
-    public var priority: Int
+package struct MemberMessage: Sendable, Equatable, Hashable {
+    package var nodeID: String
+    package var nodeAddr: String
+    package var priority: Int
 
-    public init(nodeID: String, nodeAddr: String, priority: Int = 1) {
+    package init(nodeID: String, nodeAddr: String, priority: Int = 1) {
         self.nodeID = nodeID
         self.nodeAddr = nodeAddr
         self.priority = priority
@@ -209,7 +209,7 @@ public struct MemberMessage: Sendable, Equatable, Hashable {
 }
 
 /// One decoded binary frame.
-public enum WireFrame: Sendable, Equatable, Hashable {
+package enum WireFrame: Sendable, Equatable, Hashable {
     case hello(HelloMessage)
     case heartbeat(HeartbeatFrame)
     case voteRequest(VoteRequest)
@@ -224,7 +224,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
     /// The id of a member the operator removed (`cluster force-leave`).
     case leave(String)
 
-    public var type: FrameType {
+    package var type: FrameType {
         switch self {
         case .hello: return .hello
         case .heartbeat: return .heartbeat
@@ -241,7 +241,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
     }
 
     /// The frame that carries an election message (a heartbeat's tag is hashed from its `from`).
-    public init(_ message: ElectionMessage) {
+    package init(_ message: ElectionMessage) {
         switch message {
         case .voteRequest(let r): self = .voteRequest(r)
         case .voteResponse(let r): self = .voteResponse(r)
@@ -254,7 +254,7 @@ public enum WireFrame: Sendable, Equatable, Hashable {
 
     /// The election message this frame carries, from the sender the connection's hello named
     /// (nil for hello and goodbye).
-    public func electionMessage(from sender: String) -> ElectionMessage? {
+    package func electionMessage(from sender: String) -> ElectionMessage? {
         switch self {
         case .voteRequest(let r): return .voteRequest(r)
         case .voteResponse(let r): return .voteResponse(r)

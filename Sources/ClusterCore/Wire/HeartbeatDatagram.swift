@@ -17,21 +17,21 @@ import Crypto
 /// 80  16   tag (keyed): AES-256-GCM's tag of bytes 0..<80 (the additional data; no plaintext)
 ///          under the direction's datagram key, the nonce the generation and the counter
 /// ```
-public enum HeartbeatDatagram {
-    public static let kind: UInt8 = 0xD1
-    public static let headerBytes = 24
+package enum HeartbeatDatagram {
+    package static let kind: UInt8 = 0xD1
+    package static let headerBytes = 24
     /// The size of an unkeyed datagram, and of a keyed one (with its tag).
-    public static let plainBytes = headerBytes + Wire.heartbeatFrameBytes
-    public static let keyedBytes = plainBytes + LinkAuth.tagBytes
+    package static let plainBytes = headerBytes + Wire.heartbeatFrameBytes
+    package static let keyedBytes = plainBytes + LinkAuth.tagBytes
 
     /// What the fixed header says.
-    public struct Header: Sendable, Equatable {
-        public var keyed: Bool
-        public var generation: UInt32
-        public var token: UInt64
-        public var counter: UInt64
+    package struct Header: Sendable, Equatable {
+        package var keyed: Bool
+        package var generation: UInt32
+        package var token: UInt64
+        package var counter: UInt64
 
-        public init(keyed: Bool, generation: UInt32, token: UInt64, counter: UInt64) {
+        package init(keyed: Bool, generation: UInt32, token: UInt64, counter: UInt64) {
             self.keyed = keyed
             self.generation = generation
             self.token = token
@@ -41,7 +41,7 @@ public enum HeartbeatDatagram {
 
     /// Appends an unkeyed datagram of `frame` for the receiver's `token`. Does not allocate
     /// when `out` has the capacity.
-    public static func encode(_ frame: HeartbeatFrame, token: UInt64, into out: inout [UInt8]) {
+    package static func encode(_ frame: HeartbeatFrame, token: UInt64, into out: inout [UInt8]) {
         let base = out.count
         out.append(addingCapacity: headerBytes) { (span: inout OutputSpan<UInt8>) in
             for _ in 0..<headerBytes { span.append(0) }
@@ -54,7 +54,7 @@ public enum HeartbeatDatagram {
     }
 
     /// Appends a keyed datagram of `frame` for `token`, sealed by `sealer` (its next counter).
-    public static func encode(_ frame: HeartbeatFrame, token: UInt64, sealer: DatagramSealer, into out: inout [UInt8]) {
+    package static func encode(_ frame: HeartbeatFrame, token: UInt64, sealer: DatagramSealer, into out: inout [UInt8]) {
         let base = out.count
         encode(frame, token: token, into: &out)
         out.append(addingCapacity: LinkAuth.tagBytes) { (span: inout OutputSpan<UInt8>) in
@@ -64,7 +64,7 @@ public enum HeartbeatDatagram {
     }
 
     /// Checks the size and the fixed fields: an error names what is wrong. Does not check the tag.
-    public static func header(_ datagram: RawSpan) throws(WireError) -> Header {
+    package static func header(_ datagram: RawSpan) throws(WireError) -> Header {
         let count = datagram.byteCount
         guard count >= plainBytes else { throw .truncated("a heartbeat datagram (\(count) bytes, \(plainBytes) needed)") }
         guard WireRead.u8(datagram, 0) == kind else {
@@ -83,7 +83,7 @@ public enum HeartbeatDatagram {
     }
 
     /// The heartbeat a datagram carries (its header checked by `header(_:)`).
-    public static func frame(_ datagram: RawSpan) throws(WireError) -> HeartbeatFrame {
+    package static func frame(_ datagram: RawSpan) throws(WireError) -> HeartbeatFrame {
         let frame = datagram.extracting(headerBytes..<plainBytes)
         guard WireRead.u32(frame, 0) == UInt32(Wire.heartbeatFrameBytes - 4), WireRead.u8(frame, 4) == FrameType.heartbeat.rawValue else {
             throw .malformed("a heartbeat datagram that holds no HEARTBEAT frame")
@@ -143,14 +143,14 @@ struct DatagramDirection {
 /// tag under its datagram key (a key of its own, so that a datagram can never pass for a frame
 /// of the link's stream, nor one direction's for the other's). A class: the link's security
 /// state holds it, and a datagram seals through it without copying it out and back.
-public final class DatagramSealer {
+package final class DatagramSealer {
     private var direction: DatagramDirection
     /// The datagrams sealed so far: the counter of the next one. It never restarts, not even
     /// after a key switch.
-    public private(set) var counter: UInt64 = 0
-    public var generation: UInt32 { direction.generation }
+    package private(set) var counter: UInt64 = 0
+    package var generation: UInt32 { direction.generation }
 
-    public init(key: ClusterKey, transcriptHash: [UInt8], dialer: Bool) {
+    package init(key: ClusterKey, transcriptHash: [UInt8], dialer: Bool) {
         direction = DatagramDirection(key: key, transcriptHash: transcriptHash, fromDialer: dialer)
     }
 
@@ -166,7 +166,7 @@ public final class DatagramSealer {
     }
 
     /// Switches to `key`, one generation on (with the link's REKEY).
-    public func switchKey(to key: ClusterKey) {
+    package func switchKey(to key: ClusterKey) {
         direction.switchKey(to: key)
     }
 }
@@ -175,23 +175,23 @@ public final class DatagramSealer {
 /// the direction's, its counter is above every counter taken before (a replayed, duplicated or
 /// late datagram is not), and its tag checks. A datagram that fails is dropped, not fatal: the
 /// network may duplicate or reorder datagrams, and anyone may send one.
-public final class DatagramOpener {
+package final class DatagramOpener {
     private var direction: DatagramDirection
     /// The lowest counter the next datagram may carry.
-    public private(set) var nextCounter: UInt64 = 0
-    public var generation: UInt32 { direction.generation }
+    package private(set) var nextCounter: UInt64 = 0
+    package var generation: UInt32 { direction.generation }
 
-    public init(key: ClusterKey, transcriptHash: [UInt8], peerIsDialer: Bool) {
+    package init(key: ClusterKey, transcriptHash: [UInt8], peerIsDialer: Bool) {
         direction = DatagramDirection(key: key, transcriptHash: transcriptHash, fromDialer: peerIsDialer)
     }
 
     /// Why a datagram was not taken.
-    public enum Refusal: Error, Sendable, Equatable {
+    package enum Refusal: Error, Sendable, Equatable {
         case notKeyed, otherGeneration, replayed, badTag
     }
 
     /// Checks a whole datagram whose header `HeartbeatDatagram.header(_:)` returned.
-    public func open(_ datagram: RawSpan, header: HeartbeatDatagram.Header) throws(Refusal) {
+    package func open(_ datagram: RawSpan, header: HeartbeatDatagram.Header) throws(Refusal) {
         guard header.keyed, datagram.byteCount == HeartbeatDatagram.keyedBytes else { throw .notKeyed }
         guard header.generation == direction.generation else { throw .otherGeneration }
         guard header.counter >= nextCounter, header.counter != .max else { throw .replayed }
@@ -204,7 +204,7 @@ public final class DatagramOpener {
     }
 
     /// Switches to `key`, one generation on (the peer's REKEY arrived on the link).
-    public func switchKey(to key: ClusterKey) {
+    package func switchKey(to key: ClusterKey) {
         direction.switchKey(to: key)
     }
 }

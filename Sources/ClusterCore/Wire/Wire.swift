@@ -23,11 +23,11 @@ public enum Wire {
 
     /// The kind of a connection whose first byte is `firstByte` (the same as `WireKind.classify`).
     @inlinable
-    public static func classify(firstByte: UInt8) -> WireKind { WireKind.classify(firstByte: firstByte) }
+    package static func classify(firstByte: UInt8) -> WireKind { WireKind.classify(firstByte: firstByte) }
 
     /// FNV-1a 64 of the UTF-8 bytes of `s` (a heartbeat's `senderTag`). Does not allocate.
     @inlinable
-    public static func fnv1a64(_ s: String) -> UInt64 {
+    package static func fnv1a64(_ s: String) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in s.utf8 {
             h ^= UInt64(b)
@@ -39,14 +39,14 @@ public enum Wire {
     /// The whole size of a frame (4 + `length`) whose length field is `length`, or the error
     /// that closes the connection. Needs only the 4-byte header.
     @inlinable
-    public static func frameSize(length: UInt32) throws(WireError) -> Int {
+    package static func frameSize(length: UInt32) throws(WireError) -> Int {
         if length > UInt32(maxFrameBytes) { throw .frameTooLarge(length) }
         if length == 0 { throw .frameTooShort }
         return Int(length) + 4
     }
 
     /// A copy of the bytes of a span.
-    public static func copyBytes(_ span: RawSpan) -> [UInt8] {
+    package static func copyBytes(_ span: RawSpan) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(span.byteCount)
         for i in 0..<span.byteCount { out.append(span.unsafeLoad(fromByteOffset: i, as: UInt8.self)) }
@@ -58,7 +58,7 @@ public enum Wire {
     /// Appends the 56-byte HEARTBEAT frame of `f` to `out`. Does not allocate when `out` has
     /// the capacity (reserve it once, then `removeAll(keepingCapacity: true)` between uses).
     @inlinable
-    public static func encodeHeartbeat(_ f: HeartbeatFrame, into out: inout [UInt8]) {
+    package static func encodeHeartbeat(_ f: HeartbeatFrame, into out: inout [UInt8]) {
         let base = out.count
         out.append(addingCapacity: heartbeatFrameBytes) { (span: inout OutputSpan<UInt8>) in
             for _ in 0..<heartbeatFrameBytes { span.append(0) }
@@ -79,7 +79,7 @@ public enum Wire {
 
     /// Appends a HELLO frame. Throws (appending nothing) when the id is not 1...255 bytes or the
     /// address is longer than 255 bytes.
-    public static func encodeHello(_ h: HelloMessage, into out: inout [UInt8]) throws(WireError) {
+    package static func encodeHello(_ h: HelloMessage, into out: inout [UInt8]) throws(WireError) {
         let id = try checkedID(h.nodeID, "hello node id")
         let addr = h.nodeAddr.utf8.count
         guard addr <= maxAddrBytes else { throw .malformed("hello node address is \(addr) bytes, more than \(maxAddrBytes)") }
@@ -115,7 +115,7 @@ public enum Wire {
 
     /// Appends a VOTE_REQUEST frame. Throws (appending nothing) when the candidate id is not
     /// 1...255 bytes.
-    public static func encodeVoteRequest(_ r: VoteRequest, into out: inout [UInt8]) throws(WireError) {
+    package static func encodeVoteRequest(_ r: VoteRequest, into out: inout [UInt8]) throws(WireError) {
         let id = try checkedID(r.candidateID, "vote request candidate id")
         let hasConfiguration = r.configuration != .none
         out.appendHeader(length: 1 + 8 * 4 + 1 + 2 + id + (hasConfiguration ? 16 : 0), type: .voteRequest)
@@ -134,7 +134,7 @@ public enum Wire {
 
     /// Appends a TIMEOUT_NOW frame. Throws (appending nothing) when the sender id is not 1...255
     /// bytes.
-    public static func encodeTimeoutNow(_ t: TimeoutNowMessage, into out: inout [UInt8]) throws(WireError) {
+    package static func encodeTimeoutNow(_ t: TimeoutNowMessage, into out: inout [UInt8]) throws(WireError) {
         let id = try checkedID(t.from, "timeout now sender id")
         out.appendHeader(length: 1 + 1 + 8 + 2 + id, type: .timeoutNow)
         out.append(0)  // flags
@@ -145,7 +145,7 @@ public enum Wire {
 
     /// Appends a VOTE_RESPONSE frame (the reason cut to `maxReasonBytes`). Throws (appending
     /// nothing) when the voter id is not 1...255 bytes.
-    public static func encodeVoteResponse(_ r: VoteResponse, into out: inout [UInt8]) throws(WireError) {
+    package static func encodeVoteResponse(_ r: VoteResponse, into out: inout [UInt8]) throws(WireError) {
         let id = try checkedID(r.voterID, "vote response voter id")
         let reason = clipped(r.reason)
         let hasConfiguration = r.configuration != .none
@@ -165,7 +165,7 @@ public enum Wire {
 
     /// Appends a MEMBER frame. Throws (appending nothing) when the id is not 1...255 bytes or the
     /// address is longer than 255 bytes.
-    public static func encodeMember(_ m: MemberMessage, into out: inout [UInt8]) throws(WireError) {
+    package static func encodeMember(_ m: MemberMessage, into out: inout [UInt8]) throws(WireError) {
         let id = try checkedID(m.nodeID, "member node id")
         let addr = m.nodeAddr.utf8.count
         guard addr <= maxAddrBytes else { throw .malformed("member node address is \(addr) bytes, more than \(maxAddrBytes)") }
@@ -178,7 +178,7 @@ public enum Wire {
     }
 
     /// Appends a GOODBYE frame (the reason cut to `maxReasonBytes`).
-    public static func encodeGoodbye(_ reason: String, into out: inout [UInt8]) {
+    package static func encodeGoodbye(_ reason: String, into out: inout [UInt8]) {
         let bytes = clipped(reason)
         out.appendHeader(length: 1 + 2 + bytes.count, type: .goodbye)
         out.appendBE(UInt16(bytes.count))
@@ -186,7 +186,7 @@ public enum Wire {
     }
 
     /// Appends the frame of any message.
-    public static func encode(_ frame: WireFrame, into out: inout [UInt8]) throws(WireError) {
+    package static func encode(_ frame: WireFrame, into out: inout [UInt8]) throws(WireError) {
         switch frame {
         case .hello(let h): try encodeHello(h, into: &out)
         case .heartbeat(let f): encodeHeartbeat(f, into: &out)
@@ -204,7 +204,7 @@ public enum Wire {
 
     /// Appends a LEAVE frame: the id of a member the operator removed. Throws (appending nothing)
     /// when the id is not 1...255 bytes.
-    public static func encodeLeave(_ nodeID: String, into out: inout [UInt8]) throws(WireError) {
+    package static func encodeLeave(_ nodeID: String, into out: inout [UInt8]) throws(WireError) {
         let id = try checkedID(nodeID, "leave node id")
         out.appendHeader(length: 1 + 2 + id, type: .leave)
         out.appendBE(UInt16(id))
@@ -231,7 +231,7 @@ public enum Wire {
     // MARK: Decoding
 
     /// Decodes one whole frame: `frame` holds exactly the length field and the bytes it counts.
-    public static func decodeFrame(_ frame: RawSpan) throws(WireError) -> WireFrame {
+    package static func decodeFrame(_ frame: RawSpan) throws(WireError) -> WireFrame {
         let count = frame.byteCount
         guard count >= 4 else { throw .truncated("the length field") }
         let size = try frameSize(length: WireRead.u32(frame, 0))
@@ -263,7 +263,7 @@ public enum Wire {
     }
 
     /// Decodes one whole frame held in an array (see `decodeFrame(_: RawSpan)`).
-    public static func decodeFrame(_ frame: [UInt8]) throws(WireError) -> WireFrame {
+    package static func decodeFrame(_ frame: [UInt8]) throws(WireError) -> WireFrame {
         try decodeFrame(frame.span.bytes)
     }
 
@@ -526,7 +526,7 @@ extension Wire {
 
     /// Appends a CONFIGURATION frame (type 10): flags (bit 0: committed), the primary's term, the
     /// configuration's term and version, the primary's id, the voters.
-    public static func encodeConfiguration(_ c: ConfigurationMessage, into out: inout [UInt8]) throws(WireError) {
+    package static func encodeConfiguration(_ c: ConfigurationMessage, into out: inout [UInt8]) throws(WireError) {
         let from = try checkedID(c.from, "configuration sender id")
         var body: [UInt8] = []
         try appendIDs(c.configuration.voters, "configuration voters", into: &body)
@@ -558,7 +558,7 @@ extension Wire {
 
     /// Appends a CONFIGURATION_ACK frame (type 11): flags 0, the sender's term, the stored
     /// configuration's term and version, the sender's id.
-    public static func encodeConfigurationAck(_ a: ConfigurationAck, into out: inout [UInt8]) throws(WireError) {
+    package static func encodeConfigurationAck(_ a: ConfigurationAck, into out: inout [UInt8]) throws(WireError) {
         let from = try checkedID(a.from, "configuration ack sender id")
         out.appendHeader(length: 1 + 1 + 8 * 3 + 2 + from, type: .configurationAck)
         out.append(0)
@@ -583,7 +583,7 @@ extension Wire {
 
     /// Appends a BOOTSTRAP frame (type 12): the expected voter count (u16), flags (bit 0: holds a
     /// configuration, bit 1: `nodes` is locked), the node ids.
-    public static func encodeBootstrap(_ b: BootstrapMessage, into out: inout [UInt8]) throws(WireError) {
+    package static func encodeBootstrap(_ b: BootstrapMessage, into out: inout [UInt8]) throws(WireError) {
         guard (0...maxVoters).contains(b.expect) else { throw .malformed("bootstrap expects \(b.expect) voters, not 0...\(maxVoters)") }
         var body: [UInt8] = []
         try appendIDs(b.nodes, "bootstrap nodes", into: &body)
