@@ -1,14 +1,19 @@
+import ClusterCore
 import FoundationEssentials
 import UV
 
-/// Keeps a node's election state (term, vote, epoch) on disk, so that a restarted node never
-/// votes twice in one term.
+/// Keeps a node's election state (term, vote, epoch, voter configuration) on disk, so that a
+/// restarted node never votes twice in one term.
 ///
-/// A write replaces `<directory>/election-state.json` atomically and durably (temporary file,
-/// fsync, rename, fsync of the directory); the node answers a vote only once its write is done.
+/// The state lives in `<directory>/election-state`: two slots written alternately in place
+/// (`StateSlots`), one `pwrite` and one `fdatasync` per write, no rename; a write cut short spoils
+/// at most the slot it was writing, and the other holds the state before it. A node of an earlier
+/// version kept it in `election-state.json` (replaced whole at each write): that file is read when
+/// the new one does not exist yet, and left in place.
 struct DurableStateStore: Sendable {
     let directory: String
-    var path: String { directory + "/election-state.json" }
+    var path: String { directory + "/election-state" }
+    var legacyPath: String { directory + "/election-state.json" }
 
     init(directory: String) throws(ClusterError) {
         self.directory = directory
@@ -19,24 +24,47 @@ struct DurableStateStore: Sendable {
         }
     }
 
-    /// The saved state, or the initial one when nothing was saved yet.
-    func load() throws(ClusterError) -> DurableElectionState {
+    /// The saved state and the sequence of its copy (0: none yet), or the initial state when
+    /// nothing was saved.
+    func load() throws(ClusterError) -> (state: DurableElectionState, sequence: UInt64) {
         let bytes: [UInt8]?
         do {
-            bytes = try UVFile.read(path: path)
+            bytes = try UVFile.read(path: path, maxBytes: StateSlots.fileSize)
         } catch {
             throw .storage("cannot read \(path): \(error)")
         }
-        guard let bytes else { return DurableElectionState() }
+        if let bytes {
+            switch StateSlots.read(file: bytes) {
+            case .state(let sequence, let payload, _):
+                return (try decode(payload, from: path), sequence)
+            case .corrupt(let reason):
+                throw .storage(
+                    "\(path): neither copy of the election state is valid (\(reason)); refusing to start, since this node may have voted in a term it would then vote in again. Restore the file, or start the node with an empty data directory as a new member")
+            case .empty:
+                break  // created, never written: as if absent
+            }
+        }
+        let legacy: [UInt8]?
+        do {
+            legacy = try UVFile.read(path: legacyPath)
+        } catch {
+            throw .storage("cannot read \(legacyPath): \(error)")
+        }
+        guard let legacy else { return (DurableElectionState(), 0) }
+        return (try decode(legacy, from: legacyPath), 0)
+    }
+
+    private func decode(_ bytes: [UInt8], from file: String) throws(ClusterError) -> DurableElectionState {
         do {
             return try JSONDecoder().decode(DurableElectionState.self, from: Data(bytes))
         } catch {
-            throw .storage("\(path) is not valid election state: \(error)")
+            throw .storage("\(file) is not valid election state: \(error)")
         }
     }
 
-    /// The file's content for `state` (sorted keys: the same state gives the same bytes).
-    func encode(_ state: DurableElectionState) throws(ClusterError) -> [UInt8] {
+    /// The state's bytes as a copy stored in a slot (sorted keys: the same state gives the same
+    /// bytes).
+    func payload(_ state: DurableElectionState) throws(ClusterError) -> [UInt8] {
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]

@@ -94,8 +94,9 @@ final class NodeRuntime: @unchecked Sendable {
         if let dir = options.dataDirectory {
             do {
                 let store = try DurableStateStore(directory: dir)
-                durable = try store.load()
-                persister = Persister(store: store, loop: loop, beforeSync: options.persistBeforeSync)
+                let saved = try store.load()
+                durable = saved.state
+                persister = Persister(store: store, sequence: saved.sequence, loop: loop, beforeSync: options.persistBeforeSync)
             } catch {
                 storeError = error
             }

@@ -89,6 +89,81 @@ public enum UVFile {
         _ = try run("fsync \(dir)") { uv_fs_fsync(nil, req, dirfd, nil) }
     }
 
+    /// Writes `bytes` at `offset` of the file at `path` and makes them durable (`fdatasync`), in
+    /// place: no temporary file, no rename. A file that does not exist yet (or is shorter) is
+    /// first extended to `size` bytes of zeros, and then, once, made durable with its directory
+    /// entry (`fsync` of the file and of the directory). On libuv's thread pool; `completion` runs
+    /// on the loop thread. `beforeSync` (tests): runs on the pool thread before the sync.
+    package static func writeInPlace(
+        path: String, offset: Int, bytes: [UInt8], size: Int, on loop: UVLoop, beforeSync: (@Sendable () -> Void)?,
+        completion: @escaping (UVError?) -> Void
+    ) {
+        loop.runInThreadPool({ () -> Result<Void, UVError> in
+            do throws(UVError) {
+                try writeInPlace(path: path, offset: offset, bytes: bytes, size: size, beforeSync: beforeSync)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }, completion: { outcome in
+            switch outcome {
+            case .success?: completion(nil)
+            case .failure(let error)?: completion(error)
+            case nil: completion(UVError(code: UVError.canceled, operation: "write \(path) (loop is shutting down)"))
+            }
+        })
+    }
+
+    /// The synchronous `writeInPlace` (the pool thread's part; tests).
+    package static func writeInPlace(path: String, offset: Int, bytes: [UInt8], size: Int, beforeSync: (@Sendable () -> Void)?) throws(UVError) {
+        let req = UnsafeMutablePointer<uv_fs_t>.allocate(capacity: 1)
+        defer { req.deallocate() }
+        func run(_ what: String, _ call: () -> Int32) throws(UVError) -> Int32 {
+            let status = call()
+            defer { uv_fs_req_cleanup(req) }
+            try UVError.check(status, what)
+            return status
+        }
+        let fd = try run("open \(path)") { uv_fs_open(nil, req, path, O_RDWR | O_CREAT, 0o600, nil) }
+        var closed = false
+        defer { if !closed { _ = try? run("close") { uv_fs_close(nil, req, fd, nil) } } }
+        // uv_fs_fstat leaves the size in req.statbuf until the cleanup: read it in the call.
+        var fileSize: UInt64 = 0
+        _ = try run("fstat \(path)") {
+            let status = uv_fs_fstat(nil, req, fd, nil)
+            fileSize = req.pointee.statbuf.st_size
+            return status
+        }
+        let created = fileSize < UInt64(size)
+        if created { _ = try run("ftruncate \(path)") { uv_fs_ftruncate(nil, req, fd, Int64(size), nil) } }
+        var written = 0
+        while written < bytes.count {
+            let status = bytes.withUnsafeBytes { raw -> Int32 in
+                var buf = uv_buf_init(
+                    UnsafeMutablePointer(mutating: raw.baseAddress!.advanced(by: written).assumingMemoryBound(to: CChar.self)),
+                    UInt32(raw.count - written))
+                return uv_fs_write(nil, req, fd, &buf, 1, Int64(offset + written), nil)
+            }
+            let count = try run("write \(path)") { status }
+            if count == 0 { throw UVError(code: UV_EIO.rawValue, operation: "write \(path): no progress") }
+            written += Int(count)
+        }
+        beforeSync?()
+        if created {
+            _ = try run("fsync \(path)") { uv_fs_fsync(nil, req, fd, nil) }
+        } else {
+            _ = try run("fdatasync \(path)") { uv_fs_fdatasync(nil, req, fd, nil) }
+        }
+        closed = true
+        _ = try run("close \(path)") { uv_fs_close(nil, req, fd, nil) }
+        if created {
+            let dir = directory(of: path)
+            let dirfd = try run("open \(dir)") { uv_fs_open(nil, req, dir, O_RDONLY | O_DIRECTORY, 0, nil) }
+            defer { _ = try? run("close \(dir)") { uv_fs_close(nil, req, dirfd, nil) } }
+            _ = try run("fsync \(dir)") { uv_fs_fsync(nil, req, dirfd, nil) }
+        }
+    }
+
     /// The whole content of the file at `path`, or nil when there is no such file.
     public static func read(path: String, maxBytes: Int = 1 << 20) throws(UVError) -> [UInt8]? {
         let req = UnsafeMutablePointer<uv_fs_t>.allocate(capacity: 1)

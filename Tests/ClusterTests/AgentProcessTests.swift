@@ -152,8 +152,7 @@ final class AgentCluster: @unchecked Sendable {
 
     /// The saved election state of `id`, read from its data directory.
     func savedState(_ id: String) throws -> [String: Any] {
-        let data = try Data(contentsOf: URL(fileURLWithPath: root + "/" + id + "/election-state.json"))
-        return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+        try savedElectionState(directory: root + "/" + id)
     }
 }
 

@@ -413,8 +413,8 @@ struct DurableClusterTests {
         gate.signal()
         #expect(await peer.wait(timeout: .seconds(10)) { !responses($0).isEmpty })
         #expect(responses(peer.current).map(\.voteGranted) == [true])
-        let saved = try String(contentsOfFile: dir + "/election-state.json", encoding: .utf8)
-        #expect(saved.contains(#""votedFor":"f""#) && saved.contains(#""term":5"#), "\(saved)")
+        let saved = try savedElectionState(directory: dir)
+        #expect(saved["votedFor"] as? String == "f" && saved["term"] as? Int == 5, "\(saved)")
     }
 
     @Test("a failed durable write refuses the vote with the reason; once the disk is back the vote is granted and saved")
@@ -424,8 +424,8 @@ struct DurableClusterTests {
         let (node, _) = try soloNode(
             electionTimeout: .milliseconds(200), options: NodeOptions(dataDirectory: dir, logger: quietLogger))
         defer { try? node.stop() }
-        // A directory where the temporary file goes: its open fails, even for root.
-        let obstacle = dir + "/election-state.json.tmp"
+        // A directory where the state file goes: its open fails, even for root.
+        let obstacle = dir + "/election-state"
         try FileManager.default.createDirectory(atPath: obstacle, withIntermediateDirectories: true)
         let refused = node.handleVoteRequest(VoteRequest(candidateID: "c", term: 3))
         #expect(!refused.voteGranted)
@@ -433,13 +433,54 @@ struct DurableClusterTests {
         #expect(node.stats.persistFailures >= 1)
         try FileManager.default.removeItem(atPath: obstacle)
         // The core retries its write (term 3, no vote) a quarter of an election timeout later.
-        #expect(await eventually(timeout: .seconds(10)) { FileManager.default.fileExists(atPath: dir + "/election-state.json") })
+        #expect(await eventually(timeout: .seconds(10)) { (try? savedElectionState(directory: dir)) != nil })
         // The epoch the failed grant promised stays (epochs only rise): the candidate asks again
         // with the epoch the refusal carried, as a candidate's core does.
         let granted = node.handleVoteRequest(VoteRequest(candidateID: "c", term: 3, epoch: refused.epoch))
         #expect(granted.voteGranted, "\(granted.reason)")
-        let saved = try String(contentsOfFile: dir + "/election-state.json", encoding: .utf8)
-        #expect(saved.contains(#""votedFor":"c""#), "\(saved)")
+        let saved = try savedElectionState(directory: dir)
+        #expect(saved["votedFor"] as? String == "c", "\(saved)")
+    }
+
+    @Test("a state file whose two copies are both damaged is reported with its path and why, and the node neither starts nor votes (issue 19)")
+    func bothCopiesDamaged() throws {
+        let dir = NSTemporaryDirectory() + "cluster-damaged-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var file = [UInt8](repeating: 0, count: StateSlots.fileSize)
+        for sequence: UInt64 in 1...2 {
+            var image = StateSlots.image(payload: Array(#"{"term":\#(sequence),"votedFor":"n2"}"#.utf8), sequence: sequence)!
+            image[image.count - 2] ^= 0x20  // a bit flipped in each copy's payload
+            let offset = StateSlots.slot(for: sequence) * StateSlots.slotSize
+            file.replaceSubrange(offset..<(offset + image.count), with: image)
+        }
+        try Data(file).write(to: URL(fileURLWithPath: dir + "/election-state"))
+        let node = ElectionManager(
+            config: ClusterConfig(nodeID: "n1", nodeAddr: "127.0.0.1:0"),
+            membership: ClusterMembership(localNodeID: "n1", localAddr: "127.0.0.1:0"),
+            options: NodeOptions(dataDirectory: dir, logger: quietLogger))
+        do {
+            try node.start()
+            Issue.record("a node with both copies damaged started")
+        } catch {
+            #expect("\(error)".contains(dir + "/election-state: neither copy"), "\(error)")
+            #expect("\(error)".contains("checksum"), "\(error)")
+        }
+        #expect(!node.handleVoteRequest(VoteRequest(candidateID: "c", term: 9)).voteGranted)
+    }
+
+    @Test("a data directory of the earlier format (election-state.json) is read, and the next write goes to the two-slot file (issue 19)")
+    func earlierFormat() async throws {
+        let dir = NSTemporaryDirectory() + "cluster-legacy-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Data(#"{"term":7,"votedFor":"n9","epoch":4}"#.utf8).write(to: URL(fileURLWithPath: dir + "/election-state.json"))
+        let (node, _) = try soloNode(
+            electionTimeout: .milliseconds(200), autoFailover: true, options: NodeOptions(dataDirectory: dir, logger: quietLogger))
+        defer { try? node.stop() }
+        // Alone, it stands in term 8 at once: the term it read is the one it goes on from.
+        #expect(await eventually(timeout: .seconds(10)) { (try? savedElectionState(directory: dir))?["term"] as? Int ?? 0 >= 8 })
+        #expect(node.currentTerm >= 8)
     }
 
     @Test("a corrupt state file is reported with its path, and the node neither starts nor votes")

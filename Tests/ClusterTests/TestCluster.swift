@@ -191,3 +191,12 @@ let quietLogger: Logger = {
     logger.logLevel = .warning
     return logger
 }()
+
+/// The election state a node saved in `directory` (its newest copy in `election-state`), as JSON.
+func savedElectionState(directory: String) throws -> [String: Any] {
+    let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/election-state")))
+    guard case .state(_, let payload, _) = StateSlots.read(file: bytes) else {
+        throw ClusterError.storage("no valid copy in \(directory)/election-state")
+    }
+    return try JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any] ?? [:]
+}
