@@ -217,11 +217,17 @@ struct FloodTests {
         let flooders = [flooder(reads: true), flooder(reads: false)]
         let watch = PrimaryWatch(cluster.ids.map { cluster.agent($0) })
         var latencies: [Double] = []
+        // The control: the same probe, at the same moments, to an agent the flood does not touch
+        // (what the machine itself costs a status answer: the rest of the suite runs beside this
+        // test on two cores).
+        let control = try #require(cluster.ids.first { $0 != leader }.map { cluster.agent($0).address.port })
+        var controlLatencies: [Double] = []
         var missed = 0
         let clock = ContinuousClock()
         let started = clock.now
         while clock.now - started < .seconds(6) {
             if let ms = RawSocket.statusLatencyMs(port: port, timeoutMs: 3000) { latencies.append(ms) } else { missed += 1 }
+            if let ms = RawSocket.statusLatencyMs(port: control, timeoutMs: 3000) { controlLatencies.append(ms) }
             try await Task.sleep(for: .milliseconds(100))
         }
         let rssDuring = residentKiB(of: primary.child.pid)
@@ -229,11 +235,15 @@ struct FloodTests {
         let seen = watch.stop()
         let cpu = cpuSeconds(of: primary.child.pid)
         latencies.sort()
-        print("hole 2\(keyed ? " (keyed)" : ""): status latency under the flood: n=\(latencies.count) missed \(missed), median \(latencies.isEmpty ? -1 : latencies[latencies.count / 2]) ms, max \(latencies.last ?? -1) ms; primaries seen \(seen.primaries.sorted()); RSS \(rssBefore) -> \(rssDuring) KiB; flood \((UVLoop.hrtimeNs() - floodStart) / 1_000_000) ms, agent CPU total \(cpu ?? -1) s")
+        controlLatencies.sort()
+        let controlMedian = controlLatencies.isEmpty ? 0 : controlLatencies[controlLatencies.count / 2]
+        print("hole 2\(keyed ? " (keyed)" : ""): status latency under the flood: n=\(latencies.count) missed \(missed), median \(latencies.isEmpty ? -1 : latencies[latencies.count / 2]) ms (an agent not flooded, at the same moments: \(controlMedian) ms), max \(latencies.last ?? -1) ms; primaries seen \(seen.primaries.sorted()); RSS \(rssBefore) -> \(rssDuring) KiB; flood \((UVLoop.hrtimeNs() - floodStart) / 1_000_000) ms, agent CPU total \(cpu ?? -1) s")
         #expect(missed == 0)
-        // Within 100 ms as a rule (the median); the slowest may wait for a loaded machine (the
-        // rest of the suite runs beside this test on two cores), never for the flood: below 1 s.
-        #expect(!latencies.isEmpty && latencies[latencies.count / 2] < 100, "status latencies \(latencies)")
+        // Within 100 ms as a rule (the median) of what the machine itself costs at that moment (the
+        // control's median: on a quiet machine about 1 ms); the slowest may wait for a loaded
+        // machine, never for the flood: below 1 s.
+        #expect(!latencies.isEmpty && latencies[latencies.count / 2] < 100 + controlMedian,
+                "status latencies \(latencies); not flooded \(controlLatencies)")
         #expect((latencies.last ?? .infinity) < 1000, "status latencies \(latencies)")
         #expect(seen.primaries == [leader], "primaries seen: \(seen.primaries)")
         let after = try #require(primary.status(timeout: .seconds(2)))
