@@ -303,11 +303,22 @@ struct KeyedClusterTests {
         peer.sealer.rekey(to: Self.newKey, into: &rekey)
         peer.client.send(rekey + peer.sealedHeartbeat(as: "p9", seq: 2))
         // Well past the grace (heartbeating, as a live peer does, or the link would be replaced as
-        // silent): switched in time, the link stays, and no authentication failed.
-        for seq: UInt64 in 3...16 {
-            try await Task.sleep(for: .milliseconds(50))
-            peer.client.send(peer.sealedHeartbeat(as: "p9", seq: seq))
+        // silent): switched in time, the link stays, and no authentication failed. The heartbeats
+        // come from a dispatch timer, not a task: under a loaded test run the cooperative pool can
+        // be busy past an election timeout.
+        let seq = UVLocked<UInt64>(2)
+        let heartbeating = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "p9"))
+        heartbeating.schedule(deadline: .now() + .milliseconds(50), repeating: .milliseconds(50))
+        heartbeating.setEventHandler {
+            let next = seq.withLock { value -> UInt64 in
+                value += 1
+                return value
+            }
+            peer.client.send(peer.sealedHeartbeat(as: "p9", seq: next))
         }
+        heartbeating.resume()
+        try await Task.sleep(for: .milliseconds(700))  // the window observed (over twice the grace), not a wait for an event
+        heartbeating.cancel()
         let closed = peer.client.current.closed
         let reason = closed ? await peer.goodbyeReason() : nil
         #expect(!closed, "closed: \(reason ?? "no goodbye")")
