@@ -61,7 +61,7 @@ public struct NodeOptions: Sendable {
     /// A loop to run on, shared with other nodes or discoveries of this process; the caller
     /// keeps it and shuts it down after them. nil: the node starts a loop (a thread) of its own.
     public var loop: UVLoop?
-    /// Where the node records its metrics (see the README's metrics table); nil: the factory
+    /// Where the node records its metrics (see the metrics table in docs/operations.md); nil: the factory
     /// the application bootstrapped with `MetricsSystem.bootstrap` (by default, none).
     public var metricsFactory: (any MetricsFactory)?
     /// What a `GET /metrics` on the node's own port answers (Prometheus text, for instance
@@ -77,7 +77,7 @@ public struct NodeOptions: Sendable {
     /// never link, announce to each other or merge, keyed or not (memberlist's label). Empty:
     /// no name (the seed's nodes have none). At most 255 bytes.
     public var clusterName = ""
-    /// The cluster keys (README, "A keyed cluster"); nil: no key, links and announcements are
+    /// The cluster keys (docs/operations.md, "A keyed cluster"); nil: no key, links and announcements are
     /// not authenticated. With a keyring, only nodes that hold one of its keys link, announce,
     /// vote and heartbeat, every frame on a link is authenticated, and JSON is read-only unless
     /// `allowUnauthenticatedJSON` is set. Share one keyring with the node's `NodeDiscovery`.
@@ -277,7 +277,7 @@ extension NodeOptions {
 }
 
 extension NodeOptions {
-    /// Where a node's first voter configuration comes from (README, "Voters").
+    /// Where a node's first voter configuration comes from (docs/voters.md).
     public enum Bootstrap: Sendable, Equatable {
         /// The members of the membership when the node starts are the first voters (this node
         /// included): the library's way, where the application lists the cluster's members.
