@@ -37,9 +37,20 @@ public enum UVFile {
         path: String, bytes: [UInt8], on loop: UVLoop, beforeSync: (@Sendable () -> Void)?,
         completion: @escaping (UVError?) -> Void
     ) {
+        onThreadPool(of: loop, writing: path, completion: completion) { () throws(UVError) in
+            try writeAtomically(path: path, bytes: bytes, beforeSync: beforeSync)
+        }
+    }
+
+    /// Runs `work` (a write of `path`) on `loop`'s thread pool; `completion` gets its outcome on
+    /// the loop thread (`ECANCELED` when the loop shut down before it started).
+    private static func onThreadPool(
+        of loop: UVLoop, writing path: String, completion: @escaping (UVError?) -> Void,
+        _ work: @escaping @Sendable () throws(UVError) -> Void
+    ) {
         loop.runInThreadPool({ () -> Result<Void, UVError> in
             do throws(UVError) {
-                try writeAtomically(path: path, bytes: bytes, beforeSync: beforeSync)
+                try work()
                 return .success(())
             } catch {
                 return .failure(error)
@@ -53,40 +64,63 @@ public enum UVFile {
         })
     }
 
-    static func writeAtomically(path: String, bytes: [UInt8], beforeSync: (@Sendable () -> Void)?) throws(UVError) {
-        let temp = path + ".tmp"
+    /// One `uv_fs_t` for a run of synchronous calls, cleaned up after each and freed by `free()`.
+    private struct Request {
         let req = UnsafeMutablePointer<uv_fs_t>.allocate(capacity: 1)
-        defer { req.deallocate() }
-        func run(_ what: String, _ call: () -> Int32) throws(UVError) -> Int32 {
-            let status = call()
+
+        func free() { req.deallocate() }
+
+        /// Runs one `uv_fs_*` call; its status, or the error named `what`. `inspect` reads the
+        /// request (a stat's buffer) before the cleanup.
+        @discardableResult
+        func run(_ what: String, inspect: (UnsafeMutablePointer<uv_fs_t>) -> Void = { _ in }, _ call: (UnsafeMutablePointer<uv_fs_t>) -> Int32) throws(UVError) -> Int32 {
+            let status = call(req)
             defer { uv_fs_req_cleanup(req) }
             try UVError.check(status, what)
+            inspect(req)
             return status
         }
-        let fd = try run("open \(temp)") { uv_fs_open(nil, req, temp, O_WRONLY | O_CREAT | O_TRUNC, 0o600, nil) }
-        var closed = false
-        defer { if !closed { _ = try? run("close") { uv_fs_close(nil, req, fd, nil) } } }
-        var offset = 0
-        while offset < bytes.count {
-            let status = bytes.withUnsafeBytes { raw -> Int32 in
-                var buf = uv_buf_init(
-                    UnsafeMutablePointer(mutating: raw.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self)),
-                    UInt32(raw.count - offset))
-                return uv_fs_write(nil, req, fd, &buf, 1, Int64(offset), nil)
+
+        /// Writes all of `bytes` at `offset` of `fd`.
+        func write(_ bytes: [UInt8], to fd: Int32, at offset: Int, _ what: String) throws(UVError) {
+            var written = 0
+            while written < bytes.count {
+                let count = try run(what) { req in
+                    bytes.withUnsafeBytes { raw -> Int32 in
+                        var buf = uv_buf_init(
+                            UnsafeMutablePointer(mutating: raw.baseAddress!.advanced(by: written).assumingMemoryBound(to: CChar.self)),
+                            UInt32(raw.count - written))
+                        return uv_fs_write(nil, req, fd, &buf, 1, Int64(offset + written), nil)
+                    }
+                }
+                if count == 0 { throw UVError(code: UV_EIO.rawValue, operation: "\(what): no progress") }
+                written += Int(count)
             }
-            let written = try run("write \(temp)") { status }
-            if written == 0 { throw UVError(code: UV_EIO.rawValue, operation: "write \(temp): no progress") }
-            offset += Int(written)
         }
+
+        /// `fsync` of the directory holding `path` (a new entry in it survives a crash).
+        func syncDirectory(of path: String) throws(UVError) {
+            let dir = directory(of: path)
+            let dirfd = try run("open \(dir)") { uv_fs_open(nil, $0, dir, O_RDONLY | O_DIRECTORY, 0, nil) }
+            defer { _ = try? run("close \(dir)") { uv_fs_close(nil, $0, dirfd, nil) } }
+            try run("fsync \(dir)") { uv_fs_fsync(nil, $0, dirfd, nil) }
+        }
+    }
+
+    static func writeAtomically(path: String, bytes: [UInt8], beforeSync: (@Sendable () -> Void)?) throws(UVError) {
+        let temp = path + ".tmp"
+        let request = Request()
+        defer { request.free() }
+        let fd = try request.run("open \(temp)") { uv_fs_open(nil, $0, temp, O_WRONLY | O_CREAT | O_TRUNC, 0o600, nil) }
+        var closed = false
+        defer { if !closed { _ = try? request.run("close") { uv_fs_close(nil, $0, fd, nil) } } }
+        try request.write(bytes, to: fd, at: 0, "write \(temp)")
         beforeSync?()
-        _ = try run("fsync \(temp)") { uv_fs_fsync(nil, req, fd, nil) }
+        try request.run("fsync \(temp)") { uv_fs_fsync(nil, $0, fd, nil) }
         closed = true
-        _ = try run("close \(temp)") { uv_fs_close(nil, req, fd, nil) }
-        _ = try run("rename \(temp) to \(path)") { uv_fs_rename(nil, req, temp, path, nil) }
-        let dir = directory(of: path)
-        let dirfd = try run("open \(dir)") { uv_fs_open(nil, req, dir, O_RDONLY | O_DIRECTORY, 0, nil) }
-        defer { _ = try? run("close \(dir)") { uv_fs_close(nil, req, dirfd, nil) } }
-        _ = try run("fsync \(dir)") { uv_fs_fsync(nil, req, dirfd, nil) }
+        try request.run("close \(temp)") { uv_fs_close(nil, $0, fd, nil) }
+        try request.run("rename \(temp) to \(path)") { uv_fs_rename(nil, $0, temp, path, nil) }
+        try request.syncDirectory(of: path)
     }
 
     /// Writes `bytes` at `offset` of the file at `path` and makes them durable (`fdatasync`), in
@@ -98,70 +132,32 @@ public enum UVFile {
         path: String, offset: Int, bytes: [UInt8], size: Int, on loop: UVLoop, beforeSync: (@Sendable () -> Void)?,
         completion: @escaping (UVError?) -> Void
     ) {
-        loop.runInThreadPool({ () -> Result<Void, UVError> in
-            do throws(UVError) {
-                try writeInPlace(path: path, offset: offset, bytes: bytes, size: size, beforeSync: beforeSync)
-                return .success(())
-            } catch {
-                return .failure(error)
-            }
-        }, completion: { outcome in
-            switch outcome {
-            case .success?: completion(nil)
-            case .failure(let error)?: completion(error)
-            case nil: completion(UVError(code: UVError.canceled, operation: "write \(path) (loop is shutting down)"))
-            }
-        })
+        onThreadPool(of: loop, writing: path, completion: completion) { () throws(UVError) in
+            try writeInPlace(path: path, offset: offset, bytes: bytes, size: size, beforeSync: beforeSync)
+        }
     }
 
     /// The synchronous `writeInPlace` (the pool thread's part; tests).
     package static func writeInPlace(path: String, offset: Int, bytes: [UInt8], size: Int, beforeSync: (@Sendable () -> Void)?) throws(UVError) {
-        let req = UnsafeMutablePointer<uv_fs_t>.allocate(capacity: 1)
-        defer { req.deallocate() }
-        func run(_ what: String, _ call: () -> Int32) throws(UVError) -> Int32 {
-            let status = call()
-            defer { uv_fs_req_cleanup(req) }
-            try UVError.check(status, what)
-            return status
-        }
-        let fd = try run("open \(path)") { uv_fs_open(nil, req, path, O_RDWR | O_CREAT, 0o600, nil) }
+        let request = Request()
+        defer { request.free() }
+        let fd = try request.run("open \(path)") { uv_fs_open(nil, $0, path, O_RDWR | O_CREAT, 0o600, nil) }
         var closed = false
-        defer { if !closed { _ = try? run("close") { uv_fs_close(nil, req, fd, nil) } } }
-        // uv_fs_fstat leaves the size in req.statbuf until the cleanup: read it in the call.
+        defer { if !closed { _ = try? request.run("close") { uv_fs_close(nil, $0, fd, nil) } } }
         var fileSize: UInt64 = 0
-        _ = try run("fstat \(path)") {
-            let status = uv_fs_fstat(nil, req, fd, nil)
-            fileSize = req.pointee.statbuf.st_size
-            return status
-        }
+        try request.run("fstat \(path)", inspect: { fileSize = $0.pointee.statbuf.st_size }) { uv_fs_fstat(nil, $0, fd, nil) }
         let created = fileSize < UInt64(size)
-        if created { _ = try run("ftruncate \(path)") { uv_fs_ftruncate(nil, req, fd, Int64(size), nil) } }
-        var written = 0
-        while written < bytes.count {
-            let status = bytes.withUnsafeBytes { raw -> Int32 in
-                var buf = uv_buf_init(
-                    UnsafeMutablePointer(mutating: raw.baseAddress!.advanced(by: written).assumingMemoryBound(to: CChar.self)),
-                    UInt32(raw.count - written))
-                return uv_fs_write(nil, req, fd, &buf, 1, Int64(offset + written), nil)
-            }
-            let count = try run("write \(path)") { status }
-            if count == 0 { throw UVError(code: UV_EIO.rawValue, operation: "write \(path): no progress") }
-            written += Int(count)
-        }
+        if created { try request.run("ftruncate \(path)") { uv_fs_ftruncate(nil, $0, fd, Int64(size), nil) } }
+        try request.write(bytes, to: fd, at: offset, "write \(path)")
         beforeSync?()
         if created {
-            _ = try run("fsync \(path)") { uv_fs_fsync(nil, req, fd, nil) }
+            try request.run("fsync \(path)") { uv_fs_fsync(nil, $0, fd, nil) }
         } else {
-            _ = try run("fdatasync \(path)") { uv_fs_fdatasync(nil, req, fd, nil) }
+            try request.run("fdatasync \(path)") { uv_fs_fdatasync(nil, $0, fd, nil) }
         }
         closed = true
-        _ = try run("close \(path)") { uv_fs_close(nil, req, fd, nil) }
-        if created {
-            let dir = directory(of: path)
-            let dirfd = try run("open \(dir)") { uv_fs_open(nil, req, dir, O_RDONLY | O_DIRECTORY, 0, nil) }
-            defer { _ = try? run("close \(dir)") { uv_fs_close(nil, req, dirfd, nil) } }
-            _ = try run("fsync \(dir)") { uv_fs_fsync(nil, req, dirfd, nil) }
-        }
+        try request.run("close \(path)") { uv_fs_close(nil, $0, fd, nil) }
+        if created { try request.syncDirectory(of: path) }
     }
 
     /// The whole content of the file at `path`, or nil when there is no such file.

@@ -26,6 +26,26 @@ struct UVFileTests {
         #expect(try UVFile.read(path: path) == nil)
     }
 
+    @Test("a write in place extends a new file to its size with zeros, writes at the offset, and leaves the rest as it was")
+    func writeInPlace() throws {
+        let dir = scratchDirectory()
+        try UVFile.makeDirectories(path: dir)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/slots"
+        try UVFile.writeInPlace(path: path, offset: 8, bytes: [1, 2, 3], size: 16, beforeSync: nil)
+        #expect(try UVFile.read(path: path) == [0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 0])
+        try UVFile.writeInPlace(path: path, offset: 0, bytes: [9, 9], size: 16, beforeSync: nil)
+        #expect(try UVFile.read(path: path) == [9, 9, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 0])
+        // A directory where the file should be: the open fails, naming the path.
+        try UVFile.makeDirectories(path: dir + "/taken")
+        do {
+            try UVFile.writeInPlace(path: dir + "/taken", offset: 0, bytes: [1], size: 16, beforeSync: nil)
+            Issue.record("wrote into a directory")
+        } catch {
+            #expect(error.operation.contains(dir + "/taken"), "\(error)")
+        }
+    }
+
     @Test("errors name the operation and libuv's reason")
     func errors() throws {
         #expect(throws: UVError.self) { try UVFile.writeAtomically(path: "/nonexistent-dir-\(UUID().uuidString)/x", bytes: [1]) }
