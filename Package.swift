@@ -72,6 +72,15 @@ let package = Package(
         ),
         // A child process for UVTests: a peer closes mid-write while SIGPIPE is at its default.
         .executableTarget(name: "uv-pipe-check", dependencies: ["UV"], path: "Sources/UVPipeCheck", swiftSettings: strict),
+        // The README's library program, exactly as the README shows it (a test compares the two):
+        // built with everything else, so the README's example always compiles.
+        .executableTarget(
+            name: "library-example",
+            dependencies: [
+                "Cluster", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/LibraryExample", swiftSettings: strict),
         // The libFuzzer target (`make fuzz`): inputs are connections to a real node runtime, and
         // go through the wire decoders too; built plainly, it replays inputs.
         .executableTarget(
