@@ -2,6 +2,9 @@ import ArgumentParser
 import Cluster
 import Glibc
 
+/// This build's version (no release yet: the CHANGELOG's "Unreleased").
+let clusterVersion = "0.1.0-dev"
+
 /// `cluster`: run a node, look at a cluster, hand leadership over, and the demo, simulator and
 /// benchmarks, in one command family.
 @main
@@ -9,6 +12,7 @@ struct ClusterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "Cluster membership and leader election on libuv.",
+        version: "cluster \(clusterVersion) (wire version \(Wire.version))",
         subcommands: [Agent.self, Members.self, Transfer.self, Voters.self, ForceLeave.self, Keygen.self, Keyring.self, Demo.self, Sim.self, Bench.self])
 
     /// Runs the command; a bad flag gets a one-line reason on stderr and exit code 64 (EX_USAGE),

@@ -76,6 +76,13 @@ func runChild(_ executable: String, _ arguments: [String], timeoutSeconds: Int) 
 
 @Suite("Executables as a user runs them", .serialized, .timeLimit(.minutes(2)))
 struct ProcessTests {
+    @Test("cluster --version prints the version and the wire version, exit 0 (issue 18)")
+    func version() throws {
+        let result = try runChild("cluster", ["--version"], timeoutSeconds: 30)
+        #expect(result.exitCode == 0, "\(result)")
+        #expect(result.output.hasPrefix("cluster 0.1.0-dev (wire version "), "\(result)")
+    }
+
     @Test("cluster bench with SIGPIPE at its default survives peers closing mid-write (issue 6 #1)")
     func benchSurvivesSIGPIPE() throws {
         // Many nodes on one loop, stopped together at the end: links close while frames are queued.
