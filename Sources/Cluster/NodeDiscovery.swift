@@ -232,7 +232,7 @@ final class DiscoveryRuntime: @unchecked Sendable {
             exchange.timer = timer
             try timer.start(timeoutMs: timeoutMs) { [unowned self, weak exchange] in
                 guard let exchange else { return }
-                logger.debug("seed \(seed) did not answer within \(timeoutMs) ms")
+                seedFailed(seed, "did not answer within \(timeoutMs) ms")
                 finish(exchange, answered: false)
             }
             exchange.conn = try UVTCPConnection.connect(loop: loop, host: addr.host, port: addr.port, timeoutMs: timeoutMs) {
@@ -240,7 +240,7 @@ final class DiscoveryRuntime: @unchecked Sendable {
                 guard let exchange, !exchange.done else { return }
                 switch result {
                 case .failure(let error):
-                    logger.debug("seed \(seed) unreachable: \(error)")
+                    seedFailed(seed, "unreachable: \(error)")
                     finish(exchange, answered: false)
                 case .success(let conn):
                     do {
@@ -265,7 +265,7 @@ final class DiscoveryRuntime: @unchecked Sendable {
                 }
             }
         } catch {
-            logger.debug("cannot announce to \(seed): \(error)")
+            seedFailed(seed, "cannot announce to it: \(error)")
             finish(exchange, answered: false)
         }
     }
@@ -313,6 +313,19 @@ final class DiscoveryRuntime: @unchecked Sendable {
         return nil
     }
 
+    /// The last problem reported of each seed: a seed's failure is logged at the default level
+    /// once per cause (not at every announce interval), and its recovery once.
+    private var seedProblems: [String: String] = [:]
+
+    private func seedFailed(_ seed: String, _ cause: String) {
+        guard seedProblems[seed] != cause else {
+            logger.debug("seed \(seed) \(cause)")
+            return
+        }
+        seedProblems[seed] = cause
+        logger.warning("seed \(seed) \(cause) (said once; announcing to it every \(intervalNs / 1_000_000) ms until it answers)")
+    }
+
     private func finish(_ exchange: Exchange, answered: Bool) {
         guard !exchange.done else { return }
         exchange.done = true
@@ -323,6 +336,9 @@ final class DiscoveryRuntime: @unchecked Sendable {
         if exchanges[exchange.seed] === exchange { exchanges[exchange.seed] = nil }
         sharedCounts.withLock { c in
             if answered { c.answered += 1 } else { c.failed += 1 }
+        }
+        if answered, seedProblems.removeValue(forKey: exchange.seed) != nil {
+            logger.info("seed \(exchange.seed) answers again")
         }
         if lateSeeds.remove(exchange.seed) != nil, timer != nil, exchanges[exchange.seed] == nil,
            let addr = try? HostPort(parsing: exchange.seed) {

@@ -86,8 +86,9 @@ struct Agent: AsyncParsableCommand {
     }
 
     func validate() throws {
-        for seed in seedList where (try? HostPort(parsing: seed)) == nil {
-            throw ValidationError("--seeds: '\(seed)' is not HOST:PORT")
+        for seed in seedList {
+            // A seed is dialled: a numeric address (or localhost) and a port; names are not resolved.
+            if let problem = NodeInfo.addrProblem(seed) { throw ValidationError("--seeds: \(problem)") }
         }
         if let problem = NodeInfo.idProblem(id) { throw ValidationError("--id: \(problem)") }
         guard heartbeatInterval.duration < electionTimeout.duration else {

@@ -324,12 +324,27 @@ struct AgentProcessTests {
         #expect(nobody.exitCode == 1 && nobody.output.contains("cannot connect"), "\(nobody)")
     }
 
+    @Test("a seed where nobody answers is reported at the default log level once, not at every announcement (issue 18)")
+    func unreachableSeedSaidOnce() async throws {
+        let root = NSTemporaryDirectory() + "cluster-seed-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        // Nobody listens on the discard port of the loopback.
+        let agent = try await AgentProcess.start("a1", seeds: [try HostPort(parsing: "127.0.0.1:9")], dataDir: root, minQuorum: 1)
+        let said = "seed 127.0.0.1:9 unreachable"
+        #expect(await eventually(timeout: .seconds(10)) { agent.child.output.contains(said) }, "\(agent.child.output.suffix(1500))")
+        // Announced to every five heartbeat intervals: ten more rounds, and still said once.
+        try await Task.sleep(for: .seconds(3))  // the window observed, not a wait for an event
+        #expect(agent.child.output.components(separatedBy: said).count - 1 == 1, "\(agent.child.output.suffix(1500))")
+    }
+
     @Test("bad flags get a one-line reason and exit code 64")
     func badFlags() throws {
         for arguments in [
             ["agent", "--id", "x", "--listen", "nowhere"], ["agent", "--id", "x", "--listen", "127.0.0.1:0", "--election-timeout", "2x"],
             ["agent", "--id", "x", "--listen", "127.0.0.1:0", "--heartbeat-interval", "2s", "--election-timeout", "1s"],
             ["agent", "--id", "bad id", "--listen", "127.0.0.1:0"],
+            ["agent", "--id", "x", "--listen", "127.0.0.1:0", "--seeds", "nohost.invalid:7001"],
+            ["agent", "--id", "x", "--listen", "127.0.0.1:0", "--max-unlinked-members", "0"],
         ] {
             let result = try runChild("cluster", arguments, timeoutSeconds: 30)
             #expect(result.exitCode == 64, "\(arguments): \(result)")
