@@ -430,6 +430,15 @@ final class LinkTable {
             node.stats.duplicateLinksClosed += 1
             guard keepNew else {
                 node.stats.duplicateLinksRefused += 1
+                if !racing {
+                    // Not two dials crossing: a second node claims an id whose link is live (two
+                    // nodes started with one id, or a stranger): say so, naming both addresses.
+                    let other = link.conn.peerAddress.map { "\($0)" } ?? "?"
+                    let linked = existing.conn.peerAddress.map { "\($0)" } ?? "?"
+                    logLimited(
+                        .warning, "duplicate-id",
+                        "refusing a connection from \(other) that says it is \(peer.id): \(peer.id) is linked already, from \(linked) (two nodes with one --id?)")
+                }
                 if !link.outbound, !existing.outbound, now >= peer.checkDialAfterNs {
                     // Two connections claim one member: ask its address who is there (once per
                     // election timeout). The member, back, answers and takes its place.

@@ -337,6 +337,21 @@ struct AgentProcessTests {
         #expect(agent.child.output.components(separatedBy: said).count - 1 == 1, "\(agent.child.output.suffix(1500))")
     }
 
+    @Test("a second agent started with a member's --id is named at the default log level, with both addresses, and changes nothing (issue 18)")
+    func duplicateID() async throws {
+        let cluster = try await AgentCluster.start(size: 3)
+        let leader = try #require(await cluster.agreedLeader(among: cluster.ids))
+        let twin = try await AgentProcess.start(
+            "a2", seeds: [cluster.agent("a1").address], dataDir: cluster.root + "/twin", minQuorum: cluster.minQuorum, extra: cluster.extra)
+        let said = "that says it is a2: a2 is linked already, from 127.0.0.1:"
+        let named = await eventually(timeout: .seconds(10)) {
+            ["a1", "a3"].contains { cluster.agent($0).child.output.contains(said) }
+        }
+        #expect(named, "\(["a1", "a3"].map { cluster.agent($0).child.output.suffix(800) })")
+        _ = twin  // stopped (killed and reaped) when the test ends
+        #expect(await cluster.agreedLeader(among: cluster.ids) == leader)
+    }
+
     @Test("bad flags get a one-line reason and exit code 64")
     func badFlags() throws {
         for arguments in [
