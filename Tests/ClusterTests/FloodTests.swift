@@ -213,6 +213,7 @@ struct FloodTests {
             }
         }
         let floodStart = UVLoop.hrtimeNs()
+        let cpuBefore = cpuSeconds(of: primary.child.pid) ?? 0
         let rssBefore = residentKiB(of: primary.child.pid)
         let flooders = [flooder(reads: true), flooder(reads: false)]
         let watch = PrimaryWatch(cluster.ids.map { cluster.agent($0) })
@@ -234,16 +235,22 @@ struct FloodTests {
         for f in flooders { f.stop() }
         let seen = watch.stop()
         let cpu = cpuSeconds(of: primary.child.pid)
+        // The share of a core the flooded agent was given meanwhile: a flood keeps it busy, so its
+        // answers come as fast as the machine lets it run.
+        let share = ((cpu ?? 0) - cpuBefore) / max(0.001, Double(UVLoop.hrtimeNs() - floodStart) / 1e9)
         latencies.sort()
         controlLatencies.sort()
         let controlMedian = controlLatencies.isEmpty ? 0 : controlLatencies[controlLatencies.count / 2]
-        print("hole 2\(keyed ? " (keyed)" : ""): status latency under the flood: n=\(latencies.count) missed \(missed), median \(latencies.isEmpty ? -1 : latencies[latencies.count / 2]) ms (an agent not flooded, at the same moments: \(controlMedian) ms), max \(latencies.last ?? -1) ms; primaries seen \(seen.primaries.sorted()); RSS \(rssBefore) -> \(rssDuring) KiB; flood \((UVLoop.hrtimeNs() - floodStart) / 1_000_000) ms, agent CPU total \(cpu ?? -1) s")
+        print("hole 2\(keyed ? " (keyed)" : ""): status latency under the flood: n=\(latencies.count) missed \(missed), median \(latencies.isEmpty ? -1 : latencies[latencies.count / 2]) ms (an agent not flooded, at the same moments: \(controlMedian) ms), max \(latencies.last ?? -1) ms; primaries seen \(seen.primaries.sorted()); RSS \(rssBefore) -> \(rssDuring) KiB; flood \((UVLoop.hrtimeNs() - floodStart) / 1_000_000) ms, agent CPU total \(cpu ?? -1) s, \(Int(share * 100)) % of a core during the flood")
         #expect(missed == 0)
         // Within 100 ms as a rule (the median) of what the machine itself costs at that moment (the
-        // control's median: on a quiet machine about 1 ms); the slowest may wait for a loaded
-        // machine, never for the flood: below 1 s.
-        #expect(!latencies.isEmpty && latencies[latencies.count / 2] < 100 + controlMedian,
-                "status latencies \(latencies); not flooded \(controlLatencies)")
+        // control's median: on a quiet machine about 1 ms), for an agent given at least half a
+        // core; one the machine gives less (the rest of the suite runs beside this test on two
+        // cores) is allowed proportionally more. The slowest may wait for a loaded machine, never
+        // for the flood: below 1 s.
+        let budget = (100 + controlMedian) / min(1, max(0.1, share / 0.5))
+        #expect(!latencies.isEmpty && latencies[latencies.count / 2] < budget,
+                "status latencies \(latencies); not flooded \(controlLatencies); \(Int(share * 100)) % of a core, budget \(budget) ms")
         #expect((latencies.last ?? .infinity) < 1000, "status latencies \(latencies)")
         #expect(seen.primaries == [leader], "primaries seen: \(seen.primaries)")
         let after = try #require(primary.status(timeout: .seconds(2)))

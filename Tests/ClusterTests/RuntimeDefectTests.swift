@@ -435,9 +435,13 @@ struct DurableClusterTests {
         // The core retries its write (term 3, no vote) a quarter of an election timeout later.
         #expect(await eventually(timeout: .seconds(10)) { (try? savedElectionState(directory: dir)) != nil })
         // The epoch the failed grant promised stays (epochs only rise): the candidate asks again
-        // with the epoch the refusal carried, as a candidate's core does.
-        let granted = node.handleVoteRequest(VoteRequest(candidateID: "c", term: 3, epoch: refused.epoch))
-        #expect(granted.voteGranted, "\(granted.reason)")
+        // with the epoch the refusal carried, as a candidate's core does. (The file can show the
+        // retried write before its sync returns, when the core still refuses: ask until granted.)
+        var granted = VoteResponse(voterID: "", term: 0, voteGranted: false)
+        #expect(await eventually(timeout: .seconds(10)) {
+            granted = node.handleVoteRequest(VoteRequest(candidateID: "c", term: 3, epoch: refused.epoch))
+            return granted.voteGranted
+        }, "\(granted.reason)")
         let saved = try savedElectionState(directory: dir)
         #expect(saved["votedFor"] as? String == "c", "\(saved)")
     }
