@@ -48,7 +48,7 @@ final class NodeRuntime: @unchecked Sendable {
     private var tickTimer: UVTimer?
     @exclusivity(unchecked) private var tickArmedFor: UInt64?
     @exclusivity(unchecked) private var running = false
-    @exclusivity(unchecked) private var lastPublished = ElectionSnapshot()
+    @exclusivity(unchecked) private var lastView = StepView()
     private let originNs: UInt64
     private let seed: UInt64
     @exclusivity(unchecked) var faults = NetworkFaults()
@@ -125,6 +125,7 @@ final class NodeRuntime: @unchecked Sendable {
             links.logLimited(.warning, "overflow", "closing \(link.description): more than \(outbox.hardLimit) bytes queued")
             links.close(link)
         }
+        lastView = StepView(core)
         publish()
         anchor.runtime = self
     }
@@ -318,10 +319,8 @@ final class NodeRuntime: @unchecked Sendable {
             carryOut(directives)
             outbox.flush()
         }
-        if core.term != lastPublished.term || core.state != lastPublished.state || core.leaderID != lastPublished.leaderID
-            || core.fencingEpoch != lastPublished.epoch || core.transfer?.target != lastPublished.transferTarget {
-            publish()
-        }
+        let after = StepView(core)
+        if after != lastView { apply(from: lastView, to: after) }
         armTick()
         if !voteWaiters.isEmpty { settleVoteWaiters() }
         // Answers go out last: whoever waits for one reads a status that already shows its effect.
@@ -331,6 +330,82 @@ final class NodeRuntime: @unchecked Sendable {
             for answer in answers { answer() }
         }
         return directives
+    }
+
+    /// What a step can change that others are told of: the one difference computed after each
+    /// step (``step(_:)``), whatever directives the core emitted on the way.
+    struct StepView: Equatable {
+        var term: UInt64 = 0
+        var state: ElectionState = .follower
+        var leaderID: String?
+        /// The fencing epoch this node holds (its own as a durable primary, or the newest heard).
+        var epoch: UInt64 = 0
+        var votedFor: String?
+        var transferTarget: String?
+
+        init() {}
+        init(_ core: borrowing ElectionCore) {
+            term = core.term
+            state = core.state
+            leaderID = core.leaderID
+            epoch = core.fencingEpoch
+            votedFor = core.votedFor
+            transferTarget = core.transfer?.target
+        }
+    }
+
+    /// The effects of one step's difference, in one place: the membership's own role, term and
+    /// epoch, the log lines, the metrics, the state callbacks and the published snapshot. A
+    /// step that went through states it did not end in (a lone voter stands and wins in one) is
+    /// told as the path it must have taken.
+    private func apply(from before: StepView, to after: StepView) {
+        lastView = after
+        let newTerm = after.term != before.term
+        if after.state != before.state || newTerm {
+            membership.setLocalRole(after.state.role)
+            membership.setLocalTerm(after.term)
+        }
+        // Standing: a candidate now, or a leader that was not one (it stood first).
+        let stood = (after.state == .candidate && (before.state != .candidate || newTerm))
+            || (after.state == .leader && before.state != .candidate && (before.state != .leader || newTerm))
+        if stood {
+            logger.info("stood for election in term \(after.term)")
+            metrics.stateChanged(to: .candidate, nowNs: nowNs)
+            publisher.transition(to: .candidate)
+        }
+        if after.state != before.state || (after.state == .leader && newTerm) {
+            switch after.state {
+            case .candidate: break  // said above
+            case .leader: logger.info("elected primary in term \(after.term), epoch \(after.epoch)")
+            case .follower where before.state == .leader: logger.info("stepped down in term \(after.term)")
+            case .follower where after.leaderID == nil: logger.info("following no one yet in term \(after.term)")
+            case .follower: break  // said below, with whom it follows
+            }
+            if after.state != .candidate {
+                metrics.stateChanged(to: after.state, nowNs: nowNs)
+                publisher.transition(to: after.state)
+            }
+        }
+        if after.leaderID != before.leaderID {
+            if let leader = after.leaderID, leader != config.nodeID, after.state == .follower {
+                logger.info("following \(leader) in term \(after.term)")
+            } else {
+                logger.debug("leader is now \(after.leaderID ?? "unknown")")
+            }
+        }
+        if after.epoch != before.epoch {
+            // Its own as a durable primary, or a primary's it heard.
+            if after.state == .leader, core.epoch == after.epoch {
+                membership.setEpoch(after.epoch)
+            } else {
+                membership.observeEpoch(after.epoch)
+            }
+            logger.info("fencing epoch \(after.epoch)")
+        }
+        if after.votedFor != before.votedFor, let candidate = after.votedFor, candidate != config.nodeID {
+            logger.debug("voted for \(candidate) in term \(after.term)")
+        }
+        publish()
     }
 
     /// Carries out directives in order. A durable write runs off the loop and reports to
@@ -357,32 +432,8 @@ final class NodeRuntime: @unchecked Sendable {
                 peerProtocol.send(message, to: to)
             case .broadcastHeartbeat:
                 if running { peerProtocol.sendHeartbeatRound() }
-            case .stateChanged(let state, let term, _):
-                membership.setLocalRole(state.role)
-                membership.setLocalTerm(term)
-                switch state {
-                case .candidate: logger.info("stood for election in term \(term)")
-                case .leader: logger.info("elected primary in term \(term), epoch \(core.fencingEpoch)")
-                case .follower where lastPublished.state == .leader: logger.info("stepped down in term \(term)")
-                case .follower where core.leaderID == nil: logger.info("following no one yet in term \(term)")
-                case .follower: break  // `leaderChanged` says whom it follows
-                }
-                metrics.stateChanged(to: state, nowNs: nowNs)
-                publisher.transition(to: state)
-            case .leaderChanged(let leader):
-                if let leader, leader != config.nodeID, core.state == .follower, lastPublished.leaderID != leader {
-                    logger.info("following \(leader) in term \(core.term)")
-                } else {
-                    logger.debug("leader is now \(leader ?? "unknown")")
-                }
-            case .epochChanged(let epoch):
-                // The core's fencing epoch: its own as a durable primary, or a primary's it heard.
-                if core.state == .leader, core.epoch == epoch {
-                    membership.setEpoch(epoch)
-                } else {
-                    membership.observeEpoch(epoch)
-                }
-                logger.info("fencing epoch \(epoch)")
+            case .stateChanged, .leaderChanged, .epochChanged:
+                break  // the step's difference says them (``apply(from:to:)``), once
             case .dualPrimaryDetected(let term, let primaries):
                 stats.dualPrimaryDetected += 1
                 metrics.dualPrimaryDetected()
@@ -451,7 +502,6 @@ final class NodeRuntime: @unchecked Sendable {
         let snap = ElectionSnapshot(
             state: core.state, term: core.term, leaderID: core.leaderID, epoch: core.fencingEpoch,
             listenAddress: links.boundAddress, transferTarget: core.transfer?.target)
-        lastPublished = snap
         publisher.publish(snap)
     }
 
@@ -542,18 +592,61 @@ final class NodeRuntime: @unchecked Sendable {
 
     private var lastUnknownHelloNs: UInt64?
 
-    /// One heartbeat from a member, from a binary link or a JSON connection identified as that
-    /// member: range-checked before anything is recorded, then recorded and stepped. Returns
-    /// false when it was dropped.
+    /// What a linked peer sends, decoded and checked once (`PeerProtocol.checked`: the sender
+    /// is the link's peer, terms and epochs in range, the peer not cut off by a fault), entering
+    /// the node through ``receive(_:from:)``.
+    enum PeerInput {
+        /// For the election core: a heartbeat, a vote request or answer, a timeout-now, a voter
+        /// configuration or its acknowledgement.
+        case election(ElectionMessage)
+        /// For the membership: a member a peer learned (MEMBER), one an operator removed (LEAVE).
+        case member(MemberMessage)
+        case leave(String)
+        /// For the bootstrap agreement (BOOTSTRAP).
+        case bootstrap(BootstrapMessage)
+    }
+
+    /// The one door of everything a peer sends: each input goes to the piece of state that owns
+    /// it, and nothing goes back up. An election message steps the core (a heartbeat's facts
+    /// about its sender, its role, term, epoch and log position, are the membership's record of
+    /// that member first); the membership and the bootstrap agreement take their own frames.
+    func receive(_ input: PeerInput, from peer: Peer) {
+        switch input {
+        case .election(let message):
+            switch message {
+            case .heartbeat(let hb):
+                stats.heartbeatsApplied &+= 1
+                // A member that does not vote cannot lead: whatever role it claims, it is
+                // recorded as a replica (the membership's `primary` names voters only).
+                let role = hb.role == .replica || core.voters.contains(peer.id) ? hb.role : .replica
+                try? membership.recordHeartbeat(
+                    from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: role, at: wallNow())
+            case .voteRequest:
+                stats.voteRequestsReceived += 1
+                refreshLSN()
+            default:
+                break
+            }
+            step(.receive(from: peer.id, message))
+        case .member(let member):
+            memberPushed(member, by: peer.id)
+        case .leave(let id):
+            memberLeft(id, by: peer.id)
+        case .bootstrap(let message):
+            bootstrapArrived(message, from: peer.id)
+        }
+    }
+
+    /// One heartbeat from a member speaking JSON, identified as `peer`: counted, then received.
+    /// False when it was dropped.
     func heartbeatArrived(_ hb: HeartbeatMessage, from peer: Peer) -> Bool {
         guard heartbeatCounted(hb, from: peer) else { return false }
-        applyHeartbeat(hb, from: peer)
+        receive(.election(.heartbeat(hb)), from: peer)
         return true
     }
 
-    /// The first half of ``heartbeatArrived(_:from:)``: range-checked and counted, the peer's
-    /// highest sequence noted (what this node's next heartbeat to it acknowledges). False when
-    /// it was dropped.
+    /// A heartbeat's check and count: range-checked, counted, the peer's highest sequence noted
+    /// (what this node's next heartbeat to it acknowledges). False when it was dropped.
     func heartbeatCounted(_ hb: HeartbeatMessage, from peer: Peer) -> Bool {
         guard ElectionCore.isInRange(.heartbeat(hb)) else {
             stats.protocolErrors &+= 1
@@ -562,24 +655,6 @@ final class NodeRuntime: @unchecked Sendable {
         stats.heartbeatsReceived &+= 1
         if hb.seq > peer.lastSeqReceived { peer.lastSeqReceived = hb.seq }
         return true
-    }
-
-    /// The second half: recorded in the membership and stepped through the core.
-    func applyHeartbeat(_ hb: HeartbeatMessage, from peer: Peer) {
-        stats.heartbeatsApplied &+= 1
-        // A member that does not vote cannot lead: whatever role it claims, it is recorded as a
-        // replica (the membership's `primary` names voters only).
-        let role = hb.role == .replica || core.voters.contains(peer.id) ? hb.role : .replica
-        try? membership.recordHeartbeat(
-            from: peer.id, seq: hb.seq, epoch: hb.epoch, term: hb.term, lsn: hb.lsn, role: role, at: wallNow())
-        step(.receive(from: peer.id, .heartbeat(hb)))
-    }
-
-    /// A vote request from a peer link (sender already bound to the link).
-    func voteRequestArrived(_ request: VoteRequest, from peerID: String) {
-        stats.voteRequestsReceived += 1
-        refreshLSN()
-        step(.receive(from: peerID, .voteRequest(request)))
     }
 
     /// Answers a vote request that came from outside the peer links: the public API
@@ -727,10 +802,10 @@ final class NodeRuntime: @unchecked Sendable {
         return response
     }
 
-    /// A peer's MEMBER frame: the member is added as an announcement would add it (a valid id and
+    /// A peer's MEMBER frame (through ``receive(_:from:)``): the member is added as an announcement would add it (a valid id and
     /// address, a replica, within `Discovery.defaultMaxMembers`), and told to no one else. A member
     /// already known, this node, or an invalid one changes nothing.
-    func memberPushed(_ member: MemberMessage, by peerID: String) {
+    private func memberPushed(_ member: MemberMessage, by peerID: String) {
         guard member.nodeID != config.nodeID, !membership.contains(member.nodeID) else { return }
         let announcement = AnnouncementMessage(nodeID: member.nodeID, nodeAddr: member.nodeAddr, priority: member.priority)
         if let problem = Discovery.problem(with: announcement, membership: membership) {
@@ -780,10 +855,10 @@ final class NodeRuntime: @unchecked Sendable {
         return ForceLeaveResponse(success: true, peersTold: told)
     }
 
-    /// A peer's LEAVE frame: the operator removed `id` through it. Taken on the same terms as a
+    /// A peer's LEAVE frame (through ``receive(_:from:)``): the operator removed `id` through it. Taken on the same terms as a
     /// request here (never this node, one linked and alive, or a voter): a stranger's LEAVE can
     /// remove at most a member that is gone and has no vote, which its own announcement brings back.
-    func memberLeft(_ id: String, by peerID: String) {
+    private func memberLeft(_ id: String, by peerID: String) {
         if let refusal = forceLeaveRefusal(id) {
             if id != config.nodeID, membership.contains(id) {
                 links.logLimited(.warning, "leave", "ignoring \(peerID)'s word that \(id) left: \(refusal)")
@@ -850,8 +925,8 @@ final class NodeRuntime: @unchecked Sendable {
             expect: 0, configured: !configuration.isNone, locked: !configuration.isNone, nodes: configuration.voters)
     }
 
-    /// A linked node's BOOTSTRAP frame.
-    func bootstrapArrived(_ message: BootstrapMessage, from peerID: String) {
+    /// A linked node's BOOTSTRAP frame (through ``receive(_:from:)``).
+    private func bootstrapArrived(_ message: BootstrapMessage, from peerID: String) {
         guard bootstrapAgreement != nil else { return }
         if bootstrapAgreement!.received(message, from: peerID, now: now) { advertiseBootstrap() }
         bootstrapProgress()

@@ -108,7 +108,7 @@ final class PeerProtocol {
     private func applyPendingHeartbeat() {
         guard let (message, peer) = pendingHeartbeat else { return }
         pendingHeartbeat = nil
-        node.applyHeartbeat(message, from: peer)
+        node.receive(.election(.heartbeat(message)), from: peer)
     }
 
     // MARK: - Keyed links
@@ -233,55 +233,56 @@ final class PeerProtocol {
         default:
             break
         }
-        guard let peerID = link.peerID else { throw .malformed("\(frame.type) before hello") }
+        guard link.peerID != nil else { throw .malformed("\(frame.type) before hello") }
         // A link that lost the one-link-per-pair choice may still deliver a frame or two before
         // it closes: the other link carries this peer now (and this one has no `attachedPeer`).
         guard let peer = link.attachedPeer else { return }
-        switch frame {
-        case .heartbeat(let hb):
-            try heartbeatArrived(hb, from: peer)
-        case .voteRequest(let request):
-            guard request.candidateID == peerID else {
-                throw .malformed("vote request for \(request.candidateID) on the link of \(peerID)")
-            }
-            guard !node.faults.blocks(peerID) else { return }
-            node.voteRequestArrived(request, from: peerID)
-        case .voteResponse(let response):
-            guard response.voterID == peerID else {
-                throw .malformed("vote response from \(response.voterID) on the link of \(peerID)")
-            }
-            guard !node.faults.blocks(peerID) else { return }
-            node.step(.receive(from: peerID, .voteResponse(response)))
-        case .timeoutNow(let message):
-            guard message.from == peerID else {
-                throw .malformed("timeout-now from \(message.from) on the link of \(peerID)")
-            }
-            guard !node.faults.blocks(peerID) else { return }
-            node.step(.receive(from: peerID, .timeoutNow(message)))
-        case .member(let member):
-            guard !node.faults.blocks(peerID) else { return }
-            node.memberPushed(member, by: peerID)
-        case .leave(let id):
-            guard !node.faults.blocks(peerID) else { return }
-            node.memberLeft(id, by: peerID)
-        case .configuration(let message):
-            guard message.from == peerID else {
-                throw .malformed("configuration from \(message.from) on the link of \(peerID)")
-            }
-            guard !node.faults.blocks(peerID) else { return }
-            node.step(.receive(from: peerID, .configuration(message)))
-        case .configurationAck(let ack):
-            guard ack.from == peerID else {
-                throw .malformed("configuration ack from \(ack.from) on the link of \(peerID)")
-            }
-            guard !node.faults.blocks(peerID) else { return }
-            node.step(.receive(from: peerID, .configurationAck(ack)))
-        case .bootstrap(let message):
-            guard !node.faults.blocks(peerID) else { return }
-            node.bootstrapArrived(message, from: peerID)
-        case .hello, .goodbye:
-            break
+        if case .heartbeat(let hb) = frame { return try heartbeatArrived(hb, from: peer) }
+        guard let input = try checked(frame, from: peer) else { return }
+        node.receive(input, from: peer)
+    }
+
+    /// A frame of a linked peer, checked once: the ids it carries must name the link's peer (a
+    /// violation throws, and the link closes saying why), its terms and epochs must be in range
+    /// (out of range: counted and dropped), and a fault may cut the peer off (dropped). Nil when
+    /// dropped.
+    private func checked(_ frame: WireFrame, from peer: Peer) throws(WireError) -> NodeRuntime.PeerInput? {
+        let peerID = peer.id
+        func sender(_ id: String, _ what: String) throws(WireError) {
+            guard id == peerID else { throw .malformed("\(what) from \(id) on the link of \(peerID)") }
         }
+        let input: NodeRuntime.PeerInput
+        switch frame {
+        case .voteRequest(let request):
+            try sender(request.candidateID, "vote request")
+            input = .election(.voteRequest(request))
+        case .voteResponse(let response):
+            try sender(response.voterID, "vote response")
+            input = .election(.voteResponse(response))
+        case .timeoutNow(let message):
+            try sender(message.from, "timeout-now")
+            input = .election(.timeoutNow(message))
+        case .configuration(let message):
+            try sender(message.from, "configuration")
+            input = .election(.configuration(message))
+        case .configurationAck(let ack):
+            try sender(ack.from, "configuration ack")
+            input = .election(.configurationAck(ack))
+        case .member(let member):
+            input = .member(member)
+        case .leave(let id):
+            input = .leave(id)
+        case .bootstrap(let message):
+            input = .bootstrap(message)
+        case .hello, .goodbye, .heartbeat:
+            return nil  // handled before: they are the link's, not the node's
+        }
+        guard !node.faults.blocks(peerID) else { return nil }
+        if case .election(let message) = input, !ElectionCore.isInRange(message) {
+            node.stats.protocolErrors &+= 1
+            return nil
+        }
+        return input
     }
 
     /// A heartbeat datagram for `link` (token, mode and, on a keyed link, tag checked by the
