@@ -23,6 +23,8 @@
 #include <sys/uio.h>
 #include <sys/resource.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <linux/errqueue.h>
 
 /* The process's descriptor limits (RLIMIT_NOFILE), RLIM_INFINITY as UINT64_MAX. Returns 0 or -errno. */
 static inline int clibuv_nofile_limits(uint64_t *soft, uint64_t *hard) {
@@ -132,7 +134,7 @@ static inline int clibuv_udp_send_batch(uv_os_fd_t fd, const uint8_t *base, cons
     enum { width = 64 };
     struct clibuv_mmsghdr msgs[width];
     struct iovec iov[width];
-    int sent = 0;
+    int sent = 0, retries = 0;
     while (sent < count) {
         int n = count - sent < width ? count - sent : width;
         for (int i = 0; i < n; i++) {
@@ -148,12 +150,57 @@ static inline int clibuv_udp_send_batch(uv_os_fd_t fd, const uint8_t *base, cons
         long r = syscall(SYS_sendmmsg, fd, msgs, (unsigned int)n, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (r < 0) {
             if (errno == EINTR) continue;
+            /* With IP_RECVERR (clibuv_udp_report_refusals), an earlier datagram's refusal is the
+             * socket's pending error: it fails the next send once, that datagram unsent, and is
+             * then cleared. It concerns another datagram: send this one again. */
+            if ((errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH) && retries++ < count) continue;
             return sent > 0 ? sent : -errno;
         }
         sent += (int)r;
-        if (r < n) break;
+        /* A short count: the socket's buffer is full (the next call says EAGAIN, and that ends
+         * it), or a refusal failed the datagram after the last one taken, and is now cleared. Each datagram
+         * is refused at most once: the retries are bounded by the count. */
+        if (r < n && retries++ >= count) break;
     }
     return sent;
+}
+
+/* Asks the kernel to report ICMP errors on an unconnected UDP socket (IP_RECVERR, IPV6_RECVERR):
+ * a datagram refused by the host it went to (nothing listens at the port: ICMP port unreachable)
+ * is then queued on the socket's error queue, read by clibuv_udp_next_refused. Returns 0 or -errno. */
+static inline int clibuv_udp_report_refusals(uv_os_fd_t fd, int ipv6) {
+    int on = 1;
+    int r = ipv6 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &on, sizeof on)
+                 : setsockopt(fd, IPPROTO_IP, IP_RECVERR, &on, sizeof on);
+    return r == 0 ? 0 : -errno;
+}
+
+/* Takes one entry off the socket's error queue (nonblocking). Returns 1 and fills `to` with the
+ * address the refused datagram was sent to when the entry is a refusal (ICMP or ICMPv6 saying
+ * ECONNREFUSED), 0 for another entry (read and dropped), -1 when the queue is empty or on error.
+ * The datagram's bytes come back too, into a small scratch buffer, and are dropped. */
+static inline int clibuv_udp_next_refused(uv_os_fd_t fd, struct sockaddr_storage *to) {
+    unsigned char data[64];
+    union { char buf[512]; struct cmsghdr align; } control;
+    struct iovec iov = { data, sizeof data };
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_name = to;
+    msg.msg_namelen = sizeof *to;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        int ip = c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR;
+        int ip6 = c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR;
+        if (!ip && !ip6) continue;
+        const struct sock_extended_err *e = (const struct sock_extended_err *)CMSG_DATA(c);
+        int icmp = e->ee_origin == SO_EE_ORIGIN_ICMP || e->ee_origin == SO_EE_ORIGIN_ICMP6;
+        if (icmp && e->ee_errno == ECONNREFUSED && msg.msg_namelen > 0) return 1;
+    }
+    return 0;
 }
 
 static inline uv_handle_t *clibuv_tcp_as_handle(uv_tcp_t *h) { return (uv_handle_t *)h; }

@@ -58,6 +58,7 @@ public struct UVDatagramBatch {
 public final class UVUDPSocket: UVHandle {
     private let udp: UnsafeMutablePointer<uv_udp_t>
     private var onDatagram: ((RawSpan) -> Void)?
+    private var onRefused: ((UVSocketAddress) -> Void)?
     /// Datagrams that did not fit the read buffer (cut short by the kernel) and were dropped.
     public private(set) var truncatedDatagrams: UInt64 = 0
     /// The address bound: with port 0 the kernel picks a free port, reported here.
@@ -104,8 +105,13 @@ public final class UVUDPSocket: UVHandle {
         }, { handle, nread, _, addr, flags in
             // nread 0 with no address: nothing more to read (EAGAIN); 0 with one: an empty
             // datagram. Errors on an unconnected UDP socket concern one datagram, not the socket.
-            guard let handle, nread > 0, addr != nil, let data = handle.pointee.data else { return }
+            guard let handle, let data = handle.pointee.data else { return }
             let me = unsafeDowncast(Unmanaged<UVHandle>.fromOpaque(data).takeUnretainedValue(), to: UVUDPSocket.self)
+            guard nread > 0, addr != nil else {
+                // The end of a burst of reads, or an error: refusals are read off the error queue.
+                if me.onRefused != nil { me.drainRefusals() }
+                return
+            }
             me.deliver(count: nread, partial: flags & UInt32(UV_UDP_PARTIAL.rawValue) != 0)
         }), "uv_udp_recv_start")
     }
@@ -118,6 +124,31 @@ public final class UVUDPSocket: UVHandle {
         }
         let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(loop.sharedReadBuffer())[0..<count])
         onDatagram(RawSpan(_unsafeBytes: bytes))
+    }
+
+    /// Reports datagrams refused by the host they went to (ICMP port unreachable: nothing listens
+    /// at that port, the usual sign of a process that is gone) to `onRefused`, with the address
+    /// each was sent to. Refusals are read off the socket's error queue (IP_RECVERR) at the end
+    /// of each burst of reads; the error queue is drained every time, so an error never keeps
+    /// the socket readable. Call before `startReceiving`.
+    public func reportRefusals(_ onRefused: @escaping (UVSocketAddress) -> Void) throws(UVError) {
+        loop.preconditionInEventLoop()
+        var fd: uv_os_fd_t = -1
+        try UVError.check(uv_fileno(clibuv_udp_as_handle(udp), &fd), "udp fileno")
+        try UVError.check(clibuv_udp_report_refusals(fd, boundAddress.host.contains(":") ? 1 : 0), "udp IP_RECVERR")
+        self.onRefused = onRefused
+    }
+
+    /// Reads the error queue dry (bounded: at most 256 entries a call), reporting refusals.
+    private func drainRefusals() {
+        var fd: uv_os_fd_t = -1
+        guard uv_fileno(clibuv_udp_as_handle(udp), &fd) == 0 else { return }
+        var to = sockaddr_storage()
+        for _ in 0..<256 {
+            let r = clibuv_udp_next_refused(fd, &to)
+            if r < 0 { return }
+            if r == 1, let onRefused, !isClosing { onRefused(UVSocketAddress(to)) }
+        }
     }
 
     /// Sends the batch's datagrams (sendmmsg, nonblocking) and empties it. Returns how many the
@@ -152,6 +183,7 @@ public final class UVUDPSocket: UVHandle {
 
     override func willClose() {
         onDatagram = nil
+        onRefused = nil
         uv_udp_recv_stop(udp)
     }
 

@@ -64,4 +64,58 @@ struct UVUDPTests {
         #expect(errors.count == 2)
         #expect(errors.first?.contains("EADDRINUSE") == true)
     }
+
+    @Test("a datagram to a port where nothing listens is reported refused, with the address it went to; the socket keeps receiving")
+    func refusalsReported() async throws {
+        let loop = try UVLoop()
+        defer { loop.shutdown() }
+        let result: (refused: [Int], goneEchoes: [Int], after: [UInt8]?, handles: Int) = await onLoop(loop) { done in
+            // Ports bound by the kernel's choice and closed at once: nothing listens there (a
+            // process could bind one meanwhile; three of them make that harmless).
+            let gone = (0..<3).map { _ -> Int in
+                let s = try! UVUDPSocket(loop: loop, host: "127.0.0.1", port: 0)
+                defer { s.close() }
+                return s.port
+            }
+            let live = try! UVUDPSocket(loop: loop, host: "127.0.0.1", port: 0)
+            let sender = try! UVUDPSocket(loop: loop, host: "127.0.0.1", port: 0)
+            var refused: [Int] = []
+            var finished = false
+            let deadline = try! UVTimer(loop: loop)
+            func finish(_ after: [UInt8]?) {
+                guard !finished else { return }
+                finished = true
+                for s in [live, sender] { s.close() }
+                deadline.close()
+                let probe = try! UVTimer(loop: loop)
+                try! probe.start(timeoutMs: 1) {
+                    probe.close()
+                    done((refused, gone, after, loop.openHandleCount()))
+                }
+            }
+            try! sender.reportRefusals { address in
+                #expect(address.host == "127.0.0.1")
+                refused.append(address.port)
+                guard refused.count == 1 else { return }
+                // After a refusal the socket still receives: the live socket answers it.
+                var batch = UVDatagramBatch()
+                batch.append(to: try! UVDatagramTarget(host: "127.0.0.1", port: live.port)) { out, _ in out += [1, 2, 3] }
+                _ = sender.send(&batch)
+            }
+            try! sender.startReceiving { bytes in finish(bytes.withUnsafeBytes { Array($0) }) }
+            try! live.startReceiving { bytes in
+                var batch = UVDatagramBatch()
+                let echo = bytes.withUnsafeBytes { Array($0) }
+                batch.append(to: try! UVDatagramTarget(host: "127.0.0.1", port: sender.port)) { out, _ in out += echo }
+                _ = live.send(&batch)
+            }
+            var batch = UVDatagramBatch()
+            for port in gone { batch.append(to: try! UVDatagramTarget(host: "127.0.0.1", port: port)) { out, _ in out += [9] } }
+            #expect(sender.send(&batch) == 3)
+            try! deadline.start(timeoutMs: 5_000) { finish(nil) }
+        }
+        #expect(!result.refused.isEmpty && result.refused.allSatisfy(result.goneEchoes.contains), "refused \(result.refused), sent to \(result.goneEchoes)")
+        #expect(result.after == [1, 2, 3])
+        #expect(result.handles == 0)
+    }
 }
