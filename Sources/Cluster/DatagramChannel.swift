@@ -50,14 +50,20 @@ final class DatagramChannel {
 
     /// The UDP port datagrams are taken on, while the channel is open.
     var port: UInt16? { socket.map { UInt16(truncatingIfNeeded: $0.port) } }
+    /// The port heartbeat datagrams are taken on (offered in hellos): nil when they are off.
+    var heartbeatPort: UInt16? { heartbeats ? port : nil }
+    /// Heartbeats go by datagram (the socket is open and `NodeOptions.datagramHeartbeats` holds).
+    private(set) var heartbeats = false
 
-    /// Opens the socket at the listener's host, on its port if that is free for UDP, else on any.
-    /// Off (nothing opened) when `NodeOptions.datagramHeartbeats` is, or the election timeout is
-    /// under four heartbeat intervals. A failure to open is logged: heartbeats then stay on the links.
+    /// Opens the socket at the listener's host, on its port if that is free for UDP, else on any
+    /// (the gossip layer needs the listener's own port: see `GossipService.start`). Heartbeats
+    /// by datagram are off when `NodeOptions.datagramHeartbeats` is, or the election timeout is
+    /// under four heartbeat intervals; the socket is then opened only for the gossip layer. A
+    /// failure to open is logged: heartbeats then stay on the links.
     func start(host: String, port: Int) {
-        guard node.options.datagramHeartbeats,
-              node.config.electionTimeout.nanoseconds >= 4 * node.config.heartbeatInterval.nanoseconds
-        else { return }
+        let wantsHeartbeats = node.options.datagramHeartbeats
+            && node.config.electionTimeout.nanoseconds >= 4 * node.config.heartbeatInterval.nanoseconds
+        guard wantsHeartbeats || node.options.gossip else { return }
         do {
             let socket: UVUDPSocket
             do {
@@ -65,11 +71,17 @@ final class DatagramChannel {
             } catch {
                 socket = try UVUDPSocket(loop: node.loop, host: host, port: 0)
             }
-            try socket.startReceiving { [anchor = node.anchor] bytes in
-                anchor.runtime?.datagrams.received(bytes)
+            if node.options.gossip {
+                try socket.reportRefusals { [anchor = node.anchor] address in
+                    anchor.runtime?.gossip.refused(address)
+                }
+            }
+            try socket.startReceivingWithSource { [anchor = node.anchor] bytes, source in
+                anchor.runtime?.datagrams.received(bytes, from: source)
             }
             if let bytes = node.options.socketBufferBytes { try? socket.setReceiveBufferSize(bytes) }
             self.socket = socket
+            heartbeats = wantsHeartbeats
         } catch {
             logger.warning("heartbeats stay on the links: cannot open a UDP socket at \(host): \(error)")
         }
@@ -78,6 +90,7 @@ final class DatagramChannel {
     func stop() {
         socket?.close()
         socket = nil
+        heartbeats = false
         tokens.removeAll()
         batch.removeAll()
     }
@@ -86,7 +99,7 @@ final class DatagramChannel {
 
     /// A fresh token for a link's hello (random, never 0, not in use); 0 while the channel is closed.
     func newToken() -> UInt64 {
-        guard socket != nil else { return 0 }
+        guard heartbeats else { return 0 }
         while true {
             let token = random.next()
             if token != 0, tokens[token] == nil { return token }
@@ -97,7 +110,7 @@ final class DatagramChannel {
     /// and the peer's offer (if its hello made one and this node takes datagrams) makes it a
     /// datagram target, at the address the link's connection has at the other end.
     func linked(_ link: Link, to peer: Peer, offer: HelloDatagrams?) {
-        guard socket != nil else { return }
+        guard heartbeats else { return }
         if link.datagramToken != 0 { tokens[link.datagramToken] = link }
         guard let offer, offer.token != 0, let host = link.conn.peerAddress?.host else { return }
         do {
@@ -129,6 +142,13 @@ final class DatagramChannel {
         }
     }
 
+    /// Queues a datagram to `target`, whose bytes `encode` appends (the gossip layer's), sent with
+    /// the pass's others by `flush`. Dropped while the socket is closed.
+    func append(to target: UVDatagramTarget, _ encode: (inout [UInt8]) -> Void) {
+        guard socket != nil else { return }
+        batch.append(to: target) { out, _ in encode(&out) }
+    }
+
     /// Sends what the pass queued (called by the outbox's flush).
     @inline(__always)
     func flush() {
@@ -141,9 +161,13 @@ final class DatagramChannel {
 
     // MARK: - Receiving
 
-    private func received(_ bytes: RawSpan) {
+    private func received(_ bytes: RawSpan, from source: UVDatagramSource) {
         guard !node.faults.dropsDatagrams else {
             node.stats.datagramsRejected &+= 1
+            return
+        }
+        if bytes.byteCount > 0, bytes.unsafeLoadUnaligned(fromByteOffset: 0, as: UInt8.self) == GossipWire.datagramKind {
+            node.gossip.received(bytes, from: source)
             return
         }
         let header: HeartbeatDatagram.Header

@@ -239,6 +239,11 @@ public final class ElectionManager: Sendable {
         if isLeader {
             successor = try? await transferLeadership()
         }
+        // With the gossip layer, the others hear that this member left (not that it failed).
+        let runtime = self.runtime
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            if runtime.loop.execute({ runtime.leaveGossip { done.resume() } }) == false { done.resume() }
+        }
         runtime.stop()
         return successor
     }

@@ -14,6 +14,9 @@ final class Link {
     /// For an outbound link: the peer it was dialled for.
     let expectedPeer: String?
     @exclusivity(unchecked) var kind: Kind = .undecided
+    /// A gossip full-state exchange (`LinkTable.exchange`, or a FULL_STATE frame as the first
+    /// frame of an accepted connection): never a peer's link.
+    var isExchange = false
     /// The peer's node id, once its hello arrived (binary), or the member a JSON client
     /// identified itself as with a `hello` line.
     @exclusivity(unchecked) var peerID: String?
@@ -115,6 +118,10 @@ final class Peer {
     }
     /// The peer's hello on the current link said it understands MEMBER frames.
     var takesMembers = false
+    /// This node dials the peer (and redials it when the link is lost). A peer that is not
+    /// dialled may still link by dialling this node (with the gossip layer, members that do
+    /// not vote are dialled by no one but a primary that makes them voters).
+    var dialled = true
     /// Where heartbeat datagrams to the peer go, and the token they carry (from the peer's hello
     /// on the current link; nil: none, heartbeats go on the link).
     @exclusivity(unchecked) var datagramTarget: UVDatagramTarget?

@@ -165,16 +165,37 @@ final class LinkTable {
 
     /// Brings the peer table in line with `members` (ids and addresses, this node excluded):
     /// new members are dialled, removed ones closed. Returns the ids removed.
+    /// `dialling`: the members this node dials (nil: all of them); of the others, the links of
+    /// those in `keeping` are kept when they dial this node, and the rest are closed.
     @discardableResult
-    func sync(members: [(id: String, addr: String)]) -> [String] {
+    func sync(members: [(id: String, addr: String)], dialling: Set<String>? = nil, keeping: Set<String> = []) -> [String] {
         var seen = Set<String>()
         for member in members {
             seen.insert(member.id)
             let addr = try? HostPort(parsing: member.addr)
-            if let peer = peers[member.id] {
+            let peer: Peer
+            if let known = peers[member.id] {
+                peer = known
                 if peer.addr != addr { peer.addr = addr }
             } else {
-                peers[member.id] = Peer(id: member.id, addr: addr)
+                peer = Peer(id: member.id, addr: addr)
+                peers[member.id] = peer
+            }
+            let dialled = dialling?.contains(member.id) ?? true
+            if peer.dialled != dialled {
+                peer.dialled = dialled
+                if !dialled {
+                    peer.redialTimer?.close()
+                    peer.redialTimer = nil
+                }
+            }
+            if !dialled, !keeping.contains(member.id) {
+                peer.dialing?.conn.close()
+                peer.dialing = nil
+                if let link = peer.link {
+                    peer.link = nil
+                    close(link, goodbye: "not linked: neither node votes (the gossip watches both)")
+                }
             }
         }
         var removed: [String] = []
@@ -191,7 +212,7 @@ final class LinkTable {
             }
         }
         if running {
-            for peer in peers.values where peer.link == nil && peer.dialing == nil && peer.redialTimer == nil {
+            for peer in peers.values where peer.dialled && peer.link == nil && peer.dialing == nil && peer.redialTimer == nil {
                 dial(peer)
             }
         }
@@ -245,6 +266,40 @@ final class LinkTable {
         }
     }
 
+    /// A gossip full-state exchange (`GossipService`): dials `address`, writes `frame` (a
+    /// FULL_STATE frame) and reads the answer, which `PeerProtocol` hands to the gossip layer and
+    /// which ends the connection. A connection of its own, not a peer's link: it takes a slot
+    /// while it lasts, and the hello timeout bounds it (`sweep`). A failed dial is dropped (the
+    /// gossip layer tries again when it needs to).
+    func exchange(with address: HostPort, _ frame: [UInt8]) {
+        guard running, links.count < connectionCap else { return }
+        let timeoutMs = max(1, node.options.connectTimeout.nanoseconds / 1_000_000)
+        let id = nextLinkID
+        nextLinkID += 1
+        do {
+            _ = try UVTCPConnection.connect(loop: loop, host: address.host, port: address.port, timeoutMs: timeoutMs) {
+                [anchor = node.anchor] result in
+                guard case .success(let conn) = result else { return }
+                guard let table = anchor.runtime?.links, table.running, table.links.count < table.connectionCap else {
+                    conn.close()
+                    return
+                }
+                let link = Link(conn: conn, outbound: true, expectedPeer: nil, id: id, nowNs: table.node.nowNs)
+                link.kind = .binary
+                link.isExchange = true
+                table.links[id] = link
+                conn.onClose = { [anchor] in
+                    if let table = anchor.runtime?.links, let link = table.links[id] { table.closed(link) }
+                }
+                table.node.outbox.append(frame, to: link)
+                table.startReading(link)
+                table.node.outbox.flush()
+            }
+        } catch {
+            logger.debug("gossip: cannot dial \(address) for a full-state exchange: \(error)")
+        }
+    }
+
     private func dialFinished(_ result: Result<UVTCPConnection, UVError>, link: Link, peer: Peer) {
         if peer.dialing === link { peer.dialing = nil }
         switch result {
@@ -270,7 +325,7 @@ final class LinkTable {
     }
 
     private func scheduleRedial(_ peer: Peer) {
-        guard running, peers[peer.id] === peer, peer.link == nil, peer.dialing == nil, peer.redialTimer == nil else { return }
+        guard running, peer.dialled, peers[peer.id] === peer, peer.link == nil, peer.dialing == nil, peer.redialTimer == nil else { return }
         peer.failedDials += 1
         // A member that has never linked is redialled ever more slowly, up to a much longer cap:
         // a stranger's announcements of members at a third party's address cannot make the

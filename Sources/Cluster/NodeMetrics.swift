@@ -34,6 +34,10 @@ final class NodeMetrics {
     private let transfersFailed: Counter
     private let persistDuration: Timer
     private let probeRoundTrip: Timer
+    private let gossipMembers: [Gauge]
+    private let gossipSent: Counter
+    private let gossipReceived: Counter
+    private let gossipRejected: Counter
     private var reported = NodeStats()
     private var candidateSinceNs: UInt64?
 
@@ -66,6 +70,12 @@ final class NodeMetrics {
         transfersFailed = counter("cluster_transfers_total", [("result", "failed")])
         persistDuration = timer("cluster_persist_duration_seconds")
         probeRoundTrip = timer("cluster_probe_rtt_seconds")
+        gossipMembers = ["alive", "suspect", "failed", "left"].map {
+            Gauge(label: "cluster_gossip_members", dimensions: node + [("state", $0)], factory: factory)
+        }
+        gossipSent = counter("cluster_gossip_datagrams_total", [("outcome", "sent")])
+        gossipReceived = counter("cluster_gossip_datagrams_total", [("outcome", "received")])
+        gossipRejected = counter("cluster_gossip_datagrams_total", [("outcome", "rejected")])
     }
 
     /// The state changed: a candidacy starts the election clock; leadership or its loss ends it.
@@ -107,6 +117,12 @@ final class NodeMetrics {
         datagramsReceived.increment(by: Int64(clamping: stats.datagramsReceived &- reported.datagramsReceived))
         datagramsRejected.increment(by: Int64(clamping: stats.datagramsRejected &- reported.datagramsRejected))
         loopStalls.increment(by: Int64(clamping: stats.loopStalls &- reported.loopStalls))
+        gossipSent.increment(by: Int64(clamping: stats.gossipDatagramsSent &- reported.gossipDatagramsSent))
+        gossipReceived.increment(by: Int64(clamping: stats.gossipDatagramsReceived &- reported.gossipDatagramsReceived))
+        gossipRejected.increment(by: Int64(clamping: stats.gossipDatagramsRejected &- reported.gossipDatagramsRejected))
+        for (gauge, count) in zip(gossipMembers, [stats.gossipMembersAlive, stats.gossipMembersSuspect, stats.gossipMembersFailed, stats.gossipMembersLeft]) {
+            gauge.record(count)
+        }
         reported = stats
         self.role.record(Int64(role.rawValue))
         self.term.record(Int64(clamping: term))

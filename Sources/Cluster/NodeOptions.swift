@@ -98,6 +98,18 @@ public struct NodeOptions: Sendable {
     /// as before. Off when the election timeout is under four heartbeat intervals (a lost
     /// datagram path is noticed within about three).
     public var datagramHeartbeats = true
+    /// The gossip membership layer (SWIM with Lifeguard; docs/membership.md): every member probes
+    /// one other per ``gossipProbeInterval`` over UDP (on the listener's port), and news of
+    /// joins, failures, leaves and the primary spreads on those probes, so that what a member
+    /// costs does not grow with the cluster. Peer links, and the heartbeats on them, are then
+    /// kept among the voters only (and with a member being made one): a member that does not
+    /// vote holds no link, and learns who leads from the gossip. Off: every member links with
+    /// every other and heartbeats it (the mesh), as before.
+    public var gossip = false
+    /// The gossip layer's protocol period: each member probes one other this often. A crashed
+    /// member (its host up) is declared failed within about two of these; one that is only
+    /// silent, within a suspicion timeout (4 to 24 periods, shorter as others confirm it).
+    public var gossipProbeInterval: Duration = .milliseconds(200)
     /// Tell linked peers at once of a member this node adds through an announcement (a MEMBER
     /// frame, PROTOCOL.md), so that they list a joining node a round trip after its seed does.
     /// Off: they learn it at their next announcement to a seed, or when it says hello.
@@ -203,6 +215,16 @@ public struct NodeStats: Sendable, Equatable {
     public var unlinkedMembersExpired: UInt64 = 0
     /// Times two primaries were seen in one term (should stay 0).
     public var dualPrimaryDetected: UInt64 = 0
+    /// The gossip layer (`NodeOptions.gossip`): its datagrams sent, taken and dropped (malformed),
+    /// its full-state exchanges, and the other members it knows by state (0 when it is off).
+    public var gossipDatagramsSent: UInt64 = 0
+    public var gossipDatagramsReceived: UInt64 = 0
+    public var gossipDatagramsRejected: UInt64 = 0
+    public var gossipExchanges: UInt64 = 0
+    public var gossipMembersAlive = 0
+    public var gossipMembersSuspect = 0
+    public var gossipMembersFailed = 0
+    public var gossipMembersLeft = 0
     /// Connections refused or closed for the cluster key or name: no key, an unknown key, a
     /// failed proof or frame tag, another cluster's name.
     public var authenticationFailures: UInt64 = 0

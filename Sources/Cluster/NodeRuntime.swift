@@ -36,6 +36,7 @@ final class NodeRuntime: @unchecked Sendable {
     private(set) lazy var peerProtocol = PeerProtocol(node: self)
     private(set) lazy var jsonService = JSONService(node: self)
     private(set) lazy var datagrams = DatagramChannel(node: self)
+    private(set) lazy var gossip = GossipService(node: self)
     let persister: Persister?
     let metrics: NodeMetrics
     /// `cluster bench`'s probes, or nil.
@@ -50,7 +51,7 @@ final class NodeRuntime: @unchecked Sendable {
     @exclusivity(unchecked) private var running = false
     @exclusivity(unchecked) private var lastView = StepView()
     private let originNs: UInt64
-    private let seed: UInt64
+    let seed: UInt64
     @exclusivity(unchecked) var faults = NetworkFaults()
     @exclusivity(unchecked) var stats = NodeStats()
     private var membershipObserver: MembershipObserverToken?
@@ -208,6 +209,12 @@ final class NodeRuntime: @unchecked Sendable {
         datagrams.start(host: bound.host, port: bound.port)
         outbox.datagrams = datagrams
         running = true
+        do throws(ClusterError) {
+            try gossip.start(address: bound.description, seeds: config.seedNodes)
+        } catch {
+            stopOnLoop()
+            throw error
+        }
         do {
             let hb = try UVTimer(loop: loop)
             let intervalMs = max(1, config.heartbeatInterval.nanoseconds / 1_000_000)
@@ -259,6 +266,21 @@ final class NodeRuntime: @unchecked Sendable {
         _ = sync { rt in rt.stopOnLoop() }
     }
 
+    /// Leaves the gossip for good (see `GossipService.leave`): `done` runs on the loop once the
+    /// news went out, or after two seconds at most, exactly once.
+    func leaveGossip(_ done: @escaping () -> Void) {
+        guard running, gossip.isRunning, let timer = try? UVTimer(loop: loop) else { return done() }
+        var finished = false
+        let finish = {
+            guard !finished else { return }
+            finished = true
+            timer.close()
+            done()
+        }
+        try? timer.start(timeoutMs: 2_000) { finish() }
+        gossip.leave { finish() }
+    }
+
     /// `cluster bench failover --mode crash`: every connection closed at once, no goodbye, no
     /// step-down message (as when the process is killed); the core then steps down unheard, so
     /// that `start()` brings the node back as a follower.
@@ -293,6 +315,7 @@ final class NodeRuntime: @unchecked Sendable {
         metricsTimer = nil
         tickArmedFor = nil
         links.stop()
+        gossip.stop()
         outbox.flush()
         outbox.datagrams = nil
         datagrams.stop()
@@ -402,6 +425,9 @@ final class NodeRuntime: @unchecked Sendable {
             }
             logger.info("fencing epoch \(after.epoch)")
         }
+        if let leader = after.leaderID, after.leaderID != before.leaderID || after.term != before.term || after.epoch != before.epoch {
+            gossip.primaryChanged(leader: leader, term: after.term, epoch: after.epoch)
+        }
         if after.votedFor != before.votedFor, let candidate = after.votedFor, candidate != config.nodeID {
             logger.debug("voted for \(candidate) in term \(after.term)")
         }
@@ -441,6 +467,10 @@ final class NodeRuntime: @unchecked Sendable {
             case .transferStarted(let target):
                 logger.info("handing leadership over to \(target)")
             case .configurationChanged(let configuration, let committed):
+                if gossip.isRunning {
+                    gossip.voterChanged(core.isVoter)
+                    membersChanged()
+                }
                 if configuration.voters != votersLogged {
                     votersLogged = configuration.voters
                     let role = core.isVoter ? "this node votes" : "this node does not vote"
@@ -713,8 +743,31 @@ final class NodeRuntime: @unchecked Sendable {
         logger.warning("forgot \(forgotten.count) member(s) never linked within \(expiry): \(shown)")
     }
 
+    /// Voter additions waiting for the primary's link to the member (gossip: see `changeVoters`),
+    /// each until its deadline (`expireLinkingForChange`).
+    private var linkingForChange: [(node: String, change: VoterChange, answer: (Result<VoterConfiguration, ClusterError>) -> Void, deadlineNs: UInt64)] = []
+
+    private func expireLinkingForChange() {
+        let now = nowNs
+        let expired = linkingForChange.filter { $0.deadlineNs <= now || !running || core.state != .leader }
+        guard !expired.isEmpty else { return }
+        linkingForChange.removeAll { $0.deadlineNs <= now || !running || core.state != .leader }
+        for waiter in expired {
+            let why = core.state != .leader ? "this node is no longer the primary" : "\(waiter.node) did not link with the primary: is it reachable over TCP?"
+            waiter.answer(.failure(.voterChangeFailed(why)))
+        }
+        membersChanged()
+    }
+
     func peerLinked(_ peer: Peer, priority: Int) {
         membership.confirmLinked(peer.id)
+        defer {
+            // A voter addition that waited for this link (gossip): asked now, the link up.
+            if let i = linkingForChange.firstIndex(where: { $0.node == peer.id }) {
+                let waiter = linkingForChange.remove(at: i)
+                changeVoters(waiter.change, answer: waiter.answer)
+            }
+        }
         step(.setVoterPriority(peer.id, priority))  // a transfer with no target named weighs it
         peerProtocol.sendBootstrap(bootstrapMessage(), to: peer)
         if !core.configuration.isNone {
@@ -749,8 +802,35 @@ final class NodeRuntime: @unchecked Sendable {
     func membersChanged() {
         guard running else { return }
         let members = membership.allNodes.filter { $0.id != config.nodeID }.map { (id: $0.id, addr: $0.addr) }
-        _ = links.sync(members: members)
+        if gossip.isRunning {
+            let dialling = linkedByGossipRule()
+            // A member that does not vote keeps the links voters make to it (a primary making it a
+            // voter); a voter, only those it dials.
+            let keeping = core.configuration.isNone ? Set(members.map(\.id)) : core.isVoter ? dialling : Set(core.configuration.voters)
+            _ = links.sync(members: members, dialling: dialling, keeping: keeping)
+        } else {
+            _ = links.sync(members: members)
+        }
         outbox.flush()
+    }
+
+    /// With the gossip layer, whom this node dials: a voter dials the voters of the configuration
+    /// it holds (its members among them, being made voters), a member that does not vote dials
+    /// no one (the gossip watches it; a primary that makes it a voter dials it).
+    private func linkedByGossipRule() -> Set<String> {
+        if core.configuration.isNone {
+            // Agreeing on the first voters takes links with the members; a node that joins
+            // learns the configuration from its seeds' links.
+            let members = membership.allNodes.filter { $0.id != config.nodeID }
+            if bootstrapAgreement != nil { return Set(members.map(\.id)) }
+            let seeds = Set(config.seedNodes)
+            return Set(members.filter { seeds.contains($0.addr) }.map(\.id))
+        }
+        guard core.isVoter else { return [] }
+        var voters = Set(core.configuration.voters)
+        for waiter in linkingForChange { voters.insert(waiter.node) }
+        voters.remove(config.nodeID)
+        return voters
     }
 
     private func reportMetrics() {
@@ -763,6 +843,7 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     private func onHeartbeatTimer() {
+        if !linkingForChange.isEmpty { expireLinkingForChange() }
         if options.keyring != nil { checkKeyring() }
         if bootstrapAgreement != nil { bootstrapProgress() }
         if options.votersTarget != nil { autopilot() }
@@ -983,8 +1064,12 @@ final class NodeRuntime: @unchecked Sendable {
             return
         }
         let now = nowNs
+        let gossipStates = gossip.isRunning ? membership.gossipStates : [:]
         for member in membership.allNodes where member.id != config.nodeID {
-            if links.hasLiveLink(member.id) {
+            // With the gossip layer, a member that does not vote is up while the gossip says alive.
+            let up = gossipStates[member.id].map { core.voters.contains(member.id) ? links.hasLiveLink(member.id) : $0.state == .alive }
+                ?? links.hasLiveLink(member.id)
+            if up {
                 unlinkedSince[member.id] = nil
                 if linkedSince[member.id] == nil { linkedSince[member.id] = now }
             } else {
@@ -992,7 +1077,7 @@ final class NodeRuntime: @unchecked Sendable {
                 if unlinkedSince[member.id] == nil { unlinkedSince[member.id] = now }
             }
         }
-        guard core.configurationCommitted, core.voterChange == nil, core.transfer == nil else { return }
+        guard core.configurationCommitted, core.voterChange == nil, core.transfer == nil, linkingForChange.isEmpty else { return }
         let voters = core.voters
         let stable = options.autopilotStabilization.nanoseconds
         let grace = options.autopilotDeadVoterGrace.nanoseconds
@@ -1024,6 +1109,17 @@ final class NodeRuntime: @unchecked Sendable {
             // cluster's tolerance of failures from the moment it is added.
             guard membership.contains(node) else {
                 return answer(.failure(.voterChangeFailed("\(node) is not a member: start it with this cluster's seeds first")))
+            }
+            if !links.hasLiveLink(node), gossip.isRunning, membership.gossipState(of: node)?.state == .alive {
+                // With the gossip layer no one links with a member that does not vote: the
+                // primary dials it first, and asks once the link is up (`peerLinked`).
+                if !linkingForChange.contains(where: { $0.node == node }) {
+                    linkingForChange.append((node, change, answer, nowNs &+ 4 * config.electionTimeout.nanoseconds))
+                    membersChanged()
+                } else {
+                    answer(.failure(.voterChangeFailed("a change adding \(node) is already under way")))
+                }
+                return
             }
             guard links.hasLiveLink(node) else {
                 return answer(.failure(.voterChangeFailed("\(node) is not linked to the primary: is it running?")))
@@ -1076,9 +1172,12 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     func status() -> StatusResponse {
-        StatusResponse(
-            nodeID: config.nodeID, role: core.role, state: core.state, term: core.term, epoch: core.fencingEpoch,
-            leaderID: core.leaderID, lsn: core.localLSN, members: membership.allNodes,
+        // A member without links (gossip, not a voter) knows the primary from the gossip.
+        let gossiped = core.leaderID == nil ? gossip.core?.primary : nil
+        return StatusResponse(
+            nodeID: config.nodeID, role: core.role, state: core.state, term: max(core.term, gossiped?.term ?? 0),
+            epoch: max(core.fencingEpoch, gossiped?.epoch ?? 0),
+            leaderID: core.leaderID ?? gossiped?.leaderID, lsn: core.localLSN, members: membership.allNodes,
             time: membership.currentTime, healthTimeoutMs: config.electionTimeout.nanoseconds / 1_000_000,
             configuration: core.configuration.isNone ? nil : core.configuration,
             configurationCommitted: core.configurationCommitted)
@@ -1091,6 +1190,20 @@ final class NodeRuntime: @unchecked Sendable {
         s.peersConnected = links.linkedPeerCount
         s.openConnections = links.links.count
         s.readsPaused = outbox.readsPaused
+        s.gossipDatagramsSent = gossip.datagramsSent
+        s.gossipDatagramsReceived = gossip.datagramsReceived
+        s.gossipDatagramsRejected = gossip.datagramsRejected
+        s.gossipExchanges = gossip.exchanges
+        if let core = gossip.core {
+            for member in core.members {
+                switch member.state {
+                case .alive: s.gossipMembersAlive += 1
+                case .suspect: s.gossipMembersSuspect += 1
+                case .failed: s.gossipMembersFailed += 1
+                case .left: s.gossipMembersLeft += 1
+                }
+            }
+        }
         return s
     }
 

@@ -78,7 +78,19 @@ final class PeerProtocol {
 
     private func receivedFrames(_ bytes: RawSpan, on link: Link) {
         do throws(WireError) {
-            if !keyed {
+            if link.peerID == nil {
+                // Before the hello: a gossip full-state exchange may come instead of one.
+                try link.decoder.feedRaw(bytes) { (raw) throws(WireError) in
+                    guard !link.isClosed else { return }
+                    if raw.byteCount > 4, raw.unsafeLoadUnaligned(fromByteOffset: 4, as: UInt8.self) == GossipWire.fullStateFrameType {
+                        try receivedFullState(raw, on: link)
+                    } else if keyed {
+                        try receivedKeyed(raw, on: link)
+                    } else {
+                        try handle(Wire.decodeFrame(raw), on: link)
+                    }
+                }
+            } else if !keyed {
                 try link.decoder.feed(bytes) { (frame) throws(WireError) in
                     guard !link.isClosed else { return }
                     try handle(frame, on: link)
@@ -109,6 +121,24 @@ final class PeerProtocol {
         guard let (message, peer) = pendingHeartbeat else { return }
         pendingHeartbeat = nil
         node.receive(.election(.heartbeat(message)), from: peer)
+    }
+
+    /// A FULL_STATE frame before any hello: one gossip full-state exchange, answered (unless it
+    /// is itself the answer) and the connection closed. Never on a peer's link, and never on a
+    /// connection that said hello.
+    private func receivedFullState(_ raw: RawSpan, on link: Link) throws(WireError) {
+        guard link.peerID == nil, link.security?.peerHello == nil, !link.isExchange || link.outbound else {
+            throw .malformed("a second full state on one connection")
+        }
+        link.isExchange = true
+        guard node.options.gossip else {
+            goodbye(link, "this node does not gossip")
+            return
+        }
+        if let reply = try node.gossip.fullStateArrived(raw, on: link) {
+            node.outbox.append(reply, to: link)
+        }
+        node.links.close(link)
     }
 
     // MARK: - Keyed links
@@ -395,7 +425,7 @@ final class PeerProtocol {
         node.outbox.append(to: link) { LinkAuth.encodeAuth(proof, into: &$0) }
         let transcriptHash = LinkAuth.transcriptHash(security.transcript)
         security.sealer = FrameSealer(key: security.ownKey, transcriptHash: transcriptHash, dialer: link.outbound)
-        if hello.datagrams != nil, node.datagrams.port != nil {  // the peer takes them, and this node sends them
+        if hello.datagrams != nil, node.datagrams.heartbeatPort != nil {  // the peer takes them, and this node sends them
             link.datagramSealer = DatagramSealer(key: security.ownKey, transcriptHash: transcriptHash, dialer: link.outbound)
         }
     }
@@ -466,7 +496,7 @@ final class PeerProtocol {
         var out: [UInt8] = []
         let key = node.options.keyring?.primary
         link.datagramToken = node.datagrams.newToken()
-        let offer = node.datagrams.port.flatMap { port in
+        let offer = node.datagrams.heartbeatPort.flatMap { port in
             link.datagramToken == 0 ? nil : HelloDatagrams(port: port, token: link.datagramToken)
         }
         var hello = HelloMessage(

@@ -57,6 +57,10 @@ struct Agent: AsyncParsableCommand {
     var allowUnauthenticatedJSON = false
     @Flag(inversion: .prefixedNo, help: "Send heartbeats as UDP datagrams beside the TCP links (on the links when datagrams do not arrive).")
     var datagramHeartbeats = true
+    @Option(help: "How members watch each other: gossip (each probes one other per --probe-interval; links and heartbeats among the voters only) or mesh (every member links with and heartbeats every other).")
+    var membership: MembershipLayer = .mesh
+    @Option(help: "With --membership gossip: how often each member probes one other.")
+    var probeInterval = DurationArgument(.milliseconds(200), text: "200ms")
     @Flag(inversion: .prefixedNo, help: "Once started, let go of the code pages only start-up ran (a smaller resident set; the pages stay in the page cache).")
     var releaseStartupCode = true
     @Option(help: "How long after start the start-up code pages are let go.")
@@ -65,6 +69,7 @@ struct Agent: AsyncParsableCommand {
     var exitWithParent = false
 
     enum LogFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
+    enum MembershipLayer: String, ExpressibleByArgument, CaseIterable { case gossip, mesh }
 
     var voterList: [String]? {
         voters.map { $0.split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty } }
@@ -178,6 +183,8 @@ struct Agent: AsyncParsableCommand {
         }
         options.allowUnauthenticatedJSON = allowUnauthenticatedJSON
         options.datagramHeartbeats = datagramHeartbeats
+        options.gossip = membership == .gossip
+        options.gossipProbeInterval = probeInterval.duration
         options.bootstrap = bootstrap
         options.votersTarget = votersTarget
         options.autopilotStabilization = autopilotStabilization.duration

@@ -142,6 +142,7 @@ public final class ClusterMembership: Sendable {
         let t = now()
         try mutate { (s: inout MembershipState) throws(ClusterError) in
             guard let removed = s.peers.removeValue(forKey: nodeID) else { throw .nodeNotFound }
+            s.gossip[nodeID] = nil
             s.unlinked[nodeID] = nil
             s.emit(.removed(nodeID))
             if removed.role == .primary { s.primaryClaimChanged(nodeID, at: t) }
@@ -215,6 +216,7 @@ public final class ClusterMembership: Sendable {
                 s.unlinked[id] = nil
                 s.forgotten[id] = t.addingTimeInterval(forgetFor.seconds)
                 if let removed = s.peers.removeValue(forKey: id) {
+                    s.gossip[id] = nil
                     s.emit(.removed(id))
                     if removed.role == .primary { s.primaryClaimChanged(id, at: t) }
                 }
@@ -238,6 +240,7 @@ public final class ClusterMembership: Sendable {
         let t = now()
         try mutate { (s: inout MembershipState) throws(ClusterError) in
             guard let removed = s.peers.removeValue(forKey: nodeID) else { throw .nodeNotFound }
+            s.gossip[nodeID] = nil
             s.unlinked[nodeID] = nil
             s.forgotten[nodeID] = t.addingTimeInterval(forgetFor.seconds)
             s.emit(.removed(nodeID))
@@ -292,14 +295,15 @@ public final class ClusterMembership: Sendable {
     public func healthyNodes(timeout: Duration) -> [NodeInfo] {
         let t = now()
         let all = state.withLock { s in Array(s.peers.values) + [s.localSnapshot(at: t)] }
-        return Self.sorted(all.filter { $0.id == localNodeID || $0.isHealthy(timeout: timeout, now: t) })
+        let gossip = state.withLock { $0.gossip }
+        return Self.sorted(all.filter { $0.id == localNodeID || Self.isHealthy($0, gossip[$0.id]?.state, timeout: timeout, now: t) })
     }
 
     /// The number of nodes heard from less than `timeout` ago, the local node always included.
     public func healthyNodeCount(timeout: Duration) -> Int {
         let t = now()
         return state.withLock { s in
-            1 + s.peers.values.reduce(0) { $0 + ($1.isHealthy(timeout: timeout, now: t) ? 1 : 0) }
+            1 + s.peers.values.reduce(0) { $0 + (Self.isHealthy($1, s.gossip[$1.id]?.state, timeout: timeout, now: t) ? 1 : 0) }
         }
     }
 
@@ -333,7 +337,56 @@ public final class ClusterMembership: Sendable {
     /// nil.
     public func healthyPrimary(timeout: Duration) -> NodeInfo? {
         guard let p = primary else { return nil }
-        return p.id == localNodeID || p.isHealthy(timeout: timeout, now: now()) ? p : nil
+        let gossip = state.withLock { $0.gossip[p.id]?.state }
+        return p.id == localNodeID || Self.isHealthy(p, gossip, timeout: timeout, now: now()) ? p : nil
+    }
+
+    /// A member's health: what the gossip layer says of it where it says anything (alive or
+    /// suspect: healthy; failed or left: not), else whether it was heard from within `timeout`.
+    private static func isHealthy(_ node: NodeInfo, _ gossip: GossipMemberState?, timeout: Duration, now t: Date) -> Bool {
+        if let gossip { return gossip == .alive || gossip == .suspect }
+        return node.isHealthy(timeout: timeout, now: t)
+    }
+
+    // MARK: - The gossip layer's word
+
+    /// Records what the gossip layer says of member `nodeID` (nil: it says nothing any more).
+    /// From then on the member's health is that state (see ``healthyNodes(timeout:)``).
+    package func setGossipState(_ nodeID: String, _ gossipState: GossipMemberState?, incarnation: UInt64) {
+        state.withLock { s in
+            if let gossipState {
+                s.gossip[nodeID] = (gossipState, incarnation)
+            } else {
+                s.gossip[nodeID] = nil
+            }
+        }
+    }
+
+    /// What the gossip layer last said of `nodeID`, or nil.
+    package func gossipState(of nodeID: String) -> (state: GossipMemberState, incarnation: UInt64)? {
+        state.withLock { $0.gossip[nodeID] }
+    }
+
+    /// Every member's gossip state, by id.
+    package var gossipStates: [String: (state: GossipMemberState, incarnation: UInt64)] {
+        state.withLock { $0.gossip }
+    }
+
+    /// Records the primary the gossip layer spread: `nodeID` leads in `term` (a member that holds
+    /// no link to it hears of it this way), and the cluster epoch is at least `epoch`. Its
+    /// `lastSeen` is not touched. A claim older than a recorded primary's changes nothing.
+    package func recordGossipedPrimary(_ nodeID: String, term: UInt64, epoch: UInt64) {
+        guard nodeID != localNodeID, (try? Self.checkRange(epoch: epoch, term: term)) != nil else { return }
+        let t = now()
+        mutate { s in
+            guard var peer = s.peers[nodeID], term >= s.primaryTerm, peer.role != .primary || peer.term < term else { return }
+            peer.role = .primary
+            peer.term = term
+            if epoch > peer.epoch { peer.epoch = epoch }
+            s.peers[nodeID] = peer
+            s.primaryClaimChanged(nodeID, at: t)
+        }
+        observeEpoch(epoch)
     }
 
     // MARK: - Epoch
@@ -605,6 +658,8 @@ private struct MembershipState {
     var unlinkedLimit = Int.max
     /// Members forgotten (expired or force-left), until when.
     var forgotten: [String: Date] = [:]
+    /// What the gossip layer says of members (see `setGossipState`).
+    var gossip: [String: (state: GossipMemberState, incarnation: UInt64)] = [:]
 
     var observers: [MembershipObserver] = []
     var nextObserverToken: UInt64 = 0

@@ -15,6 +15,25 @@ public struct UVDatagramTarget: @unchecked Sendable, Equatable {
     }
 }
 
+/// Where a datagram came from, as the kernel gave it: read as a `UVSocketAddress` only when
+/// needed (making one formats the host as a string).
+public struct UVDatagramSource: @unchecked Sendable {
+    fileprivate var storage = sockaddr_storage()
+
+    /// Copies the address at `addr` (libuv's, valid during its callback only): as many bytes as
+    /// its family's address holds.
+    fileprivate init(_ addr: UnsafePointer<sockaddr>) {
+        let size = addr.pointee.sa_family == sa_family_t(AF_INET6)
+            ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size
+        withUnsafeMutableBytes(of: &storage) { dst in
+            dst.copyMemory(from: UnsafeRawBufferPointer(start: UnsafeRawPointer(addr), count: size))
+        }
+    }
+
+    /// The address, host and port.
+    public var address: UVSocketAddress { UVSocketAddress(storage) }
+}
+
 /// Datagrams gathered during a pass of the loop, sent together by `UVUDPSocket.send(_:)` (one
 /// `sendmmsg` per 64). Reuses its storage: after the first passes, appending allocates nothing.
 public struct UVDatagramBatch {
@@ -57,7 +76,7 @@ public struct UVDatagramBatch {
 /// as a `RawSpan` valid during the call only; sends borrow the batch's storage for the call.
 public final class UVUDPSocket: UVHandle {
     private let udp: UnsafeMutablePointer<uv_udp_t>
-    private var onDatagram: ((RawSpan) -> Void)?
+    private var onDatagram: ((RawSpan, UVDatagramSource) -> Void)?
     private var onRefused: ((UVSocketAddress) -> Void)?
     /// Datagrams that did not fit the read buffer (cut short by the kernel) and were dropped.
     public private(set) var truncatedDatagrams: UInt64 = 0
@@ -94,6 +113,12 @@ public final class UVUDPSocket: UVHandle {
     /// Starts reading: `onDatagram` gets each datagram whole (valid during the call only).
     /// Datagrams larger than the read buffer (64 KiB) are dropped and counted.
     public func startReceiving(_ onDatagram: @escaping (RawSpan) -> Void) throws(UVError) {
+        try startReceivingWithSource { bytes, _ in onDatagram(bytes) }
+    }
+
+    /// Starts reading: `onDatagram` gets each datagram whole and the address it came from (both
+    /// valid during the call only). Datagrams larger than the read buffer are dropped and counted.
+    public func startReceivingWithSource(_ onDatagram: @escaping (RawSpan, UVDatagramSource) -> Void) throws(UVError) {
         loop.preconditionInEventLoop()
         guard !isClosing else { throw UVError(code: UVError.notConnected, operation: "udp receive on a closed socket") }
         self.onDatagram = onDatagram
@@ -112,18 +137,20 @@ public final class UVUDPSocket: UVHandle {
                 if me.onRefused != nil { me.drainRefusals() }
                 return
             }
-            me.deliver(count: nread, partial: flags & UInt32(UV_UDP_PARTIAL.rawValue) != 0)
+            me.deliver(count: nread, partial: flags & UInt32(UV_UDP_PARTIAL.rawValue) != 0, from: addr!)
         }), "uv_udp_recv_start")
     }
 
-    private func deliver(count: Int, partial: Bool) {
+    private func deliver(count: Int, partial: Bool, from addr: UnsafePointer<sockaddr>) {
         guard let onDatagram, !isClosing else { return }
         if partial {
             truncatedDatagrams &+= 1
             return
         }
         let bytes = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(loop.sharedReadBuffer())[0..<count])
-        onDatagram(RawSpan(_unsafeBytes: bytes))
+        // The source, copied out of libuv's buffer (a sockaddr_in or sockaddr_in6, by family).
+        let source = UVDatagramSource(addr)
+        onDatagram(RawSpan(_unsafeBytes: bytes), source)
     }
 
     /// Reports datagrams refused by the host they went to (ICMP port unreachable: nothing listens

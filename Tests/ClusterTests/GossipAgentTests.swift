@@ -1,0 +1,100 @@
+import Cluster
+import Foundation
+import Glibc
+import Testing
+import UV
+
+/// The gossip membership layer (`--membership gossip`) in real `cluster agent` processes: voters
+/// link and heartbeat among themselves only, every member is watched by the gossip.
+@Suite("Gossip membership (agents)", .serialized, .timeLimit(.minutes(3)))
+struct GossipAgentTests {
+    static let gossip = ["--membership", "gossip", "--probe-interval", "100ms"]
+
+    /// One agent's figures from GET /metrics on its own port: `name{node="id",labels} value`.
+    static func metric(_ agent: AgentProcess, _ name: String, _ labels: String = "") -> Double? {
+        guard let (text, _) = try? exchange(
+            port: agent.address.port, send: Array("GET /metrics HTTP/1.0\r\n\r\n".utf8), lines: 0, timeoutMs: 2000)
+        else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix(name + "{") && line.contains("node=\"\(agent.id)\"") {
+            guard labels.isEmpty || line.contains(labels) else { continue }
+            return line.split(separator: " ").last.flatMap { Double($0) }
+        }
+        return nil
+    }
+
+    /// Whether every agent of `ids` logged `text`.
+    static func allLogged(_ cluster: AgentCluster, _ ids: [String], _ text: String) -> Bool {
+        ids.allSatisfy { cluster.agent($0).child.output.contains(text) }
+    }
+
+    @Test("eight agents, three voters: members that do not vote hold no link and learn the primary by gossip; a SIGKILLed member is declared failed by all, a paused one refutes when it wakes, one that leaves is known as left; a killed primary's successor reaches every member")
+    func membersWithoutLinks() async throws {
+        let cluster = try await AgentCluster.start(size: 8, voters: 3, extra: Self.gossip)
+        let ids = cluster.ids
+        let voters = Array(ids.prefix(3))
+        let leader = try #require(await cluster.agreedLeader(among: ids))
+        #expect(voters.contains(leader))
+        // Every agent knows the seven others alive; voters hold links to the two other voters
+        // only, members that do not vote hold none (the mesh would give each seven).
+        let settled = await eventually(timeout: .seconds(20)) {
+            ids.allSatisfy { Self.metric(cluster.agent($0), "cluster_gossip_members", "state=\"alive\"") == 7 }
+                && ids.allSatisfy { Self.metric(cluster.agent($0), "cluster_links_up") == (voters.contains($0) ? 2 : 0) }
+        }
+        #expect(settled, "\(ids.map { "\($0): alive \(Self.metric(cluster.agent($0), "cluster_gossip_members", "state=\"alive\"") ?? -1), links \(Self.metric(cluster.agent($0), "cluster_links_up") ?? -1)" })")
+
+        // A member killed: every other agent declares it failed.
+        let killed = ids[6]
+        cluster.agent(killed).child.signal(SIGKILL)
+        _ = cluster.agent(killed).child.waitForExit(seconds: 10)
+        var live = ids.filter { $0 != killed }
+        #expect(await eventually(timeout: .seconds(10)) { Self.allLogged(cluster, live, "gossip: \(killed) failed") },
+                "\(live.map { cluster.agent($0).child.output.suffix(400) })")
+
+        // A member paused until someone declares it failed, then resumed: it refutes, and every
+        // other agent has it alive again.
+        let paused = ids[7]
+        cluster.agent(paused).child.signal(SIGSTOP)
+        let others = live.filter { $0 != paused }
+        let declared = await eventually(timeout: .seconds(15)) {
+            others.contains { cluster.agent($0).child.output.contains("gossip: \(paused) failed") }
+        }
+        cluster.agent(paused).child.signal(SIGCONT)
+        #expect(declared)
+        #expect(await eventually(timeout: .seconds(10)) {
+            others.allSatisfy { agent in
+                let log = cluster.agent(agent).child.output
+                guard let failed = log.range(of: "gossip: \(paused) failed", options: .backwards) else { return true }
+                return log[failed.upperBound...].contains("gossip: \(paused) is back")
+            }
+        }, "\(others.map { cluster.agent($0).child.output.suffix(300) })")
+
+        // A member that leaves (SIGTERM): exit 0, and every other agent knows it left.
+        let leaving = ids[5]
+        cluster.agent(leaving).child.signal(SIGTERM)
+        #expect(cluster.agent(leaving).child.waitForExit(seconds: 10)?.exitCode == 0)
+        live.removeAll { $0 == leaving }
+        #expect(await eventually(timeout: .seconds(10)) { Self.allLogged(cluster, live, "gossip: \(leaving) left") })
+
+        // The primary killed: the voters elect another, and every member names it (by gossip).
+        cluster.agent(leader).child.signal(SIGKILL)
+        _ = cluster.agent(leader).child.waitForExit(seconds: 10)
+        live.removeAll { $0 == leader }
+        let next = try #require(await cluster.agreedLeader(among: live, other: leader, timeout: .seconds(15)))
+        #expect(voters.contains(next))
+    }
+
+    @Test("a member that does not vote is made a voter by autopilot: the primary links with it to ask, and it then links with the other voters")
+    func promotedByAutopilot() async throws {
+        let cluster = try await AgentCluster.start(
+            size: 5, voters: 3, extra: Self.gossip + ["--voters-target", "5", "--autopilot-stabilization", "1s"])
+        let ids = cluster.ids
+        let leader = try #require(await cluster.agreedLeader(among: ids))
+        let grown = await eventually(timeout: .seconds(20)) {
+            cluster.agent(leader).status()?.configuration?.voters.count == 5 && cluster.agent(leader).status()?.configurationCommitted == true
+        }
+        #expect(grown, "\(cluster.agent(leader).child.output.suffix(1500))")
+        // Five voters: each links with the four others.
+        #expect(await eventually(timeout: .seconds(10)) { ids.allSatisfy { Self.metric(cluster.agent($0), "cluster_links_up") == 4 } },
+                "\(ids.map { "\($0): \(Self.metric(cluster.agent($0), "cluster_links_up") ?? -1)" })")
+    }
+}
