@@ -31,6 +31,12 @@ struct Sim: ParsableCommand {
     @Flag(help: "Print one line per schedule.")
     var verbose = false
 
+    @Option(help: "With --membership: trace what happens to and is seen by this member (e.g. m7).")
+    var traceMember: String?
+
+    @Flag(help: "Simulate the gossip membership layer (SWIM with Lifeguard) instead of the election.")
+    var membership = false
+
     @Option(help: "Print a trace of every step from this simulated time on, in milliseconds.")
     var traceFromMilliseconds: UInt64?
 
@@ -38,6 +44,11 @@ struct Sim: ParsableCommand {
         let sizes = nodes.split(separator: ",").compactMap { Int($0.trimmingWhitespace()) }
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--nodes needs positive integers, e.g. 3,5,7")
+        }
+        if membership {
+            let failed = runMembership(sizes: sizes)
+            if failed > 0 { throw ExitCode.failure }
+            return
         }
         let voterKnowledge: SimulationConfig.VoterKnowledge
         switch knowledge {
@@ -126,3 +137,40 @@ struct Sim: ParsableCommand {
     }
 }
 
+
+extension Sim {
+    /// `--membership`: schedules of the gossip membership simulator. Prints a line per schedule
+    /// (with --verbose, or when it fails) and the figures; returns how many failed.
+    func runMembership(sizes: [Int]) -> Int {
+        var failed = 0
+        for i in 0..<max(0, schedules) {
+            var config = GossipSimulationConfig(seed: seed &+ UInt64(i), nodes: sizes[i % sizes.count])
+            config.traceID = traceMember
+            let started = Date()
+            var simulation = GossipSimulation(config: config)
+            let r = simulation.run()
+            let seconds = Date().timeIntervalSince(started)
+            for line in r.trace { print(line) }
+            func ms(_ ns: UInt64?) -> String { ns.map { format(Double($0) / 1e6, 0) + "ms" } ?? "-" }
+            let line =
+                "seed=\(config.seed) nodes=\(config.nodes) live=\(r.liveMembers): settled \(ms(r.settledAfterNanoseconds)) after churn;"
+                + " kill: first suspicion \(ms(r.killFirstSuspicionNanoseconds)), failed by all \(ms(r.killFailedByAllNanoseconds));"
+                + " vanish: first suspicion \(ms(r.vanishFirstSuspicionNanoseconds)), failed by all \(ms(r.vanishFailedByAllNanoseconds));"
+                + " steady \(format(r.steadyMessagesPerMemberSecond, 1)) msg/member/s \(format(r.steadyBytesPerMemberSecond, 0)) B/member/s,"
+                + " whole run \(format(r.messagesPerMemberSecond, 1)) msg \(format(r.bytesPerMemberSecond, 0)) B,"
+                + " full state \(format(r.fullStateBytesPerMemberSecond, 0)) B/member/s;"
+                + " false failed \(r.falseFailed) (\(r.falseFailedOfStalled) of stalled, \(r.stalls) stalls);"
+                + " \(r.steps) steps, \(format(seconds, 2))s"
+            if r.passed {
+                if verbose { print("ok " + line) }
+            } else {
+                failed += 1
+                print("FAIL " + line)
+                for violation in r.violations { print("  \(violation)") }
+                print("  replay: \(config.replayCommand)")
+            }
+        }
+        print("cluster sim --membership: \(schedules) schedules from seed \(seed): \(schedules - failed) passed, \(failed) failed")
+        return failed
+    }
+}

@@ -189,6 +189,11 @@ package struct GossipCore: Sendable {
     var seeds: [String] = []
     var nextJoinAt: UInt64?
     var leaveAnnounced = false
+    var declaredFailedHere = false
+    var nextRepairAt: UInt64 = 0
+    var nextTellAt: UInt64 = 0
+    var claimAboutUs = false
+    var cameBack: String?
     var out: [GossipDirective] = []
 
     /// A member `id` at `address` (`host:port`, where its datagrams arrive), voting or not;
@@ -270,6 +275,7 @@ package struct GossipCore: Sendable {
         case .setPrimary(let primary): adoptPrimary(primary, now: now)
         case .unreachable(let address): unreachable(address, now: now)
         }
+        claimAboutUs = false
         if now >= holdTimersUntil { runTimers(now: now) }
         nextDeadline = computeDeadline(now: now)
         return out
@@ -279,7 +285,37 @@ package struct GossipCore: Sendable {
 
     mutating func receive(_ message: GossipMessage, from: String, now: UInt64) {
         guard message.sender != id else { return }
+        declaredFailedHere = false
+        claimAboutUs = false
+        cameBack = nil
         for update in message.updates { apply(update, now: now) }
+        let senderState = index[message.sender].map { entries[$0].member.state }
+        if claimAboutUs, !hasLeft, now >= nextTellAt {
+            // The sender holds us suspect, failed or gone (perhaps at an incarnation we have long
+            // refuted, so that the refutation will not come again): answer with our alive news.
+            // A ping's ack carries it (below); anything else gets a gossip datagram back.
+            nextTellAt = now &+ settings.probeInterval
+            if case .ping = message.kind {} else { send(.gossip, to: from, about: message.sender, now: now) }
+        }
+        if let back = cameBack, now >= nextRepairAt, !hasLeft {
+            // A member we held failed is alive after all: a partition or a stall kept us apart,
+            // so exchange full states with it (below, for the sender; else with the member).
+            nextRepairAt = now &+ settings.joinRetryInterval
+            out.append(.requestFullState(address: back))
+        } else if now >= nextRepairAt && (declaredFailedHere || senderState == nil) && !hasLeft {
+            // Someone held us failed, or we hear from a member we never heard of: a partition, a
+            // stall or a lost update kept us apart, and what each of us learnt meanwhile (joins,
+            // leaves, the primary) has stopped spreading. Exchange full states with the sender so
+            // that both views, and through their gossip everyone's, are whole again (memberlist's
+            // push-pull on rejoin). At most once per `joinRetryInterval`.
+            nextRepairAt = now &+ settings.joinRetryInterval
+            out.append(.requestFullState(address: from))
+        } else if senderState == .failed && now >= nextTellAt {
+            // A member we hold failed speaks: tell it, so that it refutes (and, by the rule above,
+            // exchanges full states with us). At most once per probe interval.
+            nextTellAt = now &+ settings.probeInterval
+            send(.gossip, to: from, about: message.sender, now: now)
+        }
         switch message.kind {
         case .ping(let seq, let target):
             guard target == id else { return }
@@ -394,17 +430,23 @@ package struct GossipCore: Sendable {
             entries[i].member.address = addr
             entries[i].member.voter = isVoter
             entries[i].member.incarnation = inc
+            if entries[i].member.state == .failed { cameBack = addr }
             setState(i, .alive, now: now)
             enqueue(update, now: now)
         case .suspect(let memberID, let inc, let from):
             if memberID == id {
+                claimAboutUs = true
                 if !hasLeft && inc >= incarnation { refute(atLeast: inc, now: now) }
                 return
             }
             suspect(memberID, incarnation: inc, from: from, now: now)
         case .failed(let memberID, let inc, let from):
             if memberID == id {
-                if !hasLeft && inc >= incarnation { refute(atLeast: inc, now: now) }
+                claimAboutUs = true
+                if !hasLeft && inc >= incarnation {
+                    refute(atLeast: inc, now: now)
+                    declaredFailedHere = true
+                }
                 return
             }
             guard let i = index[memberID], inc >= entries[i].member.incarnation else { return }
@@ -417,6 +459,7 @@ package struct GossipCore: Sendable {
             enqueue(.failed(id: memberID, incarnation: inc, from: from), now: now)
         case .left(let memberID, let inc):
             if memberID == id {
+                claimAboutUs = true
                 if !hasLeft && inc >= incarnation { refute(atLeast: inc, now: now) }
                 return
             }
@@ -800,6 +843,11 @@ package struct GossipCore: Sendable {
     mutating func send(_ kind: GossipMessage.Kind, to address: String, about recipient: String?, now: UInt64) {
         var updates: [GossipUpdate] = []
         var room = settings.maxDatagramBytes - GossipWire.headerSize(sender: id, kind: kind)
+        if claimAboutUs && !hasLeft {
+            claimAboutUs = false
+            updates.append(aliveSelf)
+            room -= GossipWire.size(of: aliveSelf)
+        }
         if let recipient, let i = index[recipient] {
             let m = entries[i].member
             let news: GossipUpdate? = switch m.state {
@@ -868,7 +916,7 @@ package enum GossipDirective: Sendable, Equatable {
 }
 
 /// ceil(log10(n)) for n ≥ 1, in integers.
-func ceilLog10(_ n: Int) -> Int {
+package func ceilLog10(_ n: Int) -> Int {
     var digits = 0
     var power = 1
     while power < n {
