@@ -12,7 +12,17 @@ import ServiceLifecycle
 /// leaves gracefully (a primary hands over first) and exits 0.
 struct Agent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run one cluster node until SIGINT or SIGTERM, then leave gracefully.")
+        abstract: "Run one cluster node until SIGINT or SIGTERM, then leave gracefully.",
+        discussion: """
+            Settings come from the command line, a JSON file (--config, or CLUSTER_CONFIG) and CLUSTER_* \
+            environment variables, in that order of precedence. A file's keys are the option names \
+            ({"id": "n1", "listen": "127.0.0.1:7001", "seeds": ["127.0.0.1:7002"], "auto-failover": false}); a \
+            variable is CLUSTER_ and the option's name in capitals with '_' for '-' (CLUSTER_DATA_DIR). \
+            CLUSTER_KEY holds the cluster key itself. See docs/operations.md.
+            """)
+
+    @Option(help: ArgumentHelp("A JSON file of settings (keys: the option names); the command line's flags win over it.", valueName: "file"))
+    var config: String?
 
     @Option(help: "This node's id (letters, digits, '-', '_', '.').") var id: String
     @Option(help: "Address to listen on and to be reached at (HOST:PORT; port 0: a free port, logged and announced).", transform: HostPort.parse)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Cluster
+import FoundationEssentials
 import Glibc
 
 /// This build's version (no release yet: the CHANGELOG's "Unreleased").
@@ -20,7 +21,16 @@ struct ClusterCommand: AsyncParsableCommand {
     /// other outcome are ArgumentParser's.
     static func main() async {
         do {
-            var command = try parseAsRoot()
+            var arguments = Array(CommandLine.arguments.dropFirst())
+            if arguments.first == "agent" {
+                do {
+                    arguments = try await AgentConfig.expand(arguments, environment: ProcessInfo.processInfo.environment)
+                } catch {
+                    printError("cluster agent: \(error)")
+                    Glibc.exit(ExitCode.validationFailure.rawValue)
+                }
+            }
+            var command = try parseAsRoot(arguments)
             if var command = command as? any AsyncParsableCommand {
                 try await command.run()
             } else {

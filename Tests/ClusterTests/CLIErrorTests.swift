@@ -151,6 +151,38 @@ struct CLIErrorTests {
         #expect(directorySnapshot(dir) == before, "the data directory changed")
     }
 
+    @Test("a --config file with an unknown setting names it")
+    func configUnknownSetting() throws {
+        let path = root + "/agent.json"
+        try Data(#"{"id": "e1", "listn": "127.0.0.1:0"}"#.utf8).write(to: URL(fileURLWithPath: path))
+        try agentRefuses(
+            ["--config", path], exit: 64,
+            message: "cluster agent: --config \(path): unknown setting \"listn\" (the settings are the agent's option names, e.g. \"data-dir\")")
+    }
+
+    @Test("a --config file that does not exist or is not JSON says which")
+    func configMissingOrNotJSON() throws {
+        let missing = root + "/missing.json"
+        try agentRefuses(["--config", missing], exit: 64, message: "cluster agent: --config \(missing): No such file or directory")
+        let garbage = root + "/garbage.json"
+        try Data("id = e1\n".utf8).write(to: URL(fileURLWithPath: garbage))
+        try agentRefuses(["--config", garbage], exit: 64, message: "cluster agent: --config \(garbage): not a JSON object of settings")
+    }
+
+    @Test("a CLUSTER_ variable of a flag that is neither true nor false names the variable")
+    func environmentBadFlag() throws {
+        let cluster = productsDirectory().appendingPathComponent("cluster").path
+        let dir = root + "/data"
+        let before = directorySnapshot(dir)
+        let shell = try ChildProcess(path: "/bin/sh", [
+            "-c", "CLUSTER_AUTO_FAILOVER=maybe exec '\(cluster)' agent --id e1 --listen 127.0.0.1:0 --data-dir '\(dir)'",
+        ])
+        let result = try #require(shell.waitForExit(seconds: 30))
+        #expect(result.exitCode == 64, "\(result)")
+        #expect(result.output == "cluster agent: CLUSTER_AUTO_FAILOVER must be true or false\n")
+        #expect(directorySnapshot(dir) == before, "the data directory changed")
+    }
+
     @Test("members --status with an unknown status names the statuses")
     func membersUnknownStatus() throws {
         let result = try runChild("cluster", ["members", "--addr", "127.0.0.1:1", "--status", "dead"], timeoutSeconds: 30)
