@@ -782,7 +782,7 @@ final class NodeRuntime: @unchecked Sendable {
         var response: DiscoveryResponse
         if let refusal = announcementRefusal(announcement) {
             stats.authenticationFailures &+= 1
-            logger.warning("refusing an announcement from \(announcement.nodeID): \(refusal)")
+            links.logOncePerCause(.warning, "announcement \(announcement.nodeID): \(refusal)", "refusing an announcement from \(announcement.nodeID): \(refusal)")
             response = DiscoveryResponse(nodes: [], success: false, error: refusal)
         } else {
             let known = membership.contains(announcement.nodeID)
