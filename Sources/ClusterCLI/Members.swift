@@ -15,7 +15,8 @@ struct Members: ParsableCommand {
             Each member's status is what the node asked knows: alive (linked, heard within the health timeout), \
             suspect (heard within twice the health timeout), failed (not heard for longer), left (removed, kept \
             as a tombstone). Exit status: 0 when the node knows a primary and counts a quorum, 2 when it does not \
-            (the view is still printed), 1 when it cannot be reached.
+            (the view is still printed), 1 when it cannot be reached. --json prints the node's raw status line and \
+            exits 0 whenever the node answers, as it always has.
             """)
 
     enum Output: String, ExpressibleByArgument, CaseIterable { case table, wide, json }
@@ -76,7 +77,9 @@ struct Members: ParsableCommand {
                 case (false, .wide): text = MembersTable.render(view, wide: true)
                 case (false, .json): text = view.jsonDocument()
                 }
-                problem = view.problem
+                // --json is the wire line as before, for the scripts written for it: exit 0
+                // whenever the node answers, nothing on stderr.
+                problem = json ? nil : view.problem
                 outcome = problem == nil ? 0 : Self.noPrimaryOrQuorum
             } catch {
                 guard watch else {

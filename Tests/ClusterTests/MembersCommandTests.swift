@@ -77,6 +77,10 @@ struct MembersCommandTests {
         #expect(result.exitCode == 2, "\(result)")
         #expect(result.output.contains("ID ") && result.output.contains("p1 *"), "\(result)")
         #expect(result.output.hasSuffix("cluster members: p1 knows no primary\n"), "\(result)")
+        // --json, the raw line as before: exit 0 whenever the node answers, nothing but the line.
+        let raw = try Self.members(["--addr", agent.address.description, "--json"])
+        #expect(raw.exitCode == 0, "\(raw)")
+        #expect(raw.output.hasPrefix("{\"") && raw.output.hasSuffix("}\n") && raw.output.split(separator: "\n").count == 1, "\(raw)")
     }
 
     @Test("the default address is CLUSTER_ADDR; restarted, an agent says the term and vote it restored at the default log level")
