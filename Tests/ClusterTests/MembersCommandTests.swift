@@ -83,7 +83,7 @@ struct MembersCommandTests {
         #expect(raw.output.hasPrefix("{\"") && raw.output.hasSuffix("}\n") && raw.output.split(separator: "\n").count == 1, "\(raw)")
     }
 
-    @Test("the default address is CLUSTER_ADDR; restarted, an agent says the term and vote it restored at the default log level")
+    @Test("the default address is CLUSTER_ADDR; transfer --to the leader exits 0; restarted, an agent says the term and vote it restored at the default log level")
     func environmentAddressAndRestoredState() async throws {
         let dataDir = NSTemporaryDirectory() + "cluster-members-env-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dataDir) }
@@ -94,6 +94,10 @@ struct MembersCommandTests {
         let result = try #require(shell.waitForExit(seconds: 30))
         #expect(result.exitCode == 0, "\(result)")
         #expect(result.output.contains("v1 *") && result.output.contains(" alive "), "\(result)")
+        // A switchover to the node that leads already: nothing to do, exit 0 (it was exit 1).
+        let transfer = try runChild("cluster", ["transfer", "--addr", agent.address.description, "--to", "v1"], timeoutSeconds: 30)
+        #expect(transfer.exitCode == 0, "\(transfer)")
+        #expect(transfer.output == "v1 already leads: nothing to hand over\n", "\(transfer)")
         agent.child.signal(SIGTERM)
         _ = agent.child.waitForExit(seconds: 20)
         agent = try await AgentProcess.start("v1", seeds: [], dataDir: dataDir, minQuorum: 1)
