@@ -119,7 +119,7 @@ final class LinkTable {
                 table.accept(conn)
             }
         } catch {
-            throw .io("cannot listen on \(addr): \(error)")
+            throw .io("cannot listen on \(addr): \(UVError.cause(of: error))")
         }
         running = true
         connectionCap = Self.connectionCap(

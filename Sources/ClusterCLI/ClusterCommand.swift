@@ -37,6 +37,11 @@ struct ClusterCommand: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
+            if let error = error as? ClusterError {
+                // What a subcommand did not catch itself (a metrics address in use): its cause, once.
+                printError("\(errorPrefix(CommandLine.arguments)): \(error)")
+                Glibc.exit(ExitCode.failure.rawValue)
+            }
             if exitCode(for: error) == .validationFailure {
                 printError("\(errorPrefix(CommandLine.arguments)): \(message(for: error)) (see --help)")
                 Glibc.exit(ExitCode.validationFailure.rawValue)
