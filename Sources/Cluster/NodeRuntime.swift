@@ -782,7 +782,7 @@ final class NodeRuntime: @unchecked Sendable {
         var response: DiscoveryResponse
         if let refusal = announcementRefusal(announcement) {
             stats.authenticationFailures &+= 1
-            logger.warning("refusing an announcement from \(announcement.nodeID): \(refusal)")
+            links.logOncePerCause(.warning, "announcement \(announcement.nodeID): \(refusal)", "refusing an announcement from \(announcement.nodeID): \(refusal)")
             response = DiscoveryResponse(nodes: [], success: false, error: refusal)
         } else {
             let known = membership.contains(announcement.nodeID)
@@ -1076,12 +1076,45 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     func status() -> StatusResponse {
-        StatusResponse(
+        let members = membership.allNodes
+        let now = membership.currentTime
+        let liveness = memberLiveness(members, now: now)
+        let timeout = config.electionTimeout
+        var quorum = membership.hasQuorum(minQuorum: config.minQuorumSize, healthTimeout: timeout)
+        if !core.configuration.isNone {
+            let voters = core.configuration.voters
+            quorum = quorum && voters.filter { liveness[$0]?.status == .alive }.count > voters.count / 2
+        }
+        return StatusResponse(
             nodeID: config.nodeID, role: core.role, state: core.state, term: core.term, epoch: core.fencingEpoch,
-            leaderID: core.leaderID, lsn: core.localLSN, members: membership.allNodes,
-            time: membership.currentTime, healthTimeoutMs: config.electionTimeout.nanoseconds / 1_000_000,
+            leaderID: core.leaderID, lsn: core.localLSN, members: members,
+            time: now, healthTimeoutMs: timeout.nanoseconds / 1_000_000,
             configuration: core.configuration.isNone ? nil : core.configuration,
-            configurationCommitted: core.configurationCommitted)
+            configurationCommitted: core.configurationCommitted,
+            liveness: liveness, left: membership.forgottenMembers, hasQuorum: quorum)
+    }
+
+    /// Each member's status as this node judges it (the one place it is decided; a gossip layer
+    /// may supply it instead): itself alive; a peer alive when linked and heard within the health
+    /// timeout (the election timeout), suspect when heard within twice that, else failed
+    /// (`MemberStatus.judge`). Incarnation 0: nothing counts them yet.
+    func memberLiveness(_ members: [NodeInfo], now: Date) -> [String: MemberLiveness] {
+        let voters = Set(core.configuration.voters)
+        var result: [String: MemberLiveness] = [:]
+        for member in members {
+            let status: MemberStatus
+            if member.id == config.nodeID {
+                status = .alive
+            } else {
+                let never = member.lastSeen.timeIntervalSince1970 <= GoTime.zero.timeIntervalSince1970
+                let ago = max(0, now.timeIntervalSince(member.lastSeen))
+                status = MemberStatus.judge(
+                    linked: links.peers[member.id]?.link != nil,
+                    sinceHeard: never ? nil : .nanoseconds(Int64(ago * 1e9)), healthTimeout: config.electionTimeout)
+            }
+            result[member.id] = MemberLiveness(status: status, voter: voters.contains(member.id))
+        }
+        return result
     }
 
     // MARK: - Commands from the API
