@@ -74,12 +74,12 @@ public enum ClusterClient {
                 }
                 _ = try UVTCPConnection.connect(loop: loop, host: address.host, port: address.port, timeoutMs: timeoutMs) { [self] result in
                     switch result {
-                    case .failure(let error): end(.failure(.io("cannot connect to \(address): \(error)")))
+                    case .failure(let error): end(.failure(.io("cannot connect to \(address): \(UVError.cause(of: error))")))
                     case .success(let conn): connected(conn)
                     }
                 }
             } catch {
-                end(.failure(.io("cannot connect to \(address): \(error)")))
+                end(.failure(.io("cannot connect to \(address): \(UVError.cause(of: error))")))
             }
         }
 

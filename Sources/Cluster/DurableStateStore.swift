@@ -1,5 +1,6 @@
 import ClusterCore
 import FoundationEssentials
+import Glibc
 import UV
 
 /// Keeps a node's election state (term, vote, epoch, voter configuration) on disk, so that a
@@ -20,7 +21,11 @@ struct DurableStateStore: Sendable {
         do {
             try UVFile.makeDirectories(path: directory)
         } catch {
-            throw .storage("cannot create data directory: \(error)")
+            throw .storage("cannot create the data directory \(directory): \(error.name) (\(error.message))")
+        }
+        var info = stat()
+        if stat(directory, &info) == 0, info.st_mode & S_IFMT != S_IFDIR {
+            throw .storage("the data directory \(directory) is not a directory")
         }
     }
 
@@ -31,7 +36,7 @@ struct DurableStateStore: Sendable {
         do {
             bytes = try UVFile.read(path: path, maxBytes: StateSlots.fileSize)
         } catch {
-            throw .storage("cannot read \(path): \(error)")
+            throw .storage("cannot read \(path): \(error.name) (\(error.message))")
         }
         if let bytes {
             switch StateSlots.read(file: bytes) {
@@ -48,7 +53,7 @@ struct DurableStateStore: Sendable {
         do {
             legacy = try UVFile.read(path: legacyPath)
         } catch {
-            throw .storage("cannot read \(legacyPath): \(error)")
+            throw .storage("cannot read \(legacyPath): \(error.name) (\(error.message))")
         }
         guard let legacy else { return (DurableElectionState(), 0) }
         return (try decode(legacy, from: legacyPath), 0)
@@ -58,7 +63,26 @@ struct DurableStateStore: Sendable {
         do {
             return try JSONDecoder().decode(DurableElectionState.self, from: Data(bytes))
         } catch {
-            throw .storage("\(file) is not valid election state: \(error)")
+            throw .storage("\(file) is not valid election state (\(Self.describe(error))); refusing to start, since this node may have voted in a term it would then vote in again. Restore the file, or start the node with an empty data directory as a new member")
+        }
+    }
+
+    /// A decoding error in a sentence: what is wrong and where (the key path), not the
+    /// DecodingError's dump.
+    static func describe(_ error: any Error) -> String {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.isEmpty ? "" : " at " + keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        guard let error = error as? DecodingError else { return "\(error)" }
+        switch error {
+        case .dataCorrupted(let context):
+            return "\(context.debugDescription)\(path(context.codingPath))"
+        case .keyNotFound(let key, let context):
+            return "no \"\(key.stringValue)\"\(path(context.codingPath))"
+        case .typeMismatch(let type, let context), .valueNotFound(let type, let context):
+            return "expected \(type)\(path(context.codingPath))"
+        @unknown default:
+            return "\(error)"
         }
     }
 

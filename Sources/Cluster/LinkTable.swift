@@ -46,6 +46,7 @@ final class LinkTable {
     private(set) var connectionCap: Int
     /// Repeated log lines of strangers' making, at most one a second per cause.
     private var logLimiter = LogLimiter()
+    private var reminderLimiter = LogLimiter(intervalNs: 60_000_000_000)
     private let helloTimeoutNs: UInt64
     private let clientIdleNs: UInt64
     private let silenceNs: UInt64
@@ -88,6 +89,18 @@ final class LinkTable {
         logger.log(level: level, "\(skipped > 0 ? "\(text) (and \(skipped) more like it in the last second)" : text)")
     }
 
+    /// Logs `message` at `level` the first time its `cause` comes, then at most once a minute
+    /// (saying how many were left out), the others at debug: for what repeats at every
+    /// announcement or dial while nothing changes (a peer that holds another key).
+    func logOncePerCause(_ level: Logger.Level, _ cause: String, _ message: @autoclosure () -> String) {
+        let text = message()
+        guard let skipped = reminderLimiter.admit(cause, nowNs: UVLoop.hrtimeNs()) else {
+            logger.debug("\(text)")
+            return
+        }
+        logger.log(level: level, "\(skipped > 0 ? "\(text) (again; \(skipped) more like it in the last minute, said at debug)" : "\(text) (said once a minute while it lasts)")")
+    }
+
     var boundAddress: HostPort? {
         listener.map { HostPort(host: $0.boundAddress.host, port: $0.port) }
     }
@@ -106,7 +119,7 @@ final class LinkTable {
                 table.accept(conn)
             }
         } catch {
-            throw .io("cannot listen on \(addr): \(error)")
+            throw .io("cannot listen on \(addr): \(UVError.cause(of: error))")
         }
         running = true
         connectionCap = Self.connectionCap(

@@ -94,7 +94,7 @@ public final class MetricsEndpoint: @unchecked Sendable {
             boundAddress = addr
         case .failure(let error)?:
             loop.shutdown()
-            throw .io("cannot listen for metrics on \(address): \(error)")
+            throw .io("cannot listen for metrics on \(address): \(UVError.cause(of: error))")
         case nil:
             loop.shutdown()
             throw .io("the metrics loop stopped")

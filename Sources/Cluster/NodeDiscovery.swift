@@ -272,17 +272,17 @@ final class DiscoveryRuntime: @unchecked Sendable {
 
     private func answered(_ exchange: Exchange, line: RawSpan) {
         guard case .nodeList(let response)? = try? JSONMessage.decode(line: line) else {
-            logger.warning("seed \(exchange.seed) answered with something other than a node_list")
+            seedFailed(exchange.seed, "answered with something other than a node_list")
             finish(exchange, answered: false)
             return
         }
         if let problem = answerProblem(response, exchange) {
-            logger.warning("ignoring the answer of seed \(exchange.seed): \(problem)")
+            seedFailed(exchange.seed, "gave an answer this node ignores: \(problem)")
             finish(exchange, answered: false)
             return
         }
         guard response.success else {
-            logger.warning("seed \(exchange.seed) refused the announcement: \(response.error)")
+            seedFailed(exchange.seed, "refused the announcement: \(response.error)")
             finish(exchange, answered: false)
             return
         }

@@ -863,7 +863,7 @@ final class NodeRuntime: @unchecked Sendable {
         var response: DiscoveryResponse
         if let refusal = announcementRefusal(announcement) {
             stats.authenticationFailures &+= 1
-            logger.warning("refusing an announcement from \(announcement.nodeID): \(refusal)")
+            links.logOncePerCause(.warning, "announcement \(announcement.nodeID): \(refusal)", "refusing an announcement from \(announcement.nodeID): \(refusal)")
             response = DiscoveryResponse(nodes: [], success: false, error: refusal)
         } else {
             let known = membership.contains(announcement.nodeID)
@@ -1172,15 +1172,64 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     func status() -> StatusResponse {
+        let members = membership.allNodes
+        let now = membership.currentTime
+        let liveness = memberLiveness(members, now: now)
+        let timeout = config.electionTimeout
+        var quorum = membership.hasQuorum(minQuorum: config.minQuorumSize, healthTimeout: timeout)
+        if !core.configuration.isNone {
+            let voters = core.configuration.voters
+            quorum = quorum && voters.filter { liveness[$0]?.status == .alive }.count > voters.count / 2
+        }
         // A member without links (gossip, not a voter) knows the primary from the gossip.
         let gossiped = core.leaderID == nil ? gossip.core?.primary : nil
         return StatusResponse(
             nodeID: config.nodeID, role: core.role, state: core.state, term: max(core.term, gossiped?.term ?? 0),
             epoch: max(core.fencingEpoch, gossiped?.epoch ?? 0),
-            leaderID: core.leaderID ?? gossiped?.leaderID, lsn: core.localLSN, members: membership.allNodes,
-            time: membership.currentTime, healthTimeoutMs: config.electionTimeout.nanoseconds / 1_000_000,
+            leaderID: core.leaderID ?? gossiped?.leaderID, lsn: core.localLSN, members: members,
+            time: now, healthTimeoutMs: timeout.nanoseconds / 1_000_000,
             configuration: core.configuration.isNone ? nil : core.configuration,
-            configurationCommitted: core.configurationCommitted)
+            configurationCommitted: core.configurationCommitted,
+            liveness: liveness, left: membership.forgottenMembers, hasQuorum: quorum)
+    }
+
+    /// Each member's status as this node judges it (the one place it is decided; a gossip layer
+    /// may supply it instead): itself alive; a peer alive when linked and heard within the health
+    /// timeout (the election timeout), suspect when heard within twice that, else failed
+    /// (`MemberStatus.judge`). Incarnation 0: nothing counts them yet.
+    func memberLiveness(_ members: [NodeInfo], now: Date) -> [String: MemberLiveness] {
+        let voters = Set(core.configuration.voters)
+        let gossipStates = gossip.isRunning ? membership.gossipStates : [:]
+        var result: [String: MemberLiveness] = [:]
+        for member in members {
+            let status: MemberStatus
+            var incarnation: UInt64 = 0
+            if member.id == config.nodeID {
+                status = .alive
+                incarnation = gossip.core?.incarnation ?? 0
+            } else if let said = gossipStates[member.id] {
+                // With the gossip layer, its word: a member without links is never "heard".
+                switch said.state {
+                case .alive: status = .alive
+                case .suspect: status = .suspect
+                case .failed: status = .failed
+                case .left: status = .left
+                }
+                incarnation = said.incarnation
+            } else {
+                let never = member.lastSeen.timeIntervalSince1970 <= GoTime.zero.timeIntervalSince1970
+                let ago = max(0, now.timeIntervalSince(member.lastSeen))
+                status = MemberStatus.judge(
+                    linked: links.peers[member.id]?.link != nil,
+                    sinceHeard: never ? nil : .nanoseconds(Int64(ago * 1e9)), healthTimeout: config.electionTimeout)
+            }
+            // Who votes: a voter's configuration is current; one that does not vote may hold an
+            // old one, and takes the gossip's word (each member says whether it votes).
+            let votes = core.isVoter || !gossip.isRunning
+                ? voters.contains(member.id) : (gossip.core?.member(member.id)?.voter ?? voters.contains(member.id))
+            result[member.id] = MemberLiveness(status: status, incarnation: incarnation, voter: votes)
+        }
+        return result
     }
 
     // MARK: - Commands from the API

@@ -12,16 +12,26 @@ import ServiceLifecycle
 /// leaves gracefully (a primary hands over first) and exits 0.
 struct Agent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run one cluster node until SIGINT or SIGTERM, then leave gracefully.")
+        abstract: "Run one cluster node until SIGINT or SIGTERM, then leave gracefully.",
+        discussion: """
+            Settings come from the command line, a JSON file (--config, or CLUSTER_CONFIG) and CLUSTER_* \
+            environment variables, in that order of precedence. A file's keys are the option names \
+            ({"id": "n1", "listen": "127.0.0.1:7001", "seeds": ["127.0.0.1:7002"], "auto-failover": false}); a \
+            variable is CLUSTER_ and the option's name in capitals with '_' for '-' (CLUSTER_DATA_DIR). \
+            CLUSTER_KEY holds the cluster key itself. See docs/operations.md.
+            """)
+
+    @Option(help: ArgumentHelp("A JSON file of settings (keys: the option names); the command line's flags win over it.", valueName: "file"))
+    var config: String?
 
     @Option(help: "This node's id (letters, digits, '-', '_', '.').") var id: String
-    @Option(help: "Address to listen on and to be reached at (HOST:PORT; port 0: a free port, logged and announced).")
+    @Option(help: "Address to listen on and to be reached at (HOST:PORT; port 0: a free port, logged and announced).", transform: HostPort.parse)
     var listen: HostPort
     @Option(help: "Seed addresses, comma-separated (HOST:PORT,…); none: this node is the first.") var seeds: String = ""
     @Option(help: "Election priority: a higher priority stands sooner and wins ties.") var priority = 1
     @Option(help: "Directory for the durable election state (term, vote, epoch).") var dataDir: String?
-    @Option(help: "Interval between heartbeats.") var heartbeatInterval = DurationArgument(.milliseconds(100), text: "100ms")
-    @Option(help: "Time without a primary before an election.") var electionTimeout = DurationArgument(.seconds(1), text: "1s")
+    @Option(help: "Interval between heartbeats.", transform: DurationArgument.parse) var heartbeatInterval = DurationArgument(.milliseconds(100), text: "100ms")
+    @Option(help: "Time without a primary before an election.", transform: DurationArgument.parse) var electionTimeout = DurationArgument(.seconds(1), text: "1s")
     @Option(help: "Floor on the votes an election needs (set it to a majority of the full cluster).") var minQuorum: Int?
     @Option(help: ArgumentHelp(
         "The first voters, comma-separated ids (etcd's --initial-cluster): for a node whose data directory holds no voter configuration.",
@@ -35,20 +45,20 @@ struct Agent: AsyncParsableCommand {
         "Autopilot: as primary, keep this many voters, promoting members linked for --autopilot-stabilization and replacing voters down for --autopilot-dead-after.",
         valueName: "n"))
     var votersTarget: Int?
-    @Option(help: "How long a member must have been linked before autopilot makes it a voter.")
+    @Option(help: "How long a member must have been linked before autopilot makes it a voter.", transform: DurationArgument.parse)
     var autopilotStabilization = DurationArgument(.seconds(10), text: "10s")
-    @Option(help: "How long a voter must have been unreachable before autopilot replaces it.")
+    @Option(help: "How long a voter must have been unreachable before autopilot replaces it.", transform: DurationArgument.parse)
     var autopilotDeadAfter = DurationArgument(.seconds(30), text: "30s")
     @Option(help: ArgumentHelp(
         "The most members learned from announcements, seeds and peers that have not linked with this node yet; beyond, announcements are refused until some link or expire.",
         valueName: "n"))
     var maxUnlinkedMembers = 256
-    @Option(help: "A member learned from the network that has not linked within this long is forgotten (voters excepted).")
+    @Option(help: "A member learned from the network that has not linked within this long is forgotten (voters excepted).", transform: DurationArgument.parse)
     var unlinkedMemberExpiry = DurationArgument(.seconds(120), text: "2m")
     @Flag(inversion: .prefixedNo, help: "Elect a new primary when the primary is lost.") var autoFailover = true
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel: Logger.Level = .info
     @Option(help: "text or json.") var logFormat: LogFormat = .text
-    @Option(help: "Serve Prometheus metrics at GET /metrics on this address (HOST:PORT); the node's own port serves them too.")
+    @Option(help: "Serve Prometheus metrics at GET /metrics on this address (HOST:PORT); the node's own port serves them too.", transform: HostPort.parse)
     var metrics: HostPort?
     @Option(help: "The cluster's name: nodes of another name are refused (default: none).") var clusterName = ""
     @Option(help: "A file holding the cluster key (`cluster keygen`); or set CLUSTER_KEY. Without one, links are not authenticated.")
@@ -63,7 +73,7 @@ struct Agent: AsyncParsableCommand {
     var probeInterval = DurationArgument(.milliseconds(200), text: "200ms")
     @Flag(inversion: .prefixedNo, help: "Once started, let go of the code pages only start-up ran (a smaller resident set; the pages stay in the page cache).")
     var releaseStartupCode = true
-    @Option(help: "How long after start the start-up code pages are let go.")
+    @Option(help: "How long after start the start-up code pages are let go.", transform: DurationArgument.parse)
     var releaseStartupCodeAfter = DurationArgument(.seconds(3), text: "3s")
     @Flag(help: ArgumentHelp("Leave (as on SIGTERM) when the process that started this one ends (`cluster demo` starts its agents so).", visibility: .hidden))
     var exitWithParent = false
@@ -127,7 +137,7 @@ struct Agent: AsyncParsableCommand {
         do {
             return try ClusterKey(text: text)
         } catch {
-            throw ValidationError("CLUSTER_KEY: \(error)")
+            throw ValidationError("CLUSTER_KEY holds no cluster key: \(error.reason)")
         }
     }
 

@@ -150,7 +150,7 @@ struct BenchSteady: ParsableCommand {
         commandName: "steady", abstract: "A cluster at rest: heartbeats per second, their CPU cost and latency.")
 
     @Option(help: "Number of nodes.") var nodes = 16
-    @Option(help: "Heartbeat interval.") var interval = DurationArgument(.milliseconds(10), text: "10ms")
+    @Option(help: "Heartbeat interval.", transform: DurationArgument.parse) var interval = DurationArgument(.milliseconds(10), text: "10ms")
     @Option(help: "Heartbeat interval in milliseconds (overrides --interval).") var intervalMs: Int?
     @Option(help: "Seconds measured (after 1 s of warm-up).") var seconds = 5.0
     @Option(help: "Loop threads shared by the nodes (0: one per node).") var threads = 1
@@ -330,8 +330,8 @@ struct BenchFailover: ParsableCommand {
     @Option(help: "Number of nodes.") var nodes = 5
     @Option(help: "Trials.") var trials = 50
     @Option(help: "crash, silent or leave.") var mode: Mode = .crash
-    @Option(help: "Heartbeat interval.") var heartbeatInterval = DurationArgument(.milliseconds(20), text: "20ms")
-    @Option(help: "Election timeout.") var electionTimeout = DurationArgument(.milliseconds(200), text: "200ms")
+    @Option(help: "Heartbeat interval.", transform: DurationArgument.parse) var heartbeatInterval = DurationArgument(.milliseconds(20), text: "20ms")
+    @Option(help: "Election timeout.", transform: DurationArgument.parse) var electionTimeout = DurationArgument(.milliseconds(200), text: "200ms")
     @Option(help: "Write each trial's time (ms), one per line, to this file.") var samplesFile: String?
     @Flag(inversion: .prefixedNo, help: "Heartbeats as UDP datagrams beside the links (the nodes' default).")
     var datagrams = true
@@ -420,7 +420,7 @@ struct BenchJoin: ParsableCommand {
 
     @Option(help: "Nodes in the cluster before the joins.") var nodes = 5
     @Option(help: "Joins measured (one new node each).") var trials = 20
-    @Option(help: "Heartbeat interval (and discovery's announce interval).") var heartbeatInterval = DurationArgument(.milliseconds(20), text: "20ms")
+    @Option(help: "Heartbeat interval (and discovery's announce interval).", transform: DurationArgument.parse) var heartbeatInterval = DurationArgument(.milliseconds(20), text: "20ms")
     @OptionGroup var output: BenchOutput
 
     func validate() throws {
@@ -617,7 +617,7 @@ struct BenchAgents: ParsableCommand {
         commandName: "agents", abstract: "Resident memory of agent processes in a loopback cluster, once settled.")
 
     @Option(help: "Agent processes.") var nodes = 5
-    @Option(help: "How long the settled cluster runs before its agents' memory is read.")
+    @Option(help: "How long the settled cluster runs before its agents' memory is read.", transform: DurationArgument.parse)
     var seconds = DurationArgument(.seconds(5), text: "5s")
     @OptionGroup var output: BenchOutput
 

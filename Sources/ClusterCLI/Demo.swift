@@ -14,8 +14,8 @@ struct Demo: ParsableCommand {
         abstract: "Run a loopback cluster of agents, hand over and crash its primary, and watch.")
 
     @Option(help: "Number of nodes (3...9).") var nodes = 3
-    @Option(help: "Interval between heartbeats.") var heartbeatInterval = DurationArgument(.milliseconds(100), text: "100ms")
-    @Option(help: "Time without a primary before an election.") var electionTimeout = DurationArgument(.seconds(1), text: "1s")
+    @Option(help: "Interval between heartbeats.", transform: DurationArgument.parse) var heartbeatInterval = DurationArgument(.milliseconds(100), text: "100ms")
+    @Option(help: "Time without a primary before an election.", transform: DurationArgument.parse) var electionTimeout = DurationArgument(.seconds(1), text: "1s")
 
     func validate() throws {
         guard (3...9).contains(nodes) else { throw ValidationError("--nodes must be 3...9") }

@@ -15,8 +15,8 @@ struct ForceLeave: ParsableCommand {
             own host only.
             """)
 
-    @Option(help: "A node of the cluster (HOST:PORT).") var addr: HostPort
-    @Option(help: "How long to wait for each answer.") var timeout = DurationArgument(.seconds(10), text: "10s")
+    @Option(help: "A node of the cluster (HOST:PORT; default: $CLUSTER_ADDR, else 127.0.0.1:7001).", transform: HostPort.parse) var addr: HostPort?
+    @Option(help: "How long to wait for each answer.", transform: DurationArgument.parse) var timeout = DurationArgument(.seconds(10), text: "10s")
     @Argument(help: "The member to remove.") var node: String
 
     func validate() throws {
@@ -24,6 +24,7 @@ struct ForceLeave: ParsableCommand {
     }
 
     func run() throws {
+        let addr = try nodeAddress(self.addr)
         let status: StatusResponse
         do {
             status = try ClusterClient.status(of: addr, timeout: timeout.duration)

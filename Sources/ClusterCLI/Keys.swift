@@ -27,11 +27,11 @@ struct Keyring: ParsableCommand {
 
     enum Op: String, ExpressibleByArgument, CaseIterable { case list, install, use, remove }
 
-    @Option(help: "The node (HOST:PORT).") var addr: HostPort
+    @Option(help: "The node (HOST:PORT; default: $CLUSTER_ADDR, else 127.0.0.1:7001).", transform: HostPort.parse) var addr: HostPort?
     @Argument(help: "list, install, use or remove.") var op: Op
     @Argument(help: "install: a file holding the key (- for standard input); use, remove: the key id (16 hex digits).")
     var value: String?
-    @Option(help: "How long to wait for the answer.") var timeout = DurationArgument(.seconds(5), text: "5s")
+    @Option(help: "How long to wait for the answer.", transform: DurationArgument.parse) var timeout = DurationArgument(.seconds(5), text: "5s")
 
     func validate() throws {
         switch op {
@@ -43,6 +43,7 @@ struct Keyring: ParsableCommand {
     }
 
     func run() throws {
+        let addr = try nodeAddress(self.addr)
         var request = KeyringRequest(op: op.rawValue)
         switch op {
         case .list: break
@@ -75,24 +76,40 @@ struct Keyring: ParsableCommand {
     }
 }
 
-/// Reads a key from a file (`-`: standard input).
+/// Reads a key from a file (`-`: standard input); an error names the file and the cause once.
 func readKey(path: String) throws -> ClusterKey {
     let data: [UInt8]
     if path == "-" {
         do {
             data = try UVFile.readAll(fd: STDIN_FILENO)
         } catch {
-            throw ValidationError("cannot read the key from standard input: \(error)")
+            throw ValidationError("cannot read the key from standard input: \(error.message)")
         }
     } else {
-        guard let contents = FileManager.default.contents(atPath: path) else {
-            throw ValidationError("cannot read the key file \(path)")
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
+            throw ValidationError("the key file \(path) is a directory")
         }
-        data = Array(contents)
+        let bytes: [UInt8]?
+        do {
+            bytes = try UVFile.read(path: path, maxBytes: 4096)
+        } catch {
+            throw ValidationError("cannot read the key file \(path): \(error.message)")
+        }
+        guard let bytes else { throw ValidationError("the key file \(path) does not exist") }
+        data = bytes
     }
     do {
         return try ClusterKey(text: String(decoding: data, as: UTF8.self))
     } catch {
-        throw ValidationError("\(path): \(error)")
+        throw ValidationError("\(path == "-" ? "standard input" : "the key file " + path) holds no cluster key: \(error.reason)")
+    }
+}
+
+extension ClusterError {
+    /// The reason alone, for errors whose description adds a generic prefix ("invalid state: ").
+    var reason: String {
+        if case .invalidState(let why) = self { return why }
+        return description
     }
 }

@@ -14,8 +14,8 @@ struct Voters: ParsableCommand {
             stored it. Run it on the primary's host: a node takes voter changes from its own host only.
             """)
 
-    @Option(help: "A node of the cluster (HOST:PORT).") var addr: HostPort
-    @Option(help: "How long to wait for the answer.") var timeout = DurationArgument(.seconds(10), text: "10s")
+    @Option(help: "A node of the cluster (HOST:PORT; default: $CLUSTER_ADDR, else 127.0.0.1:7001).", transform: HostPort.parse) var addr: HostPort?
+    @Option(help: "How long to wait for the answer.", transform: DurationArgument.parse) var timeout = DurationArgument(.seconds(10), text: "10s")
     @Argument(help: "list, add or remove.") var op: String = "list"
     @Argument(help: "The node to add or remove.") var node: String?
 
@@ -28,6 +28,7 @@ struct Voters: ParsableCommand {
     }
 
     func run() throws {
+        let addr = try nodeAddress(self.addr)
         let (answer, target) = try requestThroughPrimary(
             .voters(VotersRequest(op: op, nodeID: node)), at: addr, timeout: timeout.duration, command: "cluster voters"
         ) { answer in

@@ -225,6 +225,13 @@ public final class ClusterMembership: Sendable {
         }
     }
 
+    /// The members removed and still remembered (force-left, or expired before they linked),
+    /// sorted: the tombstones a status answer lists as `left`.
+    package var forgottenMembers: [String] {
+        let t = now()
+        return state.withLock { s in s.forgotten.filter { $0.value > t }.keys.sorted() }
+    }
+
     /// A node forgotten here said hello: reports of it from seeds and peers add it again.
     package func pardon(_ nodeID: String) {
         state.withLock { s in

@@ -22,6 +22,15 @@ public struct UVError: Error, Equatable, Hashable, Sendable, CustomStringConvert
 
     public var description: String { "\(operation): \(name) (\(message))" }
 
+    /// The failure without the operation (`ECONNREFUSED (connection refused)`), for a message
+    /// that names the operation and its address itself.
+    public var cause: String { "\(name) (\(message))" }
+
+    /// `error`'s cause when it is a libuv failure, else its description.
+    public static func cause(of error: any Error) -> String {
+        (error as? UVError)?.cause ?? "\(error)"
+    }
+
     /// Throws when a libuv call returned a negative status.
     @inline(__always)
     static func check(_ status: Int32, _ operation: @autoclosure () -> String) throws(UVError) {

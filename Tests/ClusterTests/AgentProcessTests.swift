@@ -363,7 +363,7 @@ struct AgentProcessTests {
         ] {
             let result = try runChild("cluster", arguments, timeoutSeconds: 30)
             #expect(result.exitCode == 64, "\(arguments): \(result)")
-            #expect(result.output.hasPrefix("cluster: ") && result.output.split(separator: "\n").count == 1, "\(result)")
+            #expect(result.output.hasPrefix("cluster agent: ") && result.output.split(separator: "\n").count == 1, "\(result)")
         }
     }
 }

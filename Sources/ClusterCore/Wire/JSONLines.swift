@@ -143,12 +143,24 @@ public struct StatusResponse: Sendable, Equatable, Codable {
     public var configuration: VoterConfiguration?
     /// The node knows that `configuration` is committed.
     public var configurationCommitted: Bool
+    /// Each member's status, incarnation and vote, by id (in JSON: `status`, `incarnation` and
+    /// `voter` beside the `NodeInfo` keys of each member; optional, empty when absent).
+    public var liveness: [String: MemberLiveness]
+    /// Members removed and remembered as tombstones (`left`, sorted ids; optional).
+    public var left: [String]
+    /// Whether the node counts a quorum (`has_quorum`, optional): a majority of the voters alive
+    /// (itself included), and at least `--min-quorum` members heard within the health timeout.
+    public var hasQuorum: Bool?
 
     public init(
         nodeID: String, role: NodeRole, state: ElectionState, term: UInt64, epoch: UInt64, leaderID: String? = nil,
         lsn: UInt64, members: [NodeInfo] = [], time: Date? = nil, healthTimeoutMs: UInt64? = nil,
-        configuration: VoterConfiguration? = nil, configurationCommitted: Bool = false
+        configuration: VoterConfiguration? = nil, configurationCommitted: Bool = false,
+        liveness: [String: MemberLiveness] = [:], left: [String] = [], hasQuorum: Bool? = nil
     ) {
+        self.liveness = liveness
+        self.left = left
+        self.hasQuorum = hasQuorum
         self.configuration = configuration
         self.configurationCommitted = configurationCommitted
         self.time = time
@@ -167,6 +179,38 @@ public struct StatusResponse: Sendable, Equatable, Codable {
         case messageType = "message_type", nodeID = "node_id", role, state, term, epoch, leaderID = "leader_id", lsn
         case members, time, healthTimeoutMs = "health_timeout_ms"
         case voters, configVersion = "config_version", configTerm = "config_term", configCommitted = "config_committed"
+        case left, hasQuorum = "has_quorum"
+    }
+
+    /// A member as the status answer writes it: its `NodeInfo` keys, then `status`,
+    /// `incarnation` and `voter` when known.
+    struct MemberEntry: Codable {
+        var node: NodeInfo
+        var liveness: MemberLiveness?
+
+        init(node: NodeInfo, liveness: MemberLiveness?) {
+            self.node = node
+            self.liveness = liveness
+        }
+
+        init(from decoder: any Decoder) throws {
+            node = try NodeInfo(from: decoder)
+            let c = try decoder.container(keyedBy: AnyKey.self)
+            if let status = try c.decodeIfPresent(MemberStatus.self, forKey: AnyKey("status")) {
+                liveness = MemberLiveness(
+                    status: status, incarnation: try c.decodeIfPresent(UInt64.self, forKey: AnyKey("incarnation")) ?? 0,
+                    voter: try c.decodeIfPresent(Bool.self, forKey: AnyKey("voter")) ?? false)
+            }
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            try node.encode(to: encoder)
+            guard let liveness else { return }
+            var c = encoder.container(keyedBy: AnyKey.self)
+            try c.encode(liveness.status, forKey: AnyKey("status"))
+            try c.encode(liveness.incarnation, forKey: AnyKey("incarnation"))
+            try c.encode(liveness.voter, forKey: AnyKey("voter"))
+        }
     }
 
     public init(from decoder: any Decoder) throws {
@@ -183,7 +227,12 @@ public struct StatusResponse: Sendable, Equatable, Codable {
         epoch = try c.decode(UInt64.self, forKey: .epoch)
         leaderID = try c.decodeIfPresent(String.self, forKey: .leaderID)
         lsn = try c.decode(UInt64.self, forKey: .lsn)
-        members = try c.decodeIfPresent([NodeInfo].self, forKey: .members) ?? []
+        let entries = try c.decodeIfPresent([MemberEntry].self, forKey: .members) ?? []
+        members = entries.map(\.node)
+        liveness = [:]
+        for entry in entries { if let l = entry.liveness { liveness[entry.node.id] = l } }
+        left = try c.decodeIfPresent([String].self, forKey: .left) ?? []
+        hasQuorum = try c.decodeIfPresent(Bool.self, forKey: .hasQuorum)
         time = try c.decodeIfPresent(String.self, forKey: .time).flatMap(GoTime.parse)
         healthTimeoutMs = try c.decodeIfPresent(UInt64.self, forKey: .healthTimeoutMs)
         if let voters = try c.decodeIfPresent([String].self, forKey: .voters) {
@@ -204,7 +253,9 @@ public struct StatusResponse: Sendable, Equatable, Codable {
         try c.encode(epoch, forKey: .epoch)
         try c.encodeIfPresent(leaderID, forKey: .leaderID)
         try c.encode(lsn, forKey: .lsn)
-        try c.encode(members, forKey: .members)
+        try c.encode(members.map { MemberEntry(node: $0, liveness: liveness[$0.id]) }, forKey: .members)
+        if !left.isEmpty { try c.encode(left, forKey: .left) }
+        try c.encodeIfPresent(hasQuorum, forKey: .hasQuorum)
         try c.encodeIfPresent(time.map(GoTime.format), forKey: .time)
         try c.encodeIfPresent(healthTimeoutMs, forKey: .healthTimeoutMs)
         if let configuration, !configuration.isNone {
