@@ -12,7 +12,7 @@ func directorySnapshot(_ root: String) -> [String: [UInt8]?] {
     let entries = (try? FileManager.default.subpathsOfDirectory(atPath: root)) ?? []
     for entry in entries {
         let path = root + "/" + entry
-        FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
         snapshot[entry] = isDirectory.boolValue ? nil : FileManager.default.contents(atPath: path).map { Array($0) }
     }
     return snapshot
