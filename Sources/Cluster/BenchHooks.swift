@@ -120,4 +120,36 @@ package final class BenchHooks: @unchecked Sendable {
             latencies.append(ns - sent)
         }
     }
+
+    // MARK: - Gossip
+
+    /// A member's state changed in one node's gossip layer: `subject` became `state` in
+    /// `observer`'s view at `atNs` (libuv's clock). Kept only while `gossipWatch` names the subject.
+    package struct GossipEvent: Sendable {
+        package var observer: String
+        package var subject: String
+        package var state: String
+        package var atNs: UInt64
+    }
+
+    private var gossipWatch: Set<String> = []
+    private var gossipEvents: [GossipEvent] = []
+
+    /// Starts keeping the gossip events about `subjects` (forgetting those kept before).
+    package func watchGossip(_ subjects: Set<String>) {
+        lock.withLock {
+            gossipWatch = subjects
+            gossipEvents.removeAll()
+        }
+    }
+
+    /// The gossip events kept since `watchGossip`.
+    package var gossipEventsKept: [GossipEvent] { lock.withLock { gossipEvents } }
+
+    func gossipChanged(observer: String, subject: String, state: String, atNs: UInt64) {
+        lock.withLock {
+            guard gossipWatch.contains(subject) else { return }
+            gossipEvents.append(GossipEvent(observer: observer, subject: subject, state: state, atNs: atNs))
+        }
+    }
 }

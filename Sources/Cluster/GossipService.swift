@@ -28,6 +28,8 @@ final class GossipService {
     private(set) var datagramsReceived: UInt64 = 0
     private(set) var datagramsRejected: UInt64 = 0
     private(set) var exchanges: UInt64 = 0
+    /// Bytes sent: datagrams, and full states over TCP.
+    private(set) var bytesSent: UInt64 = 0
 
     init(node: NodeRuntime) {
         self.node = node
@@ -54,7 +56,8 @@ final class GossipService {
         core = GossipCore(id: node.config.nodeID, address: address, voter: node.core.isVoter, settings: settings, seed: node.seed ^ 0x9e37_79b9)
         timer = try? UVTimer(loop: node.loop)
         let own = Set([address, node.config.nodeAddr])
-        step(.join(seeds.filter { !own.contains($0) }))
+        // A seed at port 0 is a placeholder (no seed): nothing can be dialled there.
+        step(.join(seeds.filter { !own.contains($0) && (try? HostPort(parsing: $0))?.port != 0 }))
     }
 
     /// Stops the layer at once (no leave): the others find this member failed.
@@ -127,7 +130,9 @@ final class GossipService {
         let from = core.member(state.sender)?.address ?? link.conn.peerAddress?.description ?? state.sender
         step(.fullState(state, from: from))
         guard !state.isReply, let now = self.core else { return nil }
-        return GossipWire.encodeFullState(now.fullState(isReply: true))
+        let reply = GossipWire.encodeFullState(now.fullState(isReply: true))
+        bytesSent &+= UInt64(reply.count)
+        return reply
     }
 
     /// The election's word, for the gossip layer to spread: the primary as this node knows it.
@@ -159,9 +164,12 @@ final class GossipService {
             }
             node.datagrams.append(to: target) { out in GossipWire.encode(message, into: &out) }
             datagramsSent &+= 1
+            bytesSent &+= UInt64(GossipWire.size(of: message))
         case .requestFullState(let address):
             guard let core, let hostPort = try? HostPort(parsing: address) else { return }
-            node.links.exchange(with: hostPort, GossipWire.encodeFullState(core.fullState(isReply: false)))
+            let frame = GossipWire.encodeFullState(core.fullState(isReply: false))
+            bytesSent &+= UInt64(frame.count)
+            node.links.exchange(with: hostPort, frame)
         case .memberChanged(let id, let from, let to, let incarnation):
             memberChanged(id, from: from, to: to, incarnation: incarnation)
         case .primaryChanged(let primary):
@@ -178,6 +186,7 @@ final class GossipService {
 
     private func memberChanged(_ id: String, from: GossipMemberState?, to: GossipMemberState?, incarnation: UInt64) {
         guard id != node.config.nodeID else { return }
+        node.benchHooks?.gossipChanged(observer: node.config.nodeID, subject: id, state: to.map(\.description) ?? "forgotten", atNs: node.hrtimeNs)
         let membership = node.membership
         guard let to else {
             // Forgotten (reaped after failing, or long after leaving).

@@ -221,6 +221,7 @@ public struct NodeStats: Sendable, Equatable {
     public var gossipDatagramsReceived: UInt64 = 0
     public var gossipDatagramsRejected: UInt64 = 0
     public var gossipExchanges: UInt64 = 0
+    public var gossipBytesSent: UInt64 = 0
     public var gossipMembersAlive = 0
     public var gossipMembersSuspect = 0
     public var gossipMembersFailed = 0

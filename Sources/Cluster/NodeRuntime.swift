@@ -1243,6 +1243,7 @@ final class NodeRuntime: @unchecked Sendable {
         s.gossipDatagramsReceived = gossip.datagramsReceived
         s.gossipDatagramsRejected = gossip.datagramsRejected
         s.gossipExchanges = gossip.exchanges
+        s.gossipBytesSent = gossip.bytesSent
         if let core = gossip.core {
             for member in core.members {
                 switch member.state {

@@ -1,0 +1,187 @@
+import ArgumentParser
+import Cluster
+import FoundationEssentials
+import Glibc
+import Logging
+import UV
+
+/// `cluster bench members`: the gossip membership layer (`--membership gossip`) at N members in
+/// this process, measured as `../shared/bench/memberlist-mesh` measures N memberlist instances
+/// (same keys), so that the two read side by side: the cost of a member at rest, how fast a
+/// join reaches everyone, how fast a crashed member is declared failed by all. Three members
+/// vote (and link among themselves); the others hold no link.
+struct BenchMembers: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "members",
+        abstract: "The gossip membership at N members: CPU and bytes per member at rest, join and crash detection times.")
+
+    @Option(help: "Members.") var nodes = 100
+    @Option(help: "The gossip probe interval.") var probeInterval = DurationArgument(.milliseconds(200), text: "200ms")
+    @Option(help: "rest, join, crash, or a comma list run in order on one cluster.") var scenario = "rest,join,crash"
+    @Option(help: "Join and crash trials.") var trials = 5
+    @Option(help: "Seconds measured at rest.") var seconds = 10.0
+    @Option(help: "Loop threads shared by the members.") var threads = 1
+    @OptionGroup var output: BenchOutput
+
+    func validate() throws {
+        guard (4...2000).contains(nodes) else { throw ValidationError("--nodes must be 4...2000") }
+        guard probeInterval.duration >= .milliseconds(10) else { throw ValidationError("--probe-interval must be at least 10ms") }
+        guard (1...100).contains(trials) else { throw ValidationError("--trials must be 1...100") }
+        guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
+        guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1...64") }
+        for s in scenarios where !["rest", "join", "crash"].contains(s) {
+            throw ValidationError("unknown scenario \(s): rest, join or crash")
+        }
+    }
+
+    var scenarios: [String] { scenario.split(separator: ",").map { String($0).trimmingWhitespace() } }
+
+    func run() throws {
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        let loops = try (0..<threads).map { try UVLoop(name: "members-\($0)") }
+        defer { for loop in loops { loop.shutdown() } }
+        let hooks = BenchHooks()
+        let voters = ["m1", "m2", "m3"]
+        let seed = UInt64.random(in: 1 ... .max)
+        var managers: [String: ElectionManager] = [:]
+        var order: [String] = []
+        defer { for m in managers.values { try? m.stop() } }
+        func make(_ id: String, seeds: [String]) throws -> ElectionManager {
+            let config = ClusterConfig(
+                nodeID: id, nodeAddr: "127.0.0.1:0", seedNodes: seeds.isEmpty ? ["127.0.0.1:0"] : seeds, electionTimeout: .milliseconds(1000),
+                heartbeatInterval: .milliseconds(100), minQuorumSize: 2, enableAutoFailover: true,
+                voteRequestTimeout: .milliseconds(1000))
+            var options = NodeOptions(randomSeed: seed &+ UInt64(order.count), logger: logger, loop: loops[order.count % loops.count])
+            options.benchHooks = hooks
+            options.gossip = true
+            options.gossipProbeInterval = probeInterval.duration
+            options.bootstrap = .voters(voters)
+            let manager = ElectionManager(config: config, membership: ClusterMembership(localNodeID: id, localAddr: "127.0.0.1:0"), options: options)
+            try manager.start()
+            managers[id] = manager
+            order.append(id)
+            return manager
+        }
+        func alive(_ id: String) -> Int { managers[id]!.stats.gossipMembersAlive }
+
+        // Start-up: the first member alone, every other seeded with it.
+        progress("members: starting \(nodes)")
+        let started = UVLoop.hrtimeNs()
+        let first = try make("m1", seeds: [])
+        let seedAddress = first.listenAddress!.description
+        for i in 2...nodes { _ = try make("m\(i)", seeds: [seedAddress]) }
+        hooks.watchGossip(Set(order))
+        let deadline = started + 120_000_000_000
+        var converged = false
+        while UVLoop.hrtimeNs() < deadline {
+            if order.allSatisfy({ alive($0) == nodes - 1 }) {
+                converged = true
+                break
+            }
+            pause(seconds: 0.05)
+        }
+        let convergenceMs = Double(UVLoop.hrtimeNs() - started) / 1e6
+        guard converged else {
+            progressDone()
+            printError("cluster bench members: \(nodes) members did not all see each other within 120 s")
+            throw ExitCode.failure
+        }
+        var fields: [(String, String)] = [
+            ("impl", "\"swift-cluster\""), ("nodes", "\(nodes)"), ("probe_interval_ms", format(Double(probeInterval.duration.nanoseconds) / 1e6, 0)),
+            ("scenario", "\"\(scenarios.joined(separator: ","))\""), ("threads", "\(threads)"),
+            ("convergence_ms", format(convergenceMs, 0)),
+        ]
+        var crashed: Set<String> = []
+        for scenario in scenarios {
+            switch scenario {
+            case "rest":
+                progress("members: at rest, \(format(seconds, 0)) s")
+                pause(seconds: 1)
+                let ids = order.filter { !crashed.contains($0) }
+                let bytesBefore = ids.reduce(UInt64(0)) { $0 + managers[$1]!.stats.gossipBytesSent }
+                let usageBefore = UVResourceUsage.current()!
+                let wallBefore = UVLoop.hrtimeNs()
+                pause(seconds: seconds)
+                let wall = Double(UVLoop.hrtimeNs() - wallBefore) / 1e9
+                let usage = UVResourceUsage.current()!
+                let bytes = ids.reduce(UInt64(0)) { $0 + managers[$1]!.stats.gossipBytesSent } - bytesBefore
+                let members = Double(ids.count)
+                fields += [
+                    ("cpu_us_per_member_s", format((usage.cpuSeconds - usageBefore.cpuSeconds) * 1e6 / members / wall, 0)),
+                    ("bytes_per_member_s", format(Double(bytes) / members / wall, 0)),
+                    ("rss_kib_per_member", format(Double(usage.maxRSSKiB) / members, 0)),
+                ]
+            case "join":
+                var joins: [Double] = []
+                for trial in 1...trials {
+                    progress("members: join \(trial)/\(trials)")
+                    let id = "j\(trial)"
+                    hooks.watchGossip([id])
+                    let start = UVLoop.hrtimeNs()
+                    _ = try make(id, seeds: [seedAddress])
+                    let others = Set(order.filter { $0 != id && !crashed.contains($0) })
+                    let end = start + 30_000_000_000
+                    var seenBy: [String: UInt64] = [:]
+                    while UVLoop.hrtimeNs() < end {
+                        for e in hooks.gossipEventsKept where e.state == "alive" && others.contains(e.observer) && seenBy[e.observer] == nil {
+                            seenBy[e.observer] = e.atNs
+                        }
+                        if seenBy.count == others.count { break }
+                        pause(seconds: 0.01)
+                    }
+                    if seenBy.count == others.count, let last = seenBy.values.max() { joins.append(Double(last - start) / 1e6) }
+                }
+                let sorted = joins.sorted()
+                fields += [
+                    ("join_trials", "\(trials)"), ("join_completed", "\(joins.count)"),
+                    ("join_p50_ms", format(percentile(sorted, 50), 0)), ("join_p99_ms", format(percentile(sorted, 99), 0)),
+                    ("join_max_ms", format(sorted.last ?? 0, 0)),
+                ]
+            default:  // crash
+                var detects: [Double] = []
+                var suspects: [Double] = []
+                var firstFailed: [Double] = []
+                for trial in 1...trials {
+                    progress("members: crash \(trial)/\(trials)")
+                    guard let victim = order.filter({ !voters.contains($0) && !crashed.contains($0) && $0 != "m1" }).randomElement() else { break }
+                    hooks.watchGossip([victim])
+                    let start = UVLoop.hrtimeNs()
+                    managers[victim]!.crash()
+                    crashed.insert(victim)
+                    let others = Set(order.filter { !crashed.contains($0) })
+                    let end = start + 60_000_000_000
+                    var failedAt: [String: UInt64] = [:]
+                    var suspectedAt: UInt64?
+                    while UVLoop.hrtimeNs() < end {
+                        for e in hooks.gossipEventsKept where others.contains(e.observer) {
+                            if e.state == "suspect" || e.state == "failed" { suspectedAt = min(suspectedAt ?? e.atNs, e.atNs) }
+                            if e.state == "failed", failedAt[e.observer] == nil { failedAt[e.observer] = e.atNs }
+                        }
+                        if failedAt.count == others.count { break }
+                        pause(seconds: 0.01)
+                    }
+                    if let s = suspectedAt { suspects.append(Double(s - start) / 1e6) }
+                    if let f = failedAt.values.min() { firstFailed.append(Double(f - start) / 1e6) }
+                    if failedAt.count == others.count, let last = failedAt.values.max() { detects.append(Double(last - start) / 1e6) }
+                    pause(seconds: 1)
+                }
+                let d = detects.sorted()
+                fields += [
+                    ("crash_trials", "\(trials)"), ("crash_completed", "\(detects.count)"),
+                    ("suspect_p50_ms", format(percentile(suspects.sorted(), 50), 0)),
+                    ("first_dead_p50_ms", format(percentile(firstFailed.sorted(), 50), 0)),
+                    ("detect_p50_ms", format(percentile(d, 50), 0)), ("detect_p99_ms", format(percentile(d, 99), 0)),
+                    ("detect_max_ms", format(d.last ?? 0, 0)),
+                ]
+            }
+        }
+        // Healthy members any member declared failed meanwhile (the crashed excepted).
+        hooks.watchGossip([])
+        let live = order.filter { !crashed.contains($0) }
+        let falsePositives = live.filter { managers[$0]!.stats.gossipMembersFailed > crashed.count }.count
+        progressDone()
+        fields += [("false_positives", "\(falsePositives)")]
+        output.emit(fields)
+    }
+}
