@@ -731,7 +731,8 @@ package struct GossipSimulation {
         probeVictim = nil
         probeSerial += 1
         if vanish {
-            endAt = now
+            // (The planted silence starts after the accuracy window: run until it shows.)
+            endAt = config.planted == .silenceProtected ? max(now, churnEnd + checker.accuracyWindowNanoseconds + 15_000_000_000) : now
         } else {
             queue.push(.probe(vanish: true), at: now + 1_000_000_000)
         }
