@@ -207,7 +207,7 @@ package struct GossipCore: Sendable {
     var seeds: [String] = []
     var nextJoinAt: UInt64?
     var leaveAnnounced = false
-    var declaredFailedHere = false
+    var refutedHere = false
     var nextRepairAt: UInt64 = 0
     var nextTellAt: UInt64 = 0
     var claimAboutUs = false
@@ -306,7 +306,7 @@ package struct GossipCore: Sendable {
 
     mutating func receive(_ message: GossipMessage, from: String, now: UInt64) {
         guard message.sender != id else { return }
-        declaredFailedHere = false
+        refutedHere = false
         claimAboutUs = false
         cameBack = nil
         for update in message.updates { apply(update, now: now) }
@@ -334,9 +334,9 @@ package struct GossipCore: Sendable {
             nextRepairAt = now &+ settings.joinRetryInterval
             counters.repairExchanges += 1
             out.append(.requestFullState(address: back))
-        } else if now >= nextRepairAt && (declaredFailedHere || stranger) && !hasLeft {
-            // Someone held us failed, or we hear from a member we never heard of: a partition, a
-            // stall or a lost update kept us apart, and what each of us learnt meanwhile (joins,
+        } else if now >= nextRepairAt && (refutedHere || stranger) && !hasLeft {
+            // Someone held us suspect or failed, or we hear from a member we never heard of: a
+            // partition, a stall or a lost update kept us apart, and what each of us learnt meanwhile (joins,
             // leaves, the primary) has stopped spreading. Exchange full states with the sender so
             // that both views, and through their gossip everyone's, are whole again (memberlist's
             // push-pull on rejoin). At most once per `joinRetryInterval`.
@@ -478,10 +478,7 @@ package struct GossipCore: Sendable {
         case .failed(let memberID, let inc, let from):
             if memberID == id {
                 claimAboutUs = true
-                if !hasLeft && inc >= incarnation {
-                    refute(atLeast: inc, now: now)
-                    declaredFailedHere = true
-                }
+                if !hasLeft && inc >= incarnation { refute(atLeast: inc, now: now) }
                 return
             }
             guard let i = index[memberID], inc >= entries[i].member.incarnation else { return }
@@ -512,6 +509,7 @@ package struct GossipCore: Sendable {
     mutating func refute(atLeast claimed: UInt64, now: UInt64) {
         incarnation = max(incarnation, claimed) &+ 1
         counters.refutations += 1
+        refutedHere = true
         enqueue(aliveSelf, now: now)
         adjustHealth(+1)
     }
