@@ -231,6 +231,18 @@ struct GossipCoreTests {
         #expect(h.core.incarnation == 5)
     }
 
+    @Test("a member that has to refute a suspicion exchanges full states with the teller (what it missed while apart), at most once a second")
+    func refutationRepairsTheView() {
+        var h = Harness(knows: ["b", "c"])
+        let out = h.receive(GossipMessage(sender: "b", kind: .gossip, updates: [.suspect(id: "a", incarnation: 0, from: "b")]))
+        #expect(out.contains(.requestFullState(address: address("b"))))
+        let again = h.receive(GossipMessage(sender: "c", kind: .gossip, updates: [.suspect(id: "a", incarnation: 1, from: "c")]))
+        #expect(!again.contains(.requestFullState(address: address("c"))))
+        h.run(until: h.now + 1_100 * ms)
+        let later = h.receive(GossipMessage(sender: "c", kind: .gossip, updates: [.failed(id: "a", incarnation: 2, from: "c")]))
+        #expect(later.contains(.requestFullState(address: address("c"))))
+    }
+
     @Test("news about a member at a lower incarnation is ignored; a failed member is alive again only with a higher one")
     func failedComesBackWithHigherIncarnation() {
         var h = Harness(knows: ["b", "c"])
