@@ -85,7 +85,7 @@ package struct GossipCore: Sendable {
         /// A full-state exchange with one random member over TCP (anti-entropy) every this long
         /// for clusters of up to `fullStateScaleMembers` members, longer in proportion beyond,
         /// so that its bytes per member per second do not grow with N.
-        package var fullStateInterval: UInt64 = 60_000_000_000
+        package var fullStateInterval: UInt64 = 90_000_000_000
         package var fullStateScaleMembers = 100
         /// While it knows no other live member, a member asks its seeds again this often.
         package var joinRetryInterval: UInt64 = 1_000_000_000
@@ -112,6 +112,18 @@ package struct GossipCore: Sendable {
     package private(set) var localHealth = 0
     /// The newest primary heard of, or set here.
     package private(set) var primary: GossipPrimary?
+    /// Why full-state exchanges were asked for, counted (for metrics).
+    package struct Counters: Sendable, Equatable {
+        package var joinExchanges = 0
+        package var periodicExchanges = 0
+        /// After being declared failed, hearing a member we declared failed come back, or
+        /// hearing a stranger (see ``GossipCore``).
+        package var repairExchanges = 0
+        package var refutations = 0
+
+        package init() {}
+    }
+    package private(set) var counters = Counters()
     /// When the driver must deliver a tick at the latest.
     package private(set) var nextDeadline: UInt64 = 0
 
@@ -119,6 +131,8 @@ package struct GossipCore: Sendable {
         var member: GossipMember
         var changedAt: UInt64
         var suspicion: Suspicion?
+        /// Its failure was declared by this member's own timer (not heard).
+        var declaredHere = false
     }
 
     /// Lifeguard §4.2: a suspicion's timeout starts at `max` and falls towards `min` as
@@ -171,6 +185,8 @@ package struct GossipCore: Sendable {
     var probe: Probe?
     var relays: [Relay] = []
     var suspected: [String] = []
+    /// The earliest deadline among `suspected` (or earlier: a refuted one's, which is then skipped).
+    var nextSuspicionDeadline: UInt64 = .max
     /// The piggyback queue, by transmissions so far: `buckets[t]` holds the updates sent t times,
     /// oldest first. `latest[key]` is the order of the one live broadcast per key; older ones are
     /// dropped when met.
@@ -185,15 +201,18 @@ package struct GossipCore: Sendable {
     var nextProbeAt: UInt64 = 0
     var nextGossipAt: UInt64 = 0
     var nextFullStateAt: UInt64 = 0
+    var lastFullStateAt: UInt64 = 0
+    var fullStateJitter = 1.0
     var nextReapAt: UInt64 = 0
     var seeds: [String] = []
     var nextJoinAt: UInt64?
     var leaveAnnounced = false
-    var declaredFailedHere = false
+    var refutedHere = false
     var nextRepairAt: UInt64 = 0
     var nextTellAt: UInt64 = 0
     var claimAboutUs = false
     var cameBack: String?
+    var strangers: [String: UInt64] = [:]
     var out: [GossipDirective] = []
 
     /// A member `id` at `address` (`host:port`, where its datagrams arrive), voting or not;
@@ -254,7 +273,9 @@ package struct GossipCore: Sendable {
             lastStepAt = now
             nextProbeAt = now &+ rng.next(upperBound: max(1, settings.probeInterval))
             nextGossipAt = now &+ settings.gossipInterval
-            nextFullStateAt = now &+ fullStateDelay()
+            fullStateJitter = 0.5 + Double(rng.next() >> 11) / Double(1 << 53)
+            lastFullStateAt = now
+            nextFullStateAt = now &+ fullStateSpan()
             nextReapAt = now &+ reapInterval
         } else if now > lastStepAt &+ probePeriod &+ settings.probeInterval {
             // The driver was stalled (a tick is due at least every period): what its timers say
@@ -285,7 +306,7 @@ package struct GossipCore: Sendable {
 
     mutating func receive(_ message: GossipMessage, from: String, now: UInt64) {
         guard message.sender != id else { return }
-        declaredFailedHere = false
+        refutedHere = false
         claimAboutUs = false
         cameBack = nil
         for update in message.updates { apply(update, now: now) }
@@ -297,18 +318,30 @@ package struct GossipCore: Sendable {
             nextTellAt = now &+ settings.probeInterval
             if case .ping = message.kind {} else { send(.gossip, to: from, about: message.sender, now: now) }
         }
+        var stranger = false
+        if senderState == nil {
+            // A member we never heard of. Most are newcomers whose news is still spreading: only
+            // one heard again a while after the first time is taken for news we missed.
+            if let first = strangers[message.sender] {
+                stranger = now &- first >= settings.joinRetryInterval
+            } else if strangers.count < 64 {
+                strangers[message.sender] = now
+            }
+        }
         if let back = cameBack, now >= nextRepairAt, !hasLeft {
-            // A member we held failed is alive after all: a partition or a stall kept us apart,
-            // so exchange full states with it (below, for the sender; else with the member).
+            // A member we ourselves declared failed is alive after all: a partition or a stall
+            // kept us apart, so exchange full states with it.
             nextRepairAt = now &+ settings.joinRetryInterval
+            counters.repairExchanges += 1
             out.append(.requestFullState(address: back))
-        } else if now >= nextRepairAt && (declaredFailedHere || senderState == nil) && !hasLeft {
-            // Someone held us failed, or we hear from a member we never heard of: a partition, a
-            // stall or a lost update kept us apart, and what each of us learnt meanwhile (joins,
+        } else if now >= nextRepairAt && (refutedHere || stranger) && !hasLeft {
+            // Someone held us suspect or failed, or we hear from a member we never heard of: a
+            // partition, a stall or a lost update kept us apart, and what each of us learnt meanwhile (joins,
             // leaves, the primary) has stopped spreading. Exchange full states with the sender so
             // that both views, and through their gossip everyone's, are whole again (memberlist's
             // push-pull on rejoin). At most once per `joinRetryInterval`.
             nextRepairAt = now &+ settings.joinRetryInterval
+            counters.repairExchanges += 1
             out.append(.requestFullState(address: from))
         } else if senderState == .failed && now >= nextTellAt {
             // A member we hold failed speaks: tell it, so that it refutes (and, by the rule above,
@@ -351,6 +384,7 @@ package struct GossipCore: Sendable {
         seeds = addresses.filter { $0 != address }
         if !hasLeft { enqueue(aliveSelf, now: now) }
         for seed in seeds { out.append(.requestFullState(address: seed)) }
+        counters.joinExchanges += seeds.count
         nextJoinAt = seeds.isEmpty ? nil : now &+ settings.joinRetryInterval
     }
 
@@ -400,6 +434,7 @@ package struct GossipCore: Sendable {
         guard let i = index[memberID], var s = entries[i].suspicion else { return }
         s.deadline = min(s.deadline, now &+ settings.evidenceSuspicionTimeout)
         entries[i].suspicion = s
+        nextSuspicionDeadline = min(nextSuspicionDeadline, s.deadline)
     }
 
     // MARK: Applying news
@@ -430,7 +465,7 @@ package struct GossipCore: Sendable {
             entries[i].member.address = addr
             entries[i].member.voter = isVoter
             entries[i].member.incarnation = inc
-            if entries[i].member.state == .failed { cameBack = addr }
+            if entries[i].member.state == .failed && entries[i].declaredHere { cameBack = addr }
             setState(i, .alive, now: now)
             enqueue(update, now: now)
         case .suspect(let memberID, let inc, let from):
@@ -443,10 +478,7 @@ package struct GossipCore: Sendable {
         case .failed(let memberID, let inc, let from):
             if memberID == id {
                 claimAboutUs = true
-                if !hasLeft && inc >= incarnation {
-                    refute(atLeast: inc, now: now)
-                    declaredFailedHere = true
-                }
+                if !hasLeft && inc >= incarnation { refute(atLeast: inc, now: now) }
                 return
             }
             guard let i = index[memberID], inc >= entries[i].member.incarnation else { return }
@@ -476,6 +508,8 @@ package struct GossipCore: Sendable {
     /// §4.1: having to refute is a sign that we are slow, so health gets worse.
     mutating func refute(atLeast claimed: UInt64, now: UInt64) {
         incarnation = max(incarnation, claimed) &+ 1
+        counters.refutations += 1
+        refutedHere = true
         enqueue(aliveSelf, now: now)
         adjustHealth(+1)
     }
@@ -489,10 +523,16 @@ package struct GossipCore: Sendable {
         case .suspect:
             // Lifeguard §4.2: an independent confirmation shrinks the timeout; passed on, so that
             // others count it too.
-            guard var s = entries[i].suspicion, !s.confirmers.contains(from), s.confirmers.count <= s.expected else { return }
-            s.confirmers.append(from)
-            s.deadline = max(now, min(s.deadline, s.start &+ suspicionTimeout(s)))
-            entries[i].suspicion = s
+            // (Checked in place: most suspicions heard are already counted, and copying the
+            // suspicion out would copy its confirmers.)
+            guard let count = entries[i].suspicion?.confirmers.count, count <= entries[i].suspicion!.expected,
+                entries[i].suspicion?.confirmers.contains(from) == false
+            else { return }
+            entries[i].suspicion!.confirmers.append(from)
+            let s = entries[i].suspicion!
+            let deadline = max(now, min(s.deadline, s.start &+ suspicionTimeout(s)))
+            entries[i].suspicion!.deadline = deadline
+            nextSuspicionDeadline = min(nextSuspicionDeadline, deadline)
             enqueue(.suspect(id: memberID, incarnation: inc, from: from), now: now)
         case .alive:
             entries[i].member.incarnation = inc
@@ -503,6 +543,7 @@ package struct GossipCore: Sendable {
                 max: minimum &* settings.suspicionMaxMultiplier, deadline: 0)
             s.deadline = now &+ suspicionTimeout(s)
             entries[i].suspicion = s
+            nextSuspicionDeadline = min(nextSuspicionDeadline, s.deadline)
             setState(i, .suspect, now: now)
             suspected.append(memberID)
             enqueue(.suspect(id: memberID, incarnation: inc, from: from), now: now)
@@ -550,6 +591,7 @@ package struct GossipCore: Sendable {
     // MARK: Members
 
     mutating func add(_ member: GossipMember, now: UInt64) {
+        strangers[member.id] = nil
         index[member.id] = entries.count
         entries.append(Entry(member: member, changedAt: now))
         byAddress[member.address] = member.id
@@ -584,6 +626,7 @@ package struct GossipCore: Sendable {
         if wasActive != isActive { activeCount += isActive ? 1 : -1 }
         entries[i].member.state = state
         entries[i].changedAt = now
+        entries[i].declaredHere = false
         out.append(.memberChanged(id: entries[i].member.id, from: old, to: state, incarnation: entries[i].member.incarnation))
     }
 
@@ -615,21 +658,29 @@ package struct GossipCore: Sendable {
         }
         if !hasLeft && now >= nextProbeAt { startProbe(now: now) }
         if !relays.isEmpty { runRelays(now: now) }
-        if !suspected.isEmpty { runSuspicions(now: now) }
+        if !suspected.isEmpty && now >= nextSuspicionDeadline { runSuspicions(now: now) }
         if now >= nextGossipAt {
             nextGossipAt = now &+ settings.gossipInterval
             if !latest.isEmpty { gossip(now: now) }
         }
-        if !hasLeft && now >= nextFullStateAt {
-            nextFullStateAt = now &+ fullStateDelay()
+        if !hasLeft && now >= nextFullStateAt && now < lastFullStateAt &+ fullStateSpan() {
+            // The cluster grew since the exchange was planned: the span is longer now.
+            nextFullStateAt = lastFullStateAt &+ fullStateSpan()
+        }
+        if !hasLeft && now >= nextFullStateAt, now >= lastFullStateAt &+ fullStateSpan() {
+            lastFullStateAt = now
+            fullStateJitter = 0.5 + Double(rng.next() >> 11) / Double(1 << 53)
+            nextFullStateAt = now &+ fullStateSpan()
             let picked = randomMembers(1, excluding: nil) { $0.state == .alive }
             if let target = picked.first, let i = index[target] {
+                counters.periodicExchanges += 1
                 out.append(.requestFullState(address: entries[i].member.address))
             }
         }
         if let at = nextJoinAt, now >= at {
             if activeCount == 0 && !hasLeft {
                 for seed in seeds { out.append(.requestFullState(address: seed)) }
+                counters.joinExchanges += seeds.count
                 nextJoinAt = now &+ settings.joinRetryInterval
             } else {
                 nextJoinAt = hasLeft ? nil : now &+ settings.joinRetryInterval
@@ -702,6 +753,7 @@ package struct GossipCore: Sendable {
 
     mutating func runSuspicions(now: UInt64) {
         var j = 0
+        nextSuspicionDeadline = .max
         while j < suspected.count {
             let memberID = suspected[j]
             guard let i = index[memberID], let s = entries[i].suspicion, entries[i].member.state == .suspect else {
@@ -712,14 +764,17 @@ package struct GossipCore: Sendable {
                 suspected.remove(at: j)
                 let inc = entries[i].member.incarnation
                 setState(i, .failed, now: now)
+                entries[i].declaredHere = true
                 enqueue(.failed(id: memberID, incarnation: inc, from: id), now: now)
                 continue
             }
+            nextSuspicionDeadline = min(nextSuspicionDeadline, s.deadline)
             j += 1
         }
     }
 
     mutating func reap(now: UInt64) {
+        strangers = strangers.filter { now &- $0.value < 10 &* settings.joinRetryInterval }
         var i = 0
         while i < entries.count {
             let e = entries[i]
@@ -738,15 +793,16 @@ package struct GossipCore: Sendable {
 
     var reapInterval: UInt64 { max(settings.probeInterval, min(settings.reapFailedAfter, settings.forgetLeftAfter) / 10) }
 
-    mutating func fullStateDelay() -> UInt64 {
-        let scale = UInt64(max(1, (clusterSize + settings.fullStateScaleMembers - 1) / max(1, settings.fullStateScaleMembers)))
-        let base = settings.fullStateInterval &* scale
-        // Spread over [base/2, 3·base/2), so that members do not exchange in step.
-        return base / 2 &+ rng.next(upperBound: max(1, base))
+    /// The time between two periodic full-state exchanges: `fullStateInterval`, times N over
+    /// `fullStateScaleMembers` beyond that many members, times a random factor in [0.5, 1.5)
+    /// drawn for each, so that members do not exchange in step.
+    func fullStateSpan() -> UInt64 {
+        let scale = max(1.0, Double(clusterSize) / Double(max(1, settings.fullStateScaleMembers)))
+        return UInt64(Double(settings.fullStateInterval) * scale * fullStateJitter)
     }
 
     func computeDeadline(now: UInt64) -> UInt64 {
-        var deadline = nextGossipAt
+        var deadline = latest.isEmpty ? nextReapAt : max(nextGossipAt, now)
         if !hasLeft {
             deadline = min(deadline, nextProbeAt, nextFullStateAt)
         }
@@ -755,9 +811,7 @@ package struct GossipCore: Sendable {
             if !p.acked && !p.indirectSent && !p.ofFailed { deadline = min(deadline, p.ackDeadline) }
         }
         for relay in relays { deadline = min(deadline, relay.nacked ? relay.expiresAt : relay.nackAt) }
-        for memberID in suspected {
-            if let i = index[memberID], let s = entries[i].suspicion { deadline = min(deadline, s.deadline) }
-        }
+        if !suspected.isEmpty { deadline = min(deadline, nextSuspicionDeadline) }
         if let at = nextJoinAt { deadline = min(deadline, at) }
         deadline = min(deadline, nextReapAt)
         return max(deadline, holdTimersUntil, now)

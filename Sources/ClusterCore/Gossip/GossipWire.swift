@@ -266,10 +266,20 @@ package enum GossipWire {
             let count = Int(try u8("the length of \(field)"))
             guard allowEmpty || count > 0 else { throw .malformed("an empty \(field)") }
             guard remaining >= count else { throw .truncated(field) }
-            let slice = bytes[offset..<(offset + count)]
+            let start = offset
             offset += count
-            guard let text = String(validating: slice, as: UTF8.self) else { throw .badUTF8(field) }
-            return text
+            return try bytes.withUnsafeBufferPointer { (buffer) throws(WireError) -> String in
+                let slice = UnsafeBufferPointer(rebasing: buffer[start..<(start + count)])
+                // Ids and addresses are nearly always ASCII, which is valid UTF-8 as it stands.
+                var ascii = true
+                for byte in slice where byte >= 0x80 {
+                    ascii = false
+                    break
+                }
+                if ascii { return String(decoding: slice, as: UTF8.self) }
+                guard let text = String(validating: slice, as: UTF8.self) else { throw .badUTF8(field) }
+                return text
+            }
         }
     }
 
