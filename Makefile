@@ -47,12 +47,15 @@ sim: setup
 # key's cost (64 nodes with and without a key, and the tags alone), the memory baseline (2 nodes),
 # mesh flat out (one loop thread,
 # and two for 8/16); then failover
-# (three modes), join, and the memory of 5 agent processes. Results: .build/bench/results.jsonl, a summary with
+# (three modes), join, the memory of 5 agent processes, and the gossip membership at
+# BENCH_MEMBERS members beside memberlist (../shared/bench/memberlist-mesh). Results: .build/bench/results.jsonl, a summary with
 # the median ratios on stdout, SVG plots in docs/bench. BENCH_SECONDS sets each measured window.
 BENCH_SECONDS ?= 5
 BENCH_REPEAT ?= 3
 BENCH_NODES ?= 8 16 32 64 128
 BENCH_TRIALS ?= 50
+# Members of the gossip benchmark (`cluster bench members` beside memberlist-mesh).
+BENCH_MEMBERS ?= 100 300
 # The key's cost is a ratio of two runs, each as noisy as the VM: more pairs than other repeats.
 BENCH_KEY_PAIRS ?= 7
 YARDSTICK ?= ../shared/bench
@@ -83,6 +86,13 @@ bench: setup
 	done
 	@.build/release/cluster bench join --trials 20 | tee -a $(BENCH_OUT)/results.jsonl
 	@.build/release/cluster bench agents --nodes 5 | tee -a $(BENCH_OUT)/results.jsonl
+	@# The gossip membership beside memberlist (../shared/bench/memberlist-mesh, built from Debian's
+	@# Go packages by its build.sh; skipped, saying so, where Go cannot be installed).
+	@[ -x .build/memberlist-mesh ] || bash $(YARDSTICK)/memberlist-mesh/build.sh $(CURDIR)/.build/memberlist-mesh >&2 || echo "bench: memberlist-mesh not built; its side is skipped" >&2
+	@ulimit -n 20000 2>/dev/null; for n in $(BENCH_MEMBERS); do \
+		[ ! -x .build/memberlist-mesh ] || .build/memberlist-mesh --nodes $$n --probe-interval 200ms --scenario rest,join,crash --trials 3 --seconds 10 --converge-timeout 120s --json-only | tee -a $(BENCH_OUT)/results.jsonl; \
+		.build/release/cluster bench members --nodes $$n --probe-interval 200ms --scenario rest,join,crash --trials 3 --seconds 10 | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
+	done
 	@echo; .build/release/cluster bench report $(BENCH_OUT)/results.jsonl --plots docs/bench \
 		--samples crash=$(BENCH_OUT)/failover-crash.txt --samples silent=$(BENCH_OUT)/failover-silent.txt \
 		--samples leave=$(BENCH_OUT)/failover-leave.txt
