@@ -184,6 +184,27 @@ struct BenchReport: ParsableCommand {
             out += "\nagents: \(Int(number(row, "nodes") ?? 0)) processes, resident \(format((number(row, "rss_kb_median") ?? 0) / 1024, 1)) MiB median,"
                 + " \(format((number(row, "rss_kb_max") ?? 0) / 1024, 1)) MiB max (start-up code let go: \(format((number(row, "released_kb_median") ?? 0) / 1024, 1)) MiB)\n"
         }
+        // The gossip membership beside memberlist, per member count: ratios this / memberlist
+        // (below 1: this costs less, or detects sooner).
+        let memberCounts = Set(rows.filter { $0["impl"]?.string == "swift-cluster" && $0["scenario"]?.string?.contains(",") == true || $0["impl"]?.string == "go-memberlist" }
+            .compactMap { number($0, "nodes") }).sorted()
+        var membersOut = ""
+        for n in memberCounts {
+            let ours = rows.filter { $0["impl"]?.string == "swift-cluster" && number($0, "nodes") == n && number($0, "convergence_ms") != nil }
+            let theirs = rows.filter { $0["impl"]?.string == "go-memberlist" && number($0, "nodes") == n }
+            guard !ours.isEmpty else { continue }
+            func pair(_ key: String, _ theirKey: String? = nil) -> String {
+                let a = median(ours.compactMap { number($0, key) })
+                let b = median(theirs.compactMap { number($0, theirKey ?? key) })
+                guard a.isFinite else { return "\(key) -" }
+                return "\(key) \(format(a, 0))" + (b.isFinite && b > 0 ? " vs \(format(b, 0)) (\(format(a / b, 2)) x)" : "")
+            }
+            membersOut += "  N \(Int(n)): " + [
+                pair("cpu_us_per_member_s"), pair("bytes_per_member_s"), pair("rss_kib_per_member"), pair("convergence_ms"),
+                pair("join_p99_ms"), pair("detect_p50_ms"), pair("false_positives"),
+            ].joined(separator: "; ") + "\n"
+        }
+        if !membersOut.isEmpty { out += "\ngossip membership, this vs memberlist (medians)\n" + membersOut }
         var distributions: [String: [Double]] = [:]
         for spec in samples {
             let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
