@@ -94,9 +94,9 @@ final class GossipService {
 
     /// Steps the core and carries out what it says.
     func step(_ event: GossipEvent) {
-        guard var core else { return }
-        let directives = core.step(event, now: node.nowNs)
-        self.core = core
+        guard core != nil else { return }
+        // In place: a copy of the core would copy its member table on the first write.
+        let directives = core!.step(event, now: node.nowNs)
         for directive in directives { carryOut(directive) }
         arm()
         node.outbox.flush()

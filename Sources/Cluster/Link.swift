@@ -118,6 +118,8 @@ final class Peer {
     }
     /// The peer's hello on the current link said it understands MEMBER frames.
     var takesMembers = false
+    /// `addr` as the membership gave it (what `LinkTable.sync` compares before parsing again).
+    var addrText = ""
     /// This node dials the peer (and redials it when the link is lost). A peer that is not
     /// dialled may still link by dialling this node (with the gossip layer, members that do
     /// not vote are dialled by no one but a primary that makes them voters).

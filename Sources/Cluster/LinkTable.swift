@@ -105,7 +105,16 @@ final class LinkTable {
         listener.map { HostPort(host: $0.boundAddress.host, port: $0.port) }
     }
 
-    var linkedPeerCount: Int { peers.values.reduce(0) { $0 + ($1.link == nil ? 0 : 1) } }
+    var linkedPeerCount: Int { linkedPeers.count }
+    /// The peers with a link, by id (kept with `setLink`): a heartbeat round goes through these
+    /// only, not through every member (with the gossip layer most members have none).
+    private(set) var linkedPeers: [String: Peer] = [:]
+
+    /// Sets `peer`'s link (nil: none), keeping `linkedPeers`.
+    private func setLink(_ peer: Peer, _ link: Link?) {
+        peer.link = link
+        if link != nil { linkedPeers[peer.id] = peer } else if linkedPeers[peer.id] === peer { linkedPeers[peer.id] = nil }
+    }
 
     // MARK: - Start and stop
 
@@ -185,13 +194,17 @@ final class LinkTable {
         var seen = Set<String>()
         for member in members {
             seen.insert(member.id)
-            let addr = try? HostPort(parsing: member.addr)
             let peer: Peer
             if let known = peers[member.id] {
                 peer = known
-                if peer.addr != addr { peer.addr = addr }
+                // Parsed only when it changed: a pass goes over every member.
+                if peer.addrText != member.addr {
+                    peer.addrText = member.addr
+                    peer.addr = try? HostPort(parsing: member.addr)
+                }
             } else {
-                peer = Peer(id: member.id, addr: addr)
+                peer = Peer(id: member.id, addr: try? HostPort(parsing: member.addr))
+                peer.addrText = member.addr
                 peers[member.id] = peer
             }
             let dialled = dialling?.contains(member.id) ?? true
@@ -206,7 +219,7 @@ final class LinkTable {
                 peer.dialing?.conn.close()
                 peer.dialing = nil
                 if let link = peer.link {
-                    peer.link = nil
+                    setLink(peer, nil)
                     close(link, goodbye: "not linked: neither node votes (the gossip watches both)")
                 }
             }
@@ -220,7 +233,7 @@ final class LinkTable {
             peer.dialing?.conn.close()
             peer.dialing = nil
             if let link = peer.link {
-                peer.link = nil
+                setLink(peer, nil)
                 close(link, goodbye: "removed from the cluster")
             }
         }
@@ -515,11 +528,11 @@ final class LinkTable {
                 }
                 return .refused("duplicate connection")
             }
-            peer.link = nil
+            setLink(peer, nil)
             close(existing, goodbye: "duplicate connection")
         }
         link.attachedNs = now
-        peer.link = link
+        setLink(peer, link)
         peer.failedDials = 0
         peer.everLinked = true
         peer.redialTimer?.close()
@@ -618,7 +631,7 @@ final class LinkTable {
         node.datagrams.closed(link)
         guard let peerID = link.peerID ?? link.expectedPeer, let peer = peers[peerID] else { return }
         if peer.link === link {
-            peer.link = nil
+            setLink(peer, nil)
             logger.info("lost the link to \(peerID)")
             node.peerLost(peerID)
             scheduleRedial(peer)

@@ -801,7 +801,7 @@ final class NodeRuntime: @unchecked Sendable {
     /// ones unlinked. The voters do not follow the membership: they change only by consent.
     func membersChanged() {
         guard running else { return }
-        let members = membership.allNodes.filter { $0.id != config.nodeID }.map { (id: $0.id, addr: $0.addr) }
+        let members = membership.unsortedNodes.filter { $0.id != config.nodeID }.map { (id: $0.id, addr: $0.addr) }
         if gossip.isRunning {
             let dialling = linkedByGossipRule()
             // A member that does not vote keeps the links voters make to it (a primary making it a

@@ -601,7 +601,7 @@ final class PeerProtocol {
         if probe { node.stats.probeRounds &+= 1 }
         benchShard?.roundSent()
         let now = node.nowNs
-        for peer in node.links.peers.values {
+        for peer in node.links.linkedPeers.values {
             sendHeartbeat(to: peer, reply: false, probe: probe, seq: heartbeatSeq, now: now)
         }
     }
