@@ -243,6 +243,16 @@ struct GossipCoreTests {
         #expect(later.contains(.requestFullState(address: address("c"))))
     }
 
+    @Test("a member that spreads news older than ours (it missed a leave) is sent ours back")
+    func staleNewsIsCorrected() throws {
+        var h = Harness(knows: ["b", "c"])
+        h.receive(GossipMessage(sender: "b", kind: .gossip, updates: [.left(id: "b", incarnation: 2)]))
+        let out = h.receive(GossipMessage(sender: "c", kind: .gossip, updates: [.failed(id: "b", incarnation: 1, from: "c")]))
+        let reply = try #require(sends(out).first { $0.to == address("c") })
+        #expect(reply.message.updates == [.left(id: "b", incarnation: 2)])
+        #expect(h.core.member("b")?.state == .left)
+    }
+
     @Test("news about a member at a lower incarnation is ignored; a failed member is alive again only with a higher one")
     func failedComesBackWithHigherIncarnation() {
         var h = Harness(knows: ["b", "c"])

@@ -208,6 +208,8 @@ package struct GossipCore: Sendable {
     var nextJoinAt: UInt64?
     var leaveAnnounced = false
     var refutedHere = false
+    var staleNews: [GossipUpdate] = []
+    var nextCorrectAt: UInt64 = 0
     var nextRepairAt: UInt64 = 0
     var nextTellAt: UInt64 = 0
     var claimAboutUs = false
@@ -309,7 +311,16 @@ package struct GossipCore: Sendable {
         refutedHere = false
         claimAboutUs = false
         cameBack = nil
+        staleNews = []
         for update in message.updates { apply(update, now: now) }
+        if !staleNews.isEmpty && now >= nextCorrectAt {
+            // The sender spreads news older than ours: send ours back (at most once per probe
+            // interval), so that a member that missed an update is corrected by the first
+            // member it tells the old one to.
+            nextCorrectAt = now &+ settings.probeInterval
+            out.append(.send(to: from, GossipMessage(sender: id, kind: .gossip, updates: staleNews)))
+        }
+        staleNews = []
         let senderState = index[message.sender].map { entries[$0].member.state }
         if claimAboutUs, !hasLeft, now >= nextTellAt {
             // The sender holds us suspect, failed or gone (perhaps at an incarnation we have long
@@ -457,7 +468,10 @@ package struct GossipCore: Sendable {
                 enqueue(update, now: now)
                 return
             }
-            guard inc > entries[i].member.incarnation else { return }
+            guard inc > entries[i].member.incarnation else {
+                if inc < entries[i].member.incarnation || entries[i].member.state != .alive { noteStale(i) }
+                return
+            }
             if entries[i].member.address != addr {
                 byAddress[entries[i].member.address] = nil
                 byAddress[addr] = memberID
@@ -481,9 +495,11 @@ package struct GossipCore: Sendable {
                 if !hasLeft && inc >= incarnation { refute(atLeast: inc, now: now) }
                 return
             }
-            guard let i = index[memberID], inc >= entries[i].member.incarnation else { return }
+            guard let i = index[memberID] else { return }
+            guard inc >= entries[i].member.incarnation else { return noteStale(i) }
             switch entries[i].member.state {
-            case .failed, .left: return
+            case .failed: return
+            case .left: return noteStale(i)
             case .alive, .suspect: break
             }
             entries[i].member.incarnation = inc
@@ -495,13 +511,30 @@ package struct GossipCore: Sendable {
                 if !hasLeft && inc >= incarnation { refute(atLeast: inc, now: now) }
                 return
             }
-            guard let i = index[memberID], inc >= entries[i].member.incarnation, entries[i].member.state != .left else { return }
+            guard let i = index[memberID] else { return }
+            guard inc >= entries[i].member.incarnation else { return noteStale(i) }
+            guard entries[i].member.state != .left else { return }
             entries[i].member.incarnation = inc
             setState(i, .left, now: now)
             enqueue(update, now: now)
         case .primary(let p):
             adoptPrimary(p, now: now)
         }
+    }
+
+    /// News about member `i` older than what we hold (a lower incarnation, or anything but
+    /// `left` about a member that left): the sender missed our news, which has perhaps stopped
+    /// spreading. Noted, to be sent back to it (see `receive`).
+    mutating func noteStale(_ i: Int) {
+        guard staleNews.count < 8 else { return }
+        let m = entries[i].member
+        let news: GossipUpdate = switch m.state {
+        case .alive: .alive(id: m.id, incarnation: m.incarnation, address: m.address, voter: m.voter)
+        case .suspect: .suspect(id: m.id, incarnation: m.incarnation, from: id)
+        case .failed: .failed(id: m.id, incarnation: m.incarnation, from: id)
+        case .left: .left(id: m.id, incarnation: m.incarnation)
+        }
+        if !staleNews.contains(news) { staleNews.append(news) }
     }
 
     /// SWIM §4.3: raise our incarnation above a claim about us and say we are alive. Lifeguard
@@ -516,10 +549,13 @@ package struct GossipCore: Sendable {
 
     /// `from` suspects `memberID` at `inc`: a new suspicion, or a confirmation of one.
     mutating func suspect(_ memberID: String, incarnation inc: UInt64, from: String, now: UInt64) {
-        guard let i = index[memberID], inc >= entries[i].member.incarnation else { return }
+        guard let i = index[memberID] else { return }
+        guard inc >= entries[i].member.incarnation else { return noteStale(i) }
         switch entries[i].member.state {
-        case .failed, .left:
+        case .failed:
             return
+        case .left:
+            return noteStale(i)
         case .suspect:
             // Lifeguard §4.2: an independent confirmation shrinks the timeout; passed on, so that
             // others count it too.
