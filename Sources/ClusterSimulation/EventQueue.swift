@@ -41,12 +41,12 @@ enum SimulationEvent: Sendable {
 }
 
 /// A min-heap of events by (time, insertion order): equal times pop first in, first out, so a
-/// run depends on nothing but its seed.
-struct EventQueue {
+/// run depends on nothing but its seed. The election simulator's and the gossip simulator's.
+struct EventQueue<Event> {
     private struct Entry {
         var timeNanoseconds: UInt64
         var order: UInt64
-        var event: SimulationEvent
+        var event: Event
 
         func precedes(_ other: Entry) -> Bool {
             timeNanoseconds != other.timeNanoseconds
@@ -60,7 +60,7 @@ struct EventQueue {
     var isEmpty: Bool { heap.isEmpty }
     var count: Int { heap.count }
 
-    mutating func push(_ event: SimulationEvent, atNanoseconds time: UInt64) {
+    mutating func push(_ event: Event, atNanoseconds time: UInt64) {
         heap.append(Entry(timeNanoseconds: time, order: nextOrder, event: event))
         nextOrder += 1
         var child = heap.count - 1
@@ -72,7 +72,7 @@ struct EventQueue {
         }
     }
 
-    mutating func pop() -> (timeNanoseconds: UInt64, event: SimulationEvent)? {
+    mutating func pop() -> (timeNanoseconds: UInt64, event: Event)? {
         guard !heap.isEmpty else { return nil }
         heap.swapAt(0, heap.count - 1)
         let top = heap.removeLast()

@@ -145,46 +145,6 @@ package struct GossipSimulation {
         case end
     }
 
-    struct Queue {
-        struct Entry {
-            var time: UInt64
-            var order: UInt64
-            var event: Event
-            func precedes(_ other: Entry) -> Bool { time != other.time ? time < other.time : order < other.order }
-        }
-        var heap: [Entry] = []
-        var nextOrder: UInt64 = 0
-
-        mutating func push(_ event: Event, at time: UInt64) {
-            heap.append(Entry(time: time, order: nextOrder, event: event))
-            nextOrder += 1
-            var child = heap.count - 1
-            while child > 0 {
-                let parent = (child - 1) / 2
-                guard heap[child].precedes(heap[parent]) else { break }
-                heap.swapAt(child, parent)
-                child = parent
-            }
-        }
-
-        mutating func pop() -> Entry? {
-            guard !heap.isEmpty else { return nil }
-            heap.swapAt(0, heap.count - 1)
-            let top = heap.removeLast()
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1
-                guard left < heap.count else { break }
-                var smallest = left
-                if left + 1 < heap.count, heap[left + 1].precedes(heap[left]) { smallest = left + 1 }
-                guard heap[smallest].precedes(heap[parent]) else { break }
-                heap.swapAt(parent, smallest)
-                parent = smallest
-            }
-            return top
-        }
-    }
-
     enum Status: Equatable {
         case notStarted, up, leaving, crashed, left
     }
@@ -210,7 +170,7 @@ package struct GossipSimulation {
     let config: GossipSimulationConfig
     var members: [Member] = []
     var byAddress: [String: Int] = [:]
-    var queue = Queue()
+    var queue = EventQueue<Event>()
     var rng: SplitMix64
     var now: UInt64 = 0
     var checker: GossipChecker
@@ -267,7 +227,7 @@ package struct GossipSimulation {
     package mutating func run() -> GossipSimulationResult {
         schedule()
         while let entry = queue.pop() {
-            now = entry.time
+            now = entry.timeNanoseconds
             handle(entry.event)
             if now >= endAt { break }
         }
@@ -290,8 +250,8 @@ package struct GossipSimulation {
         // Protected members: never faulted. m0 is the first seed and is protected.
         for i in 0..<n where i == 0 || chance(config.protectedFraction) { members[i].protected = true }
         checker.protected = Set(members.indices.filter { members[$0].protected }.map { members[$0].id })
-        queue.push(.start(0), at: 0)
-        for i in 1..<max(1, n) { queue.push(.start(i), at: 1 + uniform(config.bootstrapNanoseconds)) }
+        queue.push(.start(0), atNanoseconds: 0)
+        for i in 1..<max(1, n) { queue.push(.start(i), atNanoseconds: 1 + uniform(config.bootstrapNanoseconds)) }
         let churnStart = config.bootstrapNanoseconds + 1_000_000_000
         churnEnd = churnStart + config.churnNanoseconds
         settleDeadline = churnEnd + config.settleBoundNanoseconds
@@ -308,37 +268,37 @@ package struct GossipSimulation {
         let span = max(1, config.churnNanoseconds)
         for i in take(config.crashFraction, atLeast: 1) {
             let at = churnStart + uniform(span * 3 / 4)
-            queue.push(.crash(i, icmp: chance(0.5)), at: at)
-            if chance(0.5) { queue.push(.restart(i), at: at + 2_000_000_000 + uniform(3_000_000_000)) }
+            queue.push(.crash(i, icmp: chance(0.5)), atNanoseconds: at)
+            if chance(0.5) { queue.push(.restart(i), atNanoseconds: at + 2_000_000_000 + uniform(3_000_000_000)) }
         }
-        for i in take(config.leaveFraction, atLeast: 1) { queue.push(.leave(i), at: churnStart + uniform(span * 3 / 4)) }
+        for i in take(config.leaveFraction, atLeast: 1) { queue.push(.leave(i), atNanoseconds: churnStart + uniform(span * 3 / 4)) }
         for _ in 0..<max(1, Int((Double(n) * config.joinFraction).rounded())) {
             let i = members.count
             members.append(newMember(i))
-            queue.push(.start(i), at: churnStart + uniform(span * 3 / 4))
+            queue.push(.start(i), atNanoseconds: churnStart + uniform(span * 3 / 4))
         }
         for i in take(config.stallFraction, atLeast: 1) {
             var at = churnStart + uniform(2_000_000_000)
             while at < churnEnd {
                 let length = 1_000_000_000 + uniform(2_000_000_000)
-                queue.push(.stall(i, length), at: at)
+                queue.push(.stall(i, length), atNanoseconds: at)
                 at += length + 1_000_000_000 + uniform(3_000_000_000)
             }
         }
         for i in take(config.lossyFraction, atLeast: 1) {
-            queue.push(.lossy(i, true), at: churnStart)
-            queue.push(.lossy(i, false), at: churnEnd)
+            queue.push(.lossy(i, true), atNanoseconds: churnStart)
+            queue.push(.lossy(i, false), atNanoseconds: churnEnd)
         }
         let cut = take(config.partitionFraction, atLeast: 1)
         let cutAt = churnStart + uniform(span / 2)
-        queue.push(.partition(cut, true), at: cutAt)
-        queue.push(.partition(cut, false), at: min(churnEnd, cutAt + 1_000_000_000 + uniform(3_000_000_000)))
+        queue.push(.partition(cut, true), atNanoseconds: cutAt)
+        queue.push(.partition(cut, false), atNanoseconds: min(churnEnd, cutAt + 1_000_000_000 + uniform(3_000_000_000)))
         if config.planted == .isolateOneAfterChurn, let victim = unprotected.first ?? cut.first {
             isolated = victim
         }
-        queue.push(.injectPrimary, at: churnStart + uniform(span / 2))
-        queue.push(.churnEnds, at: churnEnd)
-        queue.push(.end, at: endAt)
+        queue.push(.injectPrimary, atNanoseconds: churnStart + uniform(span / 2))
+        queue.push(.churnEnds, atNanoseconds: churnEnd)
+        queue.push(.end, atNanoseconds: endAt)
     }
 
     func tracing(_ ids: String...) -> Bool {
@@ -368,14 +328,14 @@ package struct GossipSimulation {
                 return
             }
             if members[to].stalledUntil > now {
-                queue.push(event, at: members[to].stalledUntil)
+                queue.push(event, atNanoseconds: members[to].stalledUntil)
                 return
             }
             step(to, .datagram(message, from: members[from].address))
         case .fullState(let to, let from, let bytes, let generation):
             guard members[to].generation == generation, isUp(to) else { return }
             if members[to].stalledUntil > now {
-                queue.push(event, at: members[to].stalledUntil)
+                queue.push(event, atNanoseconds: members[to].stalledUntil)
                 return
             }
             let state: GossipFullState
@@ -390,7 +350,7 @@ package struct GossipSimulation {
         case .unreachable(let to, let address, let generation):
             guard members[to].generation == generation, isUp(to) else { return }
             if members[to].stalledUntil > now {
-                queue.push(event, at: members[to].stalledUntil)
+                queue.push(event, atNanoseconds: members[to].stalledUntil)
                 return
             }
             step(to, .unreachable(address: address))
@@ -419,7 +379,7 @@ package struct GossipSimulation {
             }
             members[i].status = .leaving
             step(i, .leave)
-            queue.push(.gone(i, generation: members[i].generation), at: now + 3_000_000_000)
+            queue.push(.gone(i, generation: members[i].generation), atNanoseconds: now + 3_000_000_000)
         case .gone(let i, let generation):
             guard members[i].generation == generation, members[i].status == .leaving else { return }
             stop(i, as: .left)
@@ -453,7 +413,7 @@ package struct GossipSimulation {
                 members[i].lossy = false
                 members[i].cut = false
             }
-            queue.push(.check, at: now + 500_000_000)
+            queue.push(.check, atNanoseconds: now + 500_000_000)
         case .check:
             check()
         case .probe(let vanish):
@@ -520,7 +480,7 @@ package struct GossipSimulation {
     mutating func scheduleTick(_ i: Int, at time: UInt64) {
         if let pending = members[i].scheduledTick, pending <= time { return }
         members[i].scheduledTick = time
-        queue.push(.tick(i, generation: members[i].generation), at: time)
+        queue.push(.tick(i, generation: members[i].generation), atNanoseconds: time)
     }
 
     mutating func carry(_ i: Int, _ directives: [GossipDirective]) {
@@ -580,13 +540,13 @@ package struct GossipSimulation {
         }
         guard let to = byAddress[address] else { return }
         if dropped(from: i, to: to) { return }
-        queue.push(.deliver(to: to, from: i, message, generation: members[to].generation), at: now + delay())
+        queue.push(.deliver(to: to, from: i, message, generation: members[to].generation), atNanoseconds: now + delay())
     }
 
     /// A datagram reached a stopped process's port: its host answers ICMP port unreachable.
     mutating func bounce(from: Int, to: Int) {
         guard isUp(from), !dropped(from: to, to: from) else { return }
-        queue.push(.unreachable(to: from, address: members[to].address, generation: members[from].generation), at: now + delay())
+        queue.push(.unreachable(to: from, address: members[to].address, generation: members[from].generation), atNanoseconds: now + delay())
     }
 
     mutating func sendFullState(_ state: GossipFullState, from i: Int, to: Int) {
@@ -598,7 +558,7 @@ package struct GossipSimulation {
         // TCP: no loss, but nothing passes a cut, and nobody answers when down.
         guard isUp(to), members[i].cut == members[to].cut else { return }
         if let isolated, now >= churnEnd, i == isolated || to == isolated { return }
-        queue.push(.fullState(to: to, from: i, bytes, generation: members[to].generation), at: now + 2 * delay())
+        queue.push(.fullState(to: to, from: i, bytes, generation: members[to].generation), atNanoseconds: now + 2 * delay())
     }
 
     // MARK: Observations
@@ -669,18 +629,18 @@ package struct GossipSimulation {
             settled = true
             result.settledAfterNanoseconds = now - churnEnd
             // The steady figures: a quiet window from 5 s after settling to the first probe.
-            queue.push(.steadyStarts, at: now + 5_000_000_000)
-            queue.push(.probe(vanish: false), at: now + 5_000_000_000 + config.steadyNanoseconds)
+            queue.push(.steadyStarts, atNanoseconds: now + 5_000_000_000)
+            queue.push(.probe(vanish: false), atNanoseconds: now + 5_000_000_000 + config.steadyNanoseconds)
             return
         }
         if now >= settleDeadline {
             let found = missing(limit: 5)
             checker.violations += found.map { "\($0) \((now - churnEnd) / 1_000_000)ms after the churn ended" }
             // Measure the crash probes all the same.
-            queue.push(.probe(vanish: false), at: now + 2_000_000_000)
+            queue.push(.probe(vanish: false), atNanoseconds: now + 2_000_000_000)
             return
         }
-        queue.push(.check, at: now + 500_000_000)
+        queue.push(.check, atNanoseconds: now + 500_000_000)
     }
 
     var liveCount: Int { members.indices.filter { members[$0].status == .up }.count }
@@ -716,7 +676,7 @@ package struct GossipSimulation {
                 crash(victim, icmp: !vanish)
             }
         }
-        queue.push(.probeEnds(vanish: vanish, serial: probeSerial), at: now + bound)
+        queue.push(.probeEnds(vanish: vanish, serial: probeSerial), atNanoseconds: now + bound)
     }
 
     mutating func endProbe(vanish: Bool) {
@@ -734,7 +694,7 @@ package struct GossipSimulation {
             // (The planted silence starts after the accuracy window: run until it shows.)
             endAt = config.planted == .silenceProtected ? max(now, churnEnd + checker.accuracyWindowNanoseconds + 15_000_000_000) : now
         } else {
-            queue.push(.probe(vanish: true), at: now + 1_000_000_000)
+            queue.push(.probe(vanish: true), atNanoseconds: now + 1_000_000_000)
         }
     }
 
@@ -742,7 +702,7 @@ package struct GossipSimulation {
         guard let victim = probeVictim, !probeDone else { return }
         for i in members.indices where members[i].status == .up && !probeFailedBy.contains(i) { return }
         probeDone = true
-        queue.push(.probeEnds(vanish: victim.vanish, serial: probeSerial), at: now + 1_000_000_000)
+        queue.push(.probeEnds(vanish: victim.vanish, serial: probeSerial), atNanoseconds: now + 1_000_000_000)
         let first = (probeFirstSuspicion ?? now) - victim.at
         if victim.vanish {
             result.vanishFirstSuspicionNanoseconds = first

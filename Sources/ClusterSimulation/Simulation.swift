@@ -116,7 +116,7 @@ public struct Simulation {
 
     private var rng: SplitMix64
     private var nowNanoseconds: UInt64 = 0
-    private var queue = EventQueue()
+    private var queue = EventQueue<SimulationEvent>()
     private var nodes: [Node] = []
     private var indexByID: [String: Int] = [:]
     /// Partition group of each node: messages pass only within a group.
