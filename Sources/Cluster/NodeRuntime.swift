@@ -643,6 +643,11 @@ final class NodeRuntime: @unchecked Sendable {
     func receive(_ input: PeerInput, from peer: Peer) {
         switch input {
         case .election(let message):
+            if case .configurationAck = message, linkingForChange.contains(where: { $0.node == peer.id }) {
+                // A voter addition waiting for this acknowledgement: asked once the core has it.
+                step(.receive(from: peer.id, message))
+                return retryWaitingChanges()
+            }
             switch message {
             case .heartbeat(let hb):
                 stats.heartbeatsApplied &+= 1
@@ -747,12 +752,28 @@ final class NodeRuntime: @unchecked Sendable {
     /// each until its deadline (`expireLinkingForChange`).
     private var linkingForChange: [(node: String, change: VoterChange, answer: (Result<VoterConfiguration, ClusterError>) -> Void, deadlineNs: UInt64)] = []
 
+    /// Asks the voter additions that were waiting and are ready now: linked, acknowledged, the
+    /// configuration committed, no change or transfer under way.
+    private func retryWaitingChanges() {
+        guard core.state == .leader, core.configurationCommitted, core.voterChange == nil, core.transfer == nil else { return }
+        guard let i = linkingForChange.firstIndex(where: { links.hasLiveLink($0.node) && core.hasAcknowledgedConfiguration($0.node) }) else {
+            return
+        }
+        let waiter = linkingForChange.remove(at: i)
+        changeVoters(waiter.change, waited: true, answer: waiter.answer)
+    }
+
     private func expireLinkingForChange() {
         let now = nowNs
         let expired = linkingForChange.filter { $0.deadlineNs <= now || !running || core.state != .leader }
         guard !expired.isEmpty else { return }
         linkingForChange.removeAll { $0.deadlineNs <= now || !running || core.state != .leader }
         for waiter in expired {
+            if core.state == .leader, running, links.hasLiveLink(waiter.node) {
+                // Linked, never acknowledged: the core says why it refuses.
+                changeVoters(waiter.change, waited: true, answer: waiter.answer)
+                continue
+            }
             let why = core.state != .leader ? "this node is no longer the primary" : "\(waiter.node) did not link with the primary: is it reachable over TCP?"
             waiter.answer(.failure(.voterChangeFailed(why)))
         }
@@ -843,7 +864,10 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     private func onHeartbeatTimer() {
-        if !linkingForChange.isEmpty { expireLinkingForChange() }
+        if !linkingForChange.isEmpty {
+            retryWaitingChanges()
+            expireLinkingForChange()
+        }
         if options.keyring != nil { checkKeyring() }
         if bootstrapAgreement != nil { bootstrapProgress() }
         if options.votersTarget != nil { autopilot() }
@@ -1102,7 +1126,9 @@ final class NodeRuntime: @unchecked Sendable {
 
     /// Changes the voter set by one voter (see `ElectionManager.changeVoters`); `answer` gets the
     /// configuration once the change is committed, or why it was not, on the loop thread, once.
-    func changeVoters(_ change: VoterChange, answer: @escaping (Result<VoterConfiguration, ClusterError>) -> Void) {
+    func changeVoters(
+        _ change: VoterChange, waited: Bool = false, answer: @escaping (Result<VoterConfiguration, ClusterError>) -> Void
+    ) {
         guard running else { return answer(.failure(.invalidState("the node is not running"))) }
         if case .add(let node) = change, core.state == .leader, !core.voters.contains(node) {
             // Only a running member can be made a voter: a voter that never answers lowers the
@@ -1123,6 +1149,19 @@ final class NodeRuntime: @unchecked Sendable {
             }
             guard links.hasLiveLink(node) else {
                 return answer(.failure(.voterChangeFailed("\(node) is not linked to the primary: is it running?")))
+            }
+            if !waited, core.voterChange == nil, !core.configurationCommitted || !core.hasAcknowledgedConfiguration(node),
+               !linkingForChange.contains(where: { $0.node == node }) {
+                // Linked, but not ready: the configuration is new (a handover or an election made
+                // one, not committed yet) or the member has not acknowledged it yet (just linked).
+                // It is sent again, and the change asked once both hold (`retryWaitingChanges`,
+                // `receive`), or refused with the core's reason at the deadline.
+                linkingForChange.append((node, change, answer, nowNs &+ 4 * config.electionTimeout.nanoseconds))
+                if let message = core.configurationMessage {
+                    peerProtocol.send(.configuration(message), to: node)
+                    outbox.flush()
+                }
+                return
             }
         }
         voterChangeWaiters.append((change, answer))

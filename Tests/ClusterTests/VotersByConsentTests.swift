@@ -65,6 +65,20 @@ struct VotersByConsentTests {
         #expect(survivors.contains(next))
     }
 
+    @Test("a member asked to be a voter right after a handover made a new configuration is added at the first asking: the primary sends the configuration again and waits for its acknowledgement")
+    func addRightAfterHandover() async throws {
+        let cluster = try await AgentCluster.start(size: 4, voters: 3)
+        let ids = cluster.ids
+        let leader = try #require(await cluster.agreedLeader(among: ids))
+        let target = try #require(ids.prefix(3).first { $0 != leader })
+        let moved = try ClusterClient.request(.transfer(to: target), to: cluster.agent(leader).address, timeout: .seconds(10))
+        guard case .transferResponse(let response) = moved, response.success else { Issue.record("transfer: \(moved)"); return }
+        let answer = try ClusterClient.request(
+            .voters(VotersRequest(op: "add", nodeID: ids[3])), to: cluster.agent(target).address, timeout: .seconds(10))
+        guard case .votersResponse(let added) = answer else { Issue.record("answered \(answer.messageType)"); return }
+        #expect(added.success && added.committed && added.voters.contains(ids[3]), "\(added)")
+    }
+
     @Test("grow 3 → 5 voters and back while the primary is killed in the middle of a change; the restarted primary takes the configuration the others committed")
     func growAndShrink() async throws {
         let cluster = try await AgentCluster.start(size: 5, voters: 3)

@@ -372,6 +372,12 @@ public struct ElectionCore: Sendable {
     public var quorumSize: Int { Swift.max(settings.minQuorumSize, voters.count / 2 + 1) }
 
     /// What this node, as primary, tells other nodes of its configuration (nil: not primary).
+    /// Whether `node` acknowledged the configuration this node holds (as primary: the condition
+    /// of adding it as a voter).
+    public func hasAcknowledgedConfiguration(_ node: String) -> Bool {
+        peers[node]?.configAck == configuration.id
+    }
+
     public var configurationMessage: ConfigurationMessage? {
         guard state == .leader else { return nil }
         return ConfigurationMessage(from: id, term: term, configuration: configuration, committed: configurationCommitted)
