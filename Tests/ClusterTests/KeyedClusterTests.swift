@@ -223,7 +223,9 @@ struct KeyedClusterTests {
         let node = try #require(cluster.manager("n1"))
         try node.membership.addNode(NodeInfo(id: "p9", addr: "127.0.0.1:1"))
         let port = try #require(node.listenAddress?.port)
-        for attack in ["replay", "reorder", "alter", "reflect"] {
+        // An attempt whose link the node closed as silent (the test process starved of CPU for an
+        // election timeout between its frames: a loaded machine) says nothing of the attack: tried again.
+        for attack in ["replay", "reorder", "alter", "reflect"] { for attempt in 1...3 {
             let peer = try await KeyedPeer.connect(port: port, as: "p9", key: Self.key, cluster: "blue")
             let first = peer.sealedHeartbeat(as: "p9", seq: 1)
             peer.client.send(first)
@@ -244,8 +246,10 @@ struct KeyedClusterTests {
                 peer.client.send(fromNode)
             }
             let reason = await peer.goodbyeReason()
+            if attempt < 3, reason?.hasPrefix("silent") == true { continue }
             #expect(reason?.hasPrefix("authentication failed") == true, "\(attack): \(reason ?? "no goodbye")")
-        }
+            break
+        } }
         #expect(node.stats.authenticationFailures >= 4)
         #expect(node.currentTerm == 0 || node.state != .candidate)
     }
