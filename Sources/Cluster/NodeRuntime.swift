@@ -643,7 +643,7 @@ final class NodeRuntime: @unchecked Sendable {
     func receive(_ input: PeerInput, from peer: Peer) {
         switch input {
         case .election(let message):
-            if case .configurationAck = message, linkingForChange.contains(where: { $0.node == peer.id }) {
+            if case .configurationAck = message, waitingVoterAdds.contains(where: { $0.node == peer.id }) {
                 // A voter addition waiting for this acknowledgement: asked once the core has it.
                 step(.receive(from: peer.id, message))
                 return retryWaitingChanges()
@@ -748,26 +748,27 @@ final class NodeRuntime: @unchecked Sendable {
         logger.warning("forgot \(forgotten.count) member(s) never linked within \(expiry): \(shown)")
     }
 
-    /// Voter additions waiting for the primary's link to the member (gossip: see `changeVoters`),
-    /// each until its deadline (`expireLinkingForChange`).
-    private var linkingForChange: [(node: String, change: VoterChange, answer: (Result<VoterConfiguration, ClusterError>) -> Void, deadlineNs: UInt64)] = []
+    /// Voter additions waiting until they can be asked (see `changeVoters`): for the primary's
+    /// link to the member (gossip), for its acknowledgement, or for the configuration to commit;
+    /// each until its deadline (`expireWaitingVoterAdds`).
+    private var waitingVoterAdds: [(node: String, change: VoterChange, answer: (Result<VoterConfiguration, ClusterError>) -> Void, deadlineNs: UInt64)] = []
 
     /// Asks the voter additions that were waiting and are ready now: linked, acknowledged, the
     /// configuration committed, no change or transfer under way.
     private func retryWaitingChanges() {
         guard core.state == .leader, core.configurationCommitted, core.voterChange == nil, core.transfer == nil else { return }
-        guard let i = linkingForChange.firstIndex(where: { links.hasLiveLink($0.node) && core.hasAcknowledgedConfiguration($0.node) }) else {
+        guard let i = waitingVoterAdds.firstIndex(where: { links.hasLiveLink($0.node) && core.hasAcknowledgedConfiguration($0.node) }) else {
             return
         }
-        let waiter = linkingForChange.remove(at: i)
+        let waiter = waitingVoterAdds.remove(at: i)
         changeVoters(waiter.change, waited: true, answer: waiter.answer)
     }
 
-    private func expireLinkingForChange() {
+    private func expireWaitingVoterAdds() {
         let now = nowNs
-        let expired = linkingForChange.filter { $0.deadlineNs <= now || !running || core.state != .leader }
+        let expired = waitingVoterAdds.filter { $0.deadlineNs <= now || !running || core.state != .leader }
         guard !expired.isEmpty else { return }
-        linkingForChange.removeAll { $0.deadlineNs <= now || !running || core.state != .leader }
+        waitingVoterAdds.removeAll { $0.deadlineNs <= now || !running || core.state != .leader }
         for waiter in expired {
             if core.state == .leader, running, links.hasLiveLink(waiter.node) {
                 // Linked, never acknowledged: the core says why it refuses.
@@ -784,8 +785,8 @@ final class NodeRuntime: @unchecked Sendable {
         membership.confirmLinked(peer.id)
         defer {
             // A voter addition that waited for this link (gossip): asked now, the link up.
-            if let i = linkingForChange.firstIndex(where: { $0.node == peer.id }) {
-                let waiter = linkingForChange.remove(at: i)
+            if let i = waitingVoterAdds.firstIndex(where: { $0.node == peer.id }) {
+                let waiter = waitingVoterAdds.remove(at: i)
                 changeVoters(waiter.change, answer: waiter.answer)
             }
         }
@@ -849,7 +850,7 @@ final class NodeRuntime: @unchecked Sendable {
         }
         guard core.isVoter else { return [] }
         var voters = Set(core.configuration.voters)
-        for waiter in linkingForChange { voters.insert(waiter.node) }
+        for waiter in waitingVoterAdds { voters.insert(waiter.node) }
         voters.remove(config.nodeID)
         return voters
     }
@@ -864,9 +865,9 @@ final class NodeRuntime: @unchecked Sendable {
     }
 
     private func onHeartbeatTimer() {
-        if !linkingForChange.isEmpty {
+        if !waitingVoterAdds.isEmpty {
             retryWaitingChanges()
-            expireLinkingForChange()
+            expireWaitingVoterAdds()
         }
         if options.keyring != nil { checkKeyring() }
         if bootstrapAgreement != nil { bootstrapProgress() }
@@ -1101,7 +1102,7 @@ final class NodeRuntime: @unchecked Sendable {
                 if unlinkedSince[member.id] == nil { unlinkedSince[member.id] = now }
             }
         }
-        guard core.configurationCommitted, core.voterChange == nil, core.transfer == nil, linkingForChange.isEmpty else { return }
+        guard core.configurationCommitted, core.voterChange == nil, core.transfer == nil, waitingVoterAdds.isEmpty else { return }
         let voters = core.voters
         let stable = options.autopilotStabilization.nanoseconds
         let grace = options.autopilotDeadVoterGrace.nanoseconds
@@ -1139,8 +1140,8 @@ final class NodeRuntime: @unchecked Sendable {
             if !links.hasLiveLink(node), gossip.isRunning, membership.gossipState(of: node)?.state == .alive {
                 // With the gossip layer no one links with a member that does not vote: the
                 // primary dials it first, and asks once the link is up (`peerLinked`).
-                if !linkingForChange.contains(where: { $0.node == node }) {
-                    linkingForChange.append((node, change, answer, nowNs &+ 4 * config.electionTimeout.nanoseconds))
+                if !waitingVoterAdds.contains(where: { $0.node == node }) {
+                    waitingVoterAdds.append((node, change, answer, nowNs &+ 4 * config.electionTimeout.nanoseconds))
                     membersChanged()
                 } else {
                     answer(.failure(.voterChangeFailed("a change adding \(node) is already under way")))
@@ -1151,12 +1152,12 @@ final class NodeRuntime: @unchecked Sendable {
                 return answer(.failure(.voterChangeFailed("\(node) is not linked to the primary: is it running?")))
             }
             if !waited, core.voterChange == nil, !core.configurationCommitted || !core.hasAcknowledgedConfiguration(node),
-               !linkingForChange.contains(where: { $0.node == node }) {
+               !waitingVoterAdds.contains(where: { $0.node == node }) {
                 // Linked, but not ready: the configuration is new (a handover or an election made
                 // one, not committed yet) or the member has not acknowledged it yet (just linked).
                 // It is sent again, and the change asked once both hold (`retryWaitingChanges`,
                 // `receive`), or refused with the core's reason at the deadline.
-                linkingForChange.append((node, change, answer, nowNs &+ 4 * config.electionTimeout.nanoseconds))
+                waitingVoterAdds.append((node, change, answer, nowNs &+ 4 * config.electionTimeout.nanoseconds))
                 if let message = core.configurationMessage {
                     peerProtocol.send(.configuration(message), to: node)
                     outbox.flush()
@@ -1248,12 +1249,7 @@ final class NodeRuntime: @unchecked Sendable {
                 incarnation = gossip.core?.incarnation ?? 0
             } else if let said = gossipStates[member.id] {
                 // With the gossip layer, its word: a member without links is never "heard".
-                switch said.state {
-                case .alive: status = .alive
-                case .suspect: status = .suspect
-                case .failed: status = .failed
-                case .left: status = .left
-                }
+                status = MemberStatus(said.state)
                 incarnation = said.incarnation
             } else {
                 let never = member.lastSeen.timeIntervalSince1970 <= GoTime.zero.timeIntervalSince1970

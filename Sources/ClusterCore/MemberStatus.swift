@@ -1,8 +1,8 @@
 /// What a node knows of a member's liveness, as `cluster members` shows it and the status answer
 /// carries it (`"status"` of each member, a JSON string).
 ///
-/// Today a node judges it from its own link and what it last heard (`MemberStatus.judge`); a
-/// gossip layer may supply it instead (with an incarnation), without a change to the wire.
+/// A node judges it from its own link and what it last heard (`MemberStatus.judge`), or, with
+/// the gossip layer (`NodeOptions.gossip`), takes the layer's word (with an incarnation).
 public enum MemberStatus: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
     /// Linked, and heard within the health timeout.
     case alive
@@ -23,6 +23,16 @@ public enum MemberStatus: String, Sendable, Codable, CaseIterable, CustomStringC
         if linked && sinceHeard < healthTimeout { return .alive }
         if sinceHeard < healthTimeout * 2 { return .suspect }
         return .failed
+    }
+
+    /// What the gossip layer says of a member, as a status.
+    package init(_ gossip: GossipMemberState) {
+        switch gossip {
+        case .alive: self = .alive
+        case .suspect: self = .suspect
+        case .failed: self = .failed
+        case .left: self = .left
+        }
     }
 }
 
