@@ -30,6 +30,9 @@ final class GossipService {
     private(set) var exchanges: UInt64 = 0
     /// Bytes sent: datagrams, and full states over TCP.
     private(set) var bytesSent: UInt64 = 0
+    /// On a keyed cluster: what seals every datagram and full state this node sends, and checks
+    /// every one it takes (`GossipSeal`). Nil on a cluster without a key.
+    private var seal: GossipSeal?
 
     init(node: NodeRuntime) {
         self.node = node
@@ -41,11 +44,7 @@ final class GossipService {
     /// share: a member's one address serves both), and joins through `seeds` (their addresses).
     func start(address: String, seeds: [String]) throws(ClusterError) {
         guard node.options.gossip else { return }
-        guard node.options.keyring == nil else {
-            // Its datagrams and full states are not sealed yet: a keyed cluster would take a
-            // stranger's word on who is alive and who leads.
-            throw .invalidState("the gossip membership layer does not work with a cluster key yet: use the mesh (--membership mesh)")
-        }
+        seal = node.options.keyring.map { GossipSeal(keys: $0.keys, clusterName: node.options.clusterName) }
         guard let port = node.datagrams.port, let bound = try? HostPort(parsing: address), Int(port) == bound.port else {
             throw .io("the gossip layer needs UDP on the listener's port \(address), which is taken")
         }
@@ -66,6 +65,7 @@ final class GossipService {
         timer = nil
         armedFor = nil
         core = nil
+        seal = nil
         targets.removeAll()
         leaveDone?()
         leaveDone = nil
@@ -84,8 +84,7 @@ final class GossipService {
         let left = GossipMessage(sender: core.id, kind: .gossip, updates: [.left(id: core.id, incarnation: core.incarnation)])
         for member in core.members where member.state == .alive || member.state == .suspect {
             guard let target = target(member.address) else { continue }
-            node.datagrams.append(to: target) { out in GossipWire.encode(left, into: &out) }
-            datagramsSent &+= 1
+            send(left, to: target)
         }
         node.outbox.flush()
     }
@@ -102,15 +101,24 @@ final class GossipService {
         node.outbox.flush()
     }
 
-    /// A gossip datagram (its first byte said so) from `source`.
+    /// A gossip datagram (its first byte said so) from `source`. On a keyed cluster its seal is
+    /// checked first; what fails is dropped, counted and logged (at most once a second a cause).
     func received(_ bytes: RawSpan, from source: UVDatagramSource) {
         guard core != nil else { return }
         let message: GossipMessage
+        let data = bytes.withUnsafeBytes { Array($0) }
         do throws(WireError) {
-            message = try bytes.withUnsafeBytes { raw throws(WireError) in try GossipWire.decode(Array(raw)) }
+            if let seal, data.count > 1, data[1] & 1 != 0 {
+                do throws(GossipSeal.Refusal) {
+                    try seal.open(data)
+                } catch {
+                    node.stats.authenticationFailures &+= 1
+                    return reject("a gossip datagram from \(source.address) is refused: \(error)", cause: "gossip seal \(source.address.host) \(error)")
+                }
+            }
+            message = try GossipWire.decode(data, keyed: seal != nil)
         } catch {
-            datagramsRejected &+= 1
-            return
+            return reject("a gossip datagram from \(source.address) is refused: \(error)", cause: "gossip datagram \(source.address.host)")
         }
         datagramsReceived &+= 1
         step(.datagram(message, from: source.address.description))
@@ -123,16 +131,25 @@ final class GossipService {
 
     /// A full-state frame that arrived on `link` (an exchange: see `LinkTable.exchange`).
     /// Returns the reply to send back, or nil (a reply needs none; the layer is off).
+    /// On a keyed cluster a frame whose seal fails is a violation (the caller closes the
+    /// connection, logging why).
     func fullStateArrived(_ frame: RawSpan, on link: Link) throws(WireError) -> [UInt8]? {
-        let state = try frame.withUnsafeBytes { raw throws(WireError) in try GossipWire.decodeFullState(Array(raw)) }
+        let data = frame.withUnsafeBytes { Array($0) }
+        if let seal, data.count > 5, data[5] & 4 != 0 {
+            do throws(GossipSeal.Refusal) {
+                try seal.open(data)
+            } catch {
+                // Counted as an authentication failure where the violation is handled.
+                throw .unauthenticated("a full state \(error)")
+            }
+        }
+        let state = try GossipWire.decodeFullState(data, keyed: seal != nil)
         guard let core else { return nil }
         exchanges &+= 1
         let from = core.member(state.sender)?.address ?? link.conn.peerAddress?.description ?? state.sender
         step(.fullState(state, from: from))
         guard !state.isReply, let now = self.core else { return nil }
-        let reply = GossipWire.encodeFullState(now.fullState(isReply: true))
-        bytesSent &+= UInt64(reply.count)
-        return reply
+        return fullStateFrame(now.fullState(isReply: true))
     }
 
     /// The election's word, for the gossip layer to spread: the primary as this node knows it.
@@ -162,14 +179,10 @@ final class GossipService {
                message.updates.count < GossipWire.maxUpdates {
                 message.updates.append(.primary(primary))
             }
-            node.datagrams.append(to: target) { out in GossipWire.encode(message, into: &out) }
-            datagramsSent &+= 1
-            bytesSent &+= UInt64(GossipWire.size(of: message))
+            send(message, to: target)
         case .requestFullState(let address):
             guard let core, let hostPort = try? HostPort(parsing: address) else { return }
-            let frame = GossipWire.encodeFullState(core.fullState(isReply: false))
-            bytesSent &+= UInt64(frame.count)
-            node.links.exchange(with: hostPort, frame)
+            node.links.exchange(with: hostPort, fullStateFrame(core.fullState(isReply: false)))
         case .memberChanged(let id, let from, let to, let incarnation):
             memberChanged(id, from: from, to: to, incarnation: incarnation)
         case .primaryChanged(let primary):
@@ -182,6 +195,38 @@ final class GossipService {
             leaveDone = nil
             done?()
         }
+    }
+
+    /// Queues `message` for `target` on the node's UDP socket, sealed on a keyed cluster.
+    private func send(_ message: GossipMessage, to target: UVDatagramTarget) {
+        let seal = self.seal
+        node.datagrams.append(to: target) { out in
+            let start = out.count
+            GossipWire.encode(message, keyed: seal != nil, into: &out)
+            seal?.seal(&out, from: start)
+        }
+        datagramsSent &+= 1
+        bytesSent &+= UInt64(GossipWire.size(of: message) + (seal != nil ? GossipSeal.trailerBytes : 0))
+    }
+
+    /// The FULL_STATE frame of `state`, sealed on a keyed cluster.
+    private func fullStateFrame(_ state: GossipFullState) -> [UInt8] {
+        var frame = GossipWire.encodeFullState(state, keyed: seal != nil)
+        seal?.seal(&frame)
+        bytesSent &+= UInt64(frame.count)
+        return frame
+    }
+
+    /// A datagram dropped: counted, and logged at most once a second per cause.
+    private func reject(_ text: @autoclosure () -> String, cause: String) {
+        datagramsRejected &+= 1
+        node.links.logLimited(.warning, cause, text())
+    }
+
+    /// The keyring changed: seal with its primary key from now on, and take any of its keys.
+    func keyringChanged() {
+        guard let seal, let keyring = node.options.keyring else { return }
+        seal.use(keyring.keys)
     }
 
     private func memberChanged(_ id: String, from: GossipMemberState?, to: GossipMemberState?, incarnation: UInt64) {

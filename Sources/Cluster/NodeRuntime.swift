@@ -1181,6 +1181,7 @@ final class NodeRuntime: @unchecked Sendable {
         guard version != keyringVersion else { return }
         keyringVersion = version
         peerProtocol.keyringChanged()
+        gossip.keyringChanged()
     }
 
     /// A JSON `keyring` request: list, install, use or remove.

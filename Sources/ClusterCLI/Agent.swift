@@ -127,9 +127,6 @@ struct Agent: AsyncParsableCommand {
         }
         if !(1...1000).contains(priority) { throw ValidationError("--priority must be 1...1000") }
         if clusterName.utf8.count > 255 { throw ValidationError("--cluster-name is longer than 255 bytes") }
-        if try clusterKey() != nil, membership == .gossip {
-            throw ValidationError("--membership gossip does not work with a cluster key yet (its datagrams are not sealed): use --membership mesh, the default")
-        }
     }
 
     /// The key from --key-file, else from CLUSTER_KEY; nil: none.

@@ -57,6 +57,55 @@ struct GossipWireTests {
         }
     }
 
+    @Test("sealed datagrams and full states round-trip; any byte changed, another key, another cluster name or no seal are refused; a key of the keyring that is not primary still opens (rotation)")
+    func sealedMessagesRoundTripAndRefuseTampering() throws {
+        let key = ClusterKey.generate(), next = ClusterKey.generate()
+        let seal = GossipSeal(keys: [key], clusterName: "blue")
+        for message in Self.messages {
+            var bytes: [UInt8] = []
+            GossipWire.encode(message, keyed: true, into: &bytes)
+            seal.seal(&bytes)
+            #expect(bytes.count == GossipWire.size(of: message) + GossipSeal.trailerBytes)
+            try seal.open(bytes)
+            #expect(try GossipWire.decode(bytes, keyed: true) == message)
+            // A keyed datagram is not taken where no key is expected, nor the other way round.
+            #expect(throws: WireError.self) { try GossipWire.decode(bytes) }
+            #expect(throws: WireError.self) { try GossipWire.decode(GossipWire.encode(message), keyed: true) }
+            for i in bytes.indices {
+                var altered = bytes
+                altered[i] ^= 0x01
+                #expect(throws: GossipSeal.Refusal.self) { try seal.open(altered) }
+            }
+            #expect(throws: GossipSeal.Refusal.badTag) { try GossipSeal(keys: [key], clusterName: "green").open(bytes) }
+            #expect(throws: GossipSeal.Refusal.unknownKey(key.id)) { try GossipSeal(keys: [next], clusterName: "blue").open(bytes) }
+            #expect(throws: GossipSeal.Refusal.truncated) { try seal.open(Array(bytes.prefix(GossipSeal.trailerBytes - 1))) }
+        }
+        // Rotation: a node that seals under `next` still opens what is sealed under `key`.
+        let rotated = GossipSeal(keys: [key], clusterName: "blue")
+        rotated.use([next, key])
+        var bytes: [UInt8] = []
+        GossipWire.encode(Self.messages[0], keyed: true, into: &bytes)
+        seal.seal(&bytes)
+        try rotated.open(bytes)
+        var theirs: [UInt8] = []
+        GossipWire.encode(Self.messages[0], keyed: true, into: &theirs)
+        rotated.seal(&theirs)
+        #expect(throws: GossipSeal.Refusal.unknownKey(next.id)) { try seal.open(theirs) }
+
+        let state = GossipFullState(
+            sender: "a", isReply: true,
+            members: [GossipMember(id: "a", address: "10.0.0.1:7946", state: .alive, incarnation: 3, voter: true)],
+            primary: GossipPrimary(term: 2, epoch: 1, leaderID: "a"))
+        var frame = GossipWire.encodeFullState(state, keyed: true)
+        seal.seal(&frame)
+        try seal.open(frame)
+        #expect(try GossipWire.decodeFullState(frame, keyed: true) == state)
+        #expect(throws: WireError.self) { try GossipWire.decodeFullState(frame) }
+        #expect(throws: WireError.self) { try GossipWire.decodeFullState(GossipWire.encodeFullState(state), keyed: true) }
+        frame[frame.count - 20] ^= 1
+        #expect(throws: GossipSeal.Refusal.self) { try seal.open(frame) }
+    }
+
     @Test func everyTruncationOfEveryMessageThrows() {
         for message in Self.messages {
             let bytes = GossipWire.encode(message)

@@ -84,15 +84,6 @@ struct CLIErrorTests {
             message: "cluster agent: the key file \(path) does not exist (see --help)")
     }
 
-    @Test("--membership gossip with a cluster key is refused with the reason (its datagrams are not sealed yet)")
-    func gossipWithKey() throws {
-        let path = root + "/gossip.key"
-        try Data((ClusterKey.generate().base64 + "\n").utf8).write(to: URL(fileURLWithPath: path))
-        try agentRefuses(
-            ["--listen", "127.0.0.1:0", "--key-file", path, "--membership", "gossip"], exit: 64,
-            message: "cluster agent: --membership gossip does not work with a cluster key yet (its datagrams are not sealed): use --membership mesh, the default (see --help)")
-    }
-
     @Test("a key file that is a directory is said to be a directory")
     func keyFileIsDirectory() throws {
         try agentRefuses(

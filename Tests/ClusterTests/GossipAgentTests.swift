@@ -98,4 +98,74 @@ struct GossipAgentTests {
         #expect(await eventually(timeout: .seconds(10)) { ids.allSatisfy { Self.metric(cluster.agent($0), "cluster_links_up") == 4 } },
                 "\(ids.map { "\($0): \(Self.metric(cluster.agent($0), "cluster_links_up") ?? -1)" })")
     }
+
+    @Test("a keyed gossip cluster takes no stranger's word: datagrams unsealed, sealed under another key or altered, and unsealed full states, are refused and said so, while what is sealed under the cluster's key is taken")
+    func keyedGossipRefusesStrangers() async throws {
+        let cluster = try await AgentCluster.start(size: 5, voters: 3, extra: Self.gossip, keyed: true)
+        let ids = cluster.ids
+        let leader = try #require(await cluster.agreedLeader(among: ids))
+        // Sealed gossip works: every agent knows the four others alive.
+        #expect(await eventually(timeout: .seconds(20)) {
+            ids.allSatisfy { Self.metric(cluster.agent($0), "cluster_gossip_members", "state=\"alive\"") == 4 }
+        }, "\(ids.map { cluster.agent($0).child.output.suffix(400) })")
+        let key = try ClusterKey(text: String(contentsOfFile: cluster.root + "/cluster.key", encoding: .utf8))
+        let victim = ids[4]
+        // What a stranger would have every member believe: it is a live voter, a live member
+        // failed (at an incarnation it cannot refute soon), and it leads.
+        func forged(_ intruder: String) -> GossipMessage {
+            GossipMessage(sender: intruder, kind: .gossip, updates: [
+                .alive(id: intruder, incarnation: 1, address: "127.0.0.1:9", voter: true),
+                .failed(id: victim, incarnation: 1 << 40, from: intruder),
+                .primary(GossipPrimary(term: 1 << 40, epoch: 1 << 40, leaderID: intruder)),
+            ])
+        }
+        func sealed(_ message: GossipMessage, _ seal: GossipSeal) -> [UInt8] {
+            var out: [UInt8] = []
+            GossipWire.encode(message, keyed: true, into: &out)
+            seal.seal(&out)
+            return out
+        }
+        let right = GossipSeal(keys: [key], clusterName: "")
+        var altered = sealed(forged("altered"), right)
+        altered[4] ^= 0x20  // the sender id's first letter
+        let forgeries = [
+            GossipWire.encode(forged("unsealed")),
+            sealed(forged("otherkey"), GossipSeal(keys: [ClusterKey.generate()], clusterName: "")),
+            sealed(forged("othername"), GossipSeal(keys: [key], clusterName: "another")),
+            altered,
+        ]
+        let fullState = GossipWire.encodeFullState(GossipFullState(
+            sender: "fullstate", isReply: false,
+            members: [
+                GossipMember(id: "fullstate", address: "127.0.0.1:9", state: .alive, incarnation: 1, voter: true),
+                GossipMember(id: victim, address: cluster.agent(victim).address.description, state: .left, incarnation: 1 << 40, voter: false),
+            ],
+            primary: GossipPrimary(term: 1 << 40, epoch: 1 << 40, leaderID: "fullstate")))
+        for agent in ids.map(cluster.agent) {
+            #expect(try sendDatagrams(forgeries, to: agent.address.port) == forgeries.count)
+            _ = try? exchange(port: agent.address.port, send: fullState, lines: 1, timeoutMs: 2000)
+        }
+        // Then one sealed under the cluster's key, sent after the forgeries from the same host:
+        // once every member has taken it, every forgery has been handled.
+        let genuine = GossipMessage(sender: "genuine", kind: .gossip, updates: [
+            .alive(id: "genuine", incarnation: 1, address: "127.0.0.1:9", voter: false),
+        ])
+        for agent in ids.map(cluster.agent) {
+            #expect(try sendDatagrams([sealed(genuine, right)], to: agent.address.port) == 1)
+        }
+        #expect(await eventually(timeout: .seconds(10)) { Self.allLogged(cluster, ids, "gossip: genuine joined") },
+                "\(ids.map { cluster.agent($0).child.output.suffix(600) })")
+        for id in ids {
+            let log = cluster.agent(id).child.output
+            for intruder in ["unsealed", "otherkey", "othername", "altered", "Altered", "fullstate"] {
+                #expect(!log.contains("gossip: \(intruder) joined"), "\(id) took \(intruder)'s word: \(log.suffix(800))")
+            }
+            #expect(!log.contains("gossip: \(victim) failed") && !log.contains("gossip: \(victim) left"), "\(id): \(log.suffix(800))")
+            // Each refusal is said, with its reason.
+            #expect(log.contains("an unkeyed gossip datagram, and this cluster has a key"), "\(id): \(log.suffix(800))")
+            #expect(log.contains("which is not in this node's keyring"), "\(id): \(log.suffix(800))")
+            #expect(log.contains("its tag does not check"), "\(id): \(log.suffix(800))")
+        }
+        #expect(cluster.statuses(of: ids).values.allSatisfy { $0.leaderID == leader })
+    }
 }

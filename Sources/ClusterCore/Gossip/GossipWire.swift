@@ -10,7 +10,7 @@
 ///
 /// ```
 /// 0   u8   0xD2: a gossip datagram, this version
-/// 1   u8   flags: bit 0 keyed (reserved: this version sends and takes 0); bits 1-7 are 0
+/// 1   u8   flags: bit 0 keyed (a `GossipSeal` trailer follows the last update); bits 1-7 are 0
 /// 2   u8   kind: 1 ping, 2 ack, 3 ping-req, 4 nack, 5 gossip
 /// 3   str  sender id (u8 length 1...255, UTF-8)
 ///     u32  seq (not for gossip)
@@ -74,11 +74,12 @@ package enum GossipWire {
 
     /// Appends the datagram of `message`. Strings longer than 255 bytes and more than 255 updates
     /// are the caller's error (the core never makes them: ids and addresses are checked where
-    /// they enter, and a datagram's updates are bounded by its byte budget).
-    package static func encode(_ message: GossipMessage, into out: inout [UInt8]) {
+    /// they enter, and a datagram's updates are bounded by its byte budget). `keyed`: the flag
+    /// says a seal follows, which the caller appends (`GossipSeal.seal`).
+    package static func encode(_ message: GossipMessage, keyed: Bool = false, into out: inout [UInt8]) {
         precondition(message.updates.count <= maxUpdates, "GossipWire: more than 255 updates in a datagram")
         out.append(datagramKind)
-        out.append(0)
+        out.append(keyed ? 1 : 0)
         switch message.kind {
         case .ping(let seq, let target):
             out.append(Kinds.ping)
@@ -157,18 +158,22 @@ package enum GossipWire {
     /// ```
     /// 0   u32  len
     /// 4   u8   13
-    /// 5   u8   flags: bit 0 reply, bit 1 a primary follows the members; bits 2-7 are 0
+    /// 5   u8   flags: bit 0 reply, bit 1 a primary follows the members, bit 2 keyed; bits 3-7 are 0
     /// 6   str  sender id (u8 length 1...255)
     ///     u16  member count, then each: u8 state (0 alive, 1 suspect, 2 failed, 3 left),
     ///          u8 flags (bit 0 voter), u64 incarnation, id (1...255), address (0...255)
     ///     primary (bit 1): u64 term, u64 epoch, leader id (1...255)
     /// ```
-    package static func encodeFullState(_ state: GossipFullState) -> [UInt8] {
+    ///
+    /// `keyed` (flags bit 2): `len` counts a `GossipSeal` trailer after the last byte, which the
+    /// caller appends (`GossipSeal.seal`), and the members leave it room.
+    package static func encodeFullState(_ state: GossipFullState, keyed: Bool = false) -> [UInt8] {
         var out: [UInt8] = [0, 0, 0, 0, fullStateFrameType]
-        out.append((state.isReply ? 1 : 0) | (state.primary != nil ? 2 : 0))
+        out.append((state.isReply ? 1 : 0) | (state.primary != nil ? 2 : 0) | (keyed ? 4 : 0))
         putString(state.sender, &out)
         let primaryBytes = state.primary.map { 16 + stringSize($0.leaderID) } ?? 0
-        var budget = maxFullStateBytes - (out.count - 4) - 2 - primaryBytes
+        let trailer = keyed ? GossipSeal.trailerBytes : 0
+        var budget = maxFullStateBytes - (out.count - 4) - 2 - primaryBytes - trailer
         var members: [GossipMember] = []
         for member in state.members {
             let size = fullStateSize(of: member)
@@ -189,7 +194,7 @@ package enum GossipWire {
             putU64(p.epoch, &out)
             putString(p.leaderID, &out)
         }
-        let len = UInt32(out.count - 4)
+        let len = UInt32(out.count - 4 + trailer)
         out[0] = UInt8(truncatingIfNeeded: len >> 24)
         out[1] = UInt8(truncatingIfNeeded: len >> 16)
         out[2] = UInt8(truncatingIfNeeded: len >> 8)
@@ -225,10 +230,10 @@ package enum GossipWire {
         var offset: Int
         let end: Int
 
-        init(_ bytes: [UInt8], from offset: Int = 0) {
+        init(_ bytes: [UInt8], from offset: Int = 0, trailer: Int = 0) {
             self.bytes = bytes
             self.offset = offset
-            self.end = bytes.count
+            self.end = max(offset, bytes.count - trailer)
         }
 
         var remaining: Int { end - offset }
@@ -283,14 +288,19 @@ package enum GossipWire {
         }
     }
 
-    /// Decodes a whole datagram.
-    package static func decode(_ bytes: [UInt8]) throws(WireError) -> GossipMessage {
-        var r = Reader(bytes)
+    /// Decodes a whole datagram. `keyed`: the cluster has a key, so the datagram must say it is
+    /// sealed, and its last `GossipSeal.trailerBytes` are the seal (checked by the caller, not
+    /// read here).
+    package static func decode(_ bytes: [UInt8], keyed: Bool = false) throws(WireError) -> GossipMessage {
+        guard !keyed || bytes.count >= 2 + GossipSeal.trailerBytes else { throw .truncated("a keyed gossip datagram's seal") }
+        var r = Reader(bytes, trailer: keyed ? GossipSeal.trailerBytes : 0)
         let first = try r.u8("a gossip datagram's kind")
         guard first == datagramKind else { throw .malformed("not a gossip datagram (first byte \(first))") }
         let flags = try r.u8("a gossip datagram's flags")
-        guard flags & 1 == 0 else { throw .malformed("a keyed gossip datagram where an unkeyed one is expected") }
-        guard flags == 0 else { throw .malformed("gossip datagram flags \(flags) set reserved bits") }
+        guard flags & 1 == (keyed ? 1 : 0) else {
+            throw .malformed(keyed ? "an unkeyed gossip datagram, and this cluster has a key" : "a keyed gossip datagram, and this cluster has no key")
+        }
+        guard flags & ~1 == 0 else { throw .malformed("gossip datagram flags \(flags) set reserved bits") }
         let kindByte = try r.u8("a gossip datagram's message kind")
         let sender = try r.string("the sender id", allowEmpty: false)
         let kind: GossipMessage.Kind
@@ -348,8 +358,8 @@ package enum GossipWire {
         }
     }
 
-    /// Decodes a whole full-state frame (its `len` and type included).
-    package static func decodeFullState(_ bytes: [UInt8]) throws(WireError) -> GossipFullState {
+    /// Decodes a whole full-state frame (its `len` and type included). `keyed`: as for `decode`.
+    package static func decodeFullState(_ bytes: [UInt8], keyed: Bool = false) throws(WireError) -> GossipFullState {
         var r = Reader(bytes)
         let len = try r.u32("a full state's length")
         guard len >= 1 else { throw .frameTooShort }
@@ -359,7 +369,14 @@ package enum GossipWire {
         let type = try r.u8("a full state's type")
         guard type == fullStateFrameType else { throw .unknownType(type) }
         let flags = try r.u8("a full state's flags")
-        guard flags & ~3 == 0 else { throw .malformed("full state flags \(flags) set reserved bits") }
+        guard flags & ~7 == 0 else { throw .malformed("full state flags \(flags) set reserved bits") }
+        guard (flags & 4 != 0) == keyed else {
+            throw .malformed(keyed ? "an unkeyed full state, and this cluster has a key" : "a keyed full state, and this cluster has no key")
+        }
+        if keyed {
+            guard r.remaining >= GossipSeal.trailerBytes else { throw .truncated("a keyed full state's seal") }
+            r = Reader(bytes, from: r.offset, trailer: GossipSeal.trailerBytes)
+        }
         let sender = try r.string("the sender id", allowEmpty: false)
         let count = Int(try r.u16("the member count"))
         var members: [GossipMember] = []
