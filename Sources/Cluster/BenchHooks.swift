@@ -143,8 +143,12 @@ package final class BenchHooks: @unchecked Sendable {
         }
     }
 
-    /// The gossip events kept since `watchGossip`.
-    package var gossipEventsKept: [GossipEvent] { lock.withLock { gossipEvents } }
+    /// The gossip events kept since `watchGossip`, from the `from`th on: a copy of those only,
+    /// so that the nodes' next appends do not copy the whole record (which a reader holding it
+    /// would make them do, every time).
+    package func gossipEvents(from: Int) -> [GossipEvent] {
+        lock.withLock { from < gossipEvents.count ? Array(gossipEvents[from...]) : [] }
+    }
 
     func gossipChanged(observer: String, subject: String, state: String, atNs: UInt64) {
         lock.withLock {

@@ -46,6 +46,10 @@ final class LinkTable {
     private(set) var connectionCap: Int
     /// Repeated log lines of strangers' making, at most one a second per cause.
     private var logLimiter = LogLimiter()
+    /// Full-state exchanges this node dialled that have not ended (connecting, or waiting for the
+    /// answer), and the most at once.
+    private(set) var exchangesInFlight = 0
+    static let maxExchangesInFlight = 4
     private var reminderLimiter = LogLimiter(intervalNs: 60_000_000_000)
     private let helloTimeoutNs: UInt64
     private let clientIdleNs: UInt64
@@ -296,18 +300,24 @@ final class LinkTable {
     /// FULL_STATE frame) and reads the answer, which `PeerProtocol` hands to the gossip layer and
     /// which ends the connection. A connection of its own, not a peer's link: it takes a slot
     /// while it lasts, and the hello timeout bounds it (`sweep`). A failed dial is dropped (the
-    /// gossip layer tries again when it needs to).
+    /// gossip layer tries again when it needs to). At most `maxExchangesInFlight` at a time: more
+    /// are dropped too (a loop short of time would otherwise pile up exchanges it cannot finish).
     func exchange(with address: HostPort, _ frame: [UInt8]) {
-        guard running, links.count < connectionCap else { return }
+        guard running, links.count < connectionCap, exchangesInFlight < Self.maxExchangesInFlight else { return }
+        exchangesInFlight += 1
         let timeoutMs = max(1, node.options.connectTimeout.nanoseconds / 1_000_000)
         let id = nextLinkID
         nextLinkID += 1
         do {
             _ = try UVTCPConnection.connect(loop: loop, host: address.host, port: address.port, timeoutMs: timeoutMs) {
                 [anchor = node.anchor] result in
-                guard case .success(let conn) = result else { return }
-                guard let table = anchor.runtime?.links, table.running, table.links.count < table.connectionCap else {
-                    conn.close()
+                guard let table = anchor.runtime?.links else {
+                    if case .success(let conn) = result { conn.close() }
+                    return
+                }
+                guard case .success(let conn) = result, table.running, table.links.count < table.connectionCap else {
+                    if case .success(let conn) = result { conn.close() }
+                    table.exchangesInFlight -= 1
                     return
                 }
                 let link = Link(conn: conn, outbound: true, expectedPeer: nil, id: id, nowNs: table.node.nowNs)
@@ -322,6 +332,7 @@ final class LinkTable {
                 table.node.outbox.flush()
             }
         } catch {
+            exchangesInFlight -= 1
             logger.debug("gossip: cannot dial \(address) for a full-state exchange: \(error)")
         }
     }
@@ -623,6 +634,7 @@ final class LinkTable {
 
     private func detach(_ link: Link) {
         links[link.id] = nil
+        if link.isExchange && link.outbound { exchangesInFlight -= 1 }
         if link.inputScheduled {
             link.inputScheduled = false
             waitingInput.removeAll { $0 === link }

@@ -823,15 +823,27 @@ final class NodeRuntime: @unchecked Sendable {
     /// ones unlinked. The voters do not follow the membership: they change only by consent.
     func membersChanged() {
         guard running else { return }
-        let members = membership.unsortedNodes.filter { $0.id != config.nodeID }.map { (id: $0.id, addr: $0.addr) }
-        if gossip.isRunning {
+        if gossip.isRunning, !core.configuration.isNone {
             let dialling = linkedByGossipRule()
             // A member that does not vote keeps the links voters make to it (a primary making it a
             // voter); a voter, only those it dials.
-            let keeping = core.configuration.isNone ? Set(members.map(\.id)) : core.isVoter ? dialling : Set(core.configuration.voters)
+            let keeping = core.isVoter ? dialling : Set(core.configuration.voters)
+            // Only the members a link may be kept with, and those that hold a connection now (to
+            // close it): no one else holds a link, and a pass over every member would make N
+            // members learning of each other pay N passes of N each.
+            var ids = dialling.union(keeping)
+            for peer in links.peers.values where peer.link != nil || peer.dialing != nil { ids.insert(peer.id) }
+            ids.remove(config.nodeID)
+            let members = ids.compactMap { id in (try? membership.node(id)).map { (id: id, addr: $0.addr) } }
             _ = links.sync(members: members, dialling: dialling, keeping: keeping)
         } else {
-            _ = links.sync(members: members)
+            let members = membership.unsortedNodes.filter { $0.id != config.nodeID }.map { (id: $0.id, addr: $0.addr) }
+            if gossip.isRunning {
+                // Agreeing on the first voters: links with the members (see `linkedByGossipRule`).
+                _ = links.sync(members: members, dialling: linkedByGossipRule(), keeping: Set(members.map(\.id)))
+            } else {
+                _ = links.sync(members: members)
+            }
         }
         outbox.flush()
     }

@@ -21,6 +21,10 @@ struct BenchMembers: ParsableCommand {
     @Option(help: "Join and crash trials.") var trials = 5
     @Option(help: "Seconds measured at rest.") var seconds = 10.0
     @Option(help: "Loop threads shared by the members.") var threads = 1
+    @Option(help: "At start-up, wait for every member started so far to see all the others alive after each this many joins (0: start all, then wait), as memberlist-mesh's --join-batch.")
+    var joinBatch = 0
+    @Option(help: "Give up if the start-up has not converged within this time.")
+    var convergeTimeout = DurationArgument(.seconds(120), text: "120s")
     @OptionGroup var output: BenchOutput
 
     func validate() throws {
@@ -29,6 +33,8 @@ struct BenchMembers: ParsableCommand {
         guard (1...100).contains(trials) else { throw ValidationError("--trials must be 1...100") }
         guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1...64") }
+        guard joinBatch >= 0 else { throw ValidationError("--join-batch must be 0 or more") }
+        guard convergeTimeout.duration > .zero else { throw ValidationError("--converge-timeout must be more than 0") }
         for s in scenarios where !["rest", "join", "crash"].contains(s) {
             throw ValidationError("unknown scenario \(s): rest, join or crash")
         }
@@ -68,30 +74,51 @@ struct BenchMembers: ParsableCommand {
         progress("members: starting \(nodes)")
         hooks.watchGossip(Set((1...nodes).map { "m\($0)" }))
         let started = UVLoop.hrtimeNs()
-        let first = try make("m1", seeds: [])
-        let seedAddress = first.listenAddress!.description
-        for i in 2...nodes { _ = try make("m\(i)", seeds: [seedAddress]) }
-        let deadline = started + 120_000_000_000
-        var converged = false
+        let deadline = started + convergeTimeout.duration.nanoseconds
         // Watched through the hooks (each member's changes as they happen), not by asking every
         // member in turn: asking is a pass of its loop each, which the bench would pay N times
         // over.
         var views: [String: [String: String]] = [:]
+        var aliveSeen: [String: Int] = [:]
         var read = 0
-        while UVLoop.hrtimeNs() < deadline {
-            let events = hooks.gossipEventsKept
-            for e in events[read...] { views[e.observer, default: [:]][e.subject] = e.state }
-            read = events.count
-            if views.count == nodes, views.values.allSatisfy({ $0.count == nodes - 1 && $0.values.allSatisfy { $0 == "alive" } }) {
-                converged = true
-                break
+        /// Waits until each of the first `count` members (those started) sees the others alive.
+        func converge(_ count: Int) -> Bool {
+            while UVLoop.hrtimeNs() < deadline {
+                let events = hooks.gossipEvents(from: read)
+                for e in events {
+                    let before = views[e.observer, default: [:]].updateValue(e.state, forKey: e.subject)
+                    if before == "alive" { aliveSeen[e.observer, default: 0] -= 1 }
+                    if e.state == "alive" { aliveSeen[e.observer, default: 0] += 1 }
+                }
+                read += events.count
+                if order.prefix(count).allSatisfy({ aliveSeen[$0, default: 0] == count - 1 }) { return true }
+                pause(seconds: 0.05)
             }
-            pause(seconds: 0.05)
+            return false
         }
+        let first = try make("m1", seeds: [])
+        let seedAddress = first.listenAddress!.description
+        var converged = true
+        for i in 2...nodes {
+            _ = try make("m\(i)", seeds: [seedAddress])
+            if joinBatch > 0, i % joinBatch == 0, i < nodes {
+                converged = converge(i)
+                progress("members: \(i) started, \(converged ? "converged" : "not converged")")
+                guard converged else { break }
+            }
+        }
+        converged = converged && converge(nodes)
         let convergenceMs = Double(UVLoop.hrtimeNs() - started) / 1e6
         guard converged else {
             progressDone()
-            printError("cluster bench members: \(nodes) members did not all see each other within 120 s")
+            let started = order.count
+            let short = order.filter { aliveSeen[$0, default: 0] != started - 1 }
+            let sample = short.prefix(5).map { id in
+                let view = views[id] ?? [:]
+                let missing = order.filter { $0 != id && view[$0] != "alive" }
+                return "\(id) sees \(aliveSeen[id, default: 0]) alive; not: " + missing.prefix(4).map { "\($0) (\(view[$0] ?? "unknown"))" }.joined(separator: ", ")
+            }
+            printError("cluster bench members: \(started) members started, and \(short.count) of them did not see all the others alive within \(convergeTimeout.text): \(sample.joined(separator: "; "))")
             throw ExitCode.failure
         }
         var fields: [(String, String)] = [
@@ -130,8 +157,11 @@ struct BenchMembers: ParsableCommand {
                     let others = Set(order.filter { $0 != id && !crashed.contains($0) })
                     let end = start + 30_000_000_000
                     var seenBy: [String: UInt64] = [:]
+                    var read = 0
                     while UVLoop.hrtimeNs() < end {
-                        for e in hooks.gossipEventsKept where e.state == "alive" && others.contains(e.observer) && seenBy[e.observer] == nil {
+                        let events = hooks.gossipEvents(from: read)
+                        read += events.count
+                        for e in events where e.state == "alive" && others.contains(e.observer) && seenBy[e.observer] == nil {
                             seenBy[e.observer] = e.atNs
                         }
                         if seenBy.count == others.count { break }
@@ -160,8 +190,11 @@ struct BenchMembers: ParsableCommand {
                     let end = start + 60_000_000_000
                     var failedAt: [String: UInt64] = [:]
                     var suspectedAt: UInt64?
+                    var read = 0
                     while UVLoop.hrtimeNs() < end {
-                        for e in hooks.gossipEventsKept where others.contains(e.observer) {
+                        let events = hooks.gossipEvents(from: read)
+                        read += events.count
+                        for e in events where others.contains(e.observer) {
                             if e.state == "suspect" || e.state == "failed" { suspectedAt = min(suspectedAt ?? e.atNs, e.atNs) }
                             if e.state == "failed", failedAt[e.observer] == nil { failedAt[e.observer] = e.atNs }
                         }

@@ -342,7 +342,7 @@ package struct GossipCore: Sendable {
         if let back = cameBack, now >= nextRepairAt, !hasLeft {
             // A member we ourselves declared failed is alive after all: a partition or a stall
             // kept us apart, so exchange full states with it.
-            nextRepairAt = now &+ settings.joinRetryInterval
+            nextRepairAt = now &+ repairSpan
             counters.repairExchanges += 1
             out.append(.requestFullState(address: back))
         } else if now >= nextRepairAt && (refutedHere || stranger) && !hasLeft {
@@ -350,8 +350,8 @@ package struct GossipCore: Sendable {
             // partition, a stall or a lost update kept us apart, and what each of us learnt meanwhile (joins,
             // leaves, the primary) has stopped spreading. Exchange full states with the sender so
             // that both views, and through their gossip everyone's, are whole again (memberlist's
-            // push-pull on rejoin). At most once per `joinRetryInterval`.
-            nextRepairAt = now &+ settings.joinRetryInterval
+            // push-pull on rejoin). At most once per `repairSpan`.
+            nextRepairAt = now &+ repairSpan
             counters.repairExchanges += 1
             out.append(.requestFullState(address: from))
         } else if senderState == .failed && now >= nextTellAt {
@@ -825,6 +825,15 @@ package struct GossipCore: Sendable {
             }
             i += 1
         }
+    }
+
+    /// The shortest time between two repair exchanges of this member: `joinRetryInterval`, times
+    /// N over `fullStateScaleMembers` beyond that many members (a full state grows with N, so its
+    /// bytes per member per second stay flat; and when a thousand members join at once, every one
+    /// hears strangers, and exchanges at a fixed rate would swamp them all).
+    var repairSpan: UInt64 {
+        let scale = max(1.0, Double(clusterSize) / Double(max(1, settings.fullStateScaleMembers)))
+        return UInt64(Double(settings.joinRetryInterval) * scale)
     }
 
     var reapInterval: UInt64 { max(settings.probeInterval, min(settings.reapFailedAfter, settings.forgetLeftAfter) / 10) }
