@@ -278,10 +278,6 @@ package struct GossipCore: Sendable {
         settings.retransmitMultiplier * Int(ceilLog10(clusterSize + 1))
     }
 
-    /// The failed members forgotten whose addresses are kept, to reconnect with (see
-    /// ``Settings/reconnectInterval``).
-    package var forgottenFailed: [(id: String, address: String)] { departed.map { ($0.id, $0.address) } }
-
     /// Updates waiting to be piggybacked or gossiped.
     package var pendingBroadcasts: Int { latest.count }
 
