@@ -41,8 +41,11 @@ package struct GossipSimulationConfig: Sendable, CustomStringConvertible {
     /// Members whose every datagram in and out is lost with `lossRate` during the churn.
     package var lossyFraction = 0.05
     package var lossRate = 0.1
-    /// Members cut off from the rest for 1-4 s during the churn (then healed).
+    /// Members cut off from the rest (they still reach one another) for `partitionMinNanoseconds`
+    /// plus up to `partitionExtraNanoseconds` (1-4 s), within the churn (then healed).
     package var partitionFraction = 0.1
+    package var partitionMinNanoseconds: UInt64 = 1_000_000_000
+    package var partitionExtraNanoseconds: UInt64 = 3_000_000_000
     /// One-way delay: uniform in [min, max], and 1% of datagrams `slowExtra` more (reordered).
     package var delayMinNanoseconds: UInt64 = 100_000
     package var delayMaxNanoseconds: UInt64 = 1_000_000
@@ -56,6 +59,21 @@ package struct GossipSimulationConfig: Sendable, CustomStringConvertible {
     package init(seed: UInt64, nodes: Int) {
         self.seed = seed
         self.nodes = nodes
+    }
+
+    /// The long-partition scenario (`cluster sim --membership --long-partition`): a fifth of the
+    /// members cut off from the first half of a 40 s churn until its end (20-40 s), past
+    /// `reapFailedAfter` (5 s here): each side declares the other failed and forgets it. The
+    /// other faults (joins, crashes and restarts, leaves) happen before it heals, so that no
+    /// newcomer bridges the sides: only the reconnect rule (every 5 s here) brings them
+    /// together, and (a) must hold within the settle bound.
+    package mutating func useLongPartition() {
+        settings.reapFailedAfter = 5_000_000_000
+        settings.reconnectInterval = 5_000_000_000
+        partitionFraction = 0.2
+        churnNanoseconds = 40_000_000_000
+        partitionMinNanoseconds = churnNanoseconds
+        partitionExtraNanoseconds = 0
     }
 
     package var description: String {
@@ -196,13 +214,14 @@ package struct GossipSimulation {
     var endAt: UInt64 = 0
     var steadyCounters = GossipCore.Counters()
 
-    func totalCounters() -> GossipCore.Counters {
+    package func totalCounters() -> GossipCore.Counters {
         var c = GossipCore.Counters()
         for m in members {
             guard let k = m.core?.counters else { continue }
             c.joinExchanges += k.joinExchanges
             c.periodicExchanges += k.periodicExchanges
             c.repairExchanges += k.repairExchanges
+            c.reconnectExchanges += k.reconnectExchanges
             c.refutations += k.refutations
         }
         return c
@@ -292,7 +311,7 @@ package struct GossipSimulation {
         let cut = take(config.partitionFraction, atLeast: 1)
         let cutAt = churnStart + uniform(span / 2)
         queue.push(.partition(cut, true), atNanoseconds: cutAt)
-        queue.push(.partition(cut, false), atNanoseconds: min(churnEnd, cutAt + 1_000_000_000 + uniform(3_000_000_000)))
+        queue.push(.partition(cut, false), atNanoseconds: min(churnEnd, cutAt + config.partitionMinNanoseconds + uniform(config.partitionExtraNanoseconds)))
         if config.planted == .isolateOneAfterChurn, let victim = unprotected.first ?? cut.first {
             isolated = victim
         }

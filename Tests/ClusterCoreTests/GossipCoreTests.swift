@@ -315,6 +315,33 @@ struct GossipCoreTests {
         #expect(h.log.contains(.memberChanged(id: "b", from: .failed, to: nil, incarnation: 0)))
     }
 
+    @Test("a partition that outlasts reaping: the failed members forgotten are reconnected with (a full-state exchange with one of them every reconnectInterval), and the exchange brings them back; a member that is gone costs a dial per interval")
+    func reconnectAfterReaping() {
+        let settings = GossipCore.Settings()
+        let reconnectInterval = 30_000 * ms  // the default `reconnectInterval` (written out: this test ran before it existed)
+        var h = Harness(knows: ["b", "c", "d"], settings: settings)
+        // b and c are cut off (they answer nothing); d answers: b and c are suspected, declared
+        // failed, and forgotten a minute later.
+        let start = h.now
+        let apart = h.runAnswering(until: start + settings.reapFailedAfter + 10_000 * ms, except: ["b", "c"])
+        #expect(h.core.member("b") == nil && h.core.member("c") == nil, "\(String(describing: h.core.member("b")))")
+        #expect(apart.contains(.memberChanged(id: "b", from: .failed, to: nil, incarnation: 0)))
+        // Still apart: a full-state exchange with b or c every reconnectInterval (2 forgotten,
+        // 2 members alive: always), and with no one else but the periodic exchange's d.
+        let reconnecting = h.runAnswering(until: h.now + 2 * reconnectInterval + 1_000 * ms, except: ["b", "c"])
+        let asked = reconnecting.compactMap { if case .requestFullState(let to) = $0 { to } else { nil } }
+        #expect(asked.filter { $0 == address("b") || $0 == address("c") }.count == 2, "\(asked)")
+        #expect(asked.allSatisfy { [address("b"), address("c"), address("d")].contains($0) }, "\(asked)")
+        // Healed: b answers the exchange with its side's view (b and c alive): both are back,
+        // and no more reconnecting.
+        h.step(.fullState(GossipFullState(sender: "b", isReply: true, members: [record("b", incarnation: 1), record("c", incarnation: 1)], primary: nil), from: address("b")))
+        #expect(h.core.member("b")?.state == .alive && h.core.member("c")?.state == .alive)
+        // (At most one exchange in the next minute: the periodic one, with a random member, at
+        // least 45 s apart.)
+        let after = h.runAnswering(until: h.now + 2 * reconnectInterval, except: [])
+        #expect(after.filter { if case .requestFullState = $0 { true } else { false } }.count <= 1, "\(after.filter { if case .requestFullState = $0 { true } else { false } })")
+    }
+
     @Test("SWIM §4.2: an update is sent λ·ceil(log10(N+1)) times, then no more")
     func retransmitLimit() {
         let others = (0..<20).map { "m\($0)" }

@@ -30,6 +30,18 @@ struct GossipSimulationTests {
         #expect(r.stalls > 0)
     }
 
+    @Test("a partition that outlasts reaping (each side forgets the other): healed, the sides merge back, every check passes; the reconnect rule is used", arguments: [
+        (UInt64(21), 30), (UInt64(22), 60),
+    ])
+    func longPartitionMergesBack(seed: UInt64, nodes: Int) {
+        var c = config(seed: seed, nodes: nodes)
+        c.useLongPartition()
+        var simulation = GossipSimulation(config: c)
+        let r = simulation.run()
+        #expect(r.passed, "\(r.violations)")
+        #expect(simulation.totalCounters().reconnectExchanges > 0)
+    }
+
     @Test("a run replays exactly from its seed")
     func deterministic() {
         var a = GossipSimulation(config: config(seed: 9, nodes: 30))

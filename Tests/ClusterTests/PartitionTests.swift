@@ -3,9 +3,10 @@ import Foundation
 import Glibc
 import Testing
 
-/// Five "hosts" made of network namespaces this test creates: each host has one veth cable to
+/// "Hosts" made of network namespaces this test creates: each host has one veth cable to
 /// a switch (a bridge in a namespace of its own) and an address 10.201.0.N/24 on it. Nothing
-/// touches the machine's own namespace. Cutting a host's cable at the switch partitions it.
+/// touches the machine's own namespace. Cutting a host's cable at the switch isolates it;
+/// `partition` splits the hosts into two groups that each still reach their own.
 /// Needs root and `ip`; without them the suite is skipped with the reason.
 final class NetnsHosts: @unchecked Sendable {
     let prefix: String
@@ -29,8 +30,10 @@ final class NetnsHosts: @unchecked Sendable {
         return child.waitForExit(seconds: 20) ?? ChildResult(exitCode: nil, signal: SIGKILL, output: child.output)
     }
 
-    init(count: Int) throws {
-        prefix = "cl\(getpid() % 100_000)"
+    /// `tag`: a letter or two that keeps the names apart from another suite's hosts (suites run
+    /// at the same time, in one process).
+    init(count: Int, tag: String = "") throws {
+        prefix = "cl\(tag)\(getpid() % 100_000)"
         self.count = count
         let sw = prefix + "sw"
         try run(["netns", "add", sw])
@@ -64,6 +67,21 @@ final class NetnsHosts: @unchecked Sendable {
     func cable(_ i: Int, up: Bool) throws {
         try run(["-n", prefix + "sw", "link", "set", "\(prefix)s\(i)", up ? "up" : "down"])
     }
+
+    /// Moves the switch ports of hosts `group` to a second bridge on the switch (`apart`), or
+    /// back: the group's hosts still reach one another, and nothing passes between them and the
+    /// rest (frames are not forwarded between the bridges; nothing answers, as on a cut link).
+    func partition(_ group: [Int], apart: Bool) throws {
+        let sw = prefix + "sw"
+        if apart && !hasSecondBridge {
+            try run(["-n", sw, "link", "add", "br1", "type", "bridge"])
+            try run(["-n", sw, "link", "set", "br1", "up"])
+            hasSecondBridge = true
+        }
+        for i in group { try run(["-n", sw, "link", "set", "\(prefix)s\(i)", "master", apart ? "br1" : "br0"]) }
+    }
+
+    private var hasSecondBridge = false
 
     private func run(_ arguments: [String]) throws {
         let result = try Self.ip(arguments)

@@ -92,7 +92,19 @@ package struct GossipCore: Sendable {
         /// A failed member is forgotten this long after it was declared failed. Until then it is
         /// still probed now and then (one ping, no suspicion), so that a member cut off by a
         /// partition hears that it was declared failed when the partition heals and refutes.
+        /// Once forgotten, its address is kept for `reconnectTimeout` (see `reconnectInterval`).
         package var reapFailedAfter: UInt64 = 60_000_000_000
+        /// Serf's reconnect: every this long, a member that keeps the addresses of failed members
+        /// it forgot (reaped) exchanges full states with one of them, at random, with probability
+        /// (addresses kept) / (members alive or suspect, itself included), at most 1: about one
+        /// attempt per forgotten member per interval across the cluster, whatever N. It is what
+        /// merges the two sides of a partition that outlasted `reapFailedAfter`: by then neither
+        /// side probes, gossips to or exchanges with the other.
+        package var reconnectInterval: UInt64 = 30_000_000_000
+        /// A forgotten failed member's address is given up this long after it was forgotten.
+        package var reconnectTimeout: UInt64 = 86_400_000_000_000
+        /// The most forgotten failed members whose addresses are kept (the oldest go first).
+        package var reconnectMaxAddresses = 1_024
         /// A member that left is remembered as left this long (its old news cannot resurrect it).
         package var forgetLeftAfter: UInt64 = 3_600_000_000_000
 
@@ -119,6 +131,8 @@ package struct GossipCore: Sendable {
         /// After being declared failed, hearing a member we declared failed come back, or
         /// hearing a stranger (see ``GossipCore``).
         package var repairExchanges = 0
+        /// With a failed member forgotten (see ``Settings/reconnectInterval``).
+        package var reconnectExchanges = 0
         package var refutations = 0
 
         package init() {}
@@ -169,6 +183,13 @@ package struct GossipCore: Sendable {
         var nacked = false
     }
 
+    /// A failed member forgotten (reaped): where to try to reconnect with it.
+    struct Departed: Sendable {
+        var id: String
+        var address: String
+        var forgottenAt: UInt64
+    }
+
     struct Broadcast: Sendable {
         var key: String
         var update: GossipUpdate
@@ -204,6 +225,9 @@ package struct GossipCore: Sendable {
     var lastFullStateAt: UInt64 = 0
     var fullStateJitter = 1.0
     var nextReapAt: UInt64 = 0
+    /// Failed members forgotten, oldest first (see ``Settings/reconnectInterval``).
+    var departed: [Departed] = []
+    var nextReconnectAt: UInt64 = 0
     var seeds: [String] = []
     var nextJoinAt: UInt64?
     var leaveAnnounced = false
@@ -628,6 +652,7 @@ package struct GossipCore: Sendable {
 
     mutating func add(_ member: GossipMember, now: UInt64) {
         strangers[member.id] = nil
+        if !departed.isEmpty { departed.removeAll { $0.id == member.id } }
         index[member.id] = entries.count
         entries.append(Entry(member: member, changedAt: now))
         byAddress[member.address] = member.id
@@ -726,6 +751,10 @@ package struct GossipCore: Sendable {
             nextReapAt = now &+ reapInterval
             reap(now: now)
         }
+        if !departed.isEmpty && now >= nextReconnectAt {
+            nextReconnectAt = now &+ settings.reconnectInterval
+            if !hasLeft { reconnect() }
+        }
         if hasLeft && !leaveAnnounced && latest.isEmpty {
             leaveAnnounced = true
             out.append(.leaveComplete)
@@ -811,6 +840,7 @@ package struct GossipCore: Sendable {
 
     mutating func reap(now: UInt64) {
         strangers = strangers.filter { now &- $0.value < 10 &* settings.joinRetryInterval }
+        departed.removeAll { now &- $0.forgottenAt >= settings.reconnectTimeout }
         var i = 0
         while i < entries.count {
             let e = entries[i]
@@ -821,6 +851,13 @@ package struct GossipCore: Sendable {
             }
             if let limit, now &- e.changedAt >= limit {
                 remove(i)
+                if e.member.state == .failed && settings.reconnectMaxAddresses > 0 {
+                    // Kept, to reconnect with: the other side of a partition is forgotten too.
+                    if departed.isEmpty { nextReconnectAt = now &+ settings.reconnectInterval }
+                    departed.removeAll { $0.id == e.member.id }
+                    if departed.count >= settings.reconnectMaxAddresses { departed.removeFirst() }
+                    departed.append(Departed(id: e.member.id, address: e.member.address, forgottenAt: now))
+                }
                 continue
             }
             i += 1
@@ -834,6 +871,18 @@ package struct GossipCore: Sendable {
     var repairSpan: UInt64 {
         let scale = max(1.0, Double(clusterSize) / Double(max(1, settings.fullStateScaleMembers)))
         return UInt64(Double(settings.joinRetryInterval) * scale)
+    }
+
+    /// Serf's reconnect: a full-state exchange with one failed member forgotten, at random, with
+    /// probability (forgotten ones) / (members alive or suspect, itself included). A side of a
+    /// healed partition learns the other's members from it, and they this side's (the answer
+    /// and their gossip spread both); a member truly gone costs a dial that fails.
+    mutating func reconnect() {
+        let chance = Double(departed.count) / Double(clusterSize)
+        if chance < 1 && Double(rng.next() >> 11) / Double(1 << 53) >= chance { return }
+        let target = departed[Int(rng.next(upperBound: UInt64(departed.count)))]
+        counters.reconnectExchanges += 1
+        out.append(.requestFullState(address: target.address))
     }
 
     var reapInterval: UInt64 { max(settings.probeInterval, min(settings.reapFailedAfter, settings.forgetLeftAfter) / 10) }
@@ -858,6 +907,7 @@ package struct GossipCore: Sendable {
         for relay in relays { deadline = min(deadline, relay.nacked ? relay.expiresAt : relay.nackAt) }
         if !suspected.isEmpty { deadline = min(deadline, nextSuspicionDeadline) }
         if let at = nextJoinAt { deadline = min(deadline, at) }
+        if !departed.isEmpty && !hasLeft { deadline = min(deadline, nextReconnectAt) }
         deadline = min(deadline, nextReapAt)
         return max(deadline, holdTimersUntil, now)
     }
