@@ -697,10 +697,29 @@ struct BenchAgents: ParsableCommand {
             progressDone()
             throw error
         }
-        // Still one primary, everyone alive everywhere (asked after the window).
-        let after = agents.compactMap { $0.status() }
-        let settledAfter = after.count == nodes && after.allSatisfy { status in
-            status.leaderID == leader && ids.allSatisfy { $0 == status.nodeID || status.liveness[$0]?.status == .alive }
+        // Still one primary, everyone alive everywhere (asked after the window; each agent until
+        // it says so, up to 5 s: a status asked of a loaded agent can take longer than its 300 ms).
+        var unsettled = agents[...]
+        let afterDeadline = UVLoop.hrtimeNs() + 5_000_000_000
+        while let agent = unsettled.first, UVLoop.hrtimeNs() < afterDeadline {
+            if let status = agent.status(), status.leaderID == leader,
+               ids.allSatisfy({ $0 == status.nodeID || status.liveness[$0]?.status == .alive }) {
+                unsettled.removeFirst()
+            } else {
+                pause(seconds: 0.1)
+            }
+        }
+        let settledAfter = unsettled.isEmpty
+        if let agent = unsettled.first {
+            let status = agent.status()
+            let notAlive = status.map { status in
+                ids.filter { $0 != status.nodeID && status.liveness[$0]?.status != .alive }
+                    .map { "\($0) \(status.liveness[$0]?.status.rawValue ?? "unknown")" }
+            } ?? []
+            progressDone()
+            printError("cluster bench agents: after the window, \(agent.id) "
+                + (status.map { "names \($0.leaderID ?? "no primary") (was \(leader)); not alive: \(notAlive.prefix(5).joined(separator: ", "))\(notAlive.count > 5 ? ", …" : "")" }
+                    ?? "did not answer"))
         }
         progressDone()
         released.sort()
