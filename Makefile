@@ -48,7 +48,8 @@ sim: setup
 # mesh flat out (one loop thread,
 # and two for 8/16); then failover
 # (three modes), join, the memory of 5 agent processes, and the gossip membership at
-# BENCH_MEMBERS members beside memberlist (../shared/bench/memberlist-mesh). Results: .build/bench/results.jsonl, a summary with
+# BENCH_MEMBERS members beside memberlist (../shared/bench/memberlist-mesh), and BENCH_AGENTS agent
+# processes at rest beside as many Serf agents. Results: .build/bench/results.jsonl, a summary with
 # the median ratios on stdout, SVG plots in docs/bench. BENCH_SECONDS sets each measured window.
 BENCH_SECONDS ?= 5
 BENCH_REPEAT ?= 3
@@ -56,6 +57,9 @@ BENCH_NODES ?= 8 16 32 64 128
 BENCH_TRIALS ?= 50
 # Members of the gossip benchmark (`cluster bench members` beside memberlist-mesh).
 BENCH_MEMBERS ?= 100 300
+# Agent processes at rest beside as many Serf agents (`cluster bench agents` / `cluster bench serf`).
+BENCH_AGENTS ?= 8 64
+BENCH_AGENTS_SECONDS ?= 10s
 # The key's cost is a ratio of two runs, each as noisy as the VM: more pairs than other repeats.
 BENCH_KEY_PAIRS ?= 7
 YARDSTICK ?= ../shared/bench
@@ -92,6 +96,18 @@ bench: setup
 	@ulimit -n 20000 2>/dev/null; for n in $(BENCH_MEMBERS); do \
 		[ ! -x .build/memberlist-mesh ] || .build/memberlist-mesh --nodes $$n --probe-interval 200ms --scenario rest,join,crash --trials 3 --seconds 10 --converge-timeout 120s --json-only | tee -a $(BENCH_OUT)/results.jsonl; \
 		.build/release/cluster bench members --nodes $$n --probe-interval 200ms --scenario rest,join,crash --trials 3 --seconds 10 | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
+	done
+	@# Agent processes at rest beside Serf's (issue 17): BENCH_AGENTS `cluster agent` processes with
+	@# --membership gossip (probe every 1 s, Serf's LAN profile) and as many `serf agent`s (Debian's
+	@# serf package, installed when root and missing; skipped, saying so, where it cannot be), one
+	@# after the other, and the mesh once for reference. `bench report` prints this / Serf.
+	@command -v serf >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq serf; } >&2; } \
+		|| echo "bench: serf is not installed (as root: apt-get install -y serf); Serf's side is skipped" >&2
+	@ulimit -n 20000 2>/dev/null; for n in $(BENCH_AGENTS); do for r in $$(seq $(BENCH_REPEAT)); do \
+		! command -v serf >/dev/null 2>&1 || .build/release/cluster bench serf --nodes $$n --seconds $(BENCH_AGENTS_SECONDS) | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
+		.build/release/cluster bench agents --nodes $$n --membership gossip --probe-interval 1s --seconds $(BENCH_AGENTS_SECONDS) | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
+	done; \
+		.build/release/cluster bench agents --nodes $$n --membership mesh --seconds $(BENCH_AGENTS_SECONDS) | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 	done
 	@echo; .build/release/cluster bench report $(BENCH_OUT)/results.jsonl --plots docs/bench \
 		--samples crash=$(BENCH_OUT)/failover-crash.txt --samples silent=$(BENCH_OUT)/failover-silent.txt \

@@ -124,9 +124,20 @@ final class DiscoveryRuntime: @unchecked Sendable {
         clusterName = options.clusterName
         keyring = options.keyring
         allowUnsigned = options.allowUnauthenticatedJSON
-        intervalNs = max(1_000_000, (options.announceInterval ?? config.heartbeatInterval * 5).nanoseconds)
+        intervalNs = max(1_000_000, (options.announceInterval ?? Self.defaultAnnounceInterval(config: config, options: options)).nanoseconds)
         timeoutMs = max(1, config.voteRequestTimeout.nanoseconds / 1_000_000)
         (loop, ownsLoop) = options.resolveLoop(name: "discovery-\(config.nodeID)")
+    }
+
+    /// The announce interval when `NodeOptions.announceInterval` is nil: 5 × the heartbeat
+    /// interval; with the gossip layer on (`NodeOptions.gossip`), 30 s (memberlist's push-pull
+    /// interval). There the gossip joins through the same seeds, retries on its own and carries
+    /// every member's news; the announcements only back it up. At the mesh's interval each member
+    /// decoded a `node_list` of the whole cluster twice a second, half of an idle member's CPU,
+    /// and the seed encoded one for every member twice a second, most of its CPU (64 agents:
+    /// `cluster bench agents --membership gossip`, docs/figures.md).
+    static func defaultAnnounceInterval(config: ClusterConfig, options: NodeOptions) -> Duration {
+        options.gossip ? .seconds(30) : config.heartbeatInterval * 5
     }
 
     /// Runs `body` on the loop and waits for its result; nil once the loop is gone.

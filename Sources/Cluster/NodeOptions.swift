@@ -52,7 +52,7 @@ public struct NodeOptions: Sendable {
     /// `SO_RCVBUF`); nil: the system's default. Small buffers make back-pressure show early.
     public var socketBufferBytes: Int32?
     /// How often `NodeDiscovery` announces this node to each seed; nil: 5 × the heartbeat
-    /// interval.
+    /// interval, or 30 s with `gossip` on (the gossip layer then carries the members' news).
     public var announceInterval: Duration?
     /// Seed of the node's random choices (election timeouts, jitter); nil: a random one.
     public var randomSeed: UInt64?

@@ -13,7 +13,7 @@ import UV
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Loopback cluster benchmarks.",
-        subcommands: [BenchSteady.self, BenchMesh.self, BenchFailover.self, BenchJoin.self, BenchMembers.self, BenchTags.self, BenchAgents.self, BenchReport.self],
+        subcommands: [BenchSteady.self, BenchMesh.self, BenchFailover.self, BenchJoin.self, BenchMembers.self, BenchTags.self, BenchAgents.self, BenchSerf.self, BenchReport.self],
         defaultSubcommand: BenchSteady.self)
 }
 
@@ -608,21 +608,32 @@ struct BenchTags: ParsableCommand {
     }
 }
 
-/// `cluster bench agents`: what an agent process costs in memory. N `cluster agent` processes
-/// (this executable) on 127.0.0.1, as `cluster demo` starts them; once they agree on a primary
-/// and each has let go of its start-up code pages (`--release-startup-code-after`), the cluster
-/// runs `--seconds` more, then each agent's resident set (`VmRSS`) is read.
+/// `cluster bench agents`: what agent processes cost at rest. N `cluster agent` processes (this
+/// executable) on 127.0.0.1, as `cluster demo` starts them, in the mesh (every member links with
+/// and heartbeats every other) or with `--membership gossip` (the voters link; the others are
+/// watched by the gossip). Once they agree on a primary, every agent lists every member alive and
+/// each has let go of its start-up code pages (`--release-startup-code-after`), the total CPU of
+/// all the agents is read from /proc over `--seconds` (nothing asks them anything meanwhile),
+/// then each agent's resident set (`VmRSS`). `cluster bench serf` measures Serf's agents the same
+/// way, with the same keys.
 struct BenchAgents: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "agents", abstract: "Resident memory of agent processes in a loopback cluster, once settled.")
+        commandName: "agents", abstract: "CPU and resident memory of agent processes in a loopback cluster at rest, once settled.")
 
     @Option(help: "Agent processes.") var nodes = 5
-    @Option(help: "How long the settled cluster runs before its agents' memory is read.", transform: DurationArgument.parse)
+    @Option(help: "How long the settled cluster is measured.", transform: DurationArgument.parse)
     var seconds = DurationArgument(.seconds(5), text: "5s")
+    @Option(help: "mesh or gossip (the agents' --membership).") var membership: Agent.MembershipLayer = .mesh
+    @Option(help: "With gossip: the agents' --probe-interval (1s: Serf's, memberlist's LAN profile; the agent's default is 200ms).")
+    var probeInterval = DurationArgument(.seconds(1), text: "1s")
+    @Option(help: "Voters: the first K agents (--voters); default: all of 5 or fewer agents, else 3.") var voters: Int?
     @OptionGroup var output: BenchOutput
 
     func validate() throws {
-        guard (1...32).contains(nodes) else { throw ValidationError("--nodes must be 1...32") }
+        guard (1...128).contains(nodes) else { throw ValidationError("--nodes must be 1...128") }
+        if let voters, !(1...min(nodes, VoterConfiguration.maxVoters)).contains(voters) {
+            throw ValidationError("--voters must be 1...\(min(nodes, VoterConfiguration.maxVoters))")
+        }
     }
 
     func run() throws {
@@ -630,26 +641,36 @@ struct BenchAgents: ParsableCommand {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
         let ids = (1...nodes).map { "a\($0)" }
+        let voterCount = voters ?? (nodes <= 5 ? nodes : 3)
         var agents: [DemoAgent] = []
+        // Every agent also has --exit-with-parent: ended any other way, this takes them with it.
         defer { for agent in agents { agent.stop() } }
-        let common = ["--min-quorum", "\(nodes / 2 + 1)"]
-        progress("agents: starting \(nodes)")
-        for id in ids {
+        var common = ["--min-quorum", "\(voterCount / 2 + 1)", "--voters", ids.prefix(voterCount).joined(separator: ","),
+                      "--membership", membership.rawValue]
+        if membership == .gossip { common += ["--probe-interval", probeInterval.text] }
+        let started = UVLoop.hrtimeNs()
+        for (i, id) in ids.enumerated() {
+            progress("agents: starting \(i + 1) of \(nodes)")
             agents.append(try DemoAgent.start(id: id, dataDir: root + "/" + id, seeds: agents.first.map { [$0.address] } ?? [], arguments: common))
         }
-        progress("agents: waiting for a primary")
+        progress("agents: waiting for a primary and every member alive everywhere")
         var leader: String?
-        let deadline = UVLoop.hrtimeNs() + 30_000_000_000
+        let deadline = started + 180_000_000_000
         while leader == nil, UVLoop.hrtimeNs() < deadline {
             let statuses = agents.compactMap { $0.status() }
             if statuses.count == nodes, let named = statuses.first?.leaderID, statuses.allSatisfy({ $0.leaderID == named }),
-               statuses.contains(where: { $0.nodeID == named && $0.state == .leader }) {
+               statuses.contains(where: { $0.nodeID == named && $0.state == .leader }),
+               statuses.allSatisfy({ status in ids.allSatisfy { $0 == status.nodeID || status.liveness[$0]?.status == .alive } }) {
                 leader = named
             } else {
-                pause(seconds: 0.05)
+                pause(seconds: 0.2)
             }
         }
-        guard let leader else { throw ValidationError("the agents agreed on no primary within 30 s") }
+        guard let leader else {
+            progressDone()
+            throw ValidationError("the agents agreed on no primary, or did not all list every member alive, within 180 s")
+        }
+        let settleMs = Double(UVLoop.hrtimeNs() - started) / 1e6
         progress("agents: waiting for each to let go of its start-up code")
         let marker = Array("let go of ".utf8)
         var released: [Double] = []
@@ -657,27 +678,60 @@ struct BenchAgents: ParsableCommand {
             _ = agent.process.waitForOutput(seconds: 20) { $0.firstRange(of: marker) != nil }
             let log = String(decoding: agent.process.output, as: UTF8.self)
             guard let range = log.firstRange(of: "let go of ") else {
+                progressDone()
                 throw ValidationError("agent \(agent.id) did not let go of its start-up code: \(log.suffix(300))")
             }
             released.append(Double(log[range.upperBound...].prefix { $0.isNumber }) ?? 0)
         }
-        progress("agents: settled, measuring \(seconds)")
-        pause(seconds: Double(seconds.duration.nanoseconds) / 1e9)
-        var rss: [Double] = []
-        for agent in agents {
-            guard agent.process.isRunning, let kib = Self.residentKiB(of: agent.process.pid) else {
-                throw ValidationError("agent \(agent.id) ended: \(String(decoding: agent.process.output, as: UTF8.self).suffix(300))")
+        progress("agents: settled, warming up")
+        pause(seconds: 2)
+        progress("agents: measuring \(seconds)")
+        let names = Dictionary(uniqueKeysWithValues: agents.map { ($0.process.pid, $0.id) })
+        let sample: ProcessesAtRest.Sample
+        do {
+            sample = try ProcessesAtRest(pids: agents.map(\.process.pid)).measure(seconds: Double(seconds.duration.nanoseconds) / 1e9) { pid in
+                let agent = agents.first { $0.process.pid == pid }
+                return "agent \(names[pid] ?? "?"): \(agent.map { String(decoding: $0.process.output, as: UTF8.self).suffix(300) } ?? "")"
             }
-            rss.append(Double(kib))
+        } catch {
+            progressDone()
+            throw error
+        }
+        // Still one primary, everyone alive everywhere (asked after the window; each agent until
+        // it says so, up to 5 s: a status asked of a loaded agent can take longer than its 300 ms).
+        var unsettled = agents[...]
+        let afterDeadline = UVLoop.hrtimeNs() + 5_000_000_000
+        while let agent = unsettled.first, UVLoop.hrtimeNs() < afterDeadline {
+            if let status = agent.status(), status.leaderID == leader,
+               ids.allSatisfy({ $0 == status.nodeID || status.liveness[$0]?.status == .alive }) {
+                unsettled.removeFirst()
+            } else {
+                pause(seconds: 0.1)
+            }
+        }
+        let settledAfter = unsettled.isEmpty
+        if let agent = unsettled.first {
+            let status = agent.status()
+            let notAlive = status.map { status in
+                ids.filter { $0 != status.nodeID && status.liveness[$0]?.status != .alive }
+                    .map { "\($0) \(status.liveness[$0]?.status.rawValue ?? "unknown")" }
+            } ?? []
+            progressDone()
+            printError("cluster bench agents: after the window, \(agent.id) "
+                + (status.map { "names \($0.leaderID ?? "no primary") (was \(leader)); not alive: \(notAlive.prefix(5).joined(separator: ", "))\(notAlive.count > 5 ? ", …" : "")" }
+                    ?? "did not answer"))
         }
         progressDone()
-        rss.sort()
         released.sort()
         output.emit([
-            ("impl", "\"swift-cluster\""), ("mode", "\"agents\""), ("nodes", "\(nodes)"), ("leader", "\"\(leader)\""),
-            ("rss_kb_median", format(percentile(rss, 50), 0)), ("rss_kb_max", format(rss.last ?? 0, 0)),
-            ("released_kb_median", format(percentile(released, 50), 0)),
+            ("impl", "\"swift-cluster\""), ("mode", "\"agents\""), ("membership", "\"\(membership.rawValue)\""),
+            ("nodes", "\(nodes)"), ("voters", "\(voterCount)"),
+            ("probe_interval_ms", membership == .gossip ? format(Double(probeInterval.duration.nanoseconds) / 1e6, 0) : "null"),
+            ("heartbeat_interval_ms", "100"), ("leader", "\"\(leader)\""),
+        ] + sample.fields(settleMs: settleMs) + [
+            ("released_kb_median", format(percentile(released, 50), 0)), ("settled_after", "\(settledAfter)"),
         ])
+        if !settledAfter { throw ExitCode.failure }
     }
 
     /// `VmRSS` of process `pid` in KiB, from /proc; nil if it cannot be read.

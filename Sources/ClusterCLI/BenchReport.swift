@@ -180,10 +180,37 @@ struct BenchReport: ParsableCommand {
                 + " \(format((rss64 - rss2) / 62, 0)) KiB per node beyond the baseline\n"
         }
         // Agent processes' memory (target: under 12 MiB resident each).
-        for row in rows where row["mode"]?.string == "agents" {
+        for row in rows where row["mode"]?.string == "agents" && row["impl"]?.string == "swift-cluster" && number(row, "nodes") == 5 {
             out += "\nagents: \(Int(number(row, "nodes") ?? 0)) processes, resident \(format((number(row, "rss_kb_median") ?? 0) / 1024, 1)) MiB median,"
                 + " \(format((number(row, "rss_kb_max") ?? 0) / 1024, 1)) MiB max (start-up code let go: \(format((number(row, "released_kb_median") ?? 0) / 1024, 1)) MiB)\n"
         }
+        // Agent processes at rest beside Serf's (`bench agents` and `bench serf` in the same run):
+        // total CPU of all the agents, medians, and the ratio this / Serf (issue 17's target at
+        // 64: 1 or below).
+        let atRest = rows.filter { $0["mode"]?.string == "agents" && number($0, "cpu_pct_total") != nil }
+        let restCounts = Set(atRest.compactMap { number($0, "nodes") }).sorted().filter { n in
+            atRest.contains { number($0, "nodes") == n && $0["impl"]?.string == "serf" }
+        }
+        if !restCounts.isEmpty {
+            out += "\nagent processes at rest beside Serf (total CPU of all agents, % of a core; medians; ratio this / Serf)\n"
+            out += "    N  Serf cpu%  gossip cpu%  ratio  mesh cpu%  ratio  Serf RSS MiB  gossip RSS MiB (medians per agent)\n"
+        }
+        for n in restCounts {
+            func restMedian(_ impl: String, _ membership: String, _ key: String) -> Double {
+                let match = atRest.filter {
+                    number($0, "nodes") == n && $0["impl"]?.string == impl && $0["membership"]?.string == membership
+                        && (impl == "serf" || membership == "mesh" || number($0, "probe_interval_ms") == 1000)
+                }
+                return median(match.compactMap { number($0, key) })
+            }
+            let serf = restMedian("serf", "serf", "cpu_pct_total")
+            let gossip = restMedian("swift-cluster", "gossip", "cpu_pct_total")
+            let mesh = restMedian("swift-cluster", "mesh", "cpu_pct_total")
+            out += "  \(num(n, 3, 0))  \(num(serf, 9, 2))  \(num(gossip, 11, 2))  \(num(gossip / serf, 5, 2))  \(num(mesh, 9, 2))"
+                + "  \(num(mesh / serf, 5, 2))  \(num(restMedian("serf", "serf", "rss_kb_median") / 1024, 12, 1))"
+                + "  \(num(restMedian("swift-cluster", "gossip", "rss_kb_median") / 1024, 14, 1))\n"
+        }
+        if !restCounts.isEmpty { out += "  (gossip: probe every 1 s, as Serf's LAN profile; 3 voters linked, heartbeat 100 ms)\n" }
         // The gossip membership beside memberlist, per member count: ratios this / memberlist
         // (below 1: this costs less, or detects sooner).
         let memberCounts = Set(rows.filter { $0["impl"]?.string == "swift-cluster" && $0["scenario"]?.string?.contains(",") == true || $0["impl"]?.string == "go-memberlist" }

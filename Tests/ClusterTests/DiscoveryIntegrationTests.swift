@@ -106,6 +106,30 @@ struct DiscoveryIntegrationTests {
         #expect(discovery.counts.answered == 0)
         #expect(throws: ClusterError.self) { try discovery.start() }
     }
+
+    @Test("with the gossip layer on, discovery announces at 30 s, not at 5 heartbeats: at 64 agents every member decoding the seed's node_list twice a second was half of the idle cluster's CPU")
+    func gossipMembersAnnounceRarely() async throws {
+        // Nothing listens on port 1: each round is one attempt that fails at once. Two nodes
+        // alike but for the gossip flag, started together; the mesh one's rounds (every 5 × 20 ms)
+        // are the clock of the window.
+        func discovery(_ id: String, gossip: Bool) -> NodeDiscovery {
+            let config = ClusterConfig(nodeID: id, nodeAddr: "127.0.0.1:2", seedNodes: ["127.0.0.1:1"],
+                                       heartbeatInterval: .milliseconds(20), voteRequestTimeout: .milliseconds(100))
+            var options = NodeOptions(logger: quietLogger)
+            options.gossip = gossip
+            return NodeDiscovery(config: config, membership: ClusterMembership(localNodeID: id, localAddr: config.nodeAddr), options: options)
+        }
+        let gossiping = discovery("g", gossip: true)
+        let meshed = discovery("m", gossip: false)
+        try gossiping.start()
+        defer { try? gossiping.stop() }
+        try meshed.start()
+        defer { try? meshed.stop() }
+        // Its first round at start, like any node's.
+        #expect(await eventually(timeout: .seconds(5)) { gossiping.counts.failed >= 1 })
+        #expect(await eventually(timeout: .seconds(5)) { meshed.counts.sent >= 6 })
+        #expect(gossiping.counts.sent == 1, "the gossiping node announced \(gossiping.counts.sent) times while the meshed one announced \(meshed.counts.sent)")
+    }
 }
 
 extension ClusterConfig {
