@@ -47,7 +47,8 @@ sim: setup
 # key's cost (64 nodes with and without a key, and the tags alone), the memory baseline (2 nodes),
 # mesh flat out (one loop thread,
 # and two for 8/16); then failover
-# (three modes), join, the memory of 5 agent processes, and the gossip membership at
+# (three modes), join, the memory of 5 agent processes, 5 agents beside 5 etcd members
+# (`cluster bench etcd`: handover, leader killed, CPU at rest), and the gossip membership at
 # BENCH_MEMBERS members beside memberlist (../shared/bench/memberlist-mesh). Results: .build/bench/results.jsonl, a summary with
 # the median ratios on stdout, SVG plots in docs/bench. BENCH_SECONDS sets each measured window.
 BENCH_SECONDS ?= 5
@@ -58,6 +59,8 @@ BENCH_TRIALS ?= 50
 BENCH_MEMBERS ?= 100 300
 # The key's cost is a ratio of two runs, each as noisy as the VM: more pairs than other repeats.
 BENCH_KEY_PAIRS ?= 7
+# Handovers and leader kills measured on each side of `cluster bench etcd`.
+BENCH_ETCD_TRIALS ?= 20
 YARDSTICK ?= ../shared/bench
 BENCH_OUT ?= .build/bench
 bench: setup
@@ -93,6 +96,11 @@ bench: setup
 		[ ! -x .build/memberlist-mesh ] || .build/memberlist-mesh --nodes $$n --probe-interval 200ms --scenario rest,join,crash --trials 3 --seconds 10 --converge-timeout 120s --json-only | tee -a $(BENCH_OUT)/results.jsonl; \
 		.build/release/cluster bench members --nodes $$n --probe-interval 200ms --scenario rest,join,crash --trials 3 --seconds 10 | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 	done
+	@# Five agents beside five etcd members (handover, leader killed, CPU at rest); etcd is
+	@# installed with apt-get when run as root, else its side is skipped, saying how to install it.
+	@command -v etcd >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { echo "bench: installing etcd-server and etcd-client with apt-get" >&2; \
+		apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >&2; } || true
+	@.build/release/cluster bench etcd --trials $(BENCH_ETCD_TRIALS) --rest-seconds 20 | tee -a $(BENCH_OUT)/results.jsonl
 	@echo; .build/release/cluster bench report $(BENCH_OUT)/results.jsonl --plots docs/bench \
 		--samples crash=$(BENCH_OUT)/failover-crash.txt --samples silent=$(BENCH_OUT)/failover-silent.txt \
 		--samples leave=$(BENCH_OUT)/failover-leave.txt
