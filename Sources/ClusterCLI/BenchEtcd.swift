@@ -34,6 +34,7 @@ struct BenchEtcd: ParsableCommand {
     @Option(help: "Election timeout.", transform: DurationArgument.parse) var electionTimeout = DurationArgument(.milliseconds(500), text: "500ms")
     @Option(help: "Seconds measured at rest.") var restSeconds = 10.0
     @Option(help: "The etcd program.") var etcd = "etcd"
+    @Option(help: "Write each handover's time (ms) to FILE-IMPL (one per line).") var samplesFile: String?
     @OptionGroup var output: BenchOutput
 
     static let installHint = "apt-get install etcd-server etcd-client"
@@ -143,8 +144,14 @@ struct BenchEtcd: ParsableCommand {
                     let countsAfter = (0..<nodes).map { members.durableWrites(of: $0) ?? 0 }
                     writes.append(Double(zip(countsAfter, countsBefore).reduce(0) { $0 + ($1.0 - $1.1) }))
                 }
+                if let samplesFile {
+                    try (times.map { format($0, 3) }.joined(separator: "\n") + "\n").write(toFile: "\(samplesFile)-\(impl)", atomically: true, encoding: .utf8)
+                }
+                let sync = (0..<nodes).compactMap { members.syncSeconds(of: $0) }
+                let syncCount = sync.reduce(0) { $0 + $1.count }
                 let sorted = times.sorted()
                 fields += [
+                    ("sync_ms_mean", format(syncCount == 0 ? 0 : sync.reduce(0) { $0 + $1.sum } / Double(syncCount) * 1000, 3)),
                     ("handover_trials", "\(times.count)"),
                     ("handover_p50_ms", format(percentile(sorted, 50), 2)), ("handover_p99_ms", format(percentile(sorted, 99), 2)),
                     ("handover_max_ms", format(sorted.last ?? 0, 2)),
@@ -241,6 +248,8 @@ protocol BenchMemberSet: Sendable {
     func restart(_ i: Int) throws
     /// The durable writes member `i` has made since it started (nil: it did not answer).
     func durableWrites(of i: Int) -> Int?
+    /// The number of its durable writes and the seconds they took in all (its metrics' histogram).
+    func syncSeconds(of i: Int) -> (count: Int, sum: Double)?
 }
 
 /// Free TCP ports on 127.0.0.1, as the kernel picks them (each bound to port 0 and closed: the
@@ -262,6 +271,18 @@ func benchFreePorts(_ count: Int, loop: UVLoop) throws -> [Int] {
     let result = ports.withLock { $0 }
     guard result.count == count else { throw ValidationError("could not find \(count) free ports") }
     return result
+}
+
+/// The `_count` and `_sum` of a Prometheus histogram `metric` at `port`'s `/metrics`.
+func prometheusHistogram(_ client: BenchHTTPClient, port: Int, metric: String) -> (count: Int, sum: Double)? {
+    guard let body = client.http("GET", port: port, path: "/metrics", body: nil) else { return nil }
+    let text = String(decoding: body, as: UTF8.self)
+    guard let count = prometheusSum(text, metric: metric + "_count") else { return nil }
+    var sum = 0.0
+    for line in text.split(separator: "\n") where line.hasPrefix(metric + "_sum") {
+        sum += line.split(separator: " ").last.flatMap { Double($0) } ?? 0
+    }
+    return (count, sum)
 }
 
 /// Sums the values of the Prometheus lines of `metric` (any labels) in `text`.
@@ -382,6 +403,10 @@ final class EtcdMembers: BenchMemberSet, @unchecked Sendable {
         guard let body = client.http("GET", port: clientPorts[i], path: "/metrics", body: nil) else { return nil }
         return prometheusSum(String(decoding: body, as: UTF8.self), metric: "etcd_disk_wal_fsync_duration_seconds_count")
     }
+
+    func syncSeconds(of i: Int) -> (count: Int, sum: Double)? {
+        prometheusHistogram(client, port: clientPorts[i], metric: "etcd_disk_wal_fsync_duration_seconds")
+    }
 }
 
 /// Five `cluster agent` processes (this executable), as `cluster demo` starts them, on ports
@@ -458,6 +483,10 @@ final class AgentMembers: BenchMemberSet, @unchecked Sendable {
     func durableWrites(of i: Int) -> Int? {
         guard let body = client.http("GET", port: ports[i], path: "/metrics", body: nil) else { return nil }
         return prometheusSum(String(decoding: body, as: UTF8.self), metric: "cluster_persist_duration_seconds_count")
+    }
+
+    func syncSeconds(of i: Int) -> (count: Int, sum: Double)? {
+        prometheusHistogram(client, port: ports[i], metric: "cluster_persist_duration_seconds")
     }
 }
 
