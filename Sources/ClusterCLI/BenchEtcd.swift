@@ -139,6 +139,12 @@ struct BenchEtcd: ParsableCommand {
                         continue
                     }
                     times.append(ms)
+                    if ms > Double(electionMs) / 2 {
+                        // A handover slower than half an election timeout: what the members logged.
+                        progressDone()
+                        printError("bench etcd: \(impl): handover \(trial) (\(leader + 1) → \(target + 1)) took \(format(ms, 1)) ms; the members logged:")
+                        for i in 0..<nodes { printError(members.log(of: i).split(separator: "\n").suffix(6).map { "  [\(i + 1)] \($0)" }.joined(separator: "\n")) }
+                    }
                     targetWrites.append(Double(targetNow - countsBefore[target]))
                     pause(seconds: 1)  // what follows the handover (etcd's empty entry, our configuration) is written
                     let countsAfter = (0..<nodes).map { members.durableWrites(of: $0) ?? 0 }
@@ -248,6 +254,8 @@ protocol BenchMemberSet: Sendable {
     func restart(_ i: Int) throws
     /// The durable writes member `i` has made since it started (nil: it did not answer).
     func durableWrites(of i: Int) -> Int?
+    /// The end of what member `i` has logged.
+    func log(of i: Int) -> String
     /// The number of its durable writes and the seconds they took in all (its metrics' histogram).
     func syncSeconds(of i: Int) -> (count: Int, sum: Double)?
 }
@@ -404,6 +412,10 @@ final class EtcdMembers: BenchMemberSet, @unchecked Sendable {
         return prometheusSum(String(decoding: body, as: UTF8.self), metric: "etcd_disk_wal_fsync_duration_seconds_count")
     }
 
+    func log(of i: Int) -> String {
+        String(decoding: (lock.withLock { processes[i] }?.output ?? []).suffix(4096), as: UTF8.self)
+    }
+
     func syncSeconds(of i: Int) -> (count: Int, sum: Double)? {
         prometheusHistogram(client, port: clientPorts[i], metric: "etcd_disk_wal_fsync_duration_seconds")
     }
@@ -483,6 +495,10 @@ final class AgentMembers: BenchMemberSet, @unchecked Sendable {
     func durableWrites(of i: Int) -> Int? {
         guard let body = client.http("GET", port: ports[i], path: "/metrics", body: nil) else { return nil }
         return prometheusSum(String(decoding: body, as: UTF8.self), metric: "cluster_persist_duration_seconds_count")
+    }
+
+    func log(of i: Int) -> String {
+        String(decoding: (lock.withLock { processes[i] }?.output ?? []).suffix(4096), as: UTF8.self)
     }
 
     func syncSeconds(of i: Int) -> (count: Int, sum: Double)? {
