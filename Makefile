@@ -47,7 +47,8 @@ sim: setup
 # key's cost (64 nodes with and without a key, and the tags alone), the memory baseline (2 nodes),
 # mesh flat out (one loop thread,
 # and two for 8/16); then failover
-# (three modes), join, the memory of 5 agent processes, and the gossip membership at
+# (three modes), join, the memory of 5 agent processes, 5 agents beside 5 etcd members
+# (`cluster bench etcd`: handover, leader killed, CPU at rest), the gossip membership at
 # BENCH_MEMBERS members beside memberlist (../shared/bench/memberlist-mesh), and BENCH_AGENTS agent
 # processes at rest beside as many Serf agents. Results: .build/bench/results.jsonl, a summary with
 # the median ratios on stdout, SVG plots in docs/bench. BENCH_SECONDS sets each measured window.
@@ -62,6 +63,8 @@ BENCH_AGENTS ?= 8 64
 BENCH_AGENTS_SECONDS ?= 10s
 # The key's cost is a ratio of two runs, each as noisy as the VM: more pairs than other repeats.
 BENCH_KEY_PAIRS ?= 7
+# Handovers and leader kills measured on each side of `cluster bench etcd`.
+BENCH_ETCD_TRIALS ?= 20
 YARDSTICK ?= ../shared/bench
 BENCH_OUT ?= .build/bench
 bench: setup
@@ -109,6 +112,11 @@ bench: setup
 	done; \
 		.build/release/cluster bench agents --nodes $$n --membership mesh --seconds $(BENCH_AGENTS_SECONDS) | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 	done
+	@# Five agents beside five etcd members (handover, leader killed, CPU at rest); etcd is
+	@# installed with apt-get when run as root, else its side is skipped, saying how to install it.
+	@command -v etcd >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { echo "bench: installing etcd-server and etcd-client with apt-get" >&2; \
+		apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >&2; } || true
+	@.build/release/cluster bench etcd --trials $(BENCH_ETCD_TRIALS) --rest-seconds 20 | tee -a $(BENCH_OUT)/results.jsonl
 	@echo; .build/release/cluster bench report $(BENCH_OUT)/results.jsonl --plots docs/bench \
 		--samples crash=$(BENCH_OUT)/failover-crash.txt --samples silent=$(BENCH_OUT)/failover-silent.txt \
 		--samples leave=$(BENCH_OUT)/failover-leave.txt

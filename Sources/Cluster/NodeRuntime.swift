@@ -74,6 +74,11 @@ final class NodeRuntime: @unchecked Sendable {
     private var bootstrapProblemLogged: String?
     /// The voters last logged, so that a new configuration of the same voters is not said again.
     private var votersLogged: [String]?
+    /// Durable writes failed in a row (0: the last one succeeded), and when the last failure was
+    /// logged: the first failure is said in full, a run of them once every ten seconds, the
+    /// recovery once.
+    private var failedWritesInRow = 0
+    private var failureLoggedNs: UInt64 = 0
 
     init(config: ClusterConfig, membership: ClusterMembership, options: NodeOptions) {
         self.config = config
@@ -520,9 +525,19 @@ final class NodeRuntime: @unchecked Sendable {
         if let error {
             // The core refuses votes and does not stand until a retried write succeeds.
             stats.persistFailures += 1
-            logger.error("cannot persist election state, not voting: \(error)")
+            failedWritesInRow += 1
+            let now = nowNs
+            if failedWritesInRow == 1 || now &- failureLoggedNs >= 10_000_000_000 {
+                failureLoggedNs = now
+                let retry = core.persistRetryDelay / 1_000_000
+                logger.error("cannot persist election state, not voting: \(error). This node neither votes nor stands for election, nor leads, until its state is written; retrying every \(retry) ms (\(failedWritesInRow) failed write\(failedWritesInRow == 1 ? "" : "s") so far)")
+            }
             step(.persistFailed(state))
         } else {
+            if failedWritesInRow > 0 {
+                logger.notice("election state written again after \(failedWritesInRow) failed write\(failedWritesInRow == 1 ? "" : "s"): voting and standing again")
+                failedWritesInRow = 0
+            }
             membership.setLocalTerm(state.term)
             step(.persisted(state))
         }

@@ -13,7 +13,7 @@ import UV
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Loopback cluster benchmarks.",
-        subcommands: [BenchSteady.self, BenchMesh.self, BenchFailover.self, BenchJoin.self, BenchMembers.self, BenchTags.self, BenchAgents.self, BenchSerf.self, BenchReport.self],
+        subcommands: [BenchSteady.self, BenchMesh.self, BenchFailover.self, BenchJoin.self, BenchMembers.self, BenchTags.self, BenchAgents.self, BenchSerf.self, BenchEtcd.self, BenchReport.self],
         defaultSubcommand: BenchSteady.self)
 }
 

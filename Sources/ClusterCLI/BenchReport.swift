@@ -232,6 +232,26 @@ struct BenchReport: ParsableCommand {
             ].joined(separator: "; ") + "\n"
         }
         if !membersOut.isEmpty { out += "\ngossip membership, this vs memberlist (medians)\n" + membersOut }
+        // Five agents beside five etcd members (`cluster bench etcd`): ratios this / etcd (below
+        // 1: this is faster, or costs less).
+        let pairs = rows.filter { $0["mode"]?.string == "etcd-pair" }
+        let ours = pairs.filter { $0["impl"]?.string == "swift-cluster" }
+        let etcd = pairs.filter { $0["impl"]?.string == "etcd" }
+        if !ours.isEmpty {
+            out += "\nagents beside etcd (\(Int(number(ours[0], "nodes") ?? 0)) members, heartbeat \(Int(number(ours[0], "heartbeat_ms") ?? 0)) ms,"
+                + " election timeout \(Int(number(ours[0], "election_timeout_ms") ?? 0)) ms; medians)\n"
+            if etcd.isEmpty { out += "  (no etcd line: install it with `\(BenchEtcd.installHint)`)\n" }
+            for (key, label) in [("handover_p50_ms", "handover p50 ms"), ("handover_p99_ms", "handover p99 ms"),
+                                 ("handover_writes_median", "durable writes per handover"),
+                                 ("handover_target_writes_median", "the target's writes until it leads"),
+                                 ("crash_p50_ms", "leader killed, new leader p50 ms"), ("crash_p99_ms", "leader killed, p99 ms"),
+                                 ("rest_cpu_pct", "CPU at rest, % of a core")] {
+                let a = median(ours.compactMap { number($0, key) })
+                guard a.isFinite else { continue }
+                let b = median(etcd.compactMap { number($0, key) })
+                out += "  \(label.padded(to: 36)) \(num(a, 8, 2))" + (b.isFinite ? "  etcd \(num(b, 8, 2))" + (b > 0 ? "  ratio \(format(a / b, 2))" : "") : "") + "\n"
+            }
+        }
         var distributions: [String: [Double]] = [:]
         for spec in samples {
             let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
