@@ -150,6 +150,25 @@ package final class BenchHooks: @unchecked Sendable {
         lock.withLock { from < gossipEvents.count ? Array(gossipEvents[from...]) : [] }
     }
 
+    /// A node's gossip layer learnt of a newer primary: `leader` at `term`, at `atNs`.
+    package struct PrimaryEvent: Sendable {
+        package var observer: String
+        package var leader: String
+        package var term: UInt64
+        package var atNs: UInt64
+    }
+
+    private var primaryEvents: [PrimaryEvent] = []
+
+    /// The primary events from the `from`th on (all are kept: a few per member per election).
+    package func primaryEvents(from: Int) -> [PrimaryEvent] {
+        lock.withLock { from < primaryEvents.count ? Array(primaryEvents[from...]) : [] }
+    }
+
+    func gossipPrimary(observer: String, leader: String, term: UInt64, atNs: UInt64) {
+        lock.withLock { primaryEvents.append(PrimaryEvent(observer: observer, leader: leader, term: term, atNs: atNs)) }
+    }
+
     func gossipChanged(observer: String, subject: String, state: String, atNs: UInt64) {
         lock.withLock {
             guard gossipWatch.contains(subject) else { return }

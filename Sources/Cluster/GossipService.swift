@@ -186,6 +186,7 @@ final class GossipService {
         case .memberChanged(let id, let from, let to, let incarnation):
             memberChanged(id, from: from, to: to, incarnation: incarnation)
         case .primaryChanged(let primary):
+            node.benchHooks?.gossipPrimary(observer: node.config.nodeID, leader: primary.leaderID, term: primary.term, atNs: node.hrtimeNs)
             // A member with links hears the primary itself; one without, from here.
             if primary.leaderID != node.config.nodeID, node.membership.contains(primary.leaderID) {
                 node.membership.recordGossipedPrimary(primary.leaderID, term: primary.term, epoch: primary.epoch)

@@ -127,6 +127,8 @@ struct Agent: AsyncParsableCommand {
         }
         if !(1...1000).contains(priority) { throw ValidationError("--priority must be 1...1000") }
         if clusterName.utf8.count > 255 { throw ValidationError("--cluster-name is longer than 255 bytes") }
+        // A key file that cannot be read is a bad flag, said before anything starts.
+        _ = try clusterKey()
     }
 
     /// The key from --key-file, else from CLUSTER_KEY; nil: none.

@@ -17,7 +17,7 @@ struct BenchMembers: ParsableCommand {
 
     @Option(help: "Members.") var nodes = 100
     @Option(help: "The gossip probe interval.") var probeInterval = DurationArgument(.milliseconds(200), text: "200ms")
-    @Option(help: "rest, join, crash, or a comma list run in order on one cluster.") var scenario = "rest,join,crash"
+    @Option(help: "rest, join, crash, primary (the primary killed: until every member names its successor; once), or a comma list run in order on one cluster.") var scenario = "rest,join,crash"
     @Option(help: "Join and crash trials.") var trials = 5
     @Option(help: "Seconds measured at rest.") var seconds = 10.0
     @Option(help: "Loop threads shared by the members.") var threads = 1
@@ -35,8 +35,8 @@ struct BenchMembers: ParsableCommand {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1...64") }
         guard joinBatch >= 0 else { throw ValidationError("--join-batch must be 0 or more") }
         guard convergeTimeout.duration > .zero else { throw ValidationError("--converge-timeout must be more than 0") }
-        for s in scenarios where !["rest", "join", "crash"].contains(s) {
-            throw ValidationError("unknown scenario \(s): rest, join or crash")
+        for s in scenarios where !["rest", "join", "crash", "primary"].contains(s) {
+            throw ValidationError("unknown scenario \(s): rest, join, crash or primary")
         }
     }
 
@@ -175,6 +175,38 @@ struct BenchMembers: ParsableCommand {
                     ("join_p50_ms", format(percentile(sorted, 50), 0)), ("join_p99_ms", format(percentile(sorted, 99), 0)),
                     ("join_max_ms", format(sorted.last ?? 0, 0)),
                 ]
+            case "primary":
+                // The primary killed (once: three voters stand a loss of one): how long until every
+                // member names its successor (the voters elect it; the others learn it by gossip).
+                progress("members: primary killed")
+                var read = hooks.primaryEvents(from: 0).count
+                let victim = voters.compactMap { managers[$0]?.leaderID }.first { !crashed.contains($0) && managers[$0] != nil }
+                var namedAt: [String: UInt64] = [:]
+                var start = UVLoop.hrtimeNs()
+                if let victim, !crashed.contains(victim) {
+                    start = UVLoop.hrtimeNs()
+                    managers[victim]!.crash()
+                    crashed.insert(victim)
+                    let others = Set(order.filter { !crashed.contains($0) })
+                    let end = start + 60_000_000_000
+                    while UVLoop.hrtimeNs() < end && namedAt.count < others.count {
+                        let events = hooks.primaryEvents(from: read)
+                        read += events.count
+                        for e in events where e.leader != victim && others.contains(e.observer) && namedAt[e.observer] == nil {
+                            namedAt[e.observer] = e.atNs
+                        }
+                        pause(seconds: 0.01)
+                    }
+                    let done = namedAt.count == others.count
+                    fields += [
+                        ("primary_completed", done ? "1" : "0"),
+                        ("primary_named_by", "\(namedAt.count)"), ("primary_members", "\(others.count)"),
+                        ("primary_first_ms", format(Double((namedAt.values.min() ?? start) - start) / 1e6, 0)),
+                        ("primary_all_ms", done ? format(Double((namedAt.values.max() ?? start) - start) / 1e6, 0) : "null"),
+                    ]
+                } else {
+                    fields += [("primary_completed", "0"), ("primary_named_by", "0")]
+                }
             default:  // crash
                 var detects: [Double] = []
                 var suspects: [Double] = []
