@@ -58,6 +58,8 @@ BENCH_NODES ?= 8 16 32 64 128
 BENCH_TRIALS ?= 50
 # Members of the gossip benchmark (`cluster bench members` beside memberlist-mesh).
 BENCH_MEMBERS ?= 100 300
+# The large run: members in one process (probe 1 s, joining 100 at a time).
+BENCH_MEMBERS_LARGE ?= 1000
 # Agent processes at rest beside as many Serf agents (`cluster bench agents` / `cluster bench serf`).
 BENCH_AGENTS ?= 8 64
 BENCH_AGENTS_SECONDS ?= 10s
@@ -100,6 +102,11 @@ bench: setup
 		[ ! -x .build/memberlist-mesh ] || .build/memberlist-mesh --nodes $$n --probe-interval 200ms --scenario rest,join,crash --trials 3 --seconds 10 --converge-timeout 120s --json-only | tee -a $(BENCH_OUT)/results.jsonl; \
 		.build/release/cluster bench members --nodes $$n --probe-interval 200ms --scenario rest,join,crash --trials 3 --seconds 10 | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 	done
+	@# A thousand members in this process, joining 100 at a time, probe 1 s (at 200 ms the start-up
+	@# overloads one machine's two cores past ~700 members): converge, a killed member declared
+	@# failed by all, a killed primary's successor named by all, the cost at rest once settled.
+	@ulimit -n 20000 2>/dev/null; .build/release/cluster bench members --nodes $(BENCH_MEMBERS_LARGE) --probe-interval 1s \
+		--scenario rest,crash,primary --trials 2 --seconds 10 --join-batch 100 --converge-timeout 300s | tee -a $(BENCH_OUT)/results.jsonl || exit 1
 	@# Agent processes at rest beside Serf's (issue 17): BENCH_AGENTS `cluster agent` processes with
 	@# --membership gossip (probe every 1 s, Serf's LAN profile) and as many `serf agent`s (Debian's
 	@# serf package, installed when root and missing; skipped, saying so, where it cannot be), one

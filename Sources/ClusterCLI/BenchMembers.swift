@@ -130,20 +130,38 @@ struct BenchMembers: ParsableCommand {
         for scenario in scenarios {
             switch scenario {
             case "rest":
-                progress("members: at rest, \(format(seconds, 0)) s")
-                pause(seconds: 1)
                 let ids = order.filter { !crashed.contains($0) }
+                // Settled as memberlist-mesh settles: the news of the start-up gone out, the
+                // datagrams down to within 1.25 x of the probes' (a ping and an ack per member
+                // per probe interval), for up to a minute.
+                progress("members: settling")
+                let floor = 2 * Double(ids.count) / (Double(probeInterval.duration.nanoseconds) / 1e9)
+                let settleStart = UVLoop.hrtimeNs()
+                var sentBefore = ids.reduce(UInt64(0)) { $0 + managers[$1]!.stats.gossipDatagramsSent }
+                var settled = false
+                while !settled && UVLoop.hrtimeNs() - settleStart < 60_000_000_000 {
+                    pause(seconds: 1)
+                    let sent = ids.reduce(UInt64(0)) { $0 + managers[$1]!.stats.gossipDatagramsSent }
+                    settled = Double(sent - sentBefore) <= 1.25 * floor
+                    sentBefore = sent
+                }
+                fields += [("settle_ms", settled ? format(Double(UVLoop.hrtimeNs() - settleStart) / 1e6, 0) : "null")]
+                progress("members: at rest, \(format(seconds, 0)) s")
                 let bytesBefore = ids.reduce(UInt64(0)) { $0 + managers[$1]!.stats.gossipBytesSent }
+                let exchangesBefore = ids.reduce(UInt64(0)) { $0 + managers[$1]!.stats.gossipExchanges }
                 let usageBefore = UVResourceUsage.current()!
                 let wallBefore = UVLoop.hrtimeNs()
                 pause(seconds: seconds)
                 let wall = Double(UVLoop.hrtimeNs() - wallBefore) / 1e9
                 let usage = UVResourceUsage.current()!
                 let bytes = ids.reduce(UInt64(0)) { $0 + managers[$1]!.stats.gossipBytesSent } - bytesBefore
+                let exchanges = ids.reduce(UInt64(0)) { $0 + managers[$1]!.stats.gossipExchanges } - exchangesBefore
                 let members = Double(ids.count)
                 fields += [
                     ("cpu_us_per_member_s", format((usage.cpuSeconds - usageBefore.cpuSeconds) * 1e6 / members / wall, 0)),
                     ("bytes_per_member_s", format(Double(bytes) / members / wall, 0)),
+                    // Full states taken (both ends of an exchange count one each), per member per minute.
+                    ("full_states_per_member_min", format(Double(exchanges) * 60 / members / wall, 2)),
                     ("rss_kib_per_member", format(Double(usage.maxRSSKiB) / members, 0)),
                 ]
             case "join":

@@ -342,7 +342,7 @@ struct GossipCoreTests {
         #expect(after.filter { if case .requestFullState = $0 { true } else { false } }.count <= 1, "\(after.filter { if case .requestFullState = $0 { true } else { false } })")
     }
 
-    @Test("SWIM §4.2: an update is sent λ·ceil(log10(N+1)) times, then no more")
+    @Test("SWIM §4.2: an update is sent λ·(ceil(log10(N+1)) + 1) times (a round more than memberlist), then no more")
     func retransmitLimit() {
         let others = (0..<20).map { "m\($0)" }
         var h = Harness(knows: others)
@@ -354,7 +354,7 @@ struct GossipCoreTests {
         let carried = sends(out).reduce(0) { n, s in
             n + s.message.updates.filter { $0 == .alive(id: "m0", incarnation: 5, address: address("m0"), voter: true) }.count
         }
-        #expect(h.core.retransmitLimit == 4 * 2)  // N = 21: ceil(log10(22)) = 2
+        #expect(h.core.retransmitLimit == 4 * 3)  // N = 21: ceil(log10(22)) + 1 = 3
         #expect(carried == h.core.retransmitLimit)
         #expect(h.core.pendingBroadcasts == 0)
     }
