@@ -150,6 +150,23 @@ package final class BenchHooks: @unchecked Sendable {
         lock.withLock { from < gossipEvents.count ? Array(gossipEvents[from...]) : [] }
     }
 
+    /// Stalls (`cluster bench members --scenario stall`, as memberlist-mesh's deaf transport):
+    /// until the time set here, a node's gossip layer holds the datagrams that arrive (delivered
+    /// once the time has passed, at its next datagram or timer), as a stalled process would.
+    private var deafUntil: [String: UInt64] = [:]
+    /// Whether any node was ever made deaf (read without the lock on every datagram).
+    private let anyDeaf = Atomic<Bool>(false)
+
+    package func makeDeaf(_ nodeID: String, untilNs: UInt64) {
+        anyDeaf.store(true, ordering: .relaxed)
+        lock.withLock { deafUntil[nodeID] = untilNs }
+    }
+
+    func isDeaf(_ nodeID: String, nowNs: UInt64) -> Bool {
+        guard anyDeaf.load(ordering: .relaxed) else { return false }
+        return lock.withLock { (deafUntil[nodeID] ?? 0) > nowNs }
+    }
+
     /// A node's gossip layer learnt of a newer primary: `leader` at `term`, at `atNs`.
     package struct PrimaryEvent: Sendable {
         package var observer: String

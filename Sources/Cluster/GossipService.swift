@@ -30,6 +30,8 @@ final class GossipService {
     private(set) var exchanges: UInt64 = 0
     /// Bytes sent: datagrams, and full states over TCP.
     private(set) var bytesSent: UInt64 = 0
+    /// Datagrams held while a benchmark keeps this node deaf (`BenchHooks.makeDeaf`).
+    private var held: [(bytes: [UInt8], source: String, host: String)] = []
     /// On a keyed cluster: what seals every datagram and full state this node sends, and checks
     /// every one it takes (`GossipSeal`). Nil on a cluster without a key.
     private var seal: GossipSeal?
@@ -94,6 +96,11 @@ final class GossipService {
     /// Steps the core and carries out what it says.
     func step(_ event: GossipEvent) {
         guard core != nil else { return }
+        if !held.isEmpty, let hooks = node.benchHooks, !hooks.isDeaf(node.config.nodeID, nowNs: node.hrtimeNs) {
+            let backlog = held
+            held = []
+            for (bytes, source, host) in backlog { take(bytes, from: source, host: host) }
+        }
         // In place: a copy of the core would copy its member table on the first write.
         let directives = core!.step(event, now: node.nowNs)
         for directive in directives { carryOut(directive) }
@@ -105,23 +112,32 @@ final class GossipService {
     /// checked first; what fails is dropped, counted and logged (at most once a second a cause).
     func received(_ bytes: RawSpan, from source: UVDatagramSource) {
         guard core != nil else { return }
-        let message: GossipMessage
         let data = bytes.withUnsafeBytes { Array($0) }
+        if let hooks = node.benchHooks, hooks.isDeaf(node.config.nodeID, nowNs: node.hrtimeNs) {
+            if held.count < 100_000 { held.append((data, source.address.description, source.address.host)) }
+            return
+        }
+        take(data, from: source.address.description, host: source.address.host)
+    }
+
+    private func take(_ data: [UInt8], from source: String, host: String) {
+        guard core != nil else { return }
+        let message: GossipMessage
         do throws(WireError) {
             if let seal, data.count > 1, data[1] & 1 != 0 {
                 do throws(GossipSeal.Refusal) {
                     try seal.open(data)
                 } catch {
                     node.stats.authenticationFailures &+= 1
-                    return reject("a gossip datagram from \(source.address) is refused: \(error)", cause: "gossip seal \(source.address.host) \(error)")
+                    return reject("a gossip datagram from \(source) is refused: \(error)", cause: "gossip seal \(host) \(error)")
                 }
             }
             message = try GossipWire.decode(data, keyed: seal != nil)
         } catch {
-            return reject("a gossip datagram from \(source.address) is refused: \(error)", cause: "gossip datagram \(source.address.host)")
+            return reject("a gossip datagram from \(source) is refused: \(error)", cause: "gossip datagram \(host)")
         }
         datagramsReceived &+= 1
-        step(.datagram(message, from: source.address.description))
+        step(.datagram(message, from: source))
     }
 
     /// A datagram this node sent to `address` was refused: nothing listens there.

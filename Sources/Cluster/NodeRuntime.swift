@@ -962,6 +962,9 @@ final class NodeRuntime: @unchecked Sendable {
         if id == config.nodeID { return "\(id) is this node: stop it instead" }
         if !membership.contains(id) { return "\(id) is not a member" }
         if links.hasLiveLink(id) { return "\(id) is linked and alive: stop it first" }
+        if gossip.isRunning, let said = membership.gossipState(of: id), said.state == .alive || said.state == .suspect {
+            return "\(id) is \(said.state) by the gossip: stop it first"
+        }
         if core.configuration.voters.contains(id) {
             return "\(id) is a voter: remove its vote first (cluster voters remove \(id))"
         }
@@ -983,8 +986,10 @@ final class NodeRuntime: @unchecked Sendable {
             peerProtocol.sendLeave(id, to: peer.id)
             told += 1
         }
+        // Members without links hear it by gossip: it is left, not failed, for all.
+        gossip.step(.forceLeave(id))
         outbox.flush()
-        logger.warning("\(id) force-left the cluster (operator request); \(told) peer(s) told")
+        logger.warning("\(id) force-left the cluster (operator request); \(told) peer(s) told\(gossip.isRunning ? ", the others by gossip" : "")")
         return ForceLeaveResponse(success: true, peersTold: told)
     }
 
@@ -999,6 +1004,7 @@ final class NodeRuntime: @unchecked Sendable {
             return
         }
         guard (try? membership.forget(id, for: options.unlinkedMemberExpiry)) != nil else { return }
+        gossip.step(.forceLeave(id))
         logger.warning("\(id) force-left the cluster (told by \(peerID))")
     }
 

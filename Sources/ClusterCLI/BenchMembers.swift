@@ -17,7 +17,9 @@ struct BenchMembers: ParsableCommand {
 
     @Option(help: "Members.") var nodes = 100
     @Option(help: "The gossip probe interval.") var probeInterval = DurationArgument(.milliseconds(200), text: "200ms")
-    @Option(help: "rest, join, crash, primary (the primary killed: until every member names its successor; once), or a comma list run in order on one cluster.") var scenario = "rest,join,crash"
+    @Option(help: "rest, join, crash, primary (the primary killed: until every member names its successor; once), stall (members deaf now and then: healthy ones declared failed), or a comma list run in order on one cluster.") var scenario = "rest,join,crash"
+    @Option(help: "stall: the share of members that stall.") var stallFraction = 0.05
+    @Option(help: "stall: how long each stall lasts, in ms (a stalled member is deaf that long, then hears as long, and so on, from a random phase: what arrives meanwhile is held, as memberlist-mesh's deaf transport holds it).") var stallMs = 3000
     @Option(help: "Join and crash trials.") var trials = 5
     @Option(help: "Seconds measured at rest.") var seconds = 10.0
     @Option(help: "Loop threads shared by the members.") var threads = 1
@@ -35,8 +37,11 @@ struct BenchMembers: ParsableCommand {
         guard (1...64).contains(threads) else { throw ValidationError("--threads must be 1...64") }
         guard joinBatch >= 0 else { throw ValidationError("--join-batch must be 0 or more") }
         guard convergeTimeout.duration > .zero else { throw ValidationError("--converge-timeout must be more than 0") }
-        for s in scenarios where !["rest", "join", "crash", "primary"].contains(s) {
-            throw ValidationError("unknown scenario \(s): rest, join, crash or primary")
+        for s in scenarios where !["rest", "join", "crash", "primary", "stall"].contains(s) {
+            throw ValidationError("unknown scenario \(s): rest, join, crash, primary or stall")
+        }
+        guard stallFraction > 0 && stallFraction < 0.5 else { throw ValidationError("--stall-fraction must be in (0, 0.5)") }
+        guard (10...60_000).contains(stallMs) else { throw ValidationError("--stall-ms must be 10...60000")
         }
     }
 
@@ -192,6 +197,61 @@ struct BenchMembers: ParsableCommand {
                     ("join_trials", "\(trials)"), ("join_completed", "\(joins.count)"),
                     ("join_p50_ms", format(percentile(sorted, 50), 0)), ("join_p99_ms", format(percentile(sorted, 99), 0)),
                     ("join_max_ms", format(sorted.last ?? 0, 0)),
+                ]
+            case "stall":
+                // Members deaf for stallMs at a time (what arrives is held), hearing as long, from
+                // a random phase, through the window; then the longest suspicion runs out. Healthy
+                // members declared failed by anyone are false positives; stalled ones are counted
+                // apart (a member deaf for seconds may rightly be declared failed).
+                let candidates = order.filter { !voters.contains($0) && !crashed.contains($0) && $0 != "m1" }
+                let count = max(1, Int((stallFraction * Double(order.count - crashed.count)).rounded()))
+                let stalled = Array(candidates.shuffled().prefix(count))
+                let stalledSet = Set(stalled)
+                hooks.watchGossip(Set(order))
+                let dur = UInt64(stallMs) * 1_000_000
+                let start = UVLoop.hrtimeNs()
+                var nextDeaf: [String: UInt64] = [:]
+                for id in stalled { nextDeaf[id] = start + UInt64.random(in: 0..<(2 * dur)) }
+                progress("members: \(count) stalling, \(format(seconds, 0)) s")
+                let ids = order.filter { !crashed.contains($0) }
+                let bytesBefore = ids.reduce(UInt64(0)) { $0 + managers[$1]!.stats.gossipBytesSent }
+                let usageBefore = UVResourceUsage.current()!
+                let end = start + UInt64(seconds * 1e9)
+                while UVLoop.hrtimeNs() < end {
+                    let now = UVLoop.hrtimeNs()
+                    for id in stalled where now >= nextDeaf[id]! {
+                        hooks.makeDeaf(id, untilNs: now + dur)
+                        nextDeaf[id]! += 2 * dur
+                    }
+                    pause(seconds: 0.01)
+                }
+                let wall = Double(UVLoop.hrtimeNs() - start) / 1e9
+                let usage = UVResourceUsage.current()!
+                let bytes = ids.reduce(UInt64(0)) { $0 + managers[$1]!.stats.gossipBytesSent } - bytesBefore
+                // The longest suspicion (Lifeguard: α·max(1, log10 N)·probe, times β), a stall, 2 s.
+                let logN = max(1.0, log10(Double(ids.count)))
+                let tail = Double(stallMs) / 1000 + 4 * logN * 6 * Double(probeInterval.duration.nanoseconds) / 1e9 + 2
+                progress("members: stalls over, waiting \(format(tail, 0)) s for pending suspicions")
+                pause(seconds: tail)
+                var healthyDeclared: Set<String> = [], stalledDeclared: Set<String> = []
+                var healthyEvents = 0, stalledEvents = 0
+                for e in hooks.gossipEvents(from: 0) where e.state == "failed" && !crashed.contains(e.subject) {
+                    if stalledSet.contains(e.subject) {
+                        stalledDeclared.insert(e.subject)
+                        stalledEvents += 1
+                    } else {
+                        healthyDeclared.insert(e.subject)
+                        healthyEvents += 1
+                    }
+                }
+                hooks.watchGossip([])
+                let members = Double(ids.count)
+                fields += [
+                    ("stall_fraction", format(stallFraction, 2)), ("stall_ms", "\(stallMs)"), ("stalled_members", "\(count)"),
+                    ("stall_false_positives", "\(healthyDeclared.count)"), ("stall_false_positive_events", "\(healthyEvents)"),
+                    ("stalled_declared_dead", "\(stalledDeclared.count)"), ("stalled_dead_events", "\(stalledEvents)"),
+                    ("stall_cpu_us_per_member_s", format((usage.cpuSeconds - usageBefore.cpuSeconds) * 1e6 / members / wall, 0)),
+                    ("stall_bytes_per_member_s", format(Double(bytes) / members / wall, 0)),
                 ]
             case "primary":
                 // The primary killed (once: three voters stand a loss of one): how long until every

@@ -168,4 +168,27 @@ struct GossipAgentTests {
         }
         #expect(cluster.statuses(of: ids).values.allSatisfy { $0.leaderID == leader })
     }
+
+    @Test("force-leave with the gossip layer: a member that does not vote and is alive is refused with the reason; once killed and failed, it is held left, not failed, by every member, linked or not")
+    func forceLeaveSpreadsByGossip() async throws {
+        let cluster = try await AgentCluster.start(size: 5, voters: 3, extra: Self.gossip)
+        let ids = cluster.ids
+        _ = try #require(await cluster.agreedLeader(among: ids))
+        #expect(await eventually(timeout: .seconds(20)) {
+            ids.allSatisfy { Self.metric(cluster.agent($0), "cluster_gossip_members", "state=\"alive\"") == 4 }
+        })
+        let gone = ids[4], asked = cluster.agent(ids[0]).address.description
+        let refused = try await runChildAwaiting("cluster", ["force-leave", "--addr", asked, gone], timeoutSeconds: 30)
+        #expect(refused.exitCode != 0 && refused.output.contains("\(gone) is alive by the gossip: stop it first"), "\(refused)")
+
+        cluster.agent(gone).child.signal(SIGKILL)
+        _ = cluster.agent(gone).child.waitForExit(seconds: 10)
+        let live = Array(ids.prefix(4))
+        #expect(await eventually(timeout: .seconds(10)) { Self.allLogged(cluster, live, "gossip: \(gone) failed") })
+        let done = try await runChildAwaiting("cluster", ["force-leave", "--addr", asked, gone], timeoutSeconds: 30)
+        #expect(done.exitCode == 0, "\(done)")
+        // Members without links (ids[3]) hear it by gossip, as the voters do.
+        #expect(await eventually(timeout: .seconds(10)) { Self.allLogged(cluster, live, "gossip: \(gone) left") },
+                "\(live.map { cluster.agent($0).child.output.suffix(500) })")
+    }
 }

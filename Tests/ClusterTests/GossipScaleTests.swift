@@ -6,8 +6,8 @@ import Testing
 @Suite("Gossip membership at scale (one process)", .serialized, .timeLimit(.minutes(4)))
 struct GossipScaleTests {
     @Test("96 members in one process, three of them voters: every member sees every other alive, killed members are declared failed by all, and a killed primary's successor is named by every member")
-    func manyMembersConvergeDetectAndSpreadThePrimary() throws {
-        let result = try runChild(
+    func manyMembersConvergeDetectAndSpreadThePrimary() async throws {
+        let result = try await runChildAwaiting(
             "cluster",
             ["bench", "members", "--nodes", "96", "--probe-interval", "100ms", "--scenario", "crash,primary", "--trials", "2",
              "--converge-timeout", "120s"],

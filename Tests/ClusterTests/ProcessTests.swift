@@ -66,6 +66,21 @@ final class ChildProcess: @unchecked Sendable {
     }
 }
 
+/// As `runChild`, for a child that runs for long: it waits without holding a thread of Swift's
+/// cooperative pool (two on a 2-core machine; a test blocked on a child for tens of seconds
+/// would starve every other test of the run meanwhile).
+func runChildAwaiting(_ executable: String, _ arguments: [String], timeoutSeconds: Int) async throws -> ChildResult {
+    let child = try ChildProcess(executable, arguments)
+    let clock = ContinuousClock()
+    let deadline = clock.now + .seconds(timeoutSeconds)
+    while clock.now < deadline {
+        if let result = child.waitForExit(seconds: 0) { return result }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    child.signal(SIGKILL)
+    return child.waitForExit(seconds: 10) ?? ChildResult(exitCode: nil, signal: SIGKILL, output: child.output)
+}
+
 /// Runs a product to its end (killed after `timeoutSeconds`) and returns how it ended.
 func runChild(_ executable: String, _ arguments: [String], timeoutSeconds: Int) throws -> ChildResult {
     let child = try ChildProcess(executable, arguments)

@@ -326,6 +326,7 @@ package struct GossipCore: Sendable {
         case .setVoter(let voter): setVoter(voter, now: now)
         case .setPrimary(let primary): adoptPrimary(primary, now: now)
         case .unreachable(let address): unreachable(address, now: now)
+        case .forceLeave(let memberID): forceLeave(memberID, now: now)
         }
         claimAboutUs = false
         if now >= holdTimersUntil { runTimers(now: now) }
@@ -681,6 +682,19 @@ package struct GossipCore: Sendable {
         }
         entries.removeLast()
         out.append(.memberChanged(id: member.id, from: member.state, to: nil, incarnation: member.incarnation))
+    }
+
+    /// An operator's word that `memberID`, failed, is gone for good (Serf's force-leave): it is
+    /// held left at its incarnation and the news spreads (left overrides failed at an equal
+    /// incarnation), so that no member reconnects to it or keeps it failed. A member alive or
+    /// suspect is left alone (it would refute); so is this member.
+    mutating func forceLeave(_ memberID: String, now: UInt64) {
+        guard memberID != id else { return }
+        if !departed.isEmpty { departed.removeAll { $0.id == memberID } }
+        guard let i = index[memberID], entries[i].member.state == .failed else { return }
+        let incarnation = entries[i].member.incarnation
+        setState(i, .left, now: now)
+        enqueue(.left(id: memberID, incarnation: incarnation), now: now)
     }
 
     mutating func setState(_ i: Int, _ state: GossipMemberState, now: UInt64) {
@@ -1051,6 +1065,9 @@ package enum GossipEvent: Sendable, Equatable {
     case setPrimary(GossipPrimary)
     /// A datagram to `address` was refused (ICMP port unreachable): nothing listens there.
     case unreachable(address: String)
+    /// An operator removed this failed member for good (`cluster force-leave`): it becomes left,
+    /// and the news spreads. Nothing happens to a member alive or suspect.
+    case forceLeave(String)
 }
 
 /// What a core asks its driver to do.
