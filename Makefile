@@ -102,6 +102,11 @@ bench: setup
 		[ ! -x .build/memberlist-mesh ] || .build/memberlist-mesh --nodes $$n --probe-interval 200ms --scenario rest,join,crash --trials 3 --seconds 10 --converge-timeout 120s --json-only | tee -a $(BENCH_OUT)/results.jsonl; \
 		.build/release/cluster bench members --nodes $$n --probe-interval 200ms --scenario rest,join,crash --trials 3 --seconds 10 | tee -a $(BENCH_OUT)/results.jsonl || exit 1; \
 	done
+	@# Stalls: 5 % of 100 members deaf 3 s at a time for 30 s, beside memberlist with Lifeguard.
+	@ulimit -n 20000 2>/dev/null; [ ! -x .build/memberlist-mesh ] || .build/memberlist-mesh --nodes 100 --probe-interval 200ms --scenario stall \
+		--stall-fraction 0.05 --stall-ms 3000 --seconds 30 --json-only | tee -a $(BENCH_OUT)/results.jsonl; \
+	.build/release/cluster bench members --nodes 100 --probe-interval 200ms --scenario stall --stall-fraction 0.05 --stall-ms 3000 \
+		--seconds 30 | tee -a $(BENCH_OUT)/results.jsonl || exit 1
 	@# A thousand members in this process, joining 100 at a time, probe 1 s (at 200 ms the start-up
 	@# overloads one machine's two cores past ~700 members): converge, a killed member declared
 	@# failed by all, a killed primary's successor named by all, the cost at rest once settled.
