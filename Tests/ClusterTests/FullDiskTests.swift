@@ -67,6 +67,7 @@ struct FullDiskTests {
         var agent = first
         #expect(await eventually(timeout: .seconds(10)) { agent.child.output.contains("cannot persist election state") },
                 "\(agent.child.output.suffix(2000))")
+        let firstSaid = Date()
         let log = agent.child.output
         #expect(log.contains("no space left on device"), "\(log.suffix(2000))")
         #expect(log.contains("neither votes nor stands for election, nor leads"), "\(log.suffix(2000))")
@@ -80,9 +81,11 @@ struct FullDiskTests {
             #expect(status.state != .leader && status.leaderID == nil, "leads without a durable vote: \(status.state) \(String(describing: status.leaderID))")
         }
         #expect(answers > 0)
-        // A dozen failed retries, said once: the log is not flooded.
+        // A dozen failed retries, said once (and once more per 10 s, should a loaded machine have
+        // made this take that long): the log is not flooded.
         let said = agent.child.output.components(separatedBy: "cannot persist election state").count - 1
-        #expect(said == 1, "the failure was logged \(said) times")
+        let allowed = 1 + Int((Date().timeIntervalSince(firstSaid) + 1) / 10)
+        #expect(said >= 1 && said <= allowed, "the failure was logged \(said) times in \(Date().timeIntervalSince(firstSaid)) s")
         #expect((try? savedElectionState(directory: dataDir)) == nil, "a state was written on a full disk")
         // Killed and started again on the still full disk (its state file holds no copy, only
         // the blank slots it was created with): it starts, and still does not lead.

@@ -20,21 +20,15 @@ struct GossipPartitionTests {
         var agents: [ChildProcess] = []
         defer { agents.removeAll() }
         for i in all {
-            let agent = try hosts.start(on: i, [
-                "agent", "--id", "h\(i)", "--listen", "\(hosts.address(i)):0", "--data-dir", root + "/h\(i)",
+            let (agent, address) = try await hosts.startAgent(on: i, [
+                "--id", "h\(i)", "--listen", "\(hosts.address(i)):0", "--data-dir", root + "/h\(i)",
                 "--heartbeat-interval", "50ms", "--election-timeout", "500ms", "--min-quorum", "2",
                 "--voters", voters.map { "h\($0)" }.joined(separator: ","),
                 "--membership", "gossip", "--probe-interval", "100ms",
                 "--log-level", "debug",  // for "gossip: forgot …"
             ] + (addresses.isEmpty ? [] : ["--seeds", addresses.joined(separator: ",")]))
             agents.append(agent)
-            var address: String?
-            _ = await eventually(timeout: .seconds(20)) {
-                guard let range = agent.output.range(of: "listening on ") else { return false }
-                address = String(agent.output[range.upperBound...].prefix { !$0.isWhitespace })
-                return true
-            }
-            addresses.append(try #require(address, "h\(i) did not start: \(agent.output)"))
+            addresses.append(address)
         }
         func status(_ i: Int) -> StatusResponse? { hosts.status(from: i, of: addresses[i - 1]) }
         /// Every agent of `among` answers from its own host, knows every member of `among` alive

@@ -61,8 +61,8 @@ struct LinkHolesTests {
     @Test("hole 4: a stranger's keyed hello naming a member, never proven, does not keep a restarted node from dialling that member")
     func hole4UnprovenHelloHoldsNoDial() async throws {
         let key = KeyedClusterTests.key
-        // n3's dials wait 300 ms for n1 and n2 to dial it first (their ids are smaller): a wide
-        // window for the stranger. n1 and n2 redial a lost n3 only after 3 to 6 s, and keep the
+        // n3's dials wait 800 ms for n1 and n2 to dial it first (their ids are smaller): a wide
+        // window for the stranger, even on a loaded machine. n1 and n2 redial a lost n3 only after 3 to 6 s, and keep the
         // stranger's connections for 20 s.
         let cluster = try TestCluster(size: 3) { id, options in
             options.clusterName = "blue"
@@ -70,7 +70,7 @@ struct LinkHolesTests {
             options.reconnectBackoffBase = .seconds(6)
             options.reconnectBackoffMax = .seconds(6)
             options.helloTimeout = .seconds(20)
-            if id == "n3" { options.dialDeferral = .milliseconds(300) }
+            if id == "n3" { options.dialDeferral = .milliseconds(800) }
         }
         defer { cluster.shutdown() }
         _ = try #require(await cluster.waitForAgreedLeader(among: cluster.ids))
@@ -95,11 +95,12 @@ struct LinkHolesTests {
             #expect(await client.wait(timeout: .seconds(5)) { rawFrames($0.bytes).count >= 2 })
             strangers.append(client)
         }
-        #expect(ContinuousClock.now - started < .milliseconds(300), "the stranger came after n3 dialled")
-        let linked = await eventually(timeout: .seconds(2)) { n3.stats.peersConnected == 2 }
+        #expect(ContinuousClock.now - started < .milliseconds(800), "the stranger came after n3 dialled")
+        // Held by the stranger's handshakes, n3 would wait for n1's and n2's redials (3 to 6 s).
+        let linked = await eventually(timeout: .milliseconds(2500)) { n3.stats.peersConnected == 2 }
         let took = ContinuousClock.now - started
-        #expect(linked, "n3 was not linked to n1 and n2 within 2 s of its start")
-        #expect(took < .seconds(2))
+        #expect(linked, "n3 was not linked to n1 and n2 within 2.5 s of its start")
+        #expect(took < .milliseconds(2500))
         #expect(strangers.allSatisfy { !$0.current.closed }, "the stranger's handshakes were still pending")
     }
 

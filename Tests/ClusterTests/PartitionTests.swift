@@ -88,6 +88,19 @@ final class NetnsHosts: @unchecked Sendable {
         guard result.exitCode == 0 else { throw ClusterError.io("ip \(arguments.joined(separator: " ")): \(result)") }
     }
 
+    /// Starts an agent with `arguments` inside host `i` and waits until it says where it
+    /// listens: the agent and that address (`host:port`).
+    func startAgent(on i: Int, _ arguments: [String]) async throws -> (ChildProcess, String) {
+        let agent = try start(on: i, ["agent"] + arguments)
+        var address: String?
+        _ = await eventually(timeout: .seconds(20)) {
+            guard let range = agent.output.range(of: "listening on ") else { return false }
+            address = String(agent.output[range.upperBound...].prefix { !$0.isWhitespace })
+            return true
+        }
+        return (agent, try #require(address, "h\(i) did not start: \(agent.output)"))
+    }
+
     /// Starts `cluster` with `arguments` inside host `i`.
     func start(on i: Int, _ arguments: [String]) throws -> ChildProcess {
         let path = productsDirectory().appendingPathComponent("cluster").path
@@ -117,18 +130,12 @@ struct PartitionTests {
         var agents: [ChildProcess] = []
         defer { agents.removeAll() }
         for i in 1...5 {
-            let agent = try hosts.start(on: i, [
-                "agent", "--id", "h\(i)", "--listen", "\(hosts.address(i)):0", "--data-dir", root + "/h\(i)",
+            let (agent, address) = try await hosts.startAgent(on: i, [
+                "--id", "h\(i)", "--listen", "\(hosts.address(i)):0", "--data-dir", root + "/h\(i)",
                 "--heartbeat-interval", "50ms", "--election-timeout", "500ms", "--min-quorum", "3",
             ] + (addresses.isEmpty ? [] : ["--seeds", addresses[0]]))
             agents.append(agent)
-            var address: String?
-            _ = await eventually(timeout: .seconds(20)) {
-                guard let range = agent.output.range(of: "listening on ") else { return false }
-                address = String(agent.output[range.upperBound...].prefix { !$0.isWhitespace })
-                return true
-            }
-            addresses.append(try #require(address, "h\(i) did not start: \(agent.output)"))
+            addresses.append(address)
         }
         /// Every agent of `among` (host numbers) answers from its own host and names the same leader.
         func agreed(_ among: [Int], other: String? = nil) -> StatusResponse? {
