@@ -48,8 +48,19 @@ struct Sim: ParsableCommand {
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--nodes needs positive integers, e.g. 3,5,7")
         }
+        var firstSeeds = [seed]
+        if let seeds {
+            let parsed = seeds.split(separator: ",").map { UInt64($0.trimmingWhitespace()) }
+            guard !parsed.isEmpty, parsed.allSatisfy({ $0 != nil }) else {
+                throw ValidationError("--seeds needs unsigned integers, e.g. 7,20261130,424242")
+            }
+            firstSeeds = parsed.compactMap { $0 }
+        }
         if membership {
-            let failed = runMembership(sizes: sizes)
+            let failed = firstSeeds.reduce(0) { $0 + runMembership(sizes: sizes, from: $1) }
+            if firstSeeds.count > 1 {
+                print("cluster sim --membership: \(firstSeeds.count) seeds × \(schedules) schedules: \(failed) failed")
+            }
             if failed > 0 { throw ExitCode.failure }
             return
         }
@@ -59,14 +70,6 @@ struct Sim: ParsableCommand {
         case "partial": voterKnowledge = .partial
         case "disjoint": voterKnowledge = .disjointGroups
         default: throw ValidationError("--knowledge must be full, partial or disjoint")
-        }
-        var firstSeeds = [seed]
-        if let seeds {
-            let parsed = seeds.split(separator: ",").map { UInt64($0.trimmingWhitespace()) }
-            guard !parsed.isEmpty, parsed.allSatisfy({ $0 != nil }) else {
-                throw ValidationError("--seeds needs unsigned integers, e.g. 7,20261130,424242")
-            }
-            firstSeeds = parsed.compactMap { $0 }
         }
         var failed = 0
         for first in firstSeeds {
@@ -144,7 +147,7 @@ struct Sim: ParsableCommand {
 extension Sim {
     /// `--membership`: schedules of the gossip membership simulator. Prints a line per schedule
     /// (with --verbose, or when it fails) and the figures; returns how many failed.
-    func runMembership(sizes: [Int]) -> Int {
+    func runMembership(sizes: [Int], from seed: UInt64) -> Int {
         var failed = 0
         for i in 0..<max(0, schedules) {
             var config = GossipSimulationConfig(seed: seed &+ UInt64(i), nodes: sizes[i % sizes.count])
