@@ -888,8 +888,7 @@ package struct GossipCore: Sendable {
     /// bytes per member per second stay flat; and when a thousand members join at once, every one
     /// hears strangers, and exchanges at a fixed rate would swamp them all).
     var repairSpan: UInt64 {
-        let scale = max(1.0, Double(clusterSize) / Double(max(1, settings.fullStateScaleMembers)))
-        return UInt64(Double(settings.joinRetryInterval) * scale)
+        UInt64(Double(settings.joinRetryInterval) * sizeScale)
     }
 
     /// Serf's reconnect: a full-state exchange with one failed member forgotten, at random, with
@@ -904,14 +903,17 @@ package struct GossipCore: Sendable {
         out.append(.requestFullState(address: target.address))
     }
 
+    /// N over `fullStateScaleMembers`, at least 1: what the intervals of exchanges, whose full
+    /// states grow with N, are multiplied by.
+    var sizeScale: Double { max(1.0, Double(clusterSize) / Double(max(1, settings.fullStateScaleMembers))) }
+
     var reapInterval: UInt64 { max(settings.probeInterval, min(settings.reapFailedAfter, settings.forgetLeftAfter) / 10) }
 
     /// The time between two periodic full-state exchanges: `fullStateInterval`, times N over
     /// `fullStateScaleMembers` beyond that many members, times a random factor in [0.5, 1.5)
     /// drawn for each, so that members do not exchange in step.
     func fullStateSpan() -> UInt64 {
-        let scale = max(1.0, Double(clusterSize) / Double(max(1, settings.fullStateScaleMembers)))
-        return UInt64(Double(settings.fullStateInterval) * scale * fullStateJitter)
+        UInt64(Double(settings.fullStateInterval) * sizeScale * fullStateJitter)
     }
 
     func computeDeadline(now: UInt64) -> UInt64 {
